@@ -1,0 +1,379 @@
+#!/usr/bin/env bash
+# The local control plane for modelgate's tests and demo.
+#
+#   hack/cluster.sh build   build etcd, kube-apiserver, kube-controller-manager,
+#                           kube-scheduler, kubectl, kwok and helm from their
+#                           upstream Go modules (cached; instant when built)
+#   hack/cluster.sh up      build if needed, then start everything on loopback
+#                           and write a kubeconfig
+#   hack/cluster.sh down    stop every process `up` started and remove its state
+#   hack/cluster.sh env     print `export KUBECONFIG=… PATH=…` for eval
+#   hack/cluster.sh status  say whether the control plane is running
+#
+# Everything lives in $MODELGATE_CACHE (default ~/.cache/modelgate), outside
+# the repository: binaries under bin/<component>-<version>/, the running
+# cluster's certificates, data, logs and pids under cluster/.
+set -euo pipefail
+
+K8S_VERSION=v1.37.2
+ETCD_VERSION=v3.6.16
+KWOK_VERSION=v0.8.0
+HELM_VERSION=v3.22.0
+
+CACHE=${MODELGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelgate}
+STATE=${MODELGATE_CLUSTER_DIR:-$CACHE/cluster}
+API_PORT=${MODELGATE_API_PORT:-16443}
+ETCD_PORT=${MODELGATE_ETCD_PORT:-16379}
+KWOK_NODES=${MODELGATE_KWOK_NODES:-2}
+
+K8S_BIN=$CACHE/bin/kubernetes-$K8S_VERSION
+ETCD_BIN=$CACHE/bin/etcd-$ETCD_VERSION
+KWOK_BIN=$CACHE/bin/kwok-$KWOK_VERSION
+HELM_BIN=$CACHE/bin/helm-$HELM_VERSION
+KUBECONFIG_FILE=$STATE/kubeconfig
+
+START=$SECONDS
+say() { printf '[cluster %3ds] %s\n' "$((SECONDS - START))" "$*" >&2; }
+die() { printf 'cluster: %s\n' "$*" >&2; exit 1; }
+
+# Runs a long command while printing a heartbeat every 30 s, so a cold build
+# never leaves a silent terminal. Output goes to a log that is shown on failure.
+with_heartbeat() {
+  local what=$1 log=$2; shift 2
+  "$@" >"$log" 2>&1 &
+  local pid=$! t0=$SECONDS
+  while kill -0 "$pid" 2>/dev/null; do
+    for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -0 "$pid" 2>/dev/null && say "  … still $what ($((SECONDS - t0))s so far)"
+  done
+  if ! wait "$pid"; then
+    tail -n 40 "$log" >&2
+    die "$what failed; full log: $log"
+  fi
+}
+
+need_go() {
+  # A fresh login shell may not have Go's default install directory on PATH.
+  command -v go >/dev/null 2>&1 || [ ! -x /usr/local/go/bin/go ] || PATH=$PATH:/usr/local/go/bin
+  command -v go >/dev/null 2>&1 || die "no Go toolchain on PATH: install Go 1.26 or newer to build the local control plane"
+  export GOFLAGS=-buildvcs=false CGO_ENABLED=0
+}
+
+# A throwaway module in the cache that requires one upstream module; used for
+# every component so that upstream replace lines never get in the way.
+build_module_dir() {
+  local dir=$CACHE/build/$1
+  rm -rf "$dir" && mkdir -p "$dir"
+  (cd "$dir" && go mod init "modelgate.local/build/$1" >/dev/null 2>&1)
+  echo "$dir"
+}
+
+build_kubernetes() {
+  [ -x "$K8S_BIN/kube-apiserver" ] && [ -x "$K8S_BIN/kubectl" ] && return 0
+  need_go
+  local dir; dir=$(build_module_dir "kubernetes-$K8S_VERSION")
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  local staging_version=v0.${K8S_VERSION#v1.}
+  say "[1/4] kubernetes $K8S_VERSION: resolving modules (a cold build takes about 10-15 minutes on 2 cores)"
+  (
+    cd "$dir"
+    go mod edit -require="k8s.io/kubernetes@$K8S_VERSION"
+    # The staging modules are the `=> ./staging/...` replace lines of the
+    # upstream go.mod; point each at its published version instead.
+    local gomod
+    gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
+    [ -f "$gomod" ] || die "could not download k8s.io/kubernetes@$K8S_VERSION"
+    local n=0
+    for m in $(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "$gomod"); do
+      go mod edit -replace="$m=$m@$staging_version"
+      n=$((n + 1))
+    done
+    say "      $n staging modules pinned at $staging_version"
+    with_heartbeat "resolving kubernetes dependencies" "$dir/get.log" \
+      go get k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+    local date=2026-01-01T00:00:00Z ld="-s -w"
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ld="$ld -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+      ld="$ld -X $pkg.gitTreeState=clean -X $pkg.buildDate=$date"
+    done
+    mkdir -p "$dir/out"
+    say "      compiling kube-apiserver, kube-controller-manager, kube-scheduler, kubectl"
+    with_heartbeat "compiling kubernetes" "$dir/build.log" \
+      go build -trimpath -ldflags "$ld" -o "$dir/out/" \
+        k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+        k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+  )
+  rm -rf "$K8S_BIN" && mkdir -p "$(dirname "$K8S_BIN")" && mv "$dir/out" "$K8S_BIN"
+}
+
+build_etcd() {
+  [ -x "$ETCD_BIN/etcd" ] && return 0
+  need_go
+  # etcd gets its own module: built together with kubernetes, minimum version
+  # selection would move the etcd client libraries inside kube-apiserver.
+  local dir; dir=$(build_module_dir "etcd-$ETCD_VERSION")
+  say "[2/4] etcd $ETCD_VERSION"
+  (
+    cd "$dir"
+    with_heartbeat "resolving etcd" "$dir/get.log" go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+    mkdir -p out
+    with_heartbeat "compiling etcd" "$dir/build.log" \
+      go build -trimpath -ldflags "-s -w" -o out/etcd go.etcd.io/etcd/server/v3
+  )
+  rm -rf "$ETCD_BIN" && mkdir -p "$(dirname "$ETCD_BIN")" && mv "$dir/out" "$ETCD_BIN"
+}
+
+build_kwok() {
+  [ -x "$KWOK_BIN/kwok" ] && [ -f "$KWOK_BIN/stages.yaml" ] && return 0
+  need_go
+  local dir; dir=$(build_module_dir "kwok-$KWOK_VERSION")
+  say "[3/4] kwok $KWOK_VERSION"
+  (
+    cd "$dir"
+    with_heartbeat "resolving kwok" "$dir/get.log" go get "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+    mkdir -p out
+    with_heartbeat "compiling kwok" "$dir/build.log" \
+      go build -trimpath -ldflags "-s -w" -o out/kwok sigs.k8s.io/kwok/cmd/kwok
+    # kwok needs stage definitions; its module ships them. We take node
+    # initialisation, the lease heartbeat, and the pod lifecycle, joined into
+    # one multi-document file (a directory would need a kustomization).
+    local src f
+    src=$(go list -m -f '{{.Dir}}' "sigs.k8s.io/kwok")/kustomize/stage
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+      pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+      echo "---"; cat "$src/$f"
+    done >out/stages.yaml
+  )
+  rm -rf "$KWOK_BIN" && mkdir -p "$(dirname "$KWOK_BIN")" && mv "$dir/out" "$KWOK_BIN"
+}
+
+build_helm() {
+  [ -x "$HELM_BIN/helm" ] && return 0
+  need_go
+  local dir; dir=$(build_module_dir "helm-$HELM_VERSION")
+  local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+  say "[4/4] helm $HELM_VERSION"
+  (
+    cd "$dir"
+    with_heartbeat "resolving helm" "$dir/get.log" go get "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    mkdir -p out
+    # Without these, helm assumes Kubernetes 1.20 for `template` and `lint`.
+    local ld="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+    ld="$ld -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor"
+    ld="$ld -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor"
+    with_heartbeat "compiling helm" "$dir/build.log" \
+      go build -trimpath -ldflags "$ld" -o out/helm helm.sh/helm/v3/cmd/helm
+  )
+  rm -rf "$HELM_BIN" && mkdir -p "$(dirname "$HELM_BIN")" && mv "$dir/out" "$HELM_BIN"
+}
+
+cmd_build() {
+  build_kubernetes
+  build_etcd
+  build_kwok
+  build_helm
+  say "binaries ready in $CACHE/bin"
+}
+
+# ---------------------------------------------------------------- running
+
+pidfile() { echo "$STATE/pids/$1"; }
+
+running() {
+  local f; f=$(pidfile "$1")
+  [ -f "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null
+}
+
+start() {
+  local name=$1; shift
+  mkdir -p "$STATE/pids" "$STATE/logs"
+  setsid "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$(pidfile "$name")"
+}
+
+# wait_for WHAT PROCESS TRIES CMD…: polls CMD every half second; gives up
+# at once, with the end of its log, when PROCESS has exited.
+wait_for() {
+  local what=$1 proc=$2 tries=$3; shift 3
+  for _ in $(seq "$tries"); do
+    if "$@" >/dev/null 2>&1; then return 0; fi
+    if ! running "$proc"; then
+      tail -n 5 "$STATE/logs/$proc.log" >&2
+      die "$proc exited while waiting for $what; full log: $STATE/logs/$proc.log"
+    fi
+    sleep 0.5
+  done
+  die "$what did not come up in $((tries / 2))s; logs in $STATE/logs"
+}
+
+make_certs() {
+  local pki=$STATE/pki
+  [ -f "$pki/admin.crt" ] && return 0
+  mkdir -p "$pki"
+  (
+    cd "$pki"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=modelgate-local-ca" \
+      -keyout ca.key -out ca.crt 2>/dev/null
+    cat >server.ext <<EOF
+subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
+extendedKeyUsage=serverAuth
+EOF
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout server.key -out server.csr 2>/dev/null
+    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile server.ext -out server.crt 2>/dev/null
+    # The admin identity may impersonate any user and group, which is how the
+    # tests act as reviewers and as the operator's service account.
+    echo "extendedKeyUsage=clientAuth" >client.ext
+    openssl req -newkey rsa:2048 -nodes -subj "/O=system:masters/CN=modelgate-admin" \
+      -keyout admin.key -out admin.csr 2>/dev/null
+    openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile client.ext -out admin.crt 2>/dev/null
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+  )
+}
+
+write_kubeconfig() {
+  local pki=$STATE/pki
+  cat >"$KUBECONFIG_FILE" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: modelgate-local
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority-data: $(base64 -w0 "$pki/ca.crt")
+users:
+- name: modelgate-admin
+  user:
+    client-certificate-data: $(base64 -w0 "$pki/admin.crt")
+    client-key-data: $(base64 -w0 "$pki/admin.key")
+contexts:
+- name: modelgate-local
+  context: {cluster: modelgate-local, user: modelgate-admin, namespace: default}
+current-context: modelgate-local
+EOF
+  chmod 0600 "$KUBECONFIG_FILE"
+}
+
+kubectl_local() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
+
+cmd_up() {
+  cmd_build
+  if cmd_status >/dev/null && kubectl_local get --raw /readyz >/dev/null 2>&1; then
+    say "already running; KUBECONFIG=$KUBECONFIG_FILE"
+    return 0
+  fi
+  cmd_down quiet
+  mkdir -p "$STATE"
+  make_certs
+  local pki=$STATE/pki
+  say "starting etcd on 127.0.0.1:$ETCD_PORT"
+  start etcd "$ETCD_BIN/etcd" --data-dir "$STATE/etcd" --unsafe-no-fsync \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT + 1))" \
+    --initial-cluster "default=http://127.0.0.1:$((ETCD_PORT + 1))" \
+    --listen-metrics-urls "" --log-level warn
+  wait_for etcd etcd 60 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+
+  say "starting kube-apiserver on https://127.0.0.1:$API_PORT"
+  start kube-apiserver "$K8S_BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
+    --tls-cert-file "$pki/server.crt" --tls-private-key-file "$pki/server.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --endpoint-reconciler-type none \
+    --authorization-mode Node,RBAC \
+    --allow-privileged=true \
+    --enable-priority-and-fairness=false \
+    --event-ttl 1h
+  write_kubeconfig
+  wait_for "the API server" kube-apiserver 240 kubectl_local get --raw /readyz
+
+  say "starting kube-controller-manager and kube-scheduler"
+  start kube-controller-manager "$K8S_BIN/kube-controller-manager" \
+    --kubeconfig "$KUBECONFIG_FILE" --authentication-kubeconfig "$KUBECONFIG_FILE" \
+    --authorization-kubeconfig "$KUBECONFIG_FILE" \
+    --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false \
+    --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
+    --use-service-account-credentials=true \
+    --node-monitor-grace-period 2m \
+    --controllers '*,-nodeipam'
+  start kube-scheduler "$K8S_BIN/kube-scheduler" \
+    --kubeconfig "$KUBECONFIG_FILE" --authentication-kubeconfig "$KUBECONFIG_FILE" \
+    --authorization-kubeconfig "$KUBECONFIG_FILE" \
+    --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false
+
+  say "starting kwok with $KWOK_NODES fake nodes"
+  start kwok "$KWOK_BIN/kwok" --kubeconfig "$KUBECONFIG_FILE" \
+    --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+    --cidr 10.244.0.0/16 --node-ip 10.0.0.10 --config "$KWOK_BIN/stages.yaml" \
+    --node-lease-duration-seconds 40 \
+    --server-address 127.0.0.1:0
+  local i
+  for i in $(seq 0 $((KWOK_NODES - 1))); do
+    kubectl_local apply -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Node
+metadata:
+  name: kwok-node-$i
+  annotations: {kwok.x-k8s.io/node: fake}
+  labels: {type: kwok, kubernetes.io/hostname: kwok-node-$i, kubernetes.io/os: linux}
+status:
+  allocatable: {cpu: "32", memory: 256Gi, pods: "110"}
+  capacity: {cpu: "32", memory: 256Gi, pods: "110"}
+EOF
+  done
+  wait_for "kwok nodes" kwok 120 kubectl_local wait --for=condition=Ready nodes --all --timeout=1s
+  wait_for "the default service account" kube-controller-manager 120 kubectl_local get serviceaccount default -n default
+  say "control plane ready: export KUBECONFIG=$KUBECONFIG_FILE"
+}
+
+cmd_down() {
+  local quiet=${1:-}
+  [ -d "$STATE/pids" ] || { [ -n "$quiet" ] || say "not running"; return 0; }
+  local name pid
+  for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+    [ -f "$(pidfile "$name")" ] || continue
+    pid=$(cat "$(pidfile "$name")")
+    if kill -0 "$pid" 2>/dev/null; then
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+    rm -f "$(pidfile "$name")"
+  done
+  # Certificates are kept so that a restarted cluster trusts old kubeconfigs;
+  # the data is not, so every `up` starts from an empty cluster.
+  rm -rf "$STATE/etcd" "$STATE/pids"
+  [ -n "$quiet" ] || say "stopped"
+}
+
+cmd_env() {
+  echo "export KUBECONFIG=$KUBECONFIG_FILE"
+  echo "export MODELGATE_KUBECTL=$K8S_BIN/kubectl"
+  echo "export MODELGATE_HELM=$HELM_BIN/helm"
+  echo "export PATH=$K8S_BIN:$HELM_BIN:\$PATH"
+}
+
+cmd_status() {
+  local name ok=0
+  for name in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+    if running "$name"; then echo "$name: running (pid $(cat "$(pidfile "$name")"))"; else echo "$name: stopped"; ok=1; fi
+  done
+  return $ok
+}
+
+case "${1:-}" in
+  build) cmd_build ;;
+  up) cmd_up ;;
+  down) cmd_down ;;
+  env) cmd_env ;;
+  status) cmd_status ;;
+  *) echo "usage: $0 build|up|down|env|status" >&2; exit 2 ;;
+esac

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every check and test of modelgate: formatting, clippy, unit tests and
+# the integration tests against the local control plane (built and started
+# by hack/cluster.sh when KUBECONFIG names no cluster, stopped at the end).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+
+step "1/5 Rust toolchain components"
+if command -v rustup >/dev/null 2>&1; then
+  rustup component add rustfmt clippy >/dev/null 2>&1 || true
+fi
+command -v cargo >/dev/null 2>&1 || { echo "test: cargo is not on PATH: install Rust (rustup) first"; exit 1; }
+
+step "2/5 cargo fmt --check"
+cargo fmt --all -- --check
+
+step "3/5 cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+started_cluster=""
+if [ -z "${KUBECONFIG:-}" ]; then
+  step "4/5 local control plane (hack/cluster.sh up)"
+  hack/cluster.sh up
+  started_cluster=1
+  trap 'hack/cluster.sh down' EXIT
+  eval "$(hack/cluster.sh env)"
+else
+  step "4/5 using the cluster in KUBECONFIG=$KUBECONFIG"
+  eval "$(hack/cluster.sh env | grep -v '^export KUBECONFIG=')"
+fi
+
+step "5/5 cargo test (unit and integration)"
+cargo test --locked --no-fail-fast -- --test-threads=4
+[ -z "$started_cluster" ] || step "stopping the local control plane"

@@ -1,0 +1,231 @@
+//! The ModelApproval kind: one exact model artifact and the five review gates
+//! it must pass before any ModelDeployment may serve it.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::condition::Condition;
+
+/// What is approved: one exact model artifact, how long the approval holds,
+/// and the evidence reviewers rely on. Immutable once created.
+#[derive(CustomResource, KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[kube(
+    group = "modelgate.io",
+    version = "v1alpha1",
+    kind = "ModelApproval",
+    namespaced,
+    status = "ModelApprovalStatus",
+    shortname = "ma",
+    shortname = "mapproval",
+    category = "modelgate",
+    doc = "A formal, auditable approval of one exact model artifact. Five review gates (TechnicalReview, FairnessReview, SecurityReview, LegalReview, BusinessReview) are set by reviewers as status conditions; the operator sets Approved and the phase. The spec cannot change after creation: a new model version is a new ModelApproval.",
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "Pending, Approved, Rejected or Expired"
+    ),
+    printcolumn(name = "Model", type_ = "string", json_path = ".spec.model.name"),
+    printcolumn(name = "Version", type_ = "string", json_path = ".spec.model.version"),
+    printcolumn(
+        name = "Gates",
+        type_ = "string",
+        json_path = ".status.gatesPassed",
+        description = "Gates passed out of five"
+    ),
+    printcolumn(
+        name = "Expires",
+        type_ = "date",
+        json_path = ".status.expiresAt",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Digest",
+        type_ = "string",
+        json_path = ".spec.model.digest",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: an approval is a record about one exact artifact; create a new ModelApproval for a new model version"))]
+#[serde(rename_all = "camelCase")]
+pub struct ModelApprovalSpec {
+    /// The exact model artifact this approval is about.
+    pub model: ModelArtifact,
+    /// How long the approval holds once all five gates have passed, as a
+    /// duration such as 2160h (90 days). After it, the phase turns Expired and
+    /// deployments serving the model are revoked until a new approval passes.
+    /// Leave it out for an approval that does not lapse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(h|m|s|ms))+$') && duration(self) > duration('0s')").message("validFor must be a positive duration made of hours, minutes and seconds, such as 2160h or 720h30m"))]
+    pub valid_for: Option<String>,
+    /// Links to the material reviewers rely on, such as a fairness report.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    pub evidence: Vec<Evidence>,
+}
+
+/// Where a model artifact lives and which exact bytes are approved.
+#[derive(KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelArtifact {
+    /// The model's name, e.g. fraud-detector: lower-case letters, digits,
+    /// '-', '_' and '.', starting and ending with a letter or digit, at most
+    /// 63 characters (so it can also serve as a label value).
+    #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$')").message("model name must be lower-case letters, digits, '-', '_' or '.', starting and ending with a letter or digit"))]
+    pub name: String,
+    /// The model's version, e.g. 2.4.0: letters, digits, '.', '_', '+' and
+    /// '-', starting and ending with a letter or digit, at most 63 characters.
+    #[schemars(length(min = 1, max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9]([-A-Za-z0-9_.+]*[A-Za-z0-9])?$')").message("model version must be letters, digits, '.', '_', '+' or '-', starting and ending with a letter or digit, e.g. 2.4.0"))]
+    pub version: String,
+    /// Where the artifact lives, as a URI with a scheme, e.g.
+    /// s3://models/fraud-detector/2.4.0/.
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^ ]+$')").message("uri must be a URI with a scheme and no spaces, e.g. s3://models/fraud-detector/2.4.0/"))]
+    pub uri: String,
+    /// The exact artifact approved, as <algorithm>:<hex>, e.g. sha256
+    /// followed by 64 hex digits. A deployment serves these bytes and no
+    /// others.
+    #[schemars(length(min = 1, max = 160))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]+([+._-][a-z0-9]+)*:[a-f0-9]{32,}$')").message("digest must be <algorithm>:<lower-case hex>, e.g. sha256:0f3c… with 64 hex digits"))]
+    #[x_kube(validation = Rule::new("!self.startsWith('sha256:') || self.size() == 71").message("a sha256 digest has exactly 64 hex digits after 'sha256:'"))]
+    #[x_kube(validation = Rule::new("!self.startsWith('sha512:') || self.size() == 135").message("a sha512 digest has exactly 128 hex digits after 'sha512:'"))]
+    pub digest: String,
+}
+
+/// A link to material that one gate's reviewers rely on.
+#[derive(KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Evidence {
+    /// The gate this evidence supports: TechnicalReview, FairnessReview,
+    /// SecurityReview, LegalReview or BusinessReview.
+    #[schemars(extend("enum" = ["TechnicalReview", "FairnessReview", "SecurityReview", "LegalReview", "BusinessReview"]))]
+    pub gate: String,
+    /// Where the evidence is, e.g. https://reports.example.com/fairness.html.
+    #[schemars(length(min = 1, max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^ ]+$')").message("evidence uri must be a URI with a scheme and no spaces"))]
+    pub uri: String,
+    /// What the evidence shows, in a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub description: Option<String>,
+}
+
+/// Where an approval stands.
+#[derive(JsonSchema, Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub enum ApprovalPhase {
+    /// Waiting on one or more gates.
+    Pending,
+    /// All five gates passed and the approval has not lapsed.
+    Approved,
+    /// At least one gate failed.
+    Rejected,
+    /// The approval lapsed (validFor ran out). Final: re-certify with a new
+    /// ModelApproval.
+    Expired,
+}
+
+impl ApprovalPhase {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ApprovalPhase::Pending => "Pending",
+            ApprovalPhase::Approved => "Approved",
+            ApprovalPhase::Rejected => "Rejected",
+            ApprovalPhase::Expired => "Expired",
+        }
+    }
+}
+
+impl std::fmt::Display for ApprovalPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Reviewers write their gate conditions here; every other field is the
+/// operator's.
+#[derive(KubeSchema, Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelApprovalStatus {
+    /// Pending, Approved, Rejected or Expired. Set by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<ApprovalPhase>,
+    /// The five gates (set by reviewers) and Approved and ReviewsValid (set by
+    /// the operator). Keyed by type: write your gate with server-side apply or
+    /// a JSON patch, never a merge patch of the whole list.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// Gates passed out of five, e.g. 3/5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gates_passed: Option<String>,
+    /// The gate states the operator last acted on, so that each change of a
+    /// gate is recorded exactly once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub observed_gates: Vec<ObservedGate>,
+    /// When all five gates first passed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<Time>,
+    /// When the approval lapses: approvedAt plus spec.validFor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    /// The generation of the spec the operator last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The newest observed transitions of gates and phase, oldest first. The
+    /// API server's audit log is the complete record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100))]
+    pub history: Vec<HistoryEntry>,
+    /// How many older history entries were dropped to keep the object small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_dropped: Option<i64>,
+}
+
+/// The state of one gate as the operator last saw it.
+#[derive(KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedGate {
+    /// The gate's condition type.
+    pub gate: String,
+    /// True, False or Unknown.
+    pub status: String,
+    /// Who set it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewer: Option<String>,
+}
+
+/// One observed transition, kept in status as the durable audit record.
+#[derive(KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// When the operator observed the transition.
+    pub time: Time,
+    /// What changed: a gate's condition type, or Phase.
+    pub subject: String,
+    /// The state before (a condition status or a phase); empty when new.
+    #[serde(default)]
+    pub from: String,
+    /// The state after.
+    pub to: String,
+    /// The reviewer who made a gate decision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reviewer: Option<String>,
+    /// The reason given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The message given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,180 @@
+//! The ModelDeployment kind: serves a model through an ordinary Deployment
+//! whose rollout the operator holds until the linked ModelApproval passes.
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::condition::Condition;
+
+/// Which approval gates the rollout, how many pods, what they run, and what
+/// happens when the approval is withdrawn.
+#[derive(CustomResource, KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[kube(
+    group = "modelgate.io",
+    version = "v1alpha1",
+    kind = "ModelDeployment",
+    namespaced,
+    status = "ModelDeploymentStatus",
+    shortname = "md",
+    shortname = "mdeploy",
+    category = "modelgate",
+    doc = "Serves a model through an ordinary Deployment of the same name. The operator holds the rollout until the ModelApproval named in spec.approvalRef is Approved, injects the approved model's identity into every container, and applies spec.onRevoke when the approval is withdrawn or lapses.",
+    printcolumn(
+        name = "Phase",
+        type_ = "string",
+        json_path = ".status.phase",
+        description = "AwaitingApproval, RollingOut, Available, Revoked or Failed"
+    ),
+    printcolumn(
+        name = "Approval",
+        type_ = "string",
+        json_path = ".spec.approvalRef.name"
+    ),
+    printcolumn(
+        name = "Serving",
+        type_ = "string",
+        json_path = ".status.servedModel.version",
+        description = "The model version the pods serve now"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.ready",
+        description = "Ready pods out of desired"
+    ),
+    printcolumn(
+        name = "Pending",
+        type_ = "string",
+        json_path = ".status.pendingGates",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelDeploymentSpec {
+    /// The ModelApproval that must be Approved before this model is rolled
+    /// out. It must be in the same namespace.
+    pub approval_ref: ApprovalRef,
+    /// The number of pods. Leave it out to let a HorizontalPodAutoscaler or
+    /// another tool own the Deployment's replicas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+    /// The pods that serve the model, as in a Deployment. The operator adds
+    /// MODEL_NAME, MODEL_VERSION, MODEL_URI and MODEL_DIGEST to every
+    /// container and the modelgate.io/model-* annotations to the pods.
+    pub template: PodTemplateSpec,
+    /// What happens to running pods when the approval stops being Approved:
+    /// Hold keeps them and blocks rollouts; ScaleToZero takes the model out of
+    /// service.
+    #[serde(default)]
+    pub on_revoke: OnRevoke,
+}
+
+/// A reference to a ModelApproval.
+#[derive(KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalRef {
+    /// The ModelApproval's name.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("approvalRef.name must be the name of a ModelApproval: lower-case letters, digits, '-' and '.'"))]
+    pub name: String,
+    /// The ModelApproval's namespace. Only the ModelDeployment's own namespace
+    /// is allowed; any other is reported in status as CrossNamespaceRef.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub namespace: Option<String>,
+}
+
+/// What to do with running pods when their approval is withdrawn or lapses.
+#[derive(JsonSchema, Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum OnRevoke {
+    /// Keep the current pods serving and block every rollout.
+    #[default]
+    Hold,
+    /// Scale the Deployment to zero: the model leaves service.
+    ScaleToZero,
+}
+
+/// Where a model deployment stands.
+#[derive(JsonSchema, Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub enum DeploymentPhase {
+    /// The linked approval has not passed; nothing new is rolled out.
+    AwaitingApproval,
+    /// The approved model is being rolled out.
+    RollingOut,
+    /// The approved model is served by available pods.
+    Available,
+    /// The approval that was serving was withdrawn or lapsed.
+    Revoked,
+    /// The rollout cannot proceed (bad template, deadline exceeded, …).
+    Failed,
+}
+
+impl DeploymentPhase {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeploymentPhase::AwaitingApproval => "AwaitingApproval",
+            DeploymentPhase::RollingOut => "RollingOut",
+            DeploymentPhase::Available => "Available",
+            DeploymentPhase::Revoked => "Revoked",
+            DeploymentPhase::Failed => "Failed",
+        }
+    }
+}
+
+impl std::fmt::Display for DeploymentPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Written by the operator only.
+#[derive(KubeSchema, Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelDeploymentStatus {
+    /// AwaitingApproval, RollingOut, Available, Revoked or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<DeploymentPhase>,
+    /// ApprovalSatisfied, Progressing and Available.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// The gates of the linked approval that have not passed yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub pending_gates: Vec<String>,
+    /// The model the Deployment's pods serve now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_model: Option<ServedModel>,
+    /// The managed Deployment's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_name: Option<String>,
+    /// Ready pods out of desired, e.g. 3/3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready: Option<String>,
+    /// The generation of the spec the operator last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// The identity of the model a Deployment serves.
+#[derive(KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServedModel {
+    /// The ModelApproval that approved it.
+    pub approval: String,
+    /// The model's name.
+    pub name: String,
+    /// The model's version.
+    pub version: String,
+    /// The exact artifact.
+    pub digest: String,
+}

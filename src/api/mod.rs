@@ -1,0 +1,25 @@
+//! The API types of `modelgate.io/v1alpha1`: one module per kind, the gates,
+//! and the condition shape they share.
+
+// kube-derive takes several `printcolumn(type_ = …)` entries in one
+// attribute; clippy mistakes them for duplicates.
+#![allow(clippy::duplicated_attributes)]
+
+pub mod approval;
+pub mod condition;
+pub mod deployment;
+pub mod gates;
+
+pub use approval::{
+    ApprovalPhase, HistoryEntry, ModelApproval, ModelApprovalSpec, ModelApprovalStatus,
+    ModelArtifact,
+};
+pub use condition::Condition;
+pub use deployment::{
+    DeploymentPhase, ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus, OnRevoke,
+    ServedModel,
+};
+pub use gates::Gate;
+
+/// The API group of both kinds.
+pub const GROUP: &str = "modelgate.io";

@@ -1,0 +1,10 @@
+//! modelgate: a Kubernetes operator that holds every model rollout until a
+//! formal, five-gate approval of the exact artifact has passed.
+//!
+//! The binaries are thin: `modelgate` (the controller, and `modelgate crd`)
+//! and `kubectl-modelgate` (the reviewers' plugin) call into this library.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod crd;
