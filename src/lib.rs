@@ -7,4 +7,9 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod approval;
+pub mod audit;
+pub mod context;
 pub mod crd;
+pub mod error;
+pub mod operator;

@@ -4,7 +4,10 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::{Api, Client};
+use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
 #[command(
@@ -15,6 +18,8 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Subcommand)]
@@ -27,11 +32,28 @@ enum Command {
     },
 }
 
+/// Without a subcommand, modelgate runs the controllers.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// The name of this replica in Events and logs; in a cluster, the pod name.
+    #[arg(long, env = "POD_NAME")]
+    instance: Option<String>,
+    /// Log format.
+    #[arg(long, env = "MODELGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Crd { dir }) => print_crds(dir),
-        None => Err("the controller is not built yet; try `modelgate crd`".into()),
+        None => run(cli.run),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -42,7 +64,72 @@ fn main() -> ExitCode {
     }
 }
 
-fn print_crds(dir: Option<PathBuf>) -> Result<(), Box<dyn std::error::Error>> {
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+fn run(args: RunArgs) -> Result<(), BoxError> {
+    let filter =
+        EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
+    match args.log_format {
+        LogFormat::Text => tracing_subscriber::fmt().with_env_filter(filter).init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_env_filter(filter)
+            .init(),
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let client = Client::try_default()
+            .await
+            .map_err(|e| format!("cannot reach the cluster: {e}"))?;
+        check_crds(&client).await?;
+        tracing::info!(version = env!("CARGO_PKG_VERSION"), "modelgate starting");
+        modelgate::operator::run(client, args.instance, shutdown_signal()).await;
+        tracing::info!("modelgate stopped");
+        Ok(())
+    })
+}
+
+/// Fails early, with the fix, when the CRDs are not installed.
+async fn check_crds(client: &Client) -> Result<(), BoxError> {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in modelgate::crd::all() {
+        let name = crd.metadata.name.unwrap_or_default();
+        if crds.get_opt(&name).await?.is_none() {
+            return Err(format!("CRD {name} is not installed: run `modelgate crd | kubectl apply -f -` (or install the Helm chart)").into());
+        }
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown requested; finishing in-flight reconciles");
+}
+
+fn print_crds(dir: Option<PathBuf>) -> Result<(), BoxError> {
     match dir {
         Some(dir) => {
             std::fs::create_dir_all(&dir)?;

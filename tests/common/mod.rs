@@ -199,3 +199,137 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// Starts the operator once for this test binary, in a thread of its own so
+/// that it outlives each test's runtime.
+pub fn start_operator() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        // The operator's logs, shown with a failing test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Runtime::new().expect("operator runtime");
+            runtime.block_on(async move {
+                let client = install_crds().await;
+                let _ = ready_tx.send(());
+                modelgate::operator::run(
+                    client,
+                    Some("integration-test".into()),
+                    futures::future::pending(),
+                )
+                .await;
+            });
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("operator started");
+    });
+}
+
+pub const DIGEST: &str = "sha256:0f3c4e1d2b7a8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f";
+
+/// A ModelApproval manifest for `fraud-detector` at `version`.
+pub fn approval_manifest(
+    name: &str,
+    version: &str,
+    valid_for: Option<&str>,
+) -> modelgate::api::ModelApproval {
+    let mut spec = serde_json::json!({
+        "model": {"name": "fraud-detector", "version": version, "uri": format!("s3://models/fraud-detector/{version}/"), "digest": DIGEST},
+    });
+    if let Some(v) = valid_for {
+        spec["validFor"] = v.into();
+    }
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+    .expect("approval manifest")
+}
+
+/// Sets one gate as a reviewer would: server-side apply of that one condition
+/// on the status subresource, under a field manager of its own.
+pub async fn set_gate(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    gate: &str,
+    status: &str,
+    reviewer: &str,
+) -> Result<(), kube::Error> {
+    let api: Api<modelgate::api::ModelApproval> = Api::namespaced(client.clone(), ns);
+    let patch = serde_json::json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval", "metadata": {"name": name},
+        "status": {"conditions": [{
+            "type": gate, "status": status, "reason": if status == "True" { "Passed" } else { "Failed" },
+            "message": format!("{gate} reviewed by {reviewer}"), "reviewer": reviewer,
+            "lastTransitionTime": jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or(jiff::Timestamp::UNIX_EPOCH).to_string(),
+        }]},
+    });
+    let manager = format!("reviewer-{}", gate.to_ascii_lowercase());
+    api.patch_status(
+        name,
+        &PatchParams::apply(&manager).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The events.k8s.io Events about object `name` in `ns`, oldest first.
+pub async fn events_for(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let mut events: Vec<_> = api
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect();
+    events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    events
+}
+
+/// Counts the writes to object `name` over `window`, from a watch that
+/// starts at `resource_version`.
+pub async fn count_writes<K>(
+    api: &Api<K>,
+    name: &str,
+    resource_version: &str,
+    window: Duration,
+) -> usize
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    use futures::StreamExt;
+    let params = kube::api::WatchParams::default()
+        .fields(&format!("metadata.name={name}"))
+        .timeout(window.as_secs().max(1) as u32 + 5);
+    let stream = api.watch(&params, resource_version).await.expect("watch");
+    let mut stream = std::pin::pin!(stream);
+    let mut writes = 0;
+    let deadline = tokio::time::sleep(window);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return writes,
+            ev = stream.next() => match ev {
+                Some(Ok(kube::api::WatchEvent::Modified(_))) | Some(Ok(kube::api::WatchEvent::Deleted(_))) => writes += 1,
+                Some(_) => {}
+                None => return writes,
+            },
+        }
+    }
+}

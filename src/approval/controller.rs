@@ -1,0 +1,140 @@
+//! Watches ModelApprovals, writes the operator's status fields with
+//! server-side apply, and publishes every transition as an Event.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Future, StreamExt};
+use jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use tracing::{info, instrument, warn};
+
+use super::decide::{self, Input};
+use crate::api::ModelApproval;
+use crate::audit::Severity;
+use crate::context::{Context, FIELD_MANAGER};
+use crate::error::{Error, Result};
+
+/// The ModelApproval controller, ready to be driven until `shutdown`.
+pub fn run(
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> impl Future<Output = ()> {
+    let api: Api<DeserializeGuard<ModelApproval>> = Api::all(ctx.client.clone());
+    Controller::new(api, watcher::Config::default().any_semantic())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "approval reconcile failed");
+            }
+        })
+}
+
+/// Whole seconds: what the API server shows, and what makes two reconciles
+/// within one second decide alike.
+fn now_seconds() -> Timestamp {
+    let now = Timestamp::now();
+    Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
+#[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
+async fn reconcile(
+    guarded: Arc<DeserializeGuard<ModelApproval>>,
+    ctx: Arc<Context>,
+) -> Result<Action> {
+    let approval = match &guarded.0 {
+        Ok(a) => a,
+        Err(invalid) => {
+            // One malformed object must not stall the others: say what is
+            // wrong on the object itself and wait for a fix.
+            let note = format!(
+                "modelgate cannot read this ModelApproval: {}",
+                invalid.error
+            );
+            let published = ctx
+                .events
+                .publish(
+                    &guarded.object_ref(&()),
+                    Severity::Warning,
+                    "InvalidObject",
+                    "Read",
+                    &note,
+                )
+                .await;
+            if let Err(e) = published {
+                warn!(error = %e, "could not publish event");
+            }
+            return Err(Error::Invalid(invalid.error.clone()));
+        }
+    };
+    let namespace = approval
+        .namespace()
+        .ok_or(Error::MissingMetadata("namespace"))?;
+    let name = approval
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingMetadata("name"))?;
+
+    let decision = decide::decide(Input {
+        spec: &approval.spec,
+        generation: approval.meta().generation,
+        status: approval.status.as_ref(),
+        now: now_seconds(),
+    });
+
+    if decision.changed {
+        let api: Api<ModelApproval> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = serde_json::json!({
+            "apiVersion": ModelApproval::api_version(&()),
+            "kind": ModelApproval::kind(&()),
+            "status": decision.status,
+        });
+        // force: these fields are the operator's alone (the admission policy
+        // refuses them to anyone else), so a stray owner is overruled.
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        info!(phase = ?decision.status.phase, transitions = decision.transitions.len(), "status applied");
+    }
+
+    // Events after the write: the status history is the durable record, so
+    // an Event is only announced for a transition that was recorded.
+    let reference = approval.object_ref(&());
+    for t in &decision.transitions {
+        if let Err(e) = ctx
+            .events
+            .publish(&reference, t.severity, t.reason, &t.entry.subject, &t.note)
+            .await
+        {
+            warn!(error = %e, reason = t.reason, "could not publish event");
+        }
+    }
+
+    // Expiry must happen on time with nothing else changing.
+    Ok(
+        match decision
+            .expires_at
+            .and_then(|e| decide::until(e, Timestamp::now()))
+        {
+            Some(wait) => Action::requeue(wait + Duration::from_millis(500)),
+            None => Action::await_change(),
+        },
+    )
+}
+
+fn error_policy(_: Arc<DeserializeGuard<ModelApproval>>, error: &Error, _: Arc<Context>) -> Action {
+    warn!(error = %error, kind = error.metric_label(), "approval reconcile error");
+    match error.retry_after() {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    }
+}

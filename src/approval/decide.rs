@@ -1,0 +1,401 @@
+//! The ModelApproval decision, as a pure function: from the spec, the
+//! conditions reviewers wrote, the operator's previous status and the time,
+//! to the operator's next status and the transitions to record.
+//!
+//! No client calls here; the controller fetches, calls [`decide`], applies.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use crate::api::approval::ObservedGate;
+use crate::api::condition::{self, Condition, FALSE, TRUE, UNKNOWN};
+use crate::api::gates::{APPROVED_CONDITION, REVIEWS_VALID_CONDITION};
+use crate::api::{ApprovalPhase, Gate, HistoryEntry, ModelApprovalSpec, ModelApprovalStatus};
+pub use crate::audit::Severity;
+
+/// How many history entries status keeps; older ones are counted in
+/// `historyDropped`. Fifty covers several full review rounds while keeping
+/// the object far below etcd's 1.5 MiB limit even with long messages.
+pub const HISTORY_LIMIT: usize = 50;
+
+/// Reasons and messages are cut to this many characters in history, so that
+/// fifty entries stay small whatever reviewers write.
+pub const HISTORY_TEXT_LIMIT: usize = 256;
+
+/// The subject of a history entry that records a phase change.
+pub const PHASE_SUBJECT: &str = "Phase";
+
+/// Everything the decision depends on.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    pub spec: &'a ModelApprovalSpec,
+    pub generation: Option<i64>,
+    /// The whole current status: reviewers' gates and the operator's fields.
+    pub status: Option<&'a ModelApprovalStatus>,
+    pub now: Timestamp,
+}
+
+/// What the operator should write and announce.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    /// The operator's fields of status only (its conditions, phase, times,
+    /// history); the reviewers' conditions are never in here.
+    pub status: ModelApprovalStatus,
+    /// The transitions observed in this step, oldest first: each is a history
+    /// entry and an Event.
+    pub transitions: Vec<Transition>,
+    /// Whether `status` differs from what the object already holds.
+    pub changed: bool,
+    /// When the approval lapses, if it has not yet.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// One observed change, the material of a history entry and of an Event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    pub entry: HistoryEntry,
+    /// The Event reason, e.g. GatePassed, Approved.
+    pub reason: &'static str,
+    pub severity: Severity,
+    /// The Event note, for people.
+    pub note: String,
+}
+
+/// How one gate stands, as far as the decision is concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct GateView {
+    gate: Gate,
+    /// True, False or Unknown (absent and unusable conditions are Unknown).
+    status: &'static str,
+    reviewer: Option<String>,
+    reason: Option<String>,
+    message: Option<String>,
+}
+
+/// Reads the five gates from the conditions; anything malformed is left out
+/// of the decision and described in `problems`.
+fn read_gates(conditions: &[Condition], problems: &mut Vec<String>) -> Vec<GateView> {
+    for c in conditions {
+        let operator_owned = c.type_ == APPROVED_CONDITION || c.type_ == REVIEWS_VALID_CONDITION;
+        if Gate::from_condition_type(&c.type_).is_none() && !operator_owned {
+            problems.push(format!(
+                "condition {:?} is not a gate (expected one of TechnicalReview, FairnessReview, SecurityReview, LegalReview, BusinessReview) and is ignored",
+                c.type_
+            ));
+        }
+    }
+    Gate::ALL
+        .into_iter()
+        .map(|gate| {
+            let mut view = GateView { gate, status: UNKNOWN, reviewer: None, reason: None, message: None };
+            let Some(c) = condition::find(conditions, gate.condition_type()) else {
+                return view;
+            };
+            let status = match c.status.as_str() {
+                TRUE => TRUE,
+                FALSE => FALSE,
+                UNKNOWN => UNKNOWN,
+                other => {
+                    problems.push(format!(
+                        "{gate} has status {other:?}; only True, False and Unknown count, so it is treated as pending"
+                    ));
+                    return view;
+                }
+            };
+            let reviewer = c.reviewer.clone().filter(|r| !r.trim().is_empty());
+            if status != UNKNOWN && reviewer.is_none() {
+                // A decision without a name is not auditable, so it does not count.
+                problems.push(format!("{gate} is {status} but names no reviewer, so it is treated as pending"));
+                return view;
+            }
+            view.status = status;
+            view.reviewer = reviewer;
+            view.reason = c.reason.clone();
+            view.message = c.message.clone();
+            view
+        })
+        .collect()
+}
+
+/// Parses `validFor` (whole h/m/s/ms units, as the CRD allows).
+pub fn parse_valid_for(valid_for: &str) -> Option<SignedDuration> {
+    valid_for
+        .parse::<SignedDuration>()
+        .ok()
+        .filter(|d| d.is_positive())
+}
+
+fn truncate(text: Option<&str>) -> Option<String> {
+    text.map(|t| match t.char_indices().nth(HISTORY_TEXT_LIMIT) {
+        Some((cut, _)) => format!("{}…", &t[..cut]),
+        None => t.to_string(),
+    })
+}
+
+/// The decision itself.
+pub fn decide(input: Input<'_>) -> Decision {
+    let empty = ModelApprovalStatus::default();
+    let previous = input.status.unwrap_or(&empty);
+    let now = Time(input.now);
+    let mut problems = Vec::new();
+    let gates = read_gates(&previous.conditions, &mut problems);
+
+    // Times first: approvedAt is the first time all five gates passed and
+    // never moves, so flipping a gate cannot extend an approval's life.
+    let all_passed = gates.iter().all(|g| g.status == TRUE);
+    let any_failed = gates.iter().find(|g| g.status == FALSE);
+    let approved_at = previous
+        .approved_at
+        .clone()
+        .or_else(|| all_passed.then(|| now.clone()));
+    let valid_for = input.spec.valid_for.as_deref().and_then(parse_valid_for);
+    let expires_at = match (&approved_at, valid_for) {
+        (Some(at), Some(d)) => at.0.checked_add(d).ok(),
+        _ => None,
+    };
+    let lapsed = expires_at.is_some_and(|e| input.now >= e);
+
+    let phase = if previous.phase == Some(ApprovalPhase::Expired) || lapsed {
+        ApprovalPhase::Expired
+    } else if any_failed.is_some() {
+        ApprovalPhase::Rejected
+    } else if all_passed {
+        ApprovalPhase::Approved
+    } else {
+        ApprovalPhase::Pending
+    };
+
+    let pending: Vec<&str> = gates
+        .iter()
+        .filter(|g| g.status == UNKNOWN)
+        .map(|g| g.gate.condition_type())
+        .collect();
+    let approved = match (phase, any_failed) {
+        (ApprovalPhase::Approved, _) => Condition::new(
+            APPROVED_CONDITION,
+            TRUE,
+            "AllGatesPassed",
+            "all five gates passed",
+        ),
+        (ApprovalPhase::Expired, _) => Condition::new(
+            APPROVED_CONDITION,
+            FALSE,
+            "Expired",
+            format!(
+                "the approval lapsed at {} (validFor {}); create a new ModelApproval to re-certify",
+                expires_at.map(|e| e.to_string()).unwrap_or_default(),
+                input.spec.valid_for.as_deref().unwrap_or_default()
+            ),
+        ),
+        (_, Some(failed)) => Condition::new(
+            APPROVED_CONDITION,
+            FALSE,
+            &format!("{}Failed", failed.gate),
+            format!(
+                "{} failed{}{}",
+                failed.gate,
+                failed
+                    .reviewer
+                    .as_deref()
+                    .map(|r| format!(" (by {r})"))
+                    .unwrap_or_default(),
+                failed
+                    .message
+                    .as_deref()
+                    .map(|m| format!(": {m}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        _ => Condition::new(
+            APPROVED_CONDITION,
+            UNKNOWN,
+            "AwaitingReview",
+            format!("waiting on {}", pending.join(", ")),
+        ),
+    };
+    let valid = if problems.is_empty() {
+        Condition::new(
+            REVIEWS_VALID_CONDITION,
+            TRUE,
+            "WellFormed",
+            "every reviewer condition is well formed",
+        )
+    } else {
+        Condition::new(
+            REVIEWS_VALID_CONDITION,
+            FALSE,
+            "MalformedReview",
+            problems.join("; "),
+        )
+    };
+    let conditions = vec![
+        approved.stamped(
+            condition::find(&previous.conditions, APPROVED_CONDITION),
+            &now,
+            input.generation,
+        ),
+        valid.stamped(
+            condition::find(&previous.conditions, REVIEWS_VALID_CONDITION),
+            &now,
+            input.generation,
+        ),
+    ];
+
+    let transitions = transitions(
+        previous,
+        &gates,
+        phase,
+        &approved_conditions_message(&conditions),
+        &now,
+    );
+    let mut history = previous.history.clone();
+    history.extend(transitions.iter().map(|t| t.entry.clone()));
+    let mut dropped = previous.history_dropped.unwrap_or(0);
+    if history.len() > HISTORY_LIMIT {
+        let excess = history.len() - HISTORY_LIMIT;
+        history.drain(..excess);
+        dropped += excess as i64;
+    }
+
+    let status = ModelApprovalStatus {
+        phase: Some(phase),
+        conditions,
+        gates_passed: Some(format!(
+            "{}/5",
+            gates.iter().filter(|g| g.status == TRUE).count()
+        )),
+        observed_gates: gates
+            .iter()
+            .map(|g| ObservedGate {
+                gate: g.gate.condition_type().to_string(),
+                status: g.status.to_string(),
+                reviewer: g.reviewer.clone(),
+            })
+            .collect(),
+        approved_at,
+        expires_at: expires_at.map(Time),
+        observed_generation: input.generation,
+        history,
+        history_dropped: (dropped > 0).then_some(dropped),
+    };
+    let changed = status != operator_view(previous);
+    Decision {
+        status,
+        transitions,
+        changed,
+        expires_at: expires_at.filter(|_| !lapsed),
+    }
+}
+
+fn approved_conditions_message(conditions: &[Condition]) -> String {
+    condition::find(conditions, APPROVED_CONDITION)
+        .and_then(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// The gate and phase changes between what the operator last recorded and
+/// what it sees now.
+fn transitions(
+    previous: &ModelApprovalStatus,
+    gates: &[GateView],
+    phase: ApprovalPhase,
+    phase_message: &str,
+    now: &Time,
+) -> Vec<Transition> {
+    let mut out = Vec::new();
+    for g in gates {
+        let before = previous
+            .observed_gates
+            .iter()
+            .find(|o| o.gate == g.gate.condition_type());
+        let (from, from_reviewer) = before
+            .map(|o| (o.status.as_str(), o.reviewer.as_deref()))
+            .unwrap_or((UNKNOWN, None));
+        // A new reviewer confirming the same outcome is a new decision too.
+        if from == g.status && (g.status == UNKNOWN || from_reviewer == g.reviewer.as_deref()) {
+            continue;
+        }
+        let (reason, severity, verb) = match g.status {
+            TRUE => ("GatePassed", Severity::Normal, "passed"),
+            FALSE => ("GateFailed", Severity::Warning, "failed"),
+            _ => ("GateReset", Severity::Normal, "is pending again"),
+        };
+        let by = g
+            .reviewer
+            .as_deref()
+            .map(|r| format!(" by {r}"))
+            .unwrap_or_default();
+        let why = match (&g.reason, &g.message) {
+            (Some(r), Some(m)) => format!(": {r}: {m}"),
+            (Some(r), None) => format!(": {r}"),
+            (None, Some(m)) => format!(": {m}"),
+            (None, None) => String::new(),
+        };
+        out.push(Transition {
+            entry: HistoryEntry {
+                time: now.clone(),
+                subject: g.gate.condition_type().to_string(),
+                from: if before.is_some() {
+                    from.to_string()
+                } else {
+                    String::new()
+                },
+                to: g.status.to_string(),
+                reviewer: g.reviewer.clone(),
+                reason: truncate(g.reason.as_deref()),
+                message: truncate(g.message.as_deref()),
+            },
+            reason,
+            severity,
+            note: format!("{} {verb}{by}{why}", g.gate),
+        });
+    }
+    // The first observation of a new approval (no phase yet, Pending) is not
+    // a transition; every later change of phase is.
+    let first_pending = previous.phase.is_none() && phase == ApprovalPhase::Pending;
+    if previous.phase != Some(phase) && !first_pending {
+        let (reason, severity) = match phase {
+            ApprovalPhase::Approved => ("Approved", Severity::Normal),
+            ApprovalPhase::Rejected => ("Rejected", Severity::Warning),
+            ApprovalPhase::Expired => ("Expired", Severity::Warning),
+            ApprovalPhase::Pending => ("Pending", Severity::Normal),
+        };
+        out.push(Transition {
+            entry: HistoryEntry {
+                time: now.clone(),
+                subject: PHASE_SUBJECT.to_string(),
+                from: previous.phase.map(|p| p.to_string()).unwrap_or_default(),
+                to: phase.to_string(),
+                reviewer: None,
+                reason: Some(reason.to_string()),
+                message: truncate(Some(phase_message)),
+            },
+            reason,
+            severity,
+            note: format!("phase {phase}: {phase_message}"),
+        });
+    }
+    out
+}
+
+/// The part of a status the operator owns: everything but the reviewers'
+/// conditions.
+pub fn operator_view(status: &ModelApprovalStatus) -> ModelApprovalStatus {
+    let mut view = status.clone();
+    view.conditions
+        .retain(|c| c.type_ == APPROVED_CONDITION || c.type_ == REVIEWS_VALID_CONDITION);
+    view
+}
+
+/// How long until `expires_at`, measured from `now`, if it is ahead.
+pub fn until(expires_at: Timestamp, now: Timestamp) -> Option<Duration> {
+    let d = expires_at.duration_since(now);
+    d.is_positive()
+        .then(|| Duration::try_from(d).ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests;

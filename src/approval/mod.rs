@@ -1,0 +1,5 @@
+//! The ModelApproval controller: `decide` (pure) turns the reviewers' gates
+//! into the operator's status; `controller` watches, applies and announces.
+
+pub mod controller;
+pub mod decide;

@@ -1,0 +1,43 @@
+//! The errors a reconcile can end with, each with a fixed metric label.
+
+use std::time::Duration;
+
+/// Why a reconcile did not finish.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The API server refused or failed a request; usually transient.
+    #[error("kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+    /// The object could not be read as our type; it waits for a fix.
+    #[error("object cannot be read: {0}")]
+    Invalid(String),
+    /// An object without the metadata every stored object has.
+    #[error("object has no {0}")]
+    MissingMetadata(&'static str),
+    /// A patch could not be built from our own types.
+    #[error("cannot serialise a patch: {0}")]
+    Serialize(#[from] serde_json::Error),
+}
+
+impl Error {
+    /// A short, fixed name for metrics and logs (never built from data).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "kube",
+            Error::Invalid(_) => "invalid",
+            Error::MissingMetadata(_) => "missing_metadata",
+            Error::Serialize(_) => "serialize",
+        }
+    }
+
+    /// How long to wait before trying again. Invalid objects are not retried
+    /// on a timer: they get a condition or event and wait for a change.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::Kube(_) | Error::Serialize(_) => Some(Duration::from_secs(5)),
+            Error::Invalid(_) | Error::MissingMetadata(_) => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
