@@ -11,5 +11,6 @@ pub mod approval;
 pub mod audit;
 pub mod context;
 pub mod crd;
+pub mod deployment;
 pub mod error;
 pub mod operator;

@@ -16,5 +16,8 @@ pub async fn run(
 ) {
     let ctx = Arc::new(Context::new(client, instance));
     let shutdown = shutdown.boxed().shared();
-    crate::approval::controller::run(ctx.clone(), shutdown.clone()).await;
+    futures::join!(
+        crate::approval::controller::run(ctx.clone(), shutdown.clone()),
+        crate::deployment::controller::run(ctx, shutdown),
+    );
 }

@@ -1,0 +1,289 @@
+//! Watches ModelDeployments, the approvals they depend on (through the
+//! index) and the Deployments they own; applies the Deployment only while
+//! the approval is Approved, and reports progress from the Deployment's own
+//! status.
+
+use std::sync::Arc;
+
+use futures::{Future, StreamExt, TryStreamExt};
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use tracing::{info, instrument, warn};
+
+use super::decide::{self, ApplyFailure, Input, Linked, Plan};
+use super::desired::{self, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use super::index::ApprovalIndex;
+use crate::api::{ModelApproval, ModelDeployment};
+use crate::audit::Severity;
+use crate::context::{Context, FIELD_MANAGER};
+use crate::error::{Error, Result};
+
+/// The field manager that scales a revoked model to zero. It is separate
+/// from [`FIELD_MANAGER`] so that the operator's main apply keeps owning the
+/// template untouched while this one claims only `spec.replicas`.
+pub const REVOKE_FIELD_MANAGER: &str = "modelgate-revoke";
+
+/// What the reconciles of this controller read from memory.
+pub struct State {
+    pub ctx: Arc<Context>,
+    pub approvals: Store<DeserializeGuard<ModelApproval>>,
+    pub deployments: Store<Deployment>,
+}
+
+/// The ModelDeployment controller, ready to be driven until `shutdown`.
+pub fn run(
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> impl Future<Output = ()> {
+    let client = ctx.client.clone();
+    let index = ApprovalIndex::default();
+
+    let (md_reader, md_writer) = reflector::store();
+    let observed = index.clone();
+    let mds = watcher(
+        Api::<DeserializeGuard<ModelDeployment>>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(md_writer)
+    .inspect_ok(move |event| observed.observe(event))
+    .applied_objects();
+
+    let (approval_reader, approval_writer) = reflector::store();
+    let approvals = watcher(
+        Api::<DeserializeGuard<ModelApproval>>::all(client.clone()),
+        watcher::Config::default().any_semantic(),
+    )
+    .default_backoff()
+    .reflect(approval_writer)
+    .applied_objects();
+
+    let (deployment_reader, deployment_writer) = reflector::store();
+    let managed = watcher::Config::default()
+        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"))
+        .any_semantic();
+    let deployments = watcher(Api::<Deployment>::all(client), managed)
+        .default_backoff()
+        .reflect(deployment_writer)
+        .applied_objects();
+
+    let state = Arc::new(State {
+        ctx,
+        approvals: approval_reader,
+        deployments: deployment_reader,
+    });
+    Controller::for_stream(mds, md_reader)
+        .owns_stream(deployments)
+        .watches_stream(approvals, move |approval| index.lookup(&approval))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, state)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                warn!(error = %e, "deployment reconcile failed");
+            }
+        })
+}
+
+fn now_seconds() -> Timestamp {
+    let now = Timestamp::now();
+    Timestamp::from_second(now.as_second()).unwrap_or(now)
+}
+
+/// The refusal text of an API error that means "this object is invalid", as
+/// opposed to a transient failure.
+fn refusal(error: &kube::Error) -> Option<String> {
+    match error {
+        kube::Error::Api(status) if status.code == 422 || status.code == 400 => {
+            Some(status.message.clone())
+        }
+        _ => None,
+    }
+}
+
+#[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
+async fn reconcile(
+    guarded: Arc<DeserializeGuard<ModelDeployment>>,
+    state: Arc<State>,
+) -> Result<Action> {
+    let ctx = &state.ctx;
+    let md = match &guarded.0 {
+        Ok(md) => md,
+        Err(invalid) => {
+            let note = format!(
+                "modelgate cannot read this ModelDeployment: {}",
+                invalid.error
+            );
+            if let Err(e) = ctx
+                .events
+                .publish(
+                    &guarded.object_ref(&()),
+                    Severity::Warning,
+                    "InvalidObject",
+                    "Read",
+                    &note,
+                )
+                .await
+            {
+                warn!(error = %e, "could not publish event");
+            }
+            return Err(Error::Invalid(invalid.error.clone()));
+        }
+    };
+    let namespace = md.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let name = md
+        .meta()
+        .name
+        .clone()
+        .ok_or(Error::MissingMetadata("name"))?;
+    let owner = md
+        .controller_owner_ref(&())
+        .ok_or(Error::MissingMetadata("uid"))?;
+
+    let find_approval = |approval: &str| {
+        state
+            .approvals
+            .get(&ObjectRef::new(approval).within(&namespace))
+            .and_then(|a| a.0.as_ref().ok().cloned())
+    };
+    let reference = &md.spec.approval_ref;
+    let linked_approval = find_approval(&reference.name);
+    let linked = match reference.namespace.as_deref() {
+        Some(other) if other != namespace => Linked::OtherNamespace(other),
+        _ => match &linked_approval {
+            Some(a) => Linked::Found(a),
+            None => Linked::NotFound,
+        },
+    };
+
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    // Only a Deployment this ModelDeployment controls is ours to change.
+    let live = state
+        .deployments
+        .get(&ObjectRef::new(&name).within(&namespace))
+        .filter(|d| {
+            d.owner_references()
+                .iter()
+                .any(|o| o.controller == Some(true) && o.uid == owner.uid)
+        })
+        .map(|d| (*d).clone());
+    let served_approval = decide::served(live.as_ref())
+        .filter(|s| s.approval != reference.name)
+        .and_then(|s| find_approval(&s.approval));
+    let input = Input {
+        md,
+        linked,
+        served_approval: served_approval.as_ref(),
+        deployment: live.as_ref(),
+        now: now_seconds(),
+    };
+
+    // The Deployment as the last write (or read) left it, when newer than `live`.
+    let mut current: Option<Deployment> = None;
+    let mut failure = None;
+    match decide::plan(&input) {
+        Plan::Release => {
+            // A Deployment of the same name that this ModelDeployment does not
+            // control is someone else's: never take it over.
+            if live.is_none() {
+                if let Some(existing) = deployments.get_opt(&name).await? {
+                    let ours = existing
+                        .owner_references()
+                        .iter()
+                        .any(|o| o.controller == Some(true) && o.uid == owner.uid);
+                    if !ours {
+                        failure = Some(ApplyFailure {
+                            reason: "DeploymentConflict",
+                            message: format!(
+                                "a Deployment named {name} already exists and is not managed by this ModelDeployment; rename one of them"
+                            ),
+                        });
+                    }
+                }
+            }
+            if let (Linked::Found(approval), None) = (input.linked, &failure) {
+                let desired =
+                    desired::deployment(md, &reference.name, &approval.spec.model, owner.clone());
+                // force: the template is the operator's alone; an edit by
+                // anyone else is drift and is put back.
+                let params = PatchParams::apply(FIELD_MANAGER).force();
+                match deployments
+                    .patch(&name, &params, &Patch::Apply(&desired))
+                    .await
+                {
+                    Ok(d) => current = Some(d),
+                    Err(e) => match refusal(&e) {
+                        Some(message) => {
+                            failure = Some(ApplyFailure {
+                                reason: "InvalidTemplate",
+                                message: format!(
+                                    "the API server refused the Deployment: {message}"
+                                ),
+                            })
+                        }
+                        None => return Err(e.into()),
+                    },
+                }
+            }
+        }
+        Plan::ScaleToZero => {
+            let replicas = live.as_ref().and_then(|d| d.spec.replicas);
+            if replicas != Some(0) {
+                let patch = serde_json::json!({
+                    "apiVersion": "apps/v1", "kind": "Deployment",
+                    "metadata": {"name": name, "namespace": namespace},
+                    "spec": {"replicas": 0},
+                });
+                let params = PatchParams::apply(REVOKE_FIELD_MANAGER).force();
+                current = Some(
+                    deployments
+                        .patch(&name, &params, &Patch::Apply(&patch))
+                        .await?,
+                );
+                info!("scaled to zero: the serving approval was revoked");
+            }
+        }
+        Plan::Hold => {}
+    }
+
+    let decision = decide::status(&input, current.as_ref().or(live.as_ref()), failure.as_ref());
+    if decision.changed {
+        let api: Api<ModelDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
+        let patch = serde_json::json!({
+            "apiVersion": ModelDeployment::api_version(&()),
+            "kind": ModelDeployment::kind(&()),
+            "status": decision.status,
+        });
+        api.patch_status(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+        info!(phase = ?decision.status.phase, "status applied");
+    }
+    if let Some((severity, reason, note)) = &decision.transition {
+        if let Err(e) = ctx
+            .events
+            .publish(&md.object_ref(&()), *severity, reason, "Rollout", note)
+            .await
+        {
+            warn!(error = %e, reason, "could not publish event");
+        }
+    }
+    // Progress arrives through the Deployment watch; nothing to poll.
+    Ok(Action::await_change())
+}
+
+fn error_policy(_: Arc<DeserializeGuard<ModelDeployment>>, error: &Error, _: Arc<State>) -> Action {
+    warn!(error = %error, kind = error.metric_label(), "deployment reconcile error");
+    match error.retry_after() {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    }
+}

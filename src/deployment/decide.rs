@@ -1,0 +1,406 @@
+//! What to do with a ModelDeployment's Deployment, and what its status says,
+//! as pure functions of the objects the controller read. No client calls.
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::desired::served_model;
+use crate::api::condition::{self, Condition, FALSE, TRUE};
+use crate::api::{
+    ApprovalPhase, DeploymentPhase, Gate, ModelApproval, ModelDeployment, ModelDeploymentStatus,
+    OnRevoke, ServedModel,
+};
+use crate::audit::Severity;
+
+pub const APPROVAL_SATISFIED: &str = "ApprovalSatisfied";
+pub const PROGRESSING: &str = "Progressing";
+pub const AVAILABLE: &str = "Available";
+
+/// The approval a ModelDeployment names, as found.
+#[derive(Clone, Copy, Debug)]
+pub enum Linked<'a> {
+    Found(&'a ModelApproval),
+    NotFound,
+    /// approvalRef names another namespace; the value is that namespace.
+    OtherNamespace(&'a str),
+}
+
+/// Everything the decision depends on.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    pub md: &'a ModelDeployment,
+    pub linked: Linked<'a>,
+    /// The approval named by the live Deployment's pod template, when it
+    /// serves one other than `linked` (None when not found or the same).
+    pub served_approval: Option<&'a ModelApproval>,
+    /// The managed Deployment as it is now.
+    pub deployment: Option<&'a Deployment>,
+    pub now: Timestamp,
+}
+
+/// What to do with the Deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Plan {
+    /// Apply the Deployment for the linked, approved approval.
+    Release,
+    /// Leave the Deployment as it is (or absent).
+    Hold,
+    /// The serving approval was revoked and onRevoke is ScaleToZero.
+    ScaleToZero,
+}
+
+fn is_approved(a: &ModelApproval) -> bool {
+    a.status.as_ref().and_then(|s| s.phase) == Some(ApprovalPhase::Approved)
+}
+
+/// The model the live Deployment's template carries.
+pub fn served(deployment: Option<&Deployment>) -> Option<ServedModel> {
+    served_model(&deployment?.spec.template)
+}
+
+/// Whether the approval of what is serving now has been withdrawn.
+fn serving_revoked(input: &Input<'_>) -> Option<ServedModel> {
+    let served = served(input.deployment)?;
+    let approval = match input.linked {
+        Linked::Found(a) if a.metadata.name.as_deref() == Some(served.approval.as_str()) => Some(a),
+        _ => input.served_approval,
+    };
+    // An approval that no longer exists approves nothing.
+    match approval {
+        Some(a) if is_approved(a) => None,
+        _ => Some(served),
+    }
+}
+
+/// Decides what to do with the Deployment.
+pub fn plan(input: &Input<'_>) -> Plan {
+    match input.linked {
+        Linked::OtherNamespace(_) => Plan::Hold,
+        Linked::Found(a) if is_approved(a) => Plan::Release,
+        _ if serving_revoked(input).is_some()
+            && input.md.spec.on_revoke == OnRevoke::ScaleToZero =>
+        {
+            Plan::ScaleToZero
+        }
+        _ => Plan::Hold,
+    }
+}
+
+/// The outcome of the status decision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub status: ModelDeploymentStatus,
+    /// A phase change to announce: (severity, reason, note).
+    pub transition: Option<(Severity, String, String)>,
+    pub changed: bool,
+}
+
+/// The gates of `a` that have not passed, in the usual order.
+fn pending_gates(a: &ModelApproval) -> Vec<String> {
+    let conditions = a
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    Gate::ALL
+        .into_iter()
+        .filter(|g| {
+            condition::find(conditions, g.condition_type()).map(|c| c.status.as_str()) != Some(TRUE)
+        })
+        .map(|g| g.condition_type().to_string())
+        .collect()
+}
+
+fn describe(m: &ServedModel) -> String {
+    format!("{} {} (approval {})", m.name, m.version, m.approval)
+}
+
+/// Why the Deployment could not be applied: a reason and a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyFailure {
+    /// InvalidTemplate or DeploymentConflict.
+    pub reason: &'static str,
+    pub message: String,
+}
+
+/// Reads the Deployment's progress: (phase, Progressing, Available).
+fn progress(
+    d: Option<&Deployment>,
+    failure: Option<&ApplyFailure>,
+) -> (DeploymentPhase, Condition, Condition) {
+    if let Some(f) = failure {
+        return (
+            DeploymentPhase::Failed,
+            Condition::new(PROGRESSING, FALSE, f.reason, f.message.clone()),
+            Condition::new(
+                AVAILABLE,
+                FALSE,
+                f.reason,
+                "the Deployment could not be applied",
+            ),
+        );
+    }
+    let Some(d) = d else {
+        return (
+            DeploymentPhase::RollingOut,
+            Condition::new(
+                PROGRESSING,
+                TRUE,
+                "DeploymentApplied",
+                "the Deployment is being created",
+            ),
+            Condition::new(AVAILABLE, FALSE, "RollingOut", "no pods are available yet"),
+        );
+    };
+    let status = d.status.clone().unwrap_or_default();
+    let desired = d.spec.replicas.unwrap_or(1);
+    let conditions = status.conditions.unwrap_or_default();
+    let find = |t: &str| conditions.iter().find(|c| c.type_.as_deref() == Some(t));
+    let observed = status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
+    let deployment_progressing = find("Progressing");
+    if deployment_progressing.and_then(|c| c.reason.as_deref()) == Some("ProgressDeadlineExceeded")
+    {
+        let message = deployment_progressing
+            .and_then(|c| c.message.clone())
+            .unwrap_or_default();
+        return (
+            DeploymentPhase::Failed,
+            Condition::new(PROGRESSING, FALSE, "ProgressDeadlineExceeded", message),
+            Condition::new(
+                AVAILABLE,
+                FALSE,
+                "ProgressDeadlineExceeded",
+                "the rollout did not finish in time",
+            ),
+        );
+    }
+    let updated = status.updated_replicas.unwrap_or(0);
+    let available = status.available_replicas.unwrap_or(0);
+    let total = status.replicas.unwrap_or(0);
+    let done = observed && updated >= desired && available >= desired && total <= desired;
+    let available_condition = match find("Available") {
+        Some(c) if c.status.as_deref() == Some(TRUE) && done => Condition::new(
+            AVAILABLE,
+            TRUE,
+            "MinimumReplicasAvailable",
+            format!("{available}/{desired} pods available"),
+        ),
+        _ => Condition::new(
+            AVAILABLE,
+            FALSE,
+            "RollingOut",
+            format!("{available}/{desired} pods available, {updated} updated"),
+        ),
+    };
+    if done && available_condition.status == TRUE {
+        (
+            DeploymentPhase::Available,
+            Condition::new(
+                PROGRESSING,
+                TRUE,
+                "NewReplicaSetAvailable",
+                "the rollout is complete",
+            ),
+            available_condition,
+        )
+    } else {
+        (
+            DeploymentPhase::RollingOut,
+            Condition::new(
+                PROGRESSING,
+                TRUE,
+                "RollingOut",
+                format!("{updated}/{desired} pods updated, {available} available"),
+            ),
+            available_condition,
+        )
+    }
+}
+
+/// The status, from what was read and (after a Release) what was applied.
+/// `deployment` is the Deployment after any apply; `failure` says why the
+/// apply could not happen, if it could not.
+pub fn status(
+    input: &Input<'_>,
+    deployment: Option<&Deployment>,
+    failure: Option<&ApplyFailure>,
+) -> Decision {
+    let md = input.md;
+    let previous = md.status.clone().unwrap_or_default();
+    let generation = md.metadata.generation;
+    let now = Time(input.now);
+    let served = served(deployment);
+    let serving = served
+        .as_ref()
+        .map(|s| format!("; serving {}", describe(s)))
+        .unwrap_or_else(|| "; nothing is serving yet".into());
+    let revoked = serving_revoked(&Input {
+        deployment,
+        ..*input
+    });
+    let ref_name = &md.spec.approval_ref.name;
+
+    let held = |phase: DeploymentPhase, reason: &str, message: String| {
+        let progressing = Condition::new(PROGRESSING, FALSE, "RolloutHeld", message.clone());
+        (
+            phase,
+            Condition::new(APPROVAL_SATISFIED, FALSE, reason, message),
+            progressing,
+        )
+    };
+    let mut pending = Vec::new();
+    let (phase, satisfied, progressing, available) = match input.linked {
+        Linked::OtherNamespace(ns) => {
+            let (p, s, g) = held(
+                DeploymentPhase::Failed,
+                "CrossNamespaceRef",
+                format!(
+                    "approvalRef names namespace {ns:?}; a ModelDeployment may only use an approval in its own namespace"
+                ),
+            );
+            (p, s, g, None)
+        }
+        Linked::Found(a) if is_approved(a) => {
+            let (phase, progressing, available) = progress(deployment, failure);
+            let satisfied = Condition::new(
+                APPROVAL_SATISFIED,
+                TRUE,
+                "ApprovalApproved",
+                format!(
+                    "approval {ref_name} ({} {}) passed all five gates",
+                    a.spec.model.name, a.spec.model.version
+                ),
+            );
+            (phase, satisfied, progressing, Some(available))
+        }
+        linked => {
+            let (what, reason, why) = match linked {
+                Linked::Found(a) => {
+                    pending = pending_gates(a);
+                    let what = format!(
+                        "{} {} (approval {ref_name})",
+                        a.spec.model.name, a.spec.model.version
+                    );
+                    match a.status.as_ref().and_then(|s| s.phase) {
+                        Some(ApprovalPhase::Rejected) => (
+                            what,
+                            "ApprovalRejected",
+                            "the approval was rejected".to_string(),
+                        ),
+                        Some(ApprovalPhase::Expired) => (
+                            what,
+                            "ApprovalExpired",
+                            "the approval has expired".to_string(),
+                        ),
+                        _ => (
+                            what,
+                            "AwaitingReview",
+                            format!("waiting on {}", pending.join(", ")),
+                        ),
+                    }
+                }
+                _ => (
+                    format!("approval {ref_name}"),
+                    "ApprovalNotFound",
+                    format!("ModelApproval {ref_name} does not exist in this namespace"),
+                ),
+            };
+            match revoked {
+                Some(r) => {
+                    let action = match md.spec.on_revoke {
+                        OnRevoke::Hold => "pods are kept and rollouts blocked (onRevoke: Hold)",
+                        OnRevoke::ScaleToZero => "scaled to zero (onRevoke: ScaleToZero)",
+                    };
+                    let (p, s, g) = held(
+                        DeploymentPhase::Revoked,
+                        "ApprovalRevoked",
+                        format!(
+                            "the approval of the serving model {} is no longer Approved; {action}; {what}: {why}",
+                            describe(&r)
+                        ),
+                    );
+                    (p, s, g, None)
+                }
+                None => {
+                    let (p, s, g) = held(
+                        DeploymentPhase::AwaitingApproval,
+                        reason,
+                        format!("holding the rollout of {what}: {why}{serving}"),
+                    );
+                    (p, s, g, None)
+                }
+            }
+        }
+    };
+    // Held phases describe the Deployment as it stands, untouched.
+    let available = available.unwrap_or_else(|| {
+        match deployment
+            .and_then(|d| d.status.as_ref())
+            .and_then(|s| s.available_replicas)
+        {
+            Some(n) if n > 0 => Condition::new(
+                AVAILABLE,
+                TRUE,
+                "PreviousVersionServing",
+                format!("{n} pods of the previous version available"),
+            ),
+            _ => Condition::new(AVAILABLE, FALSE, "NothingServing", "no pods are available"),
+        }
+    });
+
+    let find = |t: &str| condition::find(&previous.conditions, t);
+    let conditions = vec![
+        satisfied.stamped(find(APPROVAL_SATISFIED), &now, generation),
+        progressing.stamped(find(PROGRESSING), &now, generation),
+        available.stamped(find(AVAILABLE), &now, generation),
+    ];
+    let ready = deployment.map(|d| {
+        let desired = d.spec.replicas.unwrap_or(1);
+        let ready = d
+            .status
+            .as_ref()
+            .and_then(|s| s.ready_replicas)
+            .unwrap_or(0);
+        format!("{ready}/{desired}")
+    });
+    let status = ModelDeploymentStatus {
+        phase: Some(phase),
+        conditions,
+        pending_gates: pending,
+        served_model: served,
+        deployment_name: deployment.and_then(|d| d.metadata.name.clone()),
+        ready,
+        observed_generation: generation,
+    };
+    let transition = (previous.phase != Some(phase)).then(|| {
+        let severity = match phase {
+            DeploymentPhase::Revoked | DeploymentPhase::Failed => Severity::Warning,
+            _ => Severity::Normal,
+        };
+        let reason = match phase {
+            DeploymentPhase::Revoked => "ApprovalRevoked".to_string(),
+            p => p.to_string(),
+        };
+        let note = condition::find(
+            &status.conditions,
+            if phase == DeploymentPhase::Failed {
+                PROGRESSING
+            } else {
+                APPROVAL_SATISFIED
+            },
+        )
+        .and_then(|c| c.message.clone())
+        .unwrap_or_default();
+        (severity, reason, format!("phase {phase}: {note}"))
+    });
+    let changed = status != previous;
+    Decision {
+        status,
+        transition,
+        changed,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,278 @@
+//! Unit and property tests of the deployment decision.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use proptest::prelude::*;
+
+use super::*;
+use crate::deployment::desired;
+
+fn md(approval: &str, on_revoke: &str, namespace: Option<&str>) -> ModelDeployment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": "fd", "namespace": "risk", "uid": "u-1", "generation": 1},
+        "spec": {"approvalRef": {"name": approval, "namespace": namespace}, "replicas": 2, "onRevoke": on_revoke,
+                 "template": {"spec": {"containers": [{"name": "s", "image": "s:1"}]}}},
+    }))
+    .unwrap_or_else(|e| panic!("fixture: {e}"))
+}
+
+fn approval(name: &str, version: &str, phase: Option<&str>, gates_true: usize) -> ModelApproval {
+    let conditions: Vec<serde_json::Value> = Gate::ALL
+        .iter()
+        .take(gates_true)
+        .map(|g| serde_json::json!({"type": g.condition_type(), "status": "True", "reviewer": "r"}))
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
+        "metadata": {"name": name, "namespace": "risk"},
+        "spec": {"model": {"name": "fd", "version": version, "uri": "s3://m", "digest": format!("sha256:{}", "b".repeat(64))}},
+        "status": {"phase": phase, "conditions": conditions},
+    }))
+    .unwrap_or_else(|e| panic!("fixture: {e}"))
+}
+
+/// A live Deployment serving `a`, with `ready` of 2 pods ready.
+fn serving(m: &ModelDeployment, a: &ModelApproval, ready: i32) -> Deployment {
+    let owner = k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+        uid: "u-1".into(),
+        controller: Some(true),
+        ..Default::default()
+    };
+    let mut d = desired::deployment(
+        m,
+        a.metadata.name.as_deref().unwrap_or_default(),
+        &a.spec.model,
+        owner,
+    );
+    d.metadata.generation = Some(1);
+    d.status = serde_json::from_value(serde_json::json!({
+        "observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": ready, "availableReplicas": ready,
+        "conditions": [{"type": "Available", "status": if ready == 2 { "True" } else { "False" }},
+                       {"type": "Progressing", "status": "True", "reason": "NewReplicaSetAvailable"}],
+    }))
+    .ok();
+    d
+}
+
+fn input<'a>(
+    m: &'a ModelDeployment,
+    linked: Linked<'a>,
+    served: Option<&'a ModelApproval>,
+    d: Option<&'a Deployment>,
+) -> Input<'a> {
+    Input {
+        md: m,
+        linked,
+        served_approval: served,
+        deployment: d,
+        now: "2026-11-25T10:00:00Z"
+            .parse()
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+    }
+}
+
+fn cond<'a>(s: &'a ModelDeploymentStatus, t: &str) -> &'a Condition {
+    condition::find(&s.conditions, t).unwrap_or_else(|| panic!("no {t}"))
+}
+
+#[test]
+fn pending_approval_holds_and_lists_pending_gates() {
+    let m = md("v2", "Hold", None);
+    let a = approval("v2", "2.0", Some("Pending"), 2);
+    let i = input(&m, Linked::Found(&a), None, None);
+    assert_eq!(plan(&i), Plan::Hold);
+    let d = status(&i, None, None);
+    assert_eq!(d.status.phase, Some(DeploymentPhase::AwaitingApproval));
+    assert_eq!(
+        d.status.pending_gates,
+        ["SecurityReview", "LegalReview", "BusinessReview"]
+    );
+    let c = cond(&d.status, APPROVAL_SATISFIED);
+    assert_eq!(
+        (c.status.as_str(), c.reason.as_deref()),
+        (FALSE, Some("AwaitingReview"))
+    );
+    assert!(
+        c.message
+            .clone()
+            .unwrap_or_default()
+            .contains("waiting on SecurityReview, LegalReview, BusinessReview")
+    );
+    assert_eq!(
+        d.transition.as_ref().map(|t| t.1.as_str()),
+        Some("AwaitingApproval")
+    );
+}
+
+#[test]
+fn approved_releases_and_reports_progress() {
+    let m = md("v1", "Hold", None);
+    let a = approval("v1", "1.0", Some("Approved"), 5);
+    assert_eq!(
+        plan(&input(&m, Linked::Found(&a), None, None)),
+        Plan::Release
+    );
+    let rolling = serving(&m, &a, 1);
+    let d = status(
+        &input(&m, Linked::Found(&a), None, Some(&rolling)),
+        Some(&rolling),
+        None,
+    );
+    assert_eq!(d.status.phase, Some(DeploymentPhase::RollingOut));
+    assert_eq!(d.status.ready.as_deref(), Some("1/2"));
+    let done = serving(&m, &a, 2);
+    let d = status(
+        &input(&m, Linked::Found(&a), None, Some(&done)),
+        Some(&done),
+        None,
+    );
+    assert_eq!(d.status.phase, Some(DeploymentPhase::Available));
+    assert_eq!(cond(&d.status, AVAILABLE).status, TRUE);
+    assert_eq!(d.status.served_model.map(|s| s.version), Some("1.0".into()));
+}
+
+#[test]
+fn a_new_pending_version_keeps_the_old_one_serving() {
+    let m = md("v2", "Hold", None);
+    let old = approval("v1", "1.0", Some("Approved"), 5);
+    let new = approval("v2", "2.0", Some("Pending"), 0);
+    let live = serving(&m, &old, 2);
+    let i = input(&m, Linked::Found(&new), Some(&old), Some(&live));
+    assert_eq!(plan(&i), Plan::Hold);
+    let d = status(&i, Some(&live), None);
+    assert_eq!(d.status.phase, Some(DeploymentPhase::AwaitingApproval));
+    assert_eq!(
+        d.status.served_model.as_ref().map(|s| s.approval.as_str()),
+        Some("v1")
+    );
+    assert!(
+        cond(&d.status, APPROVAL_SATISFIED)
+            .message
+            .clone()
+            .unwrap_or_default()
+            .contains("serving fd 1.0 (approval v1)")
+    );
+}
+
+#[test]
+fn revocation_holds_or_scales_to_zero() {
+    for (on_revoke, want) in [("Hold", Plan::Hold), ("ScaleToZero", Plan::ScaleToZero)] {
+        let m = md("v1", on_revoke, None);
+        let a = approval("v1", "1.0", Some("Rejected"), 4);
+        let live = serving(&m, &a, 2);
+        let i = input(&m, Linked::Found(&a), None, Some(&live));
+        assert_eq!(plan(&i), want);
+        let d = status(&i, Some(&live), None);
+        assert_eq!(d.status.phase, Some(DeploymentPhase::Revoked));
+        let c = cond(&d.status, APPROVAL_SATISFIED);
+        assert_eq!(c.reason.as_deref(), Some("ApprovalRevoked"));
+        assert_eq!(
+            d.transition.as_ref().map(|t| (t.0, t.1.as_str())),
+            Some((Severity::Warning, "ApprovalRevoked"))
+        );
+    }
+}
+
+#[test]
+fn missing_and_cross_namespace_approvals_are_conditions() {
+    let m = md("nope", "Hold", None);
+    let d = status(&input(&m, Linked::NotFound, None, None), None, None);
+    assert_eq!(d.status.phase, Some(DeploymentPhase::AwaitingApproval));
+    assert_eq!(
+        cond(&d.status, APPROVAL_SATISFIED).reason.as_deref(),
+        Some("ApprovalNotFound")
+    );
+
+    let m = md("v1", "Hold", Some("elsewhere"));
+    let i = input(&m, Linked::OtherNamespace("elsewhere"), None, None);
+    assert_eq!(plan(&i), Plan::Hold);
+    let d = status(&i, None, None);
+    assert_eq!(d.status.phase, Some(DeploymentPhase::Failed));
+    assert_eq!(
+        cond(&d.status, APPROVAL_SATISFIED).reason.as_deref(),
+        Some("CrossNamespaceRef")
+    );
+}
+
+#[test]
+fn an_invalid_template_is_a_failed_phase_with_the_refusal() {
+    let m = md("v1", "Hold", None);
+    let a = approval("v1", "1.0", Some("Approved"), 5);
+    let failure = ApplyFailure {
+        reason: "InvalidTemplate",
+        message: "spec.template.spec.containers[0].image: Required value".into(),
+    };
+    let d = status(
+        &input(&m, Linked::Found(&a), None, None),
+        None,
+        Some(&failure),
+    );
+    assert_eq!(d.status.phase, Some(DeploymentPhase::Failed));
+    let c = cond(&d.status, PROGRESSING);
+    assert_eq!(c.reason.as_deref(), Some("InvalidTemplate"));
+    assert!(
+        c.message
+            .clone()
+            .unwrap_or_default()
+            .contains("containers[0].image")
+    );
+}
+
+#[test]
+fn the_same_input_twice_is_no_change() {
+    let mut m = md("v1", "Hold", None);
+    let a = approval("v1", "1.0", Some("Approved"), 5);
+    let live = serving(&m, &a, 2);
+    let first = status(
+        &input(&m, Linked::Found(&a), None, Some(&live)),
+        Some(&live),
+        None,
+    );
+    m.status = Some(first.status);
+    let second = status(
+        &input(&m, Linked::Found(&a), None, Some(&live)),
+        Some(&live),
+        None,
+    );
+    assert!(!second.changed && second.transition.is_none());
+}
+
+fn arb_phase() -> impl Strategy<Value = Option<&'static str>> {
+    prop_oneof![
+        Just(None),
+        Just(Some("Pending")),
+        Just(Some("Approved")),
+        Just(Some("Rejected")),
+        Just(Some("Expired"))
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    /// The safety property: nothing is released unless the linked approval
+    /// is Approved; a revoked serving approval is never shown as Available.
+    #[test]
+    fn release_only_when_approved(linked_phase in arb_phase(), served_phase in arb_phase(), serving_linked in any::<bool>(),
+                                  has_deployment in any::<bool>(), found in any::<bool>(), scale in any::<bool>()) {
+        let m = md("v2", if scale { "ScaleToZero" } else { "Hold" }, None);
+        let linked = approval("v2", "2.0", linked_phase, 0);
+        let served = approval("v1", "1.0", served_phase, 0);
+        let live = serving(&m, if serving_linked { &linked } else { &served }, 2);
+        let i = input(&m, if found { Linked::Found(&linked) } else { Linked::NotFound },
+                      if serving_linked { None } else { Some(&served) }, has_deployment.then_some(&live));
+        let p = plan(&i);
+        let approved = found && linked_phase == Some("Approved");
+        prop_assert_eq!(p == Plan::Release, approved);
+        let d = status(&i, i.deployment, None);
+        let phase = d.status.phase;
+        if !approved {
+            prop_assert_ne!(phase, Some(DeploymentPhase::Available));
+            prop_assert_ne!(phase, Some(DeploymentPhase::RollingOut));
+            prop_assert_eq!(cond(&d.status, APPROVAL_SATISFIED).status.as_str(), FALSE);
+        }
+        if p == Plan::ScaleToZero {
+            prop_assert_eq!(phase, Some(DeploymentPhase::Revoked));
+        }
+    }
+}
