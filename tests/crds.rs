@@ -269,6 +269,13 @@ fn bad_cases() -> Vec<BadCase> {
 }
 
 fn install_client_side() {
+    // Once per test binary: two concurrent client-side applies race to
+    // create the same CRD.
+    static ONCE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    ONCE.get_or_init(install_client_side_once);
+}
+
+fn install_client_side_once() {
     // A plain client-side apply stores the whole CRD in the last-applied
     // annotation; this is what fails when a CRD grows past 256 KiB.
     let out = kubectl(&["apply", "-f", concat!(env!("CARGO_MANIFEST_DIR"), "/crds/")]);

@@ -90,6 +90,13 @@ pub fn run(
         })
 }
 
+/// Whether `d` has the ModelDeployment of `uid` as its controller.
+fn controlled_by(d: &Deployment, uid: &str) -> bool {
+    d.owner_references()
+        .iter()
+        .any(|o| o.controller == Some(true) && o.uid == uid)
+}
+
 fn now_seconds() -> Timestamp {
     let now = Timestamp::now();
     Timestamp::from_second(now.as_second()).unwrap_or(now)
@@ -166,11 +173,7 @@ async fn reconcile(
     let live = state
         .deployments
         .get(&ObjectRef::new(&name).within(&namespace))
-        .filter(|d| {
-            d.owner_references()
-                .iter()
-                .any(|o| o.controller == Some(true) && o.uid == owner.uid)
-        })
+        .filter(|d| controlled_by(d, &owner.uid))
         .map(|d| (*d).clone());
     let served_approval = decide::served(live.as_ref())
         .filter(|s| s.approval != reference.name)
@@ -190,21 +193,16 @@ async fn reconcile(
         Plan::Release => {
             // A Deployment of the same name that this ModelDeployment does not
             // control is someone else's: never take it over.
-            if live.is_none() {
-                if let Some(existing) = deployments.get_opt(&name).await? {
-                    let ours = existing
-                        .owner_references()
-                        .iter()
-                        .any(|o| o.controller == Some(true) && o.uid == owner.uid);
-                    if !ours {
-                        failure = Some(ApplyFailure {
-                            reason: "DeploymentConflict",
-                            message: format!(
-                                "a Deployment named {name} already exists and is not managed by this ModelDeployment; rename one of them"
-                            ),
-                        });
-                    }
-                }
+            if live.is_none()
+                && let Some(existing) = deployments.get_opt(&name).await?
+                && !controlled_by(&existing, &owner.uid)
+            {
+                failure = Some(ApplyFailure {
+                    reason: "DeploymentConflict",
+                    message: format!(
+                        "a Deployment named {name} already exists and is not managed by this ModelDeployment; rename one of them"
+                    ),
+                });
             }
             if let (Linked::Found(approval), None) = (input.linked, &failure) {
                 let desired =
@@ -267,14 +265,13 @@ async fn reconcile(
         .await?;
         info!(phase = ?decision.status.phase, "status applied");
     }
-    if let Some((severity, reason, note)) = &decision.transition {
-        if let Err(e) = ctx
+    if let Some((severity, reason, note)) = &decision.transition
+        && let Err(e) = ctx
             .events
             .publish(&md.object_ref(&()), *severity, reason, "Rollout", note)
             .await
-        {
-            warn!(error = %e, reason, "could not publish event");
-        }
+    {
+        warn!(error = %e, reason, "could not publish event");
     }
     // Progress arrives through the Deployment watch; nothing to poll.
     Ok(Action::await_change())

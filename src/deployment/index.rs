@@ -32,10 +32,10 @@ pub struct ApprovalIndex {
 fn keys(md: &ModelDeployment) -> Vec<Key> {
     let ns = md.namespace().unwrap_or_default();
     let mut keys = vec![(ns.clone(), md.spec.approval_ref.name.clone())];
-    if let Some(served) = md.status.as_ref().and_then(|s| s.served_model.as_ref()) {
-        if served.approval != md.spec.approval_ref.name {
-            keys.push((ns, served.approval.clone()));
-        }
+    if let Some(served) = md.status.as_ref().and_then(|s| s.served_model.as_ref())
+        && served.approval != md.spec.approval_ref.name
+    {
+        keys.push((ns, served.approval.clone()));
     }
     keys
 }

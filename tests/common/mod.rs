@@ -233,7 +233,11 @@ pub fn start_operator() {
     });
 }
 
-pub const DIGEST: &str = "sha256:0f3c4e1d2b7a8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f";
+/// A distinct, valid digest for each model version.
+pub fn digest_of(version: &str) -> String {
+    let hex: String = version.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex:0>64}")
+}
 
 /// A ModelApproval manifest for `fraud-detector` at `version`.
 pub fn approval_manifest(
@@ -242,7 +246,7 @@ pub fn approval_manifest(
     valid_for: Option<&str>,
 ) -> modelgate::api::ModelApproval {
     let mut spec = serde_json::json!({
-        "model": {"name": "fraud-detector", "version": version, "uri": format!("s3://models/fraud-detector/{version}/"), "digest": DIGEST},
+        "model": {"name": "fraud-detector", "version": version, "uri": format!("s3://models/fraud-detector/{version}/"), "digest": digest_of(version)},
     });
     if let Some(v) = valid_for {
         spec["validFor"] = v.into();
@@ -252,6 +256,48 @@ pub fn approval_manifest(
         "metadata": {"name": name}, "spec": spec,
     }))
     .expect("approval manifest")
+}
+
+/// Sets all five gates True, each by a reviewer of its own.
+pub async fn approve_all(client: &Client, ns: &str, name: &str) {
+    for gate in [
+        "TechnicalReview",
+        "FairnessReview",
+        "SecurityReview",
+        "LegalReview",
+        "BusinessReview",
+    ] {
+        set_gate(
+            client,
+            ns,
+            name,
+            gate,
+            "True",
+            &format!("{}@example.com", gate.to_ascii_lowercase()),
+        )
+        .await
+        .expect("set gate");
+    }
+}
+
+/// A ModelDeployment manifest serving through `approval`.
+pub fn deployment_manifest(
+    name: &str,
+    approval: &str,
+    replicas: Option<i32>,
+    on_revoke: &str,
+) -> modelgate::api::ModelDeployment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "approvalRef": {"name": approval}, "replicas": replicas, "onRevoke": on_revoke,
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
+                {"name": "server", "image": "registry.example.com/model-server:1.8", "env": [{"name": "LOG_LEVEL", "value": "info"}]}
+            ]}},
+        },
+    }))
+    .expect("deployment manifest")
 }
 
 /// Sets one gate as a reviewer would: server-side apply of that one condition
