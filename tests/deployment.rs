@@ -22,7 +22,7 @@ struct Fixture {
 
 async fn setup(prefix: &str) -> Fixture {
     start_operator();
-    let client = install_crds().await;
+    let client = install_modelgate().await;
     let ns = TestNamespace::new(&client, prefix).await;
     Fixture {
         approvals: Api::namespaced(client.clone(), &ns.name),
@@ -129,7 +129,6 @@ async fn held_until_approved_then_rolled_out_and_switched_to_a_new_version() {
     ];
     for gate in &gates[..4] {
         set_gate(
-            &f.client,
             &f.ns.name,
             "fd-1",
             gate,
@@ -150,7 +149,6 @@ async fn held_until_approved_then_rolled_out_and_switched_to_a_new_version() {
     );
     let last_gate = Instant::now();
     set_gate(
-        &f.client,
         &f.ns.name,
         "fd-1",
         "BusinessReview",
@@ -267,7 +265,7 @@ async fn held_until_approved_then_rolled_out_and_switched_to_a_new_version() {
         "template changed while held"
     );
 
-    approve_all(&f.client, &f.ns.name, "fd-2").await;
+    approve_all(&f.ns.name, "fd-2").await;
     let want2 = digest_of("2.0.0");
     eventually(30, "new template", || async {
         (f.template_digest("fd").await.as_deref() == Some(want2.as_str())).then_some(())
@@ -293,13 +291,12 @@ async fn revocation_with_hold_keeps_pods_and_scale_to_zero_removes_them() {
     let f = setup("revoke").await;
     for (name, on_revoke) in [("held", "Hold"), ("scaled", "ScaleToZero")] {
         f.approval(name, "3.0.0").await;
-        approve_all(&f.client, &f.ns.name, name).await;
+        approve_all(&f.ns.name, name).await;
         f.md(name, name, Some(2), on_revoke).await;
     }
     for name in ["held", "scaled"] {
         f.phase(name, DeploymentPhase::Available).await;
         set_gate(
-            &f.client,
             &f.ns.name,
             name,
             "SecurityReview",
@@ -349,7 +346,6 @@ async fn revocation_with_hold_keeps_pods_and_scale_to_zero_removes_them() {
 
     // Passing the gate again releases the same version once more.
     set_gate(
-        &f.client,
         &f.ns.name,
         "scaled",
         "SecurityReview",
@@ -366,11 +362,11 @@ async fn revocation_with_hold_keeps_pods_and_scale_to_zero_removes_them() {
 async fn drift_is_put_back_and_unowned_replicas_are_left_alone() {
     let f = setup("drift").await;
     f.approval("fd", "4.0.0").await;
-    approve_all(&f.client, &f.ns.name, "fd").await;
+    approve_all(&f.ns.name, "fd").await;
     f.md("fd", "fd", None, "Hold").await;
     f.phase("fd", DeploymentPhase::Available).await;
 
-    // Someone edits the pod template: the operator puts it back.
+    // Anyone but the operator is refused by the admission policy, admin too.
     let out = kubectl(&[
         "set",
         "image",
@@ -379,6 +375,31 @@ async fn drift_is_put_back_and_unowned_replicas_are_left_alone() {
         "deployment/fd",
         "server=registry.example.com/unapproved:6.6.6",
     ]);
+    assert!(
+        !out.status.success() && text(&out).contains("is managed by modelgate"),
+        "{}",
+        text(&out)
+    );
+    // Drift can still arise (an edit from before the policy was installed, or
+    // under the operator's own identity by mistake): the operator puts it back.
+    let as_operator = [
+        "--as",
+        OPERATOR_USER,
+        "--as-group",
+        OPERATOR_GROUPS[0],
+        "--as-group",
+        OPERATOR_GROUPS[1],
+    ];
+    let mut args = vec![
+        "set",
+        "image",
+        "-n",
+        &f.ns.name,
+        "deployment/fd",
+        "server=registry.example.com/unapproved:6.6.6",
+    ];
+    args.extend(as_operator);
+    let out = kubectl(&args);
     assert!(out.status.success(), "{}", text(&out));
     eventually(30, "image put back", || async {
         let d = f.deployments.get("fd").await.ok()?;
@@ -449,7 +470,7 @@ async fn bad_references_and_templates_are_conditions_not_crashes() {
     // A template the CRD accepts but the Deployment API refuses (a container
     // name must be a DNS label).
     f.approval("fd", "5.0.0").await;
-    approve_all(&f.client, &f.ns.name, "fd").await;
+    approve_all(&f.ns.name, "fd").await;
     let mut bad = deployment_manifest("badtemplate", "fd", Some(1), "Hold");
     if let Some(spec) = bad.spec.template.spec.as_mut() {
         spec.containers[0].name = "Model_Server".into();

@@ -28,11 +28,8 @@ pub fn run(
     Controller::new(api, watcher::Config::default().any_semantic())
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "approval reconcile failed");
-            }
-        })
+        // error_policy has logged every failure already.
+        .for_each(|_| futures::future::ready(()))
 }
 
 /// Whole seconds: what the API server shows, and what makes two reconciles

@@ -83,11 +83,8 @@ pub fn run(
         .watches_stream(approvals, move |approval| index.lookup(&approval))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, state)
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                warn!(error = %e, "deployment reconcile failed");
-            }
-        })
+        // error_policy has logged every failure already.
+        .for_each(|_| futures::future::ready(()))
 }
 
 /// Whether `d` has the ModelDeployment of `uid` as its controller.

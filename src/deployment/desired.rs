@@ -23,6 +23,10 @@ pub const MODEL_VERSION_ANNOTATION: &str = "modelgate.io/model-version";
 pub const MODEL_DIGEST_ANNOTATION: &str = "modelgate.io/model-digest";
 pub const MODEL_URI_ANNOTATION: &str = "modelgate.io/model-uri";
 
+/// On a Deployment whose replicas the ModelDeployment sets: tells the
+/// admission policy to refuse replica changes by anyone but the operator.
+pub const REPLICAS_MANAGED_ANNOTATION: &str = "modelgate.io/replicas-managed";
+
 /// The environment variables injected into every container.
 pub const MODEL_ENV: [&str; 4] = ["MODEL_NAME", "MODEL_VERSION", "MODEL_URI", "MODEL_DIGEST"];
 
@@ -45,6 +49,9 @@ pub fn deployment(
             name: Some(name),
             namespace: md.metadata.namespace.clone(),
             labels: Some(labels),
+            annotations: md.spec.replicas.map(|_| {
+                BTreeMap::from([(REPLICAS_MANAGED_ANNOTATION.to_string(), "true".to_string())])
+            }),
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
@@ -238,6 +245,11 @@ mod tests {
                 "fraud-detector".to_string()
             )]))
         );
+        let da = d.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(
+            da.get(REPLICAS_MANAGED_ANNOTATION).map(String::as_str),
+            Some("true")
+        );
         let dl = d.metadata.labels.unwrap_or_default();
         assert_eq!(
             dl.get(MANAGED_BY_LABEL).map(String::as_str),
@@ -259,6 +271,7 @@ mod tests {
         let d = deployment(&md(template, None), "fd-2-4-0", &model(), owner());
         let json = serde_json::to_value(&d).unwrap_or_default();
         assert!(json["spec"].get("replicas").is_none(), "{json}");
+        assert!(json["metadata"].get("annotations").is_none(), "{json}");
     }
 
     proptest! {

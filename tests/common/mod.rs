@@ -200,6 +200,52 @@ pub fn text(out: &Output) -> String {
     )
 }
 
+/// The operator's identity, as its service account authenticates.
+pub const OPERATOR_USER: &str = "system:serviceaccount:modelgate-system:modelgate";
+pub const OPERATOR_GROUPS: [&str; 3] = [
+    "system:serviceaccounts",
+    "system:serviceaccounts:modelgate-system",
+    "system:authenticated",
+];
+
+/// A client that acts as the operator's service account, so the admission
+/// policies see exactly the identity they see in a cluster.
+pub async fn operator_client() -> Client {
+    client_as(Some(OPERATOR_USER), &OPERATOR_GROUPS).await
+}
+
+/// The default reviewer group of a gate (None for anything else).
+pub fn group_of(gate: &str) -> Option<&'static str> {
+    modelgate::api::Gate::from_condition_type(gate).map(|g| g.default_group())
+}
+
+/// A client for a person in `groups` (authenticated, like any real user).
+pub async fn person(user: &str, groups: &[&str]) -> Client {
+    let mut all: Vec<&str> = groups.to_vec();
+    all.push("system:authenticated");
+    client_as(Some(user), &all).await
+}
+
+/// Installs everything the operator needs, as `kubectl apply -f crds/ &&
+/// kubectl apply -k deploy/` would: CRDs, namespace, RBAC and the admission
+/// policies. Once per test binary.
+pub async fn install_modelgate() -> Client {
+    static INSTALLED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    let client = install_crds().await;
+    INSTALLED
+        .get_or_init(|| async {
+            let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/");
+            let out = kubectl(&["apply", "--server-side", "--force-conflicts", "-k", deploy]);
+            assert!(
+                out.status.success(),
+                "kubectl apply -k deploy/: {}",
+                text(&out)
+            );
+        })
+        .await;
+    client
+}
+
 /// Starts the operator once for this test binary, in a thread of its own so
 /// that it outlives each test's runtime.
 pub fn start_operator() {
@@ -217,7 +263,8 @@ pub fn start_operator() {
         std::thread::spawn(move || {
             let runtime = tokio::runtime::Runtime::new().expect("operator runtime");
             runtime.block_on(async move {
-                let client = install_crds().await;
+                install_modelgate().await;
+                let client = operator_client().await;
                 let _ = ready_tx.send(());
                 modelgate::operator::run(
                     client,
@@ -259,7 +306,7 @@ pub fn approval_manifest(
 }
 
 /// Sets all five gates True, each by a reviewer of its own.
-pub async fn approve_all(client: &Client, ns: &str, name: &str) {
+pub async fn approve_all(ns: &str, name: &str) {
     for gate in [
         "TechnicalReview",
         "FairnessReview",
@@ -268,7 +315,6 @@ pub async fn approve_all(client: &Client, ns: &str, name: &str) {
         "BusinessReview",
     ] {
         set_gate(
-            client,
             ns,
             name,
             gate,
@@ -300,9 +346,31 @@ pub fn deployment_manifest(
     .expect("deployment manifest")
 }
 
-/// Sets one gate as a reviewer would: server-side apply of that one condition
-/// on the status subresource, under a field manager of its own.
+/// Sets one gate as a reviewer would: as that reviewer, a member of the
+/// gate's default group, with server-side apply of that one condition on the
+/// status subresource, under a field manager of its own.
 pub async fn set_gate(
+    ns: &str,
+    name: &str,
+    gate: &str,
+    status: &str,
+    reviewer: &str,
+) -> Result<(), kube::Error> {
+    let groups: Vec<&str> = group_of(gate).into_iter().collect();
+    let reviewer_client = person(
+        if reviewer.is_empty() {
+            "anonymous-reviewer@example.com"
+        } else {
+            reviewer
+        },
+        &groups,
+    )
+    .await;
+    set_gate_as(&reviewer_client, ns, name, gate, status, reviewer).await
+}
+
+/// Sets one gate with `client`'s identity, whatever `reviewer` says.
+pub async fn set_gate_as(
     client: &Client,
     ns: &str,
     name: &str,
