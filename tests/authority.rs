@@ -1,0 +1,540 @@
+//! The authority model against the real API server, acting as each kind of
+//! user through impersonation: who may set which gate, who may write the
+//! operator's fields, who may change a managed Deployment, configurable
+//! groups, separation of duties, and the operator's least privilege.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::authorization::v1::{SelfSubjectRulesReview, SelfSubjectRulesReviewSpec};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use modelgate::api::{Gate, ModelApproval};
+
+/// Tests that change the shared params take the write side; the others read.
+static PARAMS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+static ALLOWED: AtomicUsize = AtomicUsize::new(0);
+static REFUSED: AtomicUsize = AtomicUsize::new(0);
+
+async fn setup(prefix: &str) -> (TestNamespace, Api<ModelApproval>) {
+    let client = install_modelgate().await;
+    let ns = TestNamespace::new(&client, prefix).await;
+    let api = Api::namespaced(client, &ns.name);
+    api.create(
+        &PostParams::default(),
+        &approval_manifest("fd", "1.0.0", None),
+    )
+    .await
+    .expect("create approval");
+    (ns, api)
+}
+
+/// Prints the running totals; the last test to finish prints the totals of
+/// the whole binary.
+fn report(test: &str) {
+    println!(
+        "{test}: cases so far: {} allowed, {} refused",
+        ALLOWED.load(Ordering::Relaxed),
+        REFUSED.load(Ordering::Relaxed)
+    );
+}
+
+fn allowed<T, E: std::fmt::Debug>(what: &str, r: Result<T, E>) {
+    assert!(r.is_ok(), "{what}: refused: {:?}", r.err());
+    ALLOWED.fetch_add(1, Ordering::Relaxed);
+}
+
+fn refused<T, E: std::fmt::Debug>(what: &str, r: Result<T, E>, message: &str) {
+    let said = format!("{:?}", r.as_ref().err());
+    assert!(
+        r.is_err(),
+        "{what}: allowed, expected a refusal saying {message:?}"
+    );
+    assert!(
+        said.contains(message),
+        "{what}: refusal lacks {message:?}: {said}"
+    );
+    REFUSED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Server-side applies `status` (a partial status) as `client`.
+async fn apply_status(
+    client: &Client,
+    ns: &str,
+    status: serde_json::Value,
+    manager: &str,
+) -> Result<ModelApproval, kube::Error> {
+    let api: Api<ModelApproval> = Api::namespaced(client.clone(), ns);
+    let patch = serde_json::json!({"apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval", "metadata": {"name": "fd"}, "status": status});
+    api.patch_status(
+        "fd",
+        &PatchParams::apply(manager).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+}
+
+async fn set_params(data: serde_json::Value) {
+    let client = admin().await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "modelgate-system");
+    // A merge patch of the keys given: an apply would drop the keys that an
+    // earlier apply of this manager set and this one leaves out.
+    let patch = serde_json::json!({"data": data});
+    api.patch(
+        "modelgate-authority",
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .expect("set params");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_gate_is_set_only_by_its_own_group_and_in_ones_own_name() {
+    let _params = PARAMS.read().await;
+    let (ns, _) = setup("gates").await;
+    for (i, gate) in Gate::ALL.into_iter().enumerate() {
+        let g = gate.condition_type();
+        let other = Gate::ALL[(i + 1) % 5];
+        let member = format!("{}-member@example.com", gate.short_name());
+        let outsider = format!("{}-member@example.com", other.short_name());
+
+        let client = person(&outsider, &[other.default_group()]).await;
+        refused(
+            &format!("{g} by a member of {}", other.default_group()),
+            set_gate_as(&client, &ns.name, "fd", g, "True", &outsider).await,
+            &format!("{g} may only be set by members of {}", gate.default_group()),
+        );
+        let client = person(&member, &[gate.default_group()]).await;
+        refused(
+            &format!("{g} in someone else's name"),
+            set_gate_as(
+                &client,
+                &ns.name,
+                "fd",
+                g,
+                "True",
+                "someone-else@example.com",
+            )
+            .await,
+            &format!("set reviewer to {member}"),
+        );
+        let client = person("nobody@example.com", &[]).await;
+        refused(
+            &format!("{g} by a user in no group"),
+            set_gate_as(&client, &ns.name, "fd", g, "True", "nobody@example.com").await,
+            "forbidden",
+        );
+        // Cluster admins are bound by the policy too.
+        let client = admin().await;
+        refused(
+            &format!("{g} by a cluster admin"),
+            set_gate_as(&client, &ns.name, "fd", g, "True", "modelgate-admin").await,
+            &format!("may only be set by members of {}", gate.default_group()),
+        );
+        let client = person(&member, &[gate.default_group()]).await;
+        allowed(
+            &format!("{g} by its reviewer"),
+            set_gate_as(&client, &ns.name, "fd", g, "True", &member).await,
+        );
+        // …and removing a gate is a change like any other.
+        let client = person(&outsider, &[other.default_group()]).await;
+        refused(
+            &format!("{g} removed by another group"),
+            apply_status(
+                &client,
+                &ns.name,
+                serde_json::json!({"conditions": []}),
+                &format!("reviewer-{}", g.to_ascii_lowercase()),
+            )
+            .await,
+            "may only be set by members of",
+        );
+    }
+    report("each_gate_is_set_only_by_its_own_group_and_in_ones_own_name");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_the_operator_writes_the_operator_fields() {
+    let _params = PARAMS.read().await;
+    let (ns, _) = setup("opfields").await;
+    let reviewer = person("tess@example.com", &[Gate::Technical.default_group()]).await;
+    let now = "2026-11-25T10:00:00Z";
+    let attempts = [
+        (
+            "Approved",
+            serde_json::json!({"conditions": [{"type": "Approved", "status": "True", "reason": "AllGatesPassed"}]}),
+        ),
+        ("phase", serde_json::json!({"phase": "Approved"})),
+        ("approvedAt", serde_json::json!({"approvedAt": now})),
+        ("expiresAt", serde_json::json!({"expiresAt": now})),
+        (
+            "history",
+            serde_json::json!({"history": [{"time": now, "subject": "Phase", "from": "Pending", "to": "Approved"}]}),
+        ),
+        (
+            "observedGeneration",
+            serde_json::json!({"observedGeneration": 7}),
+        ),
+    ];
+    for (field, status) in &attempts {
+        refused(
+            &format!("{field} by a reviewer"),
+            apply_status(&reviewer, &ns.name, status.clone(), "reviewer-fields").await,
+            "may only be written by the modelgate operator",
+        );
+    }
+    let operator = operator_client().await;
+    for (field, status) in &attempts {
+        allowed(
+            &format!("{field} by the operator"),
+            apply_status(&operator, &ns.name, status.clone(), "modelgate").await,
+        );
+    }
+    // The operator may not pass a gate.
+    refused(
+        "a gate by the operator",
+        set_gate_as(
+            &operator,
+            &ns.name,
+            "fd",
+            "TechnicalReview",
+            "True",
+            OPERATOR_USER,
+        )
+        .await,
+        "TechnicalReview may only be set by members of modelgate:technical-reviewers",
+    );
+    report("only_the_operator_writes_the_operator_fields");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn managed_deployments_change_only_through_the_operator() {
+    let _params = PARAMS.read().await;
+    let admin = install_modelgate().await;
+    let ns = TestNamespace::new(&admin, "managed").await;
+    // A user with the built-in edit role in the namespace.
+    let binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "editor", "namespace": ns.name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "ed@example.com"}],
+    });
+    let out = kubectl_stdin(&["apply", "-f", "-"], Some(&binding.to_string()));
+    assert!(out.status.success(), "{}", text(&out));
+
+    let deployment = |name: &str, managed: bool, replicas_managed: bool| -> Deployment {
+        let mut labels = serde_json::json!({"app": name});
+        if managed {
+            labels["app.kubernetes.io/managed-by"] = "modelgate".into();
+        }
+        let annotations = if replicas_managed {
+            serde_json::json!({"modelgate.io/replicas-managed": "true"})
+        } else {
+            serde_json::json!({})
+        };
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "labels": labels, "annotations": annotations},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "s", "image": "serve:1"}]}}},
+        }))
+        .expect("deployment")
+    };
+    let operator = operator_client().await;
+    let as_operator: Api<Deployment> = Api::namespaced(operator, &ns.name);
+    for (name, managed, replicas) in [("managed", true, true), ("plain", false, false)] {
+        as_operator
+            .patch(
+                name,
+                &PatchParams::apply("modelgate").force(),
+                &Patch::Apply(&deployment(name, managed, replicas)),
+            )
+            .await
+            .expect("create deployment");
+    }
+
+    let ed = person("ed@example.com", &[]).await;
+    let as_ed: Api<Deployment> = Api::namespaced(ed, &ns.name);
+    let image = |i: &str| serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "s", "image": i}]}}}});
+    refused(
+        "image of a managed Deployment by an editor",
+        as_ed
+            .patch(
+                "managed",
+                &PatchParams::default(),
+                &Patch::Strategic(&image("unapproved:6")),
+            )
+            .await,
+        "the pod template of Deployment managed is managed by modelgate",
+    );
+    refused(
+        "replicas of a managed Deployment by an editor",
+        as_ed
+            .patch(
+                "managed",
+                &PatchParams::default(),
+                &Patch::Merge(&serde_json::json!({"spec": {"replicas": 5}})),
+            )
+            .await,
+        "are set by ModelDeployment managed",
+    );
+    allowed(
+        "labels of a managed Deployment by an editor",
+        as_ed
+            .patch(
+                "managed",
+                &PatchParams::default(),
+                &Patch::Merge(&serde_json::json!({"metadata": {"labels": {"team": "risk"}}})),
+            )
+            .await,
+    );
+    allowed(
+        "image of an unmanaged Deployment by an editor",
+        as_ed
+            .patch(
+                "plain",
+                &PatchParams::default(),
+                &Patch::Strategic(&image("other:2")),
+            )
+            .await,
+    );
+    allowed(
+        "image of a managed Deployment by the operator",
+        as_operator
+            .patch(
+                "managed",
+                &PatchParams::apply("modelgate").force(),
+                &Patch::Apply(&{
+                    let mut d = deployment("managed", true, true);
+                    if let Some(spec) = d.spec.template.spec.as_mut() {
+                        spec.containers[0].image = Some("serve:2".into());
+                    }
+                    d
+                }),
+            )
+            .await,
+    );
+    report("managed_deployments_change_only_through_the_operator");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn params_change_who_may_approve_and_separation_of_duties() {
+    let _params = PARAMS.write().await;
+    let (ns, _) = setup("params").await;
+    let admin = admin().await;
+    // RBAC for a new group (RBAC is checked before admission).
+    let binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+        "metadata": {"name": "modelgate-test-ml-platform"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "modelgate-reviewer"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "oidc:ml-platform"}],
+    });
+    let out = kubectl_stdin(&["apply", "-f", "-"], Some(&binding.to_string()));
+    assert!(out.status.success(), "{}", text(&out));
+    let _ = admin;
+
+    set_params(serde_json::json!({"technicalReviewers": "oidc:ml-platform"})).await;
+    let old = person("tom@example.com", &["modelgate:technical-reviewers"]).await;
+    let new = person("nia@example.com", &["oidc:ml-platform"]).await;
+    // The API server's policy cache follows the params within moments.
+    let r = eventually(30, "new group takes effect", || async {
+        let r = set_gate_as(
+            &old,
+            &ns.name,
+            "fd",
+            "TechnicalReview",
+            "True",
+            "tom@example.com",
+        )
+        .await;
+        r.is_err().then_some(r)
+    })
+    .await;
+    refused(
+        "TechnicalReview by the old group",
+        r,
+        "TechnicalReview may only be set by members of oidc:ml-platform",
+    );
+    allowed(
+        "TechnicalReview by the new group",
+        set_gate_as(
+            &new,
+            &ns.name,
+            "fd",
+            "TechnicalReview",
+            "True",
+            "nia@example.com",
+        )
+        .await,
+    );
+    set_params(serde_json::json!({"technicalReviewers": "modelgate:technical-reviewers"})).await;
+    eventually(30, "default group restored", || async {
+        set_gate_as(
+            &old,
+            &ns.name,
+            "fd",
+            "TechnicalReview",
+            "True",
+            "tom@example.com",
+        )
+        .await
+        .ok()
+    })
+    .await;
+    ALLOWED.fetch_add(1, Ordering::Relaxed);
+
+    // Separation of duties: one person in two groups passes one gate only.
+    let both = person(
+        "sam@example.com",
+        &["modelgate:security-reviewers", "modelgate:legal-reviewers"],
+    )
+    .await;
+    allowed(
+        "SecurityReview by sam",
+        set_gate_as(
+            &both,
+            &ns.name,
+            "fd",
+            "SecurityReview",
+            "True",
+            "sam@example.com",
+        )
+        .await,
+    );
+    refused(
+        "LegalReview by sam, who passed SecurityReview",
+        set_gate_as(
+            &both,
+            &ns.name,
+            "fd",
+            "LegalReview",
+            "True",
+            "sam@example.com",
+        )
+        .await,
+        "separation of duties: sam@example.com already passed another gate of this approval, so LegalReview needs a different reviewer",
+    );
+    // Failing a second gate is not passing it: allowed.
+    allowed(
+        "LegalReview False by sam",
+        set_gate_as(
+            &both,
+            &ns.name,
+            "fd",
+            "LegalReview",
+            "False",
+            "sam@example.com",
+        )
+        .await,
+    );
+    set_params(serde_json::json!({"separationOfDuties": "false"})).await;
+    let r = eventually(30, "separation of duties off", || async {
+        set_gate_as(
+            &both,
+            &ns.name,
+            "fd",
+            "LegalReview",
+            "True",
+            "sam@example.com",
+        )
+        .await
+        .ok()
+    })
+    .await;
+    allowed(
+        "LegalReview by sam with separation of duties off",
+        Ok::<_, kube::Error>(r),
+    );
+    set_params(serde_json::json!({"separationOfDuties": "true"})).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = kubectl(&["delete", "clusterrolebinding", "modelgate-test-ml-platform"]);
+    report("params_change_who_may_approve_and_separation_of_duties");
+}
+
+/// The resource rules `client` holds in namespace default, as
+/// `group/resource:verb[names]`, sorted.
+async fn rules_of(client: Client) -> Vec<String> {
+    let review = SelfSubjectRulesReview {
+        spec: SelfSubjectRulesReviewSpec {
+            namespace: Some("default".into()),
+        },
+        ..Default::default()
+    };
+    let api: Api<SelfSubjectRulesReview> = Api::all(client);
+    let result = api
+        .create(&PostParams::default(), &review)
+        .await
+        .expect("rules review");
+    let status = result.status.expect("status");
+    let mut got: Vec<String> = Vec::new();
+    for rule in status.resource_rules {
+        for group in rule.api_groups.unwrap_or_default() {
+            for resource in rule.resources.clone().unwrap_or_default() {
+                for verb in &rule.verbs {
+                    let names = rule.resource_names.clone().unwrap_or_default().join(",");
+                    got.push(format!(
+                        "{group}/{resource}:{verb}{}",
+                        if names.is_empty() {
+                            String::new()
+                        } else {
+                            format!("[{names}]")
+                        }
+                    ));
+                }
+            }
+        }
+    }
+    got.sort();
+    got.dedup();
+    got
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_holds_no_verb_it_does_not_use() {
+    let _params = PARAMS.read().await;
+    install_modelgate().await;
+    let mut got = rules_of(operator_client().await).await;
+    // What every service account holds anyway (discovery, self reviews, …),
+    // read from one that has no binding of its own.
+    let unbound = "system:serviceaccount:modelgate-system:unbound";
+    let baseline = rules_of(client_as(Some(unbound), &OPERATOR_GROUPS).await).await;
+    got.retain(|r| !baseline.contains(r));
+    let crds = "[modelapprovals.modelgate.io,modeldeployments.modelgate.io]";
+    let mut want: Vec<String> = vec![
+        "modelgate.io/modelapprovals:get",
+        "modelgate.io/modelapprovals:list",
+        "modelgate.io/modelapprovals:watch",
+        "modelgate.io/modeldeployments:get",
+        "modelgate.io/modeldeployments:list",
+        "modelgate.io/modeldeployments:watch",
+        "modelgate.io/modelapprovals/status:patch",
+        "modelgate.io/modeldeployments/status:patch",
+        "apps/deployments:get",
+        "apps/deployments:list",
+        "apps/deployments:watch",
+        "apps/deployments:create",
+        "apps/deployments:patch",
+        "events.k8s.io/events:create",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    want.push(format!(
+        "apiextensions.k8s.io/customresourcedefinitions:get{crds}"
+    ));
+    want.sort();
+    assert_eq!(
+        got, want,
+        "the operator's rules differ from the verbs it uses"
+    );
+    assert!(
+        !got.iter().any(|r| r.contains('*')),
+        "a wildcard in {got:?}"
+    );
+}
