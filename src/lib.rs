@@ -9,6 +9,7 @@
 pub mod api;
 pub mod approval;
 pub mod audit;
+pub mod cli;
 pub mod context;
 pub mod crd;
 pub mod deployment;

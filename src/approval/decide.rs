@@ -337,11 +337,8 @@ fn transitions(
             entry: HistoryEntry {
                 time: now.clone(),
                 subject: g.gate.condition_type().to_string(),
-                from: if before.is_some() {
-                    from.to_string()
-                } else {
-                    String::new()
-                },
+                // An unrecorded gate was pending: say so, not "nothing".
+                from: from.to_string(),
                 to: g.status.to_string(),
                 reviewer: g.reviewer.clone(),
                 reason: truncate(g.reason.as_deref()),

@@ -1,6 +1,31 @@
-//! `kubectl modelgate`: the reviewers' and auditors' plugin.
+//! `kubectl modelgate`: the reviewers' and auditors' plugin (see `modelgate::cli`).
 
-fn main() -> std::process::ExitCode {
-    eprintln!("kubectl-modelgate: not built yet");
-    std::process::ExitCode::FAILURE
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = modelgate::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kubectl-modelgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(modelgate::cli::run(cli)) {
+        Ok(text) => {
+            // A closed pipe (`| head`) is a normal end.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
