@@ -1,9 +1,13 @@
 //! What every reconcile is handed: the client, the event publisher, and the
 //! field manager it writes under.
 
+use std::sync::Arc;
+
 use kube::Client;
 
 use crate::audit::Publisher;
+use crate::runtime::health::Health;
+use crate::runtime::metrics::Metrics;
 
 /// The field manager of every write the operator makes. Server-side apply
 /// records it as the owner of the operator's fields, and the admission
@@ -16,14 +20,23 @@ pub const FIELD_MANAGER: &str = "modelgate";
 pub struct Context {
     pub client: Client,
     pub events: Publisher,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
 }
 
 impl Context {
     /// `instance` names this replica in Events (the pod name in a cluster).
-    pub fn new(client: Client, instance: Option<String>) -> Self {
+    pub fn new(
+        client: Client,
+        instance: Option<String>,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+    ) -> Self {
         Context {
             events: Publisher::new(client.clone(), instance),
             client,
+            metrics,
+            health,
         }
     }
 }

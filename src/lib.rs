@@ -15,3 +15,4 @@ pub mod crd;
 pub mod deployment;
 pub mod error;
 pub mod operator;
+pub mod runtime;

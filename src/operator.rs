@@ -1,23 +1,165 @@
-//! Runs every controller of the operator until shutdown.
+//! Runs the operator: the metrics and health endpoints, leader election,
+//! and every controller until shutdown (or until the lease is lost).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use futures::{Future, FutureExt};
 use kube::Client;
+use tracing::{error, info};
 
 use crate::context::Context;
+use crate::runtime::health::{self, Health};
+use crate::runtime::leader::{Election, LeaderElection};
+use crate::runtime::metrics::Metrics;
 
-/// Drives all controllers until `shutdown` resolves; in-flight reconciles
-/// finish before this returns.
+/// How the operator runs.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// This replica's name in Events, logs and the lease (the pod name).
+    pub instance: Option<String>,
+    /// Leader election; None runs the controllers at once (one replica).
+    pub leader_election: Option<LeaderElection>,
+    /// Where to serve /metrics, /healthz and /readyz; None serves nothing.
+    pub listen: Option<SocketAddr>,
+}
+
+/// Why the operator stopped other than by being asked to.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot serve metrics and health: {0}")]
+    Listen(#[from] std::io::Error),
+    #[error("leader election failed: {0}")]
+    Election(#[from] kube_lease_manager::LeaseManagerError),
+    #[error("lost the leader lease; exiting so that a fresh replica can stand by")]
+    LostLease,
+}
+
+/// A handle on a running operator, for tests and the binary.
+pub struct Running {
+    /// Where /metrics, /healthz and /readyz are served, when they are.
+    pub listening: Option<SocketAddr>,
+    pub metrics: Arc<Metrics>,
+    pub done: tokio::task::JoinHandle<Result<(), RunError>>,
+}
+
+/// Starts the operator and returns once its endpoints are bound.
+pub async fn start(
+    client: Client,
+    options: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, RunError> {
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let shutdown = shutdown.boxed().shared();
+    let listening = match options.listen {
+        Some(addr) => {
+            let (bound, _task) =
+                health::serve(addr, metrics.clone(), health.clone(), shutdown.clone()).await?;
+            info!(address = %bound, "serving /metrics, /healthz and /readyz");
+            Some(bound)
+        }
+        None => None,
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        options.instance.clone(),
+        metrics.clone(),
+        health.clone(),
+    ));
+    let done = tokio::spawn(async move {
+        match options.leader_election {
+            None => {
+                controllers(ctx, shutdown).await;
+                Ok(())
+            }
+            Some(config) => lead(client, ctx, &config, shutdown).await,
+        }
+    });
+    Ok(Running {
+        listening,
+        metrics,
+        done,
+    })
+}
+
+/// Runs the operator until `shutdown` (the binary's entry point).
 pub async fn run(
     client: Client,
-    instance: Option<String>,
+    options: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let running = start(client, options, shutdown).await?;
+    match running.done.await {
+        Ok(result) => result,
+        Err(e) => {
+            error!(error = %e, "operator task failed");
+            Ok(())
+        }
+    }
+}
+
+async fn controllers(
+    ctx: Arc<Context>,
+    shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
-    let ctx = Arc::new(Context::new(client, instance));
-    let shutdown = shutdown.boxed().shared();
     futures::join!(
         crate::approval::controller::run(ctx.clone(), shutdown.clone()),
         crate::deployment::controller::run(ctx, shutdown),
     );
+}
+
+async fn lead(
+    client: Client,
+    ctx: Arc<Context>,
+    config: &LeaderElection,
+    shutdown: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
+) -> Result<(), RunError> {
+    let mut election = Election::start(client, config).await?;
+    ctx.health.set_standby(true);
+    info!(lease = %config.lease_name, identity = %config.identity, "standing by for the leader lease");
+    tokio::select! {
+        acquired = election.acquired() => {
+            if !acquired {
+                return Err(RunError::LostLease);
+            }
+        }
+        _ = shutdown.clone() => {
+            election.release().await;
+            return Ok(());
+        }
+    }
+    ctx.health.set_standby(false);
+    ctx.metrics.leader.set(1);
+    info!(identity = %config.identity, "acquired the leader lease; starting controllers");
+
+    // The controllers stop on shutdown or when the lease is lost, whichever
+    // comes first; in-flight reconciles finish either way.
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = {
+        let shutdown = shutdown.clone();
+        async move {
+            tokio::select! {
+                _ = shutdown => {},
+                _ = lost_rx => {},
+            }
+        }
+        .boxed()
+        .shared()
+    };
+    let mut watch = election.is_leader.clone();
+    let watcher = tokio::spawn(async move {
+        let _ = watch.wait_for(|leader| !*leader).await;
+        let _ = lost_tx.send(());
+    });
+    controllers(ctx.clone(), stop).await;
+    ctx.metrics.leader.set(0);
+    let lost = !*election.is_leader.borrow();
+    watcher.abort();
+    election.release().await;
+    if lost {
+        error!("lost the leader lease");
+        return Err(RunError::LostLease);
+    }
+    Ok(())
 }

@@ -438,3 +438,63 @@ async fn a_malformed_reviewer_condition_is_reported_not_fatal() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_and_health_endpoints_follow_the_work() {
+    let addr = start_operator();
+    let (_, ns, api) = setup("metrics").await;
+    let (code, _) = http_get(addr, "/healthz");
+    assert_eq!(code, 200);
+    let (code, body) = eventually(30, "ready", || async {
+        let r = http_get(addr, "/readyz");
+        (r.0 == 200).then_some(r)
+    })
+    .await;
+    assert_eq!((code, body.trim()), (200, "ok"));
+
+    let before = http_get(addr, "/metrics").1;
+    api.create(
+        &PostParams::default(),
+        &approval_manifest("fd", "3.1.0", None),
+    )
+    .await
+    .expect("create");
+    set_gate(&ns.name, "fd", "TechnicalReview", "True", "tom@example.com")
+        .await
+        .expect("gate");
+    set_gate(&ns.name, "fd", "LegalReview", "False", "lee@example.com")
+        .await
+        .expect("gate");
+    eventually(30, "Rejected", || async {
+        let a = api.get("fd").await.ok()?;
+        (a.status?.phase == Some(ApprovalPhase::Rejected)).then_some(())
+    })
+    .await;
+    let after = eventually(30, "counters move", || async {
+        let m = http_get(addr, "/metrics").1;
+        let passed = r#"modelgate_gate_decisions_total{gate="TechnicalReview",result="passed"}"#;
+        (sample(&m, passed) > sample(&before, passed)).then_some(m)
+    })
+    .await;
+    for series in [
+        r#"modelgate_gate_decisions_total{gate="LegalReview",result="failed"}"#,
+        r#"modelgate_reconciles_total{controller="approval"}"#,
+        r#"modelgate_status_writes_total{controller="approval"}"#,
+        r#"modelgate_reconcile_duration_seconds_count{controller="approval"}"#,
+    ] {
+        assert!(
+            sample(&after, series) > sample(&before, series),
+            "{series} did not move:\n{after}"
+        );
+    }
+    // The phase gauges are recounted from the cache every few seconds.
+    eventually(15, "a Rejected approval counted", || async {
+        let m = http_get(addr, "/metrics").1;
+        (sample(&m, r#"modelgate_approvals{phase="Rejected"}"#) >= 1.0).then_some(())
+    })
+    .await;
+    assert!(
+        after.contains("# TYPE modelgate_reconcile_duration_seconds histogram"),
+        "{after}"
+    );
+}

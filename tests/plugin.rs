@@ -257,11 +257,27 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
         })
         .collect();
     let expect = [
-        ("TechnicalReview", "technical-lead@example.com", "Unknown → True"),
-        ("FairnessReview", "fairness-lead@example.com", "Unknown → True"),
-        ("SecurityReview", "security-lead@example.com", "Unknown → True"),
+        (
+            "TechnicalReview",
+            "technical-lead@example.com",
+            "Unknown → True",
+        ),
+        (
+            "FairnessReview",
+            "fairness-lead@example.com",
+            "Unknown → True",
+        ),
+        (
+            "SecurityReview",
+            "security-lead@example.com",
+            "Unknown → True",
+        ),
         ("LegalReview", "legal-lead@example.com", "Unknown → True"),
-        ("BusinessReview", "business-lead@example.com", "Unknown → True"),
+        (
+            "BusinessReview",
+            "business-lead@example.com",
+            "Unknown → True",
+        ),
         ("Phase", "modelgate", "Pending → Approved"),
         (
             "SecurityReview",

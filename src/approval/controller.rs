@@ -4,17 +4,22 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Future, StreamExt};
+use futures::{Future, StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
 use super::decide::{self, Input};
-use crate::api::ModelApproval;
+use crate::api::condition::{FALSE, TRUE};
+use crate::api::{ApprovalPhase, Gate, ModelApproval};
+use crate::runtime::metrics::{ControllerLabels, GateLabels, PhaseLabels};
+
+/// This controller's name in metrics.
+const CONTROLLER: &str = "approval";
 use crate::audit::Severity;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
@@ -25,11 +30,51 @@ pub fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let api: Api<DeserializeGuard<ModelApproval>> = Api::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default().any_semantic())
+    let (store, writer) = reflector::store();
+    let mut synced = crate::runtime::Synced::new(ctx.health.clone(), 1).marker();
+    let approvals = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .inspect_ok(move |event| synced(event))
+        .applied_objects();
+    let controller = Controller::for_stream(approvals, store.clone());
+    let metrics = ctx.metrics.clone();
+    let observer = crate::runtime::refresh_gauges(move || {
+        let phases = [
+            ApprovalPhase::Pending,
+            ApprovalPhase::Approved,
+            ApprovalPhase::Rejected,
+            ApprovalPhase::Expired,
+        ];
+        let mut counts = [0i64; 4];
+        for a in store.state() {
+            let phase =
+                a.0.as_ref()
+                    .ok()
+                    .and_then(|a| a.status.as_ref())
+                    .and_then(|s| s.phase);
+            if let Some(i) = phases.iter().position(|p| Some(*p) == phase) {
+                counts[i] += 1;
+            }
+        }
+        for (phase, n) in phases.iter().zip(counts) {
+            metrics
+                .approvals
+                .get_or_create(&PhaseLabels {
+                    phase: phase.as_str(),
+                })
+                .set(n);
+        }
+    });
+    let controller = controller
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         // error_policy has logged every failure already.
-        .for_each(|_| futures::future::ready(()))
+        .for_each(|_| futures::future::ready(()));
+    async move {
+        controller.await;
+        observer.abort();
+    }
 }
 
 /// Whole seconds: what the API server shows, and what makes two reconciles
@@ -44,6 +89,7 @@ async fn reconcile(
     guarded: Arc<DeserializeGuard<ModelApproval>>,
     ctx: Arc<Context>,
 ) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
     let approval = match &guarded.0 {
         Ok(a) => a,
         Err(invalid) => {
@@ -100,6 +146,12 @@ async fn reconcile(
             &Patch::Apply(&patch),
         )
         .await?;
+        ctx.metrics
+            .status_writes
+            .get_or_create(&ControllerLabels {
+                controller: CONTROLLER,
+            })
+            .inc();
         info!(phase = ?decision.status.phase, transitions = decision.transitions.len(), "status applied");
     }
 
@@ -107,6 +159,20 @@ async fn reconcile(
     // an Event is only announced for a transition that was recorded.
     let reference = approval.object_ref(&());
     for t in &decision.transitions {
+        if let Some(gate) = Gate::from_condition_type(&t.entry.subject) {
+            let result = match t.entry.to.as_str() {
+                TRUE => "passed",
+                FALSE => "failed",
+                _ => "reset",
+            };
+            ctx.metrics
+                .gate_decisions
+                .get_or_create(&GateLabels {
+                    gate: gate.condition_type(),
+                    result,
+                })
+                .inc();
+        }
         if let Err(e) = ctx
             .events
             .publish(&reference, t.severity, t.reason, &t.entry.subject, &t.note)
@@ -128,7 +194,12 @@ async fn reconcile(
     )
 }
 
-fn error_policy(_: Arc<DeserializeGuard<ModelApproval>>, error: &Error, _: Arc<Context>) -> Action {
+fn error_policy(
+    _: Arc<DeserializeGuard<ModelApproval>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    ctx.metrics.error(CONTROLLER, error.metric_label());
     warn!(error = %error, kind = error.metric_label(), "approval reconcile error");
     match error.retry_after() {
         Some(after) => Action::requeue(after),

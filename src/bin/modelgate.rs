@@ -41,6 +41,21 @@ struct RunArgs {
     /// Log format.
     #[arg(long, env = "MODELGATE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+    /// Where to serve /metrics, /healthz and /readyz.
+    #[arg(long, env = "MODELGATE_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: std::net::SocketAddr,
+    /// Elect one leader among the replicas (turn off only for a single replica).
+    #[arg(long, env = "MODELGATE_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// The namespace of the leader Lease (in a cluster, the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "modelgate-system")]
+    lease_namespace: String,
+    /// The name of the leader Lease.
+    #[arg(long, default_value = "modelgate-leader")]
+    lease_name: String,
+    /// Seconds the lease holds after its last renewal: how soon a standby takes over.
+    #[arg(long, default_value_t = 15)]
+    lease_duration: u64,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -86,10 +101,32 @@ fn run(args: RunArgs) -> Result<(), BoxError> {
             .map_err(|e| format!("cannot reach the cluster: {e}"))?;
         check_crds(&client).await?;
         tracing::info!(version = env!("CARGO_PKG_VERSION"), "modelgate starting");
-        modelgate::operator::run(client, args.instance, shutdown_signal()).await;
+        let identity = args.instance.clone().unwrap_or_else(default_identity);
+        let options = modelgate::operator::Options {
+            instance: Some(identity.clone()),
+            listen: Some(args.listen),
+            leader_election: args.leader_elect.then(|| {
+                modelgate::runtime::leader::LeaderElection {
+                    namespace: args.lease_namespace.clone(),
+                    lease_name: args.lease_name.clone(),
+                    identity,
+                    duration_secs: args.lease_duration,
+                    grace_secs: (args.lease_duration / 3).max(1),
+                }
+            }),
+        };
+        modelgate::operator::run(client, options, shutdown_signal()).await?;
         tracing::info!("modelgate stopped");
         Ok(())
     })
+}
+
+/// The host name, or a name unique to this process when there is none.
+fn default_identity() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("modelgate-{}", std::process::id()))
 }
 
 /// Fails early, with the fix, when the CRDs are not installed.

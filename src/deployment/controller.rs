@@ -19,7 +19,11 @@ use tracing::{info, instrument, warn};
 use super::decide::{self, ApplyFailure, Input, Linked, Plan};
 use super::desired::{self, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use super::index::ApprovalIndex;
-use crate::api::{ModelApproval, ModelDeployment};
+use crate::api::{DeploymentPhase, ModelApproval, ModelDeployment};
+use crate::runtime::metrics::{ControllerLabels, PhaseLabels};
+
+/// This controller's name in metrics.
+const CONTROLLER: &str = "deployment";
 use crate::audit::Severity;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
@@ -44,6 +48,10 @@ pub fn run(
     let client = ctx.client.clone();
     let index = ApprovalIndex::default();
 
+    let synced = crate::runtime::Synced::new(ctx.health.clone(), 3);
+    let mut synced_mds = synced.marker::<DeserializeGuard<ModelDeployment>>();
+    let mut synced_approvals = synced.marker::<DeserializeGuard<ModelApproval>>();
+    let mut synced_deployments = synced.marker::<Deployment>();
     let (md_reader, md_writer) = reflector::store();
     let observed = index.clone();
     let mds = watcher(
@@ -52,7 +60,10 @@ pub fn run(
     )
     .default_backoff()
     .reflect(md_writer)
-    .inspect_ok(move |event| observed.observe(event))
+    .inspect_ok(move |event| {
+        observed.observe(event);
+        synced_mds(event);
+    })
     .applied_objects();
 
     let (approval_reader, approval_writer) = reflector::store();
@@ -62,6 +73,7 @@ pub fn run(
     )
     .default_backoff()
     .reflect(approval_writer)
+    .inspect_ok(move |event| synced_approvals(event))
     .applied_objects();
 
     let (deployment_reader, deployment_writer) = reflector::store();
@@ -71,20 +83,55 @@ pub fn run(
     let deployments = watcher(Api::<Deployment>::all(client), managed)
         .default_backoff()
         .reflect(deployment_writer)
+        .inspect_ok(move |event| synced_deployments(event))
         .applied_objects();
 
+    let store = md_reader.clone();
+    let metrics = ctx.metrics.clone();
+    let observer = crate::runtime::refresh_gauges(move || {
+        let phases = [
+            DeploymentPhase::AwaitingApproval,
+            DeploymentPhase::RollingOut,
+            DeploymentPhase::Available,
+            DeploymentPhase::Revoked,
+            DeploymentPhase::Failed,
+        ];
+        let mut counts = [0i64; 5];
+        for md in store.state() {
+            let phase =
+                md.0.as_ref()
+                    .ok()
+                    .and_then(|m| m.status.as_ref())
+                    .and_then(|s| s.phase);
+            if let Some(i) = phases.iter().position(|p| Some(*p) == phase) {
+                counts[i] += 1;
+            }
+        }
+        for (phase, n) in phases.iter().zip(counts) {
+            metrics
+                .deployments
+                .get_or_create(&PhaseLabels {
+                    phase: phase.as_str(),
+                })
+                .set(n);
+        }
+    });
     let state = Arc::new(State {
         ctx,
         approvals: approval_reader,
         deployments: deployment_reader,
     });
-    Controller::for_stream(mds, md_reader)
+    let controller = Controller::for_stream(mds, md_reader)
         .owns_stream(deployments)
         .watches_stream(approvals, move |approval| index.lookup(&approval))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, state)
         // error_policy has logged every failure already.
-        .for_each(|_| futures::future::ready(()))
+        .for_each(|_| futures::future::ready(()));
+    async move {
+        controller.await;
+        observer.abort();
+    }
 }
 
 /// Whether `d` has the ModelDeployment of `uid` as its controller.
@@ -116,6 +163,7 @@ async fn reconcile(
     state: Arc<State>,
 ) -> Result<Action> {
     let ctx = &state.ctx;
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
     let md = match &guarded.0 {
         Ok(md) => md,
         Err(invalid) => {
@@ -260,6 +308,12 @@ async fn reconcile(
             &Patch::Apply(&patch),
         )
         .await?;
+        ctx.metrics
+            .status_writes
+            .get_or_create(&ControllerLabels {
+                controller: CONTROLLER,
+            })
+            .inc();
         info!(phase = ?decision.status.phase, "status applied");
     }
     if let Some((severity, reason, note)) = &decision.transition
@@ -274,7 +328,12 @@ async fn reconcile(
     Ok(Action::await_change())
 }
 
-fn error_policy(_: Arc<DeserializeGuard<ModelDeployment>>, error: &Error, _: Arc<State>) -> Action {
+fn error_policy(
+    _: Arc<DeserializeGuard<ModelDeployment>>,
+    error: &Error,
+    state: Arc<State>,
+) -> Action {
+    state.ctx.metrics.error(CONTROLLER, error.metric_label());
     warn!(error = %error, kind = error.metric_label(), "deployment reconcile error");
     match error.retry_after() {
         Some(after) => Action::requeue(after),

@@ -248,9 +248,9 @@ pub async fn install_modelgate() -> Client {
 
 /// Starts the operator once for this test binary, in a thread of its own so
 /// that it outlives each test's runtime.
-pub fn start_operator() {
-    static STARTED: OnceLock<()> = OnceLock::new();
-    STARTED.get_or_init(|| {
+pub fn start_operator() -> std::net::SocketAddr {
+    static STARTED: OnceLock<std::net::SocketAddr> = OnceLock::new();
+    *STARTED.get_or_init(|| {
         // The operator's logs, shown with a failing test's output.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
@@ -265,19 +265,23 @@ pub fn start_operator() {
             runtime.block_on(async move {
                 install_modelgate().await;
                 let client = operator_client().await;
-                let _ = ready_tx.send(());
-                modelgate::operator::run(
-                    client,
-                    Some("integration-test".into()),
-                    futures::future::pending(),
-                )
-                .await;
+                let options = modelgate::operator::Options {
+                    instance: Some("integration-test".into()),
+                    listen: Some(([127, 0, 0, 1], 0).into()),
+                    leader_election: None,
+                };
+                let running =
+                    modelgate::operator::start(client, options, futures::future::pending())
+                        .await
+                        .expect("operator starts");
+                let _ = ready_tx.send(running.listening.expect("listening"));
+                let _ = running.done.await;
             });
         });
         ready_rx
             .recv_timeout(Duration::from_secs(120))
-            .expect("operator started");
-    });
+            .expect("operator started")
+    })
 }
 
 /// A distinct, valid digest for each model version.
@@ -446,4 +450,36 @@ where
             },
         }
     }
+}
+
+/// A plain HTTP GET on loopback: (status code, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let code = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// The value of one sample line in a Prometheus text exposition (0 when absent).
+pub fn sample(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0.0)
 }

@@ -1,0 +1,63 @@
+//! What runs around the controllers: metrics, health endpoints and leader
+//! election.
+
+pub mod health;
+pub mod leader;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use kube::runtime::watcher;
+use tokio::task::JoinHandle;
+
+use health::Health;
+
+/// How often the per-phase gauges are recounted from the watch caches.
+const GAUGE_REFRESH: Duration = Duration::from_secs(5);
+
+/// Keeps calling `refresh` (which recounts gauges from a cache) until
+/// aborted.
+pub fn refresh_gauges(refresh: impl Fn() + Send + 'static) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            refresh();
+            tokio::time::sleep(GAUGE_REFRESH).await;
+        }
+    })
+}
+
+/// Tells the health endpoint when all of a controller's watch streams have
+/// finished their first list. (Waiting on `Store::wait_until_ready` from a
+/// second task would steal the controller's own wake-up, so readiness is
+/// read from the streams' `InitDone` events instead.)
+pub struct Synced {
+    health: Arc<Health>,
+    pending: AtomicUsize,
+}
+
+impl Synced {
+    /// A tracker for a controller with `streams` watch streams.
+    pub fn new(health: Arc<Health>, streams: usize) -> Arc<Synced> {
+        Arc::new(Synced {
+            health,
+            pending: AtomicUsize::new(streams),
+        })
+    }
+
+    /// An inspector for one stream's events; counts its first `InitDone`.
+    pub fn marker<K>(self: &Arc<Self>) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+        let synced = self.clone();
+        let mut seen = false;
+        move |event| {
+            if !seen && matches!(event, watcher::Event::InitDone) {
+                seen = true;
+                if synced.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    synced.health.controller_synced();
+                    tracing::info!("watch caches synced");
+                }
+            }
+        }
+    }
+}
