@@ -19,6 +19,7 @@ use kube::{Client, Config};
 pub struct Cluster {
     pub kubeconfig: PathBuf,
     pub kubectl: PathBuf,
+    pub helm: PathBuf,
 }
 
 fn repo() -> &'static Path {
