@@ -43,9 +43,11 @@ pub fn cluster() -> &'static Cluster {
             }
         };
         let kubectl = PathBuf::from(env_value(&script, "MODELGATE_KUBECTL"));
+        let helm = PathBuf::from(env_value(&script, "MODELGATE_HELM"));
         Cluster {
             kubeconfig,
             kubectl,
+            helm,
         }
     })
 }

@@ -1,0 +1,429 @@
+//! The Helm chart and the plain manifests rendered from it: lint, render,
+//! schema, install into the real control plane, and the operator running as
+//! the chart's service account with leader election across two replicas.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::{Api, PostParams};
+use modelgate::api::{ModelApproval, ModelDeployment};
+use serde_json::Value;
+
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/modelgate");
+
+fn helm(args: &[&str]) -> Output {
+    let c = cluster();
+    Command::new(&c.helm)
+        .arg("--kubeconfig")
+        .arg(&c.kubeconfig)
+        .args(args)
+        .output()
+        .expect("run helm")
+}
+
+fn render(extra: &[&str]) -> Vec<Value> {
+    let mut args = vec![
+        "template",
+        "modelgate",
+        CHART,
+        "--namespace",
+        "modelgate-system",
+    ];
+    args.extend(extra);
+    let out = helm(&args);
+    assert!(out.status.success(), "helm template: {}", text(&out));
+    serde_yaml_ng::Deserializer::from_slice(&out.stdout)
+        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
+}
+
+#[test]
+fn generated_manifests_are_current() {
+    let out = helm(&[
+        "template",
+        "modelgate",
+        CHART,
+        "--namespace",
+        "modelgate-system",
+    ]);
+    let rendered = String::from_utf8_lossy(&out.stdout);
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/modelgate.yaml"
+    ))
+    .unwrap_or_default();
+    let body: String = committed
+        .lines()
+        .filter(|l| !l.starts_with("# Rendered") && !l.starts_with("# kubectl"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(
+        body == rendered,
+        "deploy/modelgate.yaml is stale: run hack/render.sh"
+    );
+    for crd in modelgate::crd::all() {
+        let file = modelgate::crd::file_name(&crd);
+        let chart =
+            std::fs::read_to_string(Path::new(CHART).join("crds").join(&file)).unwrap_or_default();
+        assert!(
+            chart == modelgate::crd::to_yaml(&crd).unwrap_or_default(),
+            "charts/modelgate/crds/{file} is stale: run hack/render.sh"
+        );
+    }
+}
+
+#[test]
+fn helm_lint_is_clean() {
+    let out = helm(&["lint", "--strict", CHART]);
+    let said = text(&out);
+    assert!(
+        out.status.success() && said.contains("0 chart(s) failed") && !said.contains("[WARNING]"),
+        "{said}"
+    );
+}
+
+#[test]
+fn the_rendered_chart_is_what_a_platform_team_checks() {
+    let docs = render(&[]);
+    let d = find(&docs, "Deployment", "modelgate");
+    assert_eq!(d["spec"]["replicas"], 2);
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "modelgate");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let c = &pod["containers"][0];
+    let sc = &c["securityContext"];
+    assert_eq!(
+        (
+            sc["readOnlyRootFilesystem"].clone(),
+            sc["allowPrivilegeEscalation"].clone()
+        ),
+        (Value::Bool(true), Value::Bool(false))
+    );
+    assert_eq!(sc["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert!(
+        c["resources"]["requests"]["memory"].is_string()
+            && c["resources"]["limits"]["memory"].is_string()
+    );
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert!(
+        c["args"]
+            .as_array()
+            .is_some_and(|a| a.contains(&Value::from("--leader-elect=true")))
+    );
+    assert_eq!(
+        find(&docs, "PodDisruptionBudget", "modelgate")["spec"]["minAvailable"],
+        1
+    );
+    assert_eq!(
+        find(&docs, "Service", "modelgate-metrics")["spec"]["ports"][0]["port"],
+        8080
+    );
+    assert!(!docs.iter().any(|d| d["kind"] == "ServiceMonitor"));
+    let params = find(&docs, "ConfigMap", "modelgate-authority");
+    assert_eq!(
+        params["data"]["operatorServiceAccount"],
+        "system:serviceaccount:modelgate-system:modelgate"
+    );
+    assert_eq!(params["data"]["separationOfDuties"], "true");
+    for kind in [
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    ] {
+        assert_eq!(
+            docs.iter().filter(|d| d["kind"] == kind).count(),
+            2,
+            "{kind}"
+        );
+    }
+    let operator = find(&docs, "ClusterRole", "modelgate-operator");
+    assert!(
+        !serde_json::to_string(operator)
+            .unwrap_or_default()
+            .contains('*'),
+        "wildcard in the operator role"
+    );
+
+    // Values reach the manifests.
+    let docs = render(&[
+        "--set",
+        "reviewerGroups.security=oidc:appsec",
+        "--set",
+        "separationOfDuties=false",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+        "--set",
+        "replicaCount=3",
+    ]);
+    let params = find(&docs, "ConfigMap", "modelgate-authority");
+    assert_eq!(
+        (
+            params["data"]["securityReviewers"].clone(),
+            params["data"]["separationOfDuties"].clone()
+        ),
+        ("oidc:appsec".into(), "false".into())
+    );
+    assert_eq!(
+        find(&docs, "Deployment", "modelgate")["spec"]["replicas"],
+        3
+    );
+    assert_eq!(
+        find(&docs, "ServiceMonitor", "modelgate")["spec"]["endpoints"][0]["path"],
+        "/metrics"
+    );
+    let binding = find(&docs, "ClusterRoleBinding", "modelgate-reviewers");
+    assert!(
+        binding["subjects"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["name"] == "oidc:appsec"))
+    );
+}
+
+#[test]
+fn bad_values_are_refused_by_the_schema() {
+    for (set, says) in [
+        ("replicaCount=0", "replicaCount"),
+        ("logFormat=xml", "logFormat"),
+        ("reviewerGroups.security=", "reviewerGroups/security"),
+        ("leaderElection.leaseDuration=1", "leaseDuration"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("metrics.porrt=9090", "porrt"),
+    ] {
+        let out = helm(&["template", "modelgate", CHART, "--set", set]);
+        let said = text(&out);
+        assert!(
+            !out.status.success() && said.contains(says),
+            "--set {set} was not refused naming {says}: {said}"
+        );
+    }
+}
+
+/// A kubeconfig that authenticates as the chart's service account with a
+/// short-lived token, as the operator pod would.
+fn service_account_kubeconfig(dir: &Path) -> std::path::PathBuf {
+    let token = kubectl(&[
+        "create",
+        "token",
+        "modelgate",
+        "-n",
+        "modelgate-system",
+        "--duration",
+        "1h",
+    ]);
+    assert!(token.status.success(), "create token: {}", text(&token));
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
+    let admin = std::fs::read_to_string(&cluster().kubeconfig).expect("admin kubeconfig");
+    let admin: Value = serde_yaml_ng::from_str(&admin).expect("kubeconfig yaml");
+    let config = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": "modelgate", "user": {"token": token}}],
+        "contexts": [{"name": "modelgate", "context": {"cluster": admin["clusters"][0]["name"], "user": "modelgate"}}],
+        "current-context": "modelgate",
+    });
+    let path = dir.join("modelgate-sa.kubeconfig");
+    std::fs::write(&path, serde_json::to_string(&config).unwrap_or_default())
+        .expect("write kubeconfig");
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18090)
+}
+
+/// Starts the operator binary as the chart's service account.
+fn operator_process(kubeconfig: &Path, name: &str, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args([
+            "--instance",
+            name,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--lease-duration",
+            "10",
+        ])
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start modelgate")
+}
+
+struct Killed(Vec<Child>);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    let lease = leases.get_opt("modelgate-leader").await.ok()??;
+    lease.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn helm_install_then_two_replicas_as_the_charts_service_account_fail_over() {
+    let client = install_crds().await;
+    // Adopts what `kubectl apply -k deploy/` may have installed: the
+    // rendered manifests carry Helm's ownership annotations.
+    let out = helm(&[
+        "upgrade",
+        "--install",
+        "modelgate",
+        CHART,
+        "--namespace",
+        "modelgate-system",
+        "--create-namespace",
+        "--set",
+        "replicaCount=2",
+    ]);
+    assert!(out.status.success(), "helm install: {}", text(&out));
+    let pods = eventually(60, "operator pods on kwok nodes", || async {
+        let out = kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            "modelgate-system",
+            "-l",
+            "app.kubernetes.io/name=modelgate",
+            "-o",
+            "jsonpath={range .items[*]}{.spec.nodeName} {.status.phase}{\"\\n\"}{end}",
+        ]);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("kwok-node-") && l.ends_with("Running"))
+            .collect();
+        (lines.len() == 2).then_some(text)
+    })
+    .await;
+    println!("operator pods:\n{pods}");
+
+    // kwok runs no containers: run the operator binary here, twice, as the
+    // chart's service account, so the chart's RBAC is what it has.
+    let dir = std::env::temp_dir().join(format!("modelgate-chart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let kubeconfig = service_account_kubeconfig(&dir);
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut processes = Killed(vec![
+        operator_process(&kubeconfig, "replica-a", port_a),
+        operator_process(&kubeconfig, "replica-b", port_b),
+    ]);
+
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "modelgate-system");
+    let leader = eventually(60, "a leader", || holder(&leases)).await;
+    let (leader_index, standby_port) = if leader == "replica-a" {
+        (0, port_b)
+    } else {
+        (1, port_a)
+    };
+    let metrics = http_get(([127, 0, 0, 1], standby_port).into(), "/metrics").1;
+    assert_eq!(
+        sample(&metrics, "modelgate_leader"),
+        0.0,
+        "the standby claims to lead"
+    );
+
+    // The leader reconciles an approval and a deployment end to end.
+    let ns = TestNamespace::new(&client, "chart").await;
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), &ns.name);
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns.name);
+    approvals
+        .create(
+            &PostParams::default(),
+            &approval_manifest("fd", "8.0.0", None),
+        )
+        .await
+        .expect("approval");
+    mds.create(
+        &PostParams::default(),
+        &deployment_manifest("fd", "fd", Some(1), "Hold"),
+    )
+    .await
+    .expect("md");
+    approve_all(&ns.name, "fd").await;
+    let phase = |api: Api<ModelDeployment>| async move {
+        api.get("fd")
+            .await
+            .ok()?
+            .status?
+            .phase
+            .map(|p| p.to_string())
+    };
+    eventually(60, "Available under the chart's RBAC", || async {
+        (phase(mds.clone()).await.as_deref() == Some("Available")).then_some(())
+    })
+    .await;
+
+    // Kill the leader outright; the standby takes over.
+    let killed_at = Instant::now();
+    let _ = processes.0[leader_index].kill();
+    let _ = processes.0[leader_index].wait();
+    let new_leader = eventually(60, "the standby takes over", || async {
+        let h = holder(&leases).await?;
+        (h != leader).then_some(h)
+    })
+    .await;
+    let takeover = killed_at.elapsed();
+    println!(
+        "leader {leader} killed; {new_leader} took over after {:.1}s (lease duration 10s)",
+        takeover.as_secs_f64()
+    );
+    assert!(
+        takeover < Duration::from_secs(25),
+        "takeover took {takeover:?}"
+    );
+
+    // A gate changed after the kill is reconciled by the new leader.
+    set_gate(
+        &ns.name,
+        "fd",
+        "SecurityReview",
+        "False",
+        "sec-after-kill@example.com",
+    )
+    .await
+    .expect("revoke");
+    eventually(30, "revoked by the new leader", || async {
+        (phase(mds.clone()).await.as_deref() == Some("Revoked")).then_some(())
+    })
+    .await;
+    let metrics = http_get(([127, 0, 0, 1], standby_port).into(), "/metrics").1;
+    assert_eq!(sample(&metrics, "modelgate_leader"), 1.0);
+
+    // SIGTERM: the new leader releases the lease on its way out.
+    let survivor = &mut processes.0[1 - leader_index];
+    let _ = Command::new("kill")
+        .args(["-TERM", &survivor.id().to_string()])
+        .status();
+    let exited = (0..100).any(|_| {
+        std::thread::sleep(Duration::from_millis(100));
+        matches!(survivor.try_wait(), Ok(Some(_)))
+    });
+    assert!(exited, "no exit within 10s of SIGTERM");
+    let released = holder(&leases).await;
+    assert!(
+        released.is_none() || released.as_deref() != Some(new_leader.as_str()),
+        "lease still held by {new_leader}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
