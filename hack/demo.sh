@@ -1,36 +1,114 @@
 #!/usr/bin/env bash
-# The modelgate demo: brings up the local control plane (unless KUBECONFIG
-# names a cluster), installs the CRDs, applies the sample ModelApproval and
-# ModelDeployment, and shows them.
+# The modelgate demo, start to finish:
+#   1. a control plane (the local one, built and started, when KUBECONFIG
+#      names no cluster)
+#   2. the operator and plugin built from this checkout
+#   3. CRDs, RBAC, admission policies installed (crds/, deploy/)
+#   4. the operator started as its own service account
+#   5. a sample ModelApproval and ModelDeployment applied: the rollout is held
+#   6. five reviewers pass their gates through `kubectl modelgate`
+#   7. the rollout, then the audit trail
+# Run it again at will: it starts from a fresh demo namespace each time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 NS=${MODELGATE_DEMO_NAMESPACE:-modelgate-demo}
-step() { printf '\n==> [%s] %s\n' "$1" "$2"; }
+STEPS=7
+T0=$SECONDS
+step() { printf '\n\033[1m==> [%s/%s] %s\033[0m (%ss)\n' "$1" "$STEPS" "$2" "$((SECONDS - T0))"; }
+show() { printf '$'; printf ' %q' "$@"; printf '\n'; "$@"; }
 
 if [ -z "${KUBECONFIG:-}" ]; then
-  step 1/4 "local control plane (the first run builds it from source: about 10-15 minutes)"
+  step 1 "local control plane (the first run builds it from source: about 10-15 minutes; later runs take seconds)"
   hack/cluster.sh up
   eval "$(hack/cluster.sh env)"
 else
-  step 1/4 "using the cluster in KUBECONFIG=$KUBECONFIG"
+  step 1 "using the cluster in KUBECONFIG"
   eval "$(hack/cluster.sh env | grep -v '^export KUBECONFIG=')"
 fi
 kubectl() { "$MODELGATE_KUBECTL" "$@"; }
 
-step 2/4 "installing the CRDs (crds/)"
-kubectl apply -f crds/
-kubectl wait --for=condition=Established crd/modelapprovals.modelgate.io crd/modeldeployments.modelgate.io --timeout=60s
+step 2 "building modelgate and kubectl-modelgate (cargo build; a few minutes the first time)"
+cargo build --bins --quiet
+BIN=$PWD/target/debug
+export PATH=$BIN:$PATH
 
-step 3/4 "applying the sample approval and deployment in namespace $NS"
-kubectl create namespace "$NS" --dry-run=client -o yaml | kubectl apply -f -
-kubectl apply -n "$NS" -f examples/approval.yaml -f examples/deployment.yaml
+step 3 "installing the CRDs, RBAC and admission policies"
+kubectl apply -f crds/ >/dev/null
+kubectl wait --for=condition=Established crd/modelapprovals.modelgate.io crd/modeldeployments.modelgate.io --timeout=60s >/dev/null
+kubectl apply --server-side --force-conflicts -k deploy/ >/dev/null
+# The chart's operator Deployment would run a published image; the demo runs
+# the operator from this checkout instead.
+kubectl scale deployment/modelgate -n modelgate-system --replicas=0 >/dev/null
+kubectl get validatingadmissionpolicies
 
-step 4/4 "what kubectl shows"
-kubectl get modelgate -n "$NS"
-echo
-echo "The control plane keeps running. Try:"
-echo "  eval \"\$(hack/cluster.sh env)\""
-echo "  kubectl get modelgate -n $NS"
-echo "  kubectl explain modelapproval.spec.model"
-echo "Stop it with: hack/cluster.sh down"
+step 4 "starting the operator as system:serviceaccount:modelgate-system:modelgate"
+STATE=$(mktemp -d)
+OPERATOR_PID=""
+cleanup() {
+  [ -z "$OPERATOR_PID" ] || kill "$OPERATOR_PID" 2>/dev/null || true
+  rm -rf "$STATE"
+}
+trap cleanup EXIT
+TOKEN=$(kubectl create token modelgate -n modelgate-system --duration 2h)
+SERVER=$(kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.server}')
+CA=$(kubectl config view --minify --raw -o jsonpath='{.clusters[0].cluster.certificate-authority-data}')
+cat >"$STATE/operator.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters: [{name: demo, cluster: {server: "$SERVER", certificate-authority-data: "$CA"}}]
+users: [{name: modelgate, user: {token: "$TOKEN"}}]
+contexts: [{name: demo, context: {cluster: demo, user: modelgate}}]
+current-context: demo
+EOF
+PORT=${MODELGATE_DEMO_PORT:-18080}
+KUBECONFIG="$STATE/operator.kubeconfig" "$BIN/modelgate" --instance demo --listen "127.0.0.1:$PORT" \
+  --lease-duration 10 >"$STATE/operator.log" 2>&1 &
+OPERATOR_PID=$!
+for _ in $(seq 120); do
+  curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null 2>&1 && break
+  kill -0 "$OPERATOR_PID" 2>/dev/null || { cat "$STATE/operator.log"; echo "demo: the operator exited"; exit 1; }
+  sleep 0.5
+done
+echo "operator ready: http://127.0.0.1:$PORT/metrics"
+
+step 5 "a model version and its deployment: the rollout is held until the five gates pass"
+if kubectl get namespace "$NS" >/dev/null 2>&1; then
+  kubectl delete namespace "$NS" --wait=true --timeout=120s >/dev/null
+fi
+kubectl create namespace "$NS" >/dev/null
+show kubectl apply -n "$NS" -f examples/approval.yaml -f examples/deployment.yaml
+sleep 2
+show kubectl get modelgate -n "$NS"
+show kubectl get deployments -n "$NS"
+show kubectl modelgate why fraud-detector -n "$NS"
+
+step 6 "five reviewers pass their gates through kubectl modelgate (each as themselves)"
+approve() {
+  local gate=$1 user=$2 reason=$3 message=$4
+  show kubectl modelgate approve fraud-detector-2-4-0 -n "$NS" --gate "$gate" --reason "$reason" -m "$message" \
+    --as "$user" --as-group "modelgate:$gate-reviewers" --as-group system:authenticated
+}
+approve technical bob@example.com BenchmarksMet "AUC 0.94 on holdout-2026Q3, above the 0.92 bar"
+approve fairness fay@example.com DisparityWithinBounds "max disparity ratio 1.04 across protected groups"
+approve security sam@example.com PenTestPassed "no findings above low"
+echo "# the same person may not pass a second gate (separation of duties):"
+kubectl modelgate approve fraud-detector-2-4-0 -n "$NS" --gate legal --as sam@example.com \
+  --as-group modelgate:security-reviewers --as-group modelgate:legal-reviewers --as-group system:authenticated || true
+approve legal lee@example.com LicencesCleared "training data licences confirmed"
+show kubectl modelgate status fraud-detector-2-4-0 -n "$NS"
+approve business bea@example.com BusinessCaseApproved "expected fraud loss reduction 12%"
+kubectl wait -n "$NS" --for=condition=Approved modelapproval/fraud-detector-2-4-0 --timeout=60s
+
+step 7 "the rollout, and the audit trail"
+kubectl wait -n "$NS" --for=condition=Available modeldeployment/fraud-detector --timeout=120s
+show kubectl get modelgate -n "$NS"
+show kubectl get pods -n "$NS" -o wide
+echo "# every pod carries the approved identity:"
+kubectl get pods -n "$NS" -o jsonpath='{range .items[*]}{.metadata.name}{": "}{range .spec.containers[0].env[*]}{.name}={.value}{" "}{end}{"\n"}{end}'
+show kubectl modelgate history fraud-detector-2-4-0 -n "$NS"
+
+printf '\n\033[1mDone in %ss.\033[0m The control plane keeps running; the operator stops with this script.\n' "$((SECONDS - T0))"
+echo "  eval \"\$(hack/cluster.sh env)\"; kubectl get modelgate -A     # look around"
+echo "  hack/demo.sh                                                 # run it again"
+echo "  hack/cluster.sh down                                         # stop the control plane"

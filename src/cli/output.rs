@@ -87,6 +87,7 @@ mod tests {
             .unwrap_or(Timestamp::UNIX_EPOCH);
         let at = |s: i64| Timestamp::from_second(now.as_second() + s).unwrap_or(now);
         assert_eq!(relative(at(-30), now), "30s ago");
+        assert_eq!(relative(at(0), now), "0s ago");
         assert_eq!(relative(at(-300), now), "5m ago");
         assert_eq!(relative(at(7200), now), "in 2h");
         assert_eq!(relative(at(89 * 86400 + 5), now), "in 89d");
