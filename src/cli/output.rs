@@ -57,7 +57,8 @@ pub fn relative(t: Timestamp, now: Timestamp) -> String {
         3600..86400 => format!("{}h", a / 3600),
         _ => format!("{}d", a / 86400),
     };
-    if secs >= 0 {
+    // A time stamped this second reads as the past, not "in 0s".
+    if secs > 0 {
         format!("in {span}")
     } else {
         format!("{span} ago")
