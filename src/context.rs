@@ -22,6 +22,8 @@ pub struct Context {
     pub events: Publisher,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// The approval controller's last writes, for reads the cache is behind on.
+    pub approvals_written: Arc<crate::approval::written::Written>,
 }
 
 impl Context {
@@ -37,6 +39,7 @@ impl Context {
             client,
             metrics,
             health,
+            approvals_written: Arc::default(),
         }
     }
 }

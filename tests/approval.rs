@@ -357,6 +357,24 @@ async fn concurrent_reviewers_and_operator_lose_nothing() {
         Some(ApprovalPhase::Pending)
     );
     assert!(condition(&a, "Approved").is_some());
+    // Every recorded transition is a real change: per subject, no two
+    // consecutive entries say the same thing (a stale read would repeat one).
+    let history = a
+        .status
+        .as_ref()
+        .map(|s| s.history.clone())
+        .unwrap_or_default();
+    for subject in ["TechnicalReview", "FairnessReview", "Phase"] {
+        let tos: Vec<&str> = history
+            .iter()
+            .filter(|h| h.subject == subject)
+            .map(|h| h.to.as_str())
+            .collect();
+        assert!(
+            tos.windows(2).all(|w| w[0] != w[1]),
+            "{subject} recorded a transition twice: {tos:?}"
+        );
+    }
     // Field ownership: the operator owns none of the reviewers' entries.
     let managers: Vec<String> = a
         .metadata

@@ -124,10 +124,16 @@ async fn reconcile(
         .clone()
         .ok_or(Error::MissingMetadata("name"))?;
 
+    let uid = approval.meta().uid.clone().unwrap_or_default();
+    let status = ctx.approvals_written.current(
+        &uid,
+        approval.meta().resource_version.as_deref(),
+        approval.status.as_ref(),
+    );
     let decision = decide::decide(Input {
         spec: &approval.spec,
         generation: approval.meta().generation,
-        status: approval.status.as_ref(),
+        status: status.as_ref(),
         now: now_seconds(),
     });
 
@@ -140,12 +146,18 @@ async fn reconcile(
         });
         // force: these fields are the operator's alone (the admission policy
         // refuses them to anyone else), so a stray owner is overruled.
-        api.patch_status(
-            &name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
+        let written = api
+            .patch_status(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        ctx.approvals_written.record(
+            &uid,
+            written.meta().resource_version.as_deref(),
+            decision.status.clone(),
+        );
         ctx.metrics
             .status_writes
             .get_or_create(&ControllerLabels {

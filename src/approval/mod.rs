@@ -3,3 +3,4 @@
 
 pub mod controller;
 pub mod decide;
+pub mod written;

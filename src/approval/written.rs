@@ -1,0 +1,127 @@
+//! The operator's own last status write of each approval, kept until the
+//! watch cache has caught up with it.
+//!
+//! A reconcile reads the approval from the cache. When a reviewer's change
+//! arrives while the operator's previous write is still on its way back
+//! through the watch, the next reconcile would see the reviewer's change on
+//! top of the operator's *old* fields and record the same transitions again
+//! (a second Event for one decision). Overlaying the last write on such a
+//! stale read keeps every transition recorded exactly once.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use crate::api::ModelApprovalStatus;
+use crate::api::gates::{APPROVED_CONDITION, REVIEWS_VALID_CONDITION};
+
+/// Last writes by object uid: (resourceVersion produced, status written).
+#[derive(Default)]
+pub struct Written {
+    inner: Mutex<HashMap<String, (u64, ModelApprovalStatus)>>,
+}
+
+/// resourceVersions are etcd revisions: integers that only grow. Anything
+/// else (another storage) disables the overlay rather than guess.
+fn revision(rv: Option<&str>) -> Option<u64> {
+    rv?.parse().ok()
+}
+
+impl Written {
+    /// Remembers what a write produced.
+    pub fn record(&self, uid: &str, resource_version: Option<&str>, status: ModelApprovalStatus) {
+        if let (Some(rv), Ok(mut inner)) = (revision(resource_version), self.inner.lock()) {
+            inner.insert(uid.to_string(), (rv, status));
+        }
+    }
+
+    /// The status to decide from: the cached one when it is at least as new
+    /// as the last write (the entry is then dropped), else the cached
+    /// reviewers' conditions with the last written operator fields.
+    pub fn current(
+        &self,
+        uid: &str,
+        resource_version: Option<&str>,
+        cached: Option<&ModelApprovalStatus>,
+    ) -> Option<ModelApprovalStatus> {
+        let Ok(mut inner) = self.inner.lock() else {
+            return cached.cloned();
+        };
+        let (Some(seen), Some((written_rv, written))) =
+            (revision(resource_version), inner.get(uid))
+        else {
+            return cached.cloned();
+        };
+        if seen >= *written_rv {
+            inner.remove(uid);
+            return cached.cloned();
+        }
+        let mut merged = written.clone();
+        let reviewers = cached
+            .map(|s| {
+                s.conditions
+                    .iter()
+                    .filter(|c| c.type_ != APPROVED_CONDITION && c.type_ != REVIEWS_VALID_CONDITION)
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        merged
+            .conditions
+            .retain(|c| c.type_ == APPROVED_CONDITION || c.type_ == REVIEWS_VALID_CONDITION);
+        merged.conditions.extend(reviewers);
+        Some(merged)
+    }
+
+    /// How many writes are still ahead of the cache.
+    pub fn pending(&self) -> usize {
+        self.inner.lock().map(|i| i.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ApprovalPhase, Condition};
+
+    fn status(phase: ApprovalPhase, conditions: &[(&str, &str)]) -> ModelApprovalStatus {
+        ModelApprovalStatus {
+            phase: Some(phase),
+            conditions: conditions
+                .iter()
+                .map(|(t, s)| Condition::new(t, s, "R", "m"))
+                .collect(),
+            ..ModelApprovalStatus::default()
+        }
+    }
+
+    #[test]
+    fn a_stale_read_gets_the_last_write_with_the_newest_reviews() {
+        let w = Written::default();
+        w.record(
+            "u",
+            Some("10"),
+            status(ApprovalPhase::Approved, &[("Approved", "True")]),
+        );
+        // The cache still holds revision 9, plus a reviewer's newer gate.
+        let cached = status(
+            ApprovalPhase::Pending,
+            &[("Approved", "Unknown"), ("SecurityReview", "False")],
+        );
+        let current = w.current("u", Some("9"), Some(&cached)).unwrap_or_default();
+        assert_eq!(current.phase, Some(ApprovalPhase::Approved));
+        let types: Vec<(&str, &str)> = current
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect();
+        assert_eq!(types, [("Approved", "True"), ("SecurityReview", "False")]);
+        assert_eq!(w.pending(), 1);
+        // Once the cache has caught up, the cache is the truth again.
+        let fresh = status(ApprovalPhase::Rejected, &[]);
+        assert_eq!(w.current("u", Some("12"), Some(&fresh)), Some(fresh));
+        assert_eq!(w.pending(), 0);
+        // Opaque resourceVersions disable the overlay.
+        w.record("v", Some("abc"), status(ApprovalPhase::Approved, &[]));
+        assert_eq!(w.pending(), 0);
+    }
+}
