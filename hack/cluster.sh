@@ -9,6 +9,7 @@
 #   hack/cluster.sh down    stop every process `up` started and remove its state
 #   hack/cluster.sh env     print `export KUBECONFIG=… PATH=…` for eval
 #   hack/cluster.sh status  say whether the control plane is running
+#   hack/cluster.sh restart-apiserver   stop and start kube-apiserver (tests)
 #
 # Everything lives in $MODELGATE_CACHE (default ~/.cache/modelgate), outside
 # the repository: binaries under bin/<component>-<version>/, the running
@@ -259,6 +260,37 @@ EOF
 
 kubectl_local() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 
+start_apiserver() {
+  local pki=$STATE/pki
+  say "starting kube-apiserver on https://127.0.0.1:$API_PORT"
+  start kube-apiserver "$K8S_BIN/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
+    --tls-cert-file "$pki/server.crt" --tls-private-key-file "$pki/server.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --service-account-issuer https://kubernetes.default.svc \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --service-cluster-ip-range 10.96.0.0/16 \
+    --endpoint-reconciler-type none \
+    --authorization-mode Node,RBAC \
+    --allow-privileged=true \
+    --enable-priority-and-fairness=false \
+    --event-ttl 1h
+}
+
+# Stops kube-apiserver and starts it again with the same flags, for tests of
+# how the operator rides out an API server restart.
+cmd_restart_apiserver() {
+  running kube-apiserver || die "kube-apiserver is not running"
+  local pid; pid=$(cat "$(pidfile kube-apiserver)")
+  kill "$pid"
+  for _ in $(seq 80); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  kill -9 "$pid" 2>/dev/null || true
+  start_apiserver
+  wait_for "the API server" kube-apiserver 240 kubectl_local get --raw /readyz
+  say "kube-apiserver restarted"
+}
+
 cmd_up() {
   cmd_build
   if cmd_status >/dev/null && kubectl_local get --raw /readyz >/dev/null 2>&1; then
@@ -278,20 +310,7 @@ cmd_up() {
     --listen-metrics-urls "" --log-level warn
   wait_for etcd etcd 60 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
 
-  say "starting kube-apiserver on https://127.0.0.1:$API_PORT"
-  start kube-apiserver "$K8S_BIN/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
-    --tls-cert-file "$pki/server.crt" --tls-private-key-file "$pki/server.key" \
-    --client-ca-file "$pki/ca.crt" \
-    --service-account-issuer https://kubernetes.default.svc \
-    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-    --service-cluster-ip-range 10.96.0.0/16 \
-    --endpoint-reconciler-type none \
-    --authorization-mode Node,RBAC \
-    --allow-privileged=true \
-    --enable-priority-and-fairness=false \
-    --event-ttl 1h
+  start_apiserver
   write_kubeconfig
   wait_for "the API server" kube-apiserver 240 kubectl_local get --raw /readyz
 
@@ -375,5 +394,6 @@ case "${1:-}" in
   down) cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
-  *) echo "usage: $0 build|up|down|env|status" >&2; exit 2 ;;
+  restart-apiserver) cmd_restart_apiserver ;;
+  *) echo "usage: $0 build|up|down|env|status|restart-apiserver" >&2; exit 2 ;;
 esac

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -210,71 +210,6 @@ fn bad_values_are_refused_by_the_schema() {
     }
 }
 
-/// A kubeconfig that authenticates as the chart's service account with a
-/// short-lived token, as the operator pod would.
-fn service_account_kubeconfig(dir: &Path) -> std::path::PathBuf {
-    let token = kubectl(&[
-        "create",
-        "token",
-        "modelgate",
-        "-n",
-        "modelgate-system",
-        "--duration",
-        "1h",
-    ]);
-    assert!(token.status.success(), "create token: {}", text(&token));
-    let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
-    let admin = std::fs::read_to_string(&cluster().kubeconfig).expect("admin kubeconfig");
-    let admin: Value = serde_yaml_ng::from_str(&admin).expect("kubeconfig yaml");
-    let config = serde_json::json!({
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": admin["clusters"],
-        "users": [{"name": "modelgate", "user": {"token": token}}],
-        "contexts": [{"name": "modelgate", "context": {"cluster": admin["clusters"][0]["name"], "user": "modelgate"}}],
-        "current-context": "modelgate",
-    });
-    let path = dir.join("modelgate-sa.kubeconfig");
-    std::fs::write(&path, serde_json::to_string(&config).unwrap_or_default())
-        .expect("write kubeconfig");
-    path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(18090)
-}
-
-/// Starts the operator binary as the chart's service account.
-fn operator_process(kubeconfig: &Path, name: &str, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_modelgate"))
-        .args([
-            "--instance",
-            name,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--lease-duration",
-            "10",
-        ])
-        .env("KUBECONFIG", kubeconfig)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start modelgate")
-}
-
-struct Killed(Vec<Child>);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        for c in &mut self.0 {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 async fn holder(leases: &Api<Lease>) -> Option<String> {
     let lease = leases.get_opt("modelgate-leader").await.ok()??;
     lease.spec?.holder_identity.filter(|h| !h.is_empty())
@@ -325,8 +260,8 @@ async fn helm_install_then_two_replicas_as_the_charts_service_account_fail_over(
     let kubeconfig = service_account_kubeconfig(&dir);
     let (port_a, port_b) = (free_port(), free_port());
     let mut processes = Killed(vec![
-        operator_process(&kubeconfig, "replica-a", port_a),
-        operator_process(&kubeconfig, "replica-b", port_b),
+        operator_process(&kubeconfig, "replica-a", port_a, &[]),
+        operator_process(&kubeconfig, "replica-b", port_b, &[]),
     ]);
 
     let leases: Api<Lease> = Api::namespaced(client.clone(), "modelgate-system");
@@ -373,6 +308,25 @@ async fn helm_install_then_two_replicas_as_the_charts_service_account_fail_over(
         (phase(mds.clone()).await.as_deref() == Some("Available")).then_some(())
     })
     .await;
+
+    // Only the leader writes: the standby has made no status write at all.
+    let leader_port = if leader_index == 0 { port_a } else { port_b };
+    let writes = |port: u16| {
+        let m = http_get(([127, 0, 0, 1], port).into(), "/metrics").1;
+        sample(
+            &m,
+            r#"modelgate_status_writes_total{controller="approval"}"#,
+        ) + sample(
+            &m,
+            r#"modelgate_status_writes_total{controller="deployment"}"#,
+        )
+    };
+    let (leader_writes, standby_writes) = (writes(leader_port), writes(standby_port));
+    println!("status writes before the kill: leader {leader_writes}, standby {standby_writes}");
+    assert!(
+        leader_writes > 0.0 && standby_writes == 0.0,
+        "leader {leader_writes}, standby {standby_writes}"
+    );
 
     // Kill the leader outright; the standby takes over.
     let killed_at = Instant::now();

@@ -486,3 +486,73 @@ pub fn sample(metrics: &str, series: &str) -> f64 {
         })
         .unwrap_or(0.0)
 }
+
+// ---- the operator as a process, as the chart's service account ----
+
+use std::process::{Child, Stdio};
+
+/// A kubeconfig that authenticates as the chart's service account with a
+/// short-lived token, as the operator pod would.
+pub fn service_account_kubeconfig(dir: &Path) -> PathBuf {
+    let token = kubectl(&[
+        "create",
+        "token",
+        "modelgate",
+        "-n",
+        "modelgate-system",
+        "--duration",
+        "1h",
+    ]);
+    assert!(token.status.success(), "create token: {}", text(&token));
+    let token = String::from_utf8_lossy(&token.stdout).trim().to_string();
+    let admin = std::fs::read_to_string(&cluster().kubeconfig).expect("admin kubeconfig");
+    let admin: serde_json::Value = serde_yaml_ng::from_str(&admin).expect("kubeconfig yaml");
+    let config = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": admin["clusters"],
+        "users": [{"name": "modelgate", "user": {"token": token}}],
+        "contexts": [{"name": "modelgate", "context": {"cluster": admin["clusters"][0]["name"], "user": "modelgate"}}],
+        "current-context": "modelgate",
+    });
+    let path = dir.join("modelgate-sa.kubeconfig");
+    std::fs::write(&path, serde_json::to_string(&config).unwrap_or_default())
+        .expect("write kubeconfig");
+    path
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18090)
+}
+
+/// Starts the operator binary as the chart's service account.
+pub fn operator_process(kubeconfig: &Path, name: &str, port: u16, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args([
+            "--instance",
+            name,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--lease-duration",
+            "10",
+        ])
+        .args(extra)
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start modelgate")
+}
+
+pub struct Killed(pub Vec<Child>);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
