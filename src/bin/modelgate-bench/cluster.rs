@@ -1,0 +1,159 @@
+//! The bench's view of the cluster: clients for the admin and for reviewers,
+//! the operator as a child process under its service account, and the API
+//! server's own request counters.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+use k8s_openapi::api::core::v1::ServiceAccount;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+use modelgate::api::Gate;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The kubeconfig the bench runs with (KUBECONFIG, as kubectl reads it).
+pub fn kubeconfig_path() -> Result<PathBuf, BoxError> {
+    std::env::var_os("KUBECONFIG")
+        .map(PathBuf::from)
+        .ok_or_else(|| {
+            "KUBECONFIG is not set: run hack/bench.sh, which brings up the local control plane"
+                .into()
+        })
+}
+
+/// A client as the admin, or impersonating `user` in `groups`.
+pub async fn client(user: Option<&str>, groups: &[&str]) -> Result<Client, BoxError> {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig_path()?)?;
+    let mut config =
+        Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    // Bulk work: do not let client-side rate limits hide server costs.
+    config.read_timeout = Some(std::time::Duration::from_secs(60));
+    if let Some(user) = user {
+        config.auth_info.impersonate = Some(user.to_string());
+        let mut all: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        all.push("system:authenticated".into());
+        config.auth_info.impersonate_groups = Some(all);
+    }
+    Ok(Client::try_from(config)?)
+}
+
+/// A reviewer of `gate`, named after it and `n`.
+pub async fn reviewer(gate: Gate, n: usize) -> Result<(Client, String), BoxError> {
+    let name = format!("{}-{n}@bench.example.com", gate.short_name());
+    Ok((client(Some(&name), &[gate.default_group()]).await?, name))
+}
+
+/// Writes a kubeconfig that authenticates as the operator's service account.
+pub async fn operator_kubeconfig(admin: &Client, dir: &Path) -> Result<PathBuf, BoxError> {
+    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), "modelgate-system");
+    let request = TokenRequest {
+        spec: Some(TokenRequestSpec {
+            expiration_seconds: Some(7200),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let token = sas
+        .create_token_request("modelgate", &PostParams::default(), &request)
+        .await?;
+    let token = token
+        .status
+        .map(|s| s.token)
+        .ok_or("no token issued for the operator's service account")?;
+    let admin_config: serde_json::Value =
+        serde_yaml_ng::from_str(&std::fs::read_to_string(kubeconfig_path()?)?)?;
+    let config = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config",
+        "clusters": admin_config["clusters"],
+        "users": [{"name": "modelgate", "user": {"token": token}}],
+        "contexts": [{"name": "modelgate", "context": {"cluster": admin_config["clusters"][0]["name"], "user": "modelgate"}}],
+        "current-context": "modelgate",
+    });
+    let path = dir.join("operator.kubeconfig");
+    std::fs::write(&path, serde_json::to_string(&config)?)?;
+    Ok(path)
+}
+
+/// The operator binary beside this one, started as its service account.
+pub fn start_operator(kubeconfig: &Path, port: u16) -> Result<Child, BoxError> {
+    let bin = std::env::current_exe()?.with_file_name("modelgate");
+    Ok(Command::new(bin)
+        .args([
+            "--instance",
+            "bench",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--leader-elect=false",
+        ])
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?)
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(18099)
+}
+
+/// The operator's own metrics text.
+pub fn operator_metrics(port: u16) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = write!(s, "GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+/// The value of one series in a Prometheus exposition (summed over lines
+/// that start with `prefix`).
+pub fn sum_series(metrics: &str, prefix: &str, containing: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(prefix) && containing.iter().all(|c| l.contains(c)))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// The API server's requests so far that a controller pays for (not the
+/// bench's list polling): GET, POST, PATCH, PUT on the resources modelgate
+/// touches.
+pub async fn api_requests(admin: &Client) -> Result<f64, BoxError> {
+    let req = http::Request::get("/metrics").body(Vec::new())?;
+    let text = admin.request_text(req).await?;
+    let mut total = 0.0;
+    for resource in [
+        "modelapprovals",
+        "modeldeployments",
+        "deployments",
+        "events",
+    ] {
+        for verb in ["GET", "POST", "PATCH", "APPLY", "PUT"] {
+            total += sum_series(
+                &text,
+                "apiserver_request_total{",
+                &[
+                    &format!("resource=\"{resource}\""),
+                    &format!("verb=\"{verb}\""),
+                ],
+            );
+        }
+    }
+    Ok(total)
+}
+
+/// Stops a child for good.
+pub fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}

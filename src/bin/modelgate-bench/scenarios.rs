@@ -1,0 +1,621 @@
+//! The four measurements, each against a baseline taken in the same run.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use modelgate::api::{Gate, ModelApproval, ModelDeployment};
+use serde_json::json;
+
+use super::Knobs;
+use super::cluster::{self, BoxError};
+use super::stats::{cpu_time, ms, peak_rss_mib, percentile};
+
+fn digest(seed: &str) -> String {
+    let hex: String = seed.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{:0>64}", &hex[hex.len().saturating_sub(64)..])
+}
+
+fn approval(name: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval", "metadata": {"name": name},
+        "spec": {"model": {"name": "bench-model", "version": "1.0.0", "uri": format!("s3://bench/{name}/"), "digest": digest(name)}},
+    })
+}
+
+fn model_deployment(name: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
+        "spec": {"approvalRef": {"name": name}, "replicas": 1,
+                 "template": {"spec": {"containers": [{"name": "server", "image": "registry.example.com/serve:1"}]}}},
+    })
+}
+
+async fn create_all(
+    client: &Client,
+    ns: &str,
+    names: &[String],
+    deployments: bool,
+    concurrency: usize,
+) -> Result<(), BoxError> {
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), ns);
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), ns);
+    stream::iter(names.iter().cloned())
+        .map(|name| {
+            let (approvals, mds) = (approvals.clone(), mds.clone());
+            async move {
+                let a: ModelApproval = serde_json::from_value(approval(&name))?;
+                approvals.create(&PostParams::default(), &a).await?;
+                if deployments {
+                    let md: ModelDeployment = serde_json::from_value(model_deployment(&name))?;
+                    mds.create(&PostParams::default(), &md).await?;
+                }
+                Ok::<_, BoxError>(())
+            }
+        })
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
+/// One reviewer's gate, server-side applied as the plugin does.
+async fn set_gate(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    gate: Gate,
+    status: &str,
+    reviewer: &str,
+) -> Result<(), BoxError> {
+    let api: Api<ModelApproval> = Api::namespaced(client.clone(), ns);
+    let patch = json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval", "metadata": {"name": name},
+        "status": {"conditions": [{"type": gate.condition_type(), "status": status, "reason": "Bench", "reviewer": reviewer}]},
+    });
+    api.patch_status(
+        name,
+        &PatchParams::apply(&format!("bench-{}", gate.short_name())).force(),
+        &Patch::Apply(&patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn namespace(admin: &Client, name: &str) -> Result<(), BoxError> {
+    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+    Api::<Namespace>::all(admin.clone())
+        .create(&PostParams::default(), &ns)
+        .await?;
+    Ok(())
+}
+
+fn section(title: &str) {
+    println!("\n== {title}");
+}
+
+pub async fn run_all(knobs: Knobs) -> Result<(), BoxError> {
+    let admin = cluster::client(None, &[]).await?;
+    let params: Api<ConfigMap> = Api::namespaced(admin.clone(), "modelgate-system");
+    if params.get_opt("modelgate-authority").await?.is_none() {
+        return Err("modelgate is not installed: run hack/bench.sh (kubectl apply -f crds/ && kubectl apply -k deploy/)".into());
+    }
+    let run = jiff::Timestamp::now().as_second();
+    let dir = std::env::temp_dir().join(format!("modelgate-bench-{run}"));
+    std::fs::create_dir_all(&dir)?;
+    let kubeconfig = cluster::operator_kubeconfig(&admin, &dir).await?;
+    println!("modelgate-bench: {knobs:?}");
+
+    let mut results = serde_json::Map::new();
+    results.insert("knobs".into(), json!({
+        "latency_approvals": knobs.latency_approvals, "cold_approvals": knobs.cold_approvals,
+        "cold_deployments": knobs.cold_deployments, "rest_secs": knobs.rest_secs,
+        "churn_reviewers": knobs.churn_reviewers, "churn_secs": knobs.churn_secs, "concurrency": knobs.concurrency,
+    }));
+    results.insert(
+        "latency".into(),
+        latency(&admin, &knobs, &kubeconfig, run).await?,
+    );
+    let (cold, rest) = cold_start_and_rest(&admin, &knobs, &kubeconfig, run).await?;
+    results.insert("cold_start".into(), cold);
+    results.insert("at_rest".into(), rest);
+    let churn = churn(&admin, &knobs, &kubeconfig, run).await?;
+    let lost = churn["lost_decisions"].as_u64().unwrap_or(0);
+    results.insert("churn".into(), churn);
+
+    if let Some(parent) = knobs.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&knobs.out, serde_json::to_string_pretty(&results)?)?;
+    println!("\nresults written to {}", knobs.out.display());
+    for ns in ["lat", "cold", "churn"] {
+        let _ = Api::<Namespace>::all(admin.clone())
+            .delete(&format!("bench-{ns}-{run}"), &DeleteParams::default())
+            .await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    if lost > 0 {
+        return Err(format!("{lost} gate decisions were lost under churn").into());
+    }
+    Ok(())
+}
+
+/// Gate-to-rollout latency, against one plain apply round trip (the floor)
+/// and the Deployment controller reacting to a template change (the peer).
+async fn latency(
+    admin: &Client,
+    knobs: &Knobs,
+    kubeconfig: &std::path::Path,
+    run: i64,
+) -> Result<serde_json::Value, BoxError> {
+    section(&format!(
+        "gate-to-rollout latency, {} approvals",
+        knobs.latency_approvals
+    ));
+    let ns = format!("bench-lat-{run}");
+    namespace(admin, &ns).await?;
+    let names: Vec<String> = (0..knobs.latency_approvals)
+        .map(|i| format!("lat-{i}"))
+        .collect();
+    create_all(admin, &ns, &names, true, knobs.concurrency).await?;
+    let port = cluster::free_port();
+    let mut operator = cluster::start_operator(kubeconfig, port)?;
+    let mut reviewers = Vec::new();
+    for gate in Gate::ALL {
+        reviewers.push(cluster::reviewer(gate, 0).await?);
+    }
+    // Four gates first, so only the last one is left for the measurement.
+    stream::iter(
+        names
+            .iter()
+            .flat_map(|n| (0..4).map(move |g| (n.clone(), g))),
+    )
+    .map(|(name, g)| {
+        let (client, who) = &reviewers[g];
+        let ns = ns.clone();
+        async move { set_gate(client, &ns, &name, Gate::ALL[g], "True", who).await }
+    })
+    .buffer_unordered(knobs.concurrency)
+    .try_collect::<Vec<_>>()
+    .await?;
+    let mds: Api<ModelDeployment> = Api::namespaced(admin.clone(), &ns);
+    wait_until(Duration::from_secs(300), || async {
+        let list = mds.list(&ListParams::default()).await.ok()?;
+        list.items
+            .iter()
+            .all(|m| {
+                m.status
+                    .as_ref()
+                    .is_some_and(|s| s.pending_gates == ["BusinessReview"])
+            })
+            .then_some(())
+    })
+    .await?;
+
+    // When each Deployment's template first carries its approval's digest.
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let watch = tokio::spawn(
+        watcher(deployments, watcher::Config::default())
+            .applied_objects()
+            .for_each(move |d| {
+                if let Ok(d) = d {
+                    let _ = tx.send((d.name_any(), Instant::now()));
+                }
+                futures::future::ready(())
+            }),
+    );
+    let (business, who) = &reviewers[4];
+    let mut samples = Vec::new();
+    for name in &names {
+        set_gate(business, &ns, name, Gate::Business, "True", who).await?;
+        let accepted = Instant::now();
+        let seen = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some((n, at)) = rx.recv().await {
+                if &n == name {
+                    return Some(at);
+                }
+            }
+            None
+        })
+        .await?
+        .ok_or("deployment watch ended")?;
+        samples.push(seen.saturating_duration_since(accepted));
+    }
+    watch.abort();
+    cluster::stop(&mut operator);
+
+    // Floor: one server-side apply round trip.
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &ns);
+    let mut floor = Vec::new();
+    for i in 0..knobs.latency_approvals {
+        let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "floor"}, "data": {"i": i.to_string()}});
+        let t = Instant::now();
+        cms.patch(
+            "floor",
+            &PatchParams::apply("bench-floor").force(),
+            &Patch::Apply(&cm),
+        )
+        .await?;
+        floor.push(t.elapsed());
+    }
+
+    // Peer: kube-controller-manager's Deployment controller, from a template
+    // change accepted to its new ReplicaSet existing.
+    let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
+    let plain: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "peer"},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "peer"}}, "revisionHistoryLimit": 1000,
+                 "template": {"metadata": {"labels": {"app": "peer"}}, "spec": {"containers": [{"name": "s", "image": "registry.example.com/s:1"}]}}},
+    }))?;
+    deployments.create(&PostParams::default(), &plain).await?;
+    let replicasets: Api<ReplicaSet> = Api::namespaced(admin.clone(), &ns);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    let watch = tokio::spawn(
+        watcher(replicasets, watcher::Config::default())
+            .applied_objects()
+            .for_each(move |rs| {
+                if let Ok(rs) = rs {
+                    let mark = rs
+                        .spec
+                        .template
+                        .and_then(|t| t.metadata)
+                        .and_then(|m| m.annotations)
+                        .and_then(|a| a.get("bench/change").cloned());
+                    if let Some(mark) = mark {
+                        let _ = tx.send((mark, Instant::now()));
+                    }
+                }
+                futures::future::ready(())
+            }),
+    );
+    let mut peer = Vec::new();
+    for i in 0..knobs.latency_approvals {
+        let patch = json!({"spec": {"template": {"metadata": {"annotations": {"bench/change": i.to_string()}}}}});
+        deployments
+            .patch("peer", &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        let accepted = Instant::now();
+        let want = i.to_string();
+        let seen = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some((mark, at)) = rx.recv().await {
+                if mark == want {
+                    return Some(at);
+                }
+            }
+            None
+        })
+        .await?
+        .ok_or("replicaset watch ended")?;
+        peer.push(seen.saturating_duration_since(accepted));
+    }
+    watch.abort();
+
+    let (p50, p99) = (percentile(&samples, 50.0), percentile(&samples, 99.0));
+    let (floor50, peer50, peer99) = (
+        percentile(&floor, 50.0),
+        percentile(&peer, 50.0),
+        percentile(&peer, 99.0),
+    );
+    let ratio = |a: Duration, b: Duration| {
+        if b.is_zero() {
+            0.0
+        } else {
+            (a.as_secs_f64() / b.as_secs_f64() * 100.0).round() / 100.0
+        }
+    };
+    println!(
+        "modelgate gate-to-template: p50 {} ms, p99 {} ms",
+        ms(p50),
+        ms(p99)
+    );
+    println!(
+        "floor (one apply round trip): p50 {} ms -> ratio {}x",
+        ms(floor50),
+        ratio(p50, floor50)
+    );
+    println!(
+        "peer (Deployment controller, template -> ReplicaSet): p50 {} ms, p99 {} ms -> ratio {}x",
+        ms(peer50),
+        ms(peer99),
+        ratio(p50, peer50)
+    );
+    Ok(json!({
+        "samples": samples.len(), "p50_ms": ms(p50), "p99_ms": ms(p99),
+        "floor_p50_ms": ms(floor50), "peer_p50_ms": ms(peer50), "peer_p99_ms": ms(peer99),
+        "ratio_to_floor_p50": ratio(p50, floor50), "ratio_to_peer_p50": ratio(p50, peer50), "ratio_to_peer_p99": ratio(p99, peer99),
+    }))
+}
+
+async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> Result<(), BoxError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<()>>,
+{
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if check().await.is_some() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(format!("not settled within {limit:?}").into())
+}
+
+/// Cold start at scale, against a plain client writing the same statuses;
+/// then the operator at rest.
+async fn cold_start_and_rest(
+    admin: &Client,
+    knobs: &Knobs,
+    kubeconfig: &std::path::Path,
+    run: i64,
+) -> Result<(serde_json::Value, serde_json::Value), BoxError> {
+    section(&format!(
+        "cold start: {} approvals, {} deployments",
+        knobs.cold_approvals, knobs.cold_deployments
+    ));
+    let ns = format!("bench-cold-{run}");
+    namespace(admin, &ns).await?;
+    let names: Vec<String> = (0..knobs.cold_approvals)
+        .map(|i| format!("cold-{i}"))
+        .collect();
+    let created = Instant::now();
+    create_all(
+        admin,
+        &ns,
+        &names[..knobs.cold_deployments.min(names.len())],
+        true,
+        knobs.concurrency,
+    )
+    .await?;
+    create_all(
+        admin,
+        &ns,
+        &names[knobs.cold_deployments.min(names.len())..],
+        false,
+        knobs.concurrency,
+    )
+    .await?;
+    println!(
+        "created {} objects in {:.1}s",
+        names.len() + knobs.cold_deployments,
+        created.elapsed().as_secs_f64()
+    );
+
+    let requests_before = cluster::api_requests(admin).await?;
+    let port = cluster::free_port();
+    let started = Instant::now();
+    let mut operator = cluster::start_operator(kubeconfig, port)?;
+    let pid = operator.id();
+    let (want_a, want_d) = (knobs.cold_approvals as f64, knobs.cold_deployments as f64);
+    // Settled: every object has had its status written (the operator's own
+    // counters say so without listing 11,000 objects every poll).
+    wait_until(Duration::from_secs(1800), || async {
+        let m = cluster::operator_metrics(port);
+        let a = cluster::sum_series(&m, "modelgate_status_writes_total", &["approval"]);
+        let d = cluster::sum_series(&m, "modelgate_status_writes_total", &["deployment"]);
+        (a >= want_a && d >= want_d).then_some(())
+    })
+    .await?;
+    let settle = started.elapsed();
+    // Confirm from the API server itself.
+    let approvals: Api<ModelApproval> = Api::namespaced(admin.clone(), &ns);
+    let settled = approvals
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|a| a.status.as_ref().is_some_and(|s| s.phase.is_some()))
+        .count();
+    let requests = cluster::api_requests(admin).await? - requests_before;
+    let objects = (knobs.cold_approvals + knobs.cold_deployments) as f64;
+    let rss = peak_rss_mib(pid).unwrap_or(0.0);
+    println!(
+        "operator settled {settled}/{} approvals and {} deployments in {:.2}s; peak RSS {rss} MiB; {:.2} API requests per object",
+        knobs.cold_approvals,
+        knobs.cold_deployments,
+        settle.as_secs_f64(),
+        requests / objects
+    );
+
+    // At rest: nothing changes; the operator should write nothing.
+    section(&format!("at rest, {} s", knobs.rest_secs));
+    let writes = |m: &str| cluster::sum_series(m, "modelgate_status_writes_total", &[]);
+    let (w0, c0) = (
+        writes(&cluster::operator_metrics(port)),
+        cpu_time(pid).unwrap_or_default(),
+    );
+    tokio::time::sleep(Duration::from_secs(knobs.rest_secs)).await;
+    let (w1, c1) = (
+        writes(&cluster::operator_metrics(port)),
+        cpu_time(pid).unwrap_or_default(),
+    );
+    let rest_cpu = c1.saturating_sub(c0);
+    println!(
+        "writes at rest: {}; CPU time {} ms over {} s",
+        w1 - w0,
+        rest_cpu.as_millis(),
+        knobs.rest_secs
+    );
+    cluster::stop(&mut operator);
+
+    // Baseline: a plain client (as the same service account, so the same
+    // admission policies run) writing one status field on the same
+    // approvals with the bench's concurrency.
+    let sa = cluster::client(
+        Some("system:serviceaccount:modelgate-system:modelgate"),
+        &[
+            "system:serviceaccounts",
+            "system:serviceaccounts:modelgate-system",
+        ],
+    )
+    .await?;
+    let as_sa: Api<ModelApproval> = Api::namespaced(sa, &ns);
+    let baseline_started = Instant::now();
+    stream::iter(names.iter().cloned())
+        .map(|name| {
+            let api = as_sa.clone();
+            async move {
+                let patch = json!({"apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval", "metadata": {"name": name}, "status": {"historyDropped": 0}});
+                api.patch_status(&name, &PatchParams::apply("bench-baseline").force(), &Patch::Apply(&patch)).await
+            }
+        })
+        .buffer_unordered(knobs.concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let baseline = baseline_started.elapsed();
+    let ratio = (settle.as_secs_f64() / baseline.as_secs_f64() * 100.0).round() / 100.0;
+    println!(
+        "baseline: a plain client patched {} statuses in {:.2}s -> operator/baseline {ratio}x",
+        names.len(),
+        baseline.as_secs_f64()
+    );
+    Ok((
+        json!({
+            "approvals": knobs.cold_approvals, "deployments": knobs.cold_deployments, "settle_s": (settle.as_secs_f64() * 100.0).round() / 100.0,
+            "baseline_s": (baseline.as_secs_f64() * 100.0).round() / 100.0, "ratio_to_baseline": ratio,
+            "peak_rss_mib": rss, "api_requests_per_object": (requests / objects * 100.0).round() / 100.0,
+        }),
+        json!({"secs": knobs.rest_secs, "writes": w1 - w0, "cpu_ms": rest_cpu.as_millis() as u64}),
+    ))
+}
+
+/// Reviewers flipping gates concurrently: no decision may be lost; how far
+/// behind the operator's status runs.
+async fn churn(
+    admin: &Client,
+    knobs: &Knobs,
+    kubeconfig: &std::path::Path,
+    run: i64,
+) -> Result<serde_json::Value, BoxError> {
+    section(&format!(
+        "churn: {} reviewers for {} s",
+        knobs.churn_reviewers, knobs.churn_secs
+    ));
+    let ns = format!("bench-churn-{run}");
+    namespace(admin, &ns).await?;
+    let approvals_needed = knobs.churn_reviewers.div_ceil(5);
+    let names: Vec<String> = (0..approvals_needed)
+        .map(|i| format!("churn-{i}"))
+        .collect();
+    create_all(admin, &ns, &names, false, knobs.concurrency).await?;
+    let port = cluster::free_port();
+    let mut operator = cluster::start_operator(kubeconfig, port)?;
+
+    // When the operator's status first shows each (approval, gate, value).
+    let api: Api<ModelApproval> = Api::namespaced(admin.clone(), &ns);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String, String, Instant)>();
+    let watch = tokio::spawn(
+        watcher(api.clone(), watcher::Config::default())
+            .applied_objects()
+            .for_each(move |a| {
+                if let Ok(a) = a {
+                    for g in a.status.iter().flat_map(|s| s.observed_gates.iter()) {
+                        let _ = tx.send((
+                            a.name_any(),
+                            g.gate.clone(),
+                            g.status.clone(),
+                            Instant::now(),
+                        ));
+                    }
+                }
+                futures::future::ready(())
+            }),
+    );
+
+    let until = Instant::now() + Duration::from_secs(knobs.churn_secs);
+    let mut tasks = Vec::new();
+    for r in 0..knobs.churn_reviewers {
+        let gate = Gate::ALL[r % 5];
+        let name = names[r / 5].clone();
+        let (client, who) = cluster::reviewer(gate, r).await?;
+        let ns = ns.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut writes: Vec<(String, Instant)> = Vec::new();
+            let mut i = 0u64;
+            while Instant::now() < until {
+                let value = if i.is_multiple_of(2) { "True" } else { "False" };
+                if set_gate(&client, &ns, &name, gate, value, &who)
+                    .await
+                    .is_ok()
+                {
+                    writes.push((value.to_string(), Instant::now()));
+                }
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(100 + (i * 37 + r as u64 * 53) % 400))
+                    .await;
+            }
+            (name, gate, writes)
+        }));
+    }
+    let mut all_writes = Vec::new();
+    for t in tasks {
+        all_writes.push(t.await?);
+    }
+    // Let the operator settle, then read what it recorded.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    watch.abort();
+    let mut observed: HashMap<(String, String), Vec<(String, Instant)>> = HashMap::new();
+    while let Ok((name, gate, status, at)) = rx.try_recv() {
+        observed.entry((name, gate)).or_default().push((status, at));
+    }
+    let mut lags = Vec::new();
+    let mut lost = 0u64;
+    let mut decisions = 0usize;
+    for (name, gate, writes) in &all_writes {
+        decisions += writes.len();
+        let seen = observed
+            .get(&(name.clone(), gate.condition_type().to_string()))
+            .cloned()
+            .unwrap_or_default();
+        for (k, (value, at)) in writes.iter().enumerate() {
+            let next = writes.get(k + 1).map(|(_, t)| *t);
+            // The first time the status shows this value after the write
+            // (before the reviewer's next write; otherwise it was
+            // superseded before the operator looked, which is not a loss).
+            if let Some((_, shown)) = seen
+                .iter()
+                .find(|(v, t)| v == value && *t >= *at && next.is_none_or(|n| *t < n))
+            {
+                lags.push(shown.saturating_duration_since(*at));
+            }
+        }
+        // The last decision must stand, in the condition and in the
+        // operator's observed gates.
+        let Some((last, _)) = writes.last() else {
+            continue;
+        };
+        let a = api.get(name).await?;
+        let status = a.status.unwrap_or_default();
+        let condition = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == gate.condition_type())
+            .map(|c| c.status.clone());
+        let recorded = status
+            .observed_gates
+            .iter()
+            .find(|o| o.gate == gate.condition_type())
+            .map(|o| o.status.clone());
+        if condition.as_deref() != Some(last) || recorded.as_deref() != Some(last) {
+            lost += 1;
+        }
+    }
+    cluster::stop(&mut operator);
+    let (p50, p99) = (percentile(&lags, 50.0), percentile(&lags, 99.0));
+    println!(
+        "{decisions} gate decisions by {} reviewers; lost {lost}; status lag p50 {} ms, p99 {} ms ({} lags measured)",
+        knobs.churn_reviewers,
+        ms(p50),
+        ms(p99),
+        lags.len()
+    );
+    Ok(
+        json!({"reviewers": knobs.churn_reviewers, "secs": knobs.churn_secs, "decisions": decisions, "lost_decisions": lost, "lag_p50_ms": ms(p50), "lag_p99_ms": ms(p99)}),
+    )
+}
