@@ -557,8 +557,23 @@ async fn churn(
     for t in tasks {
         all_writes.push(t.await?);
     }
-    // Let the operator settle, then read what it recorded.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Let the operator settle (every reviewer's last decision in its
+    // observed gates, or 60 s), then read what it recorded.
+    let last: Vec<(String, Gate, String)> = all_writes
+        .iter()
+        .filter_map(|(name, gate, writes)| writes.last().map(|(v, _)| (name.clone(), *gate, v.clone())))
+        .collect();
+    let _ = wait_until(Duration::from_secs(60), || async {
+        for (name, gate, value) in &last {
+            let a = api.get(name).await.ok()?;
+            let shown = a.status?.observed_gates.iter().find(|o| o.gate == gate.condition_type()).map(|o| o.status.clone());
+            if shown.as_deref() != Some(value.as_str()) {
+                return None;
+            }
+        }
+        Some(())
+    })
+    .await;
     watch.abort();
     let mut observed: HashMap<(String, String), Vec<(String, Instant)>> = HashMap::new();
     while let Ok((name, gate, status, at)) = rx.try_recv() {
