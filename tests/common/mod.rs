@@ -244,9 +244,42 @@ pub async fn install_modelgate() -> Client {
                 "kubectl apply -k deploy/: {}",
                 text(&out)
             );
+            wait_for_policies(&client).await;
         })
         .await;
     client
+}
+
+/// A new ValidatingAdmissionPolicy takes a moment to be enforced: probe with
+/// a dry-run write it must refuse until it does.
+async fn wait_for_policies(admin: &Client) {
+    let approvals: Api<modelgate::api::ModelApproval> =
+        Api::namespaced(admin.clone(), "modelgate-system");
+    let probe = approval_manifest("policy-probe", "0.0.1", None);
+    let _ = approvals.create(&PostParams::default(), &probe).await;
+    let outsider = person(
+        "policy-probe@example.com",
+        &["modelgate:technical-reviewers"],
+    )
+    .await;
+    let api: Api<modelgate::api::ModelApproval> = Api::namespaced(outsider, "modelgate-system");
+    let patch = serde_json::json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval", "metadata": {"name": "policy-probe"},
+        "status": {"conditions": [{"type": "FairnessReview", "status": "True", "reviewer": "policy-probe@example.com"}]},
+    });
+    let params = PatchParams::apply("policy-probe").force().dry_run();
+    eventually(120, "the admission policies to be enforced", || async {
+        match api
+            .patch_status("policy-probe", &params, &Patch::Apply(&patch))
+            .await
+        {
+            Err(kube::Error::Api(s)) if s.message.contains("may only be set by members") => {
+                Some(())
+            }
+            _ => None,
+        }
+    })
+    .await;
 }
 
 /// Starts the operator once for this test binary, in a thread of its own so

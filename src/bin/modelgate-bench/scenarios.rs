@@ -561,12 +561,19 @@ async fn churn(
     // observed gates, or 60 s), then read what it recorded.
     let last: Vec<(String, Gate, String)> = all_writes
         .iter()
-        .filter_map(|(name, gate, writes)| writes.last().map(|(v, _)| (name.clone(), *gate, v.clone())))
+        .filter_map(|(name, gate, writes)| {
+            writes.last().map(|(v, _)| (name.clone(), *gate, v.clone()))
+        })
         .collect();
     let _ = wait_until(Duration::from_secs(60), || async {
         for (name, gate, value) in &last {
             let a = api.get(name).await.ok()?;
-            let shown = a.status?.observed_gates.iter().find(|o| o.gate == gate.condition_type()).map(|o| o.status.clone());
+            let shown = a
+                .status?
+                .observed_gates
+                .iter()
+                .find(|o| o.gate == gate.condition_type())
+                .map(|o| o.status.clone());
             if shown.as_deref() != Some(value.as_str()) {
                 return None;
             }
