@@ -24,6 +24,8 @@ pub struct Context {
     pub health: Arc<Health>,
     /// The approval controller's last writes, for reads the cache is behind on.
     pub approvals_written: Arc<crate::approval::written::Written>,
+    /// Reconciles at once per controller.
+    pub concurrency: u16,
 }
 
 impl Context {
@@ -40,6 +42,7 @@ impl Context {
             metrics,
             health,
             approvals_written: Arc::default(),
+            concurrency: crate::operator::DEFAULT_CONCURRENCY,
         }
     }
 }

@@ -22,7 +22,15 @@ pub struct Options {
     pub leader_election: Option<LeaderElection>,
     /// Where to serve /metrics, /healthz and /readyz; None serves nothing.
     pub listen: Option<SocketAddr>,
+    /// Reconciles run at once per controller; 0 means the default.
+    pub concurrency: u16,
 }
+
+/// Reconciles at once per controller unless told otherwise: enough to keep
+/// the API server busy, few enough not to flood it on a cold start with
+/// thousands of objects (unbounded, 10,000 reconciles at once overran the
+/// API server's in-flight limit and stalled in retries).
+pub const DEFAULT_CONCURRENCY: u16 = 16;
 
 /// Why the operator stopped other than by being asked to.
 #[derive(Debug, thiserror::Error)]
@@ -61,12 +69,18 @@ pub async fn start(
         }
         None => None,
     };
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client.clone(),
         options.instance.clone(),
         metrics.clone(),
         health.clone(),
-    ));
+    );
+    ctx.concurrency = if options.concurrency == 0 {
+        DEFAULT_CONCURRENCY
+    } else {
+        options.concurrency
+    };
+    let ctx = Arc::new(ctx);
     let done = tokio::spawn(async move {
         match options.leader_election {
             None => {

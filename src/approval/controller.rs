@@ -66,7 +66,9 @@ pub fn run(
                 .set(n);
         }
     });
+    let concurrency = ctx.concurrency;
     let controller = controller
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, ctx)
         // error_policy has logged every failure already.

@@ -56,6 +56,9 @@ struct RunArgs {
     /// Seconds the lease holds after its last renewal: how soon a standby takes over.
     #[arg(long, default_value_t = 15)]
     lease_duration: u64,
+    /// Reconciles run at once per controller.
+    #[arg(long, env = "MODELGATE_CONCURRENCY", default_value_t = modelgate::operator::DEFAULT_CONCURRENCY)]
+    concurrency: u16,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -105,6 +108,7 @@ fn run(args: RunArgs) -> Result<(), BoxError> {
         let options = modelgate::operator::Options {
             instance: Some(identity.clone()),
             listen: Some(args.listen),
+            concurrency: args.concurrency,
             leader_election: args.leader_elect.then(|| {
                 modelgate::runtime::leader::LeaderElection {
                     namespace: args.lease_namespace.clone(),

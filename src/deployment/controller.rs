@@ -121,9 +121,11 @@ pub fn run(
         approvals: approval_reader,
         deployments: deployment_reader,
     });
+    let concurrency = state.ctx.concurrency;
     let controller = Controller::for_stream(mds, md_reader)
         .owns_stream(deployments)
         .watches_stream(approvals, move |approval| index.lookup(&approval))
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, state)
         // error_policy has logged every failure already.

@@ -305,6 +305,7 @@ pub fn start_operator() -> std::net::SocketAddr {
                     instance: Some("integration-test".into()),
                     listen: Some(([127, 0, 0, 1], 0).into()),
                     leader_election: None,
+                    concurrency: 0,
                 };
                 let running =
                     modelgate::operator::start(client, options, futures::future::pending())
