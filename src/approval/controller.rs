@@ -34,6 +34,7 @@ pub fn run(
     let mut synced = crate::runtime::Synced::new(ctx.health.clone(), 1).marker();
     let approvals = watcher(api, watcher::Config::default().any_semantic())
         .default_backoff()
+        .modify(crate::runtime::slim)
         .reflect(writer)
         .inspect_ok(move |event| synced(event))
         .applied_objects();

@@ -36,6 +36,9 @@ pub const REVOKE_FIELD_MANAGER: &str = "modelgate-revoke";
 /// What the reconciles of this controller read from memory.
 pub struct State {
     pub ctx: Arc<Context>,
+    /// Whether the approval and Deployment caches have their first list: a
+    /// reconcile before that would report a present approval as missing.
+    pub synced: Arc<crate::runtime::Synced>,
     pub approvals: Store<DeserializeGuard<ModelApproval>>,
     pub deployments: Store<Deployment>,
 }
@@ -59,6 +62,7 @@ pub fn run(
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
+    .modify(crate::runtime::slim)
     .reflect(md_writer)
     .inspect_ok(move |event| {
         observed.observe(event);
@@ -72,6 +76,7 @@ pub fn run(
         watcher::Config::default().any_semantic(),
     )
     .default_backoff()
+    .modify(crate::runtime::slim)
     .reflect(approval_writer)
     .inspect_ok(move |event| synced_approvals(event))
     .applied_objects();
@@ -82,6 +87,7 @@ pub fn run(
         .any_semantic();
     let deployments = watcher(Api::<Deployment>::all(client), managed)
         .default_backoff()
+        .modify(crate::runtime::slim)
         .reflect(deployment_writer)
         .inspect_ok(move |event| synced_deployments(event))
         .applied_objects();
@@ -118,6 +124,7 @@ pub fn run(
     });
     let state = Arc::new(State {
         ctx,
+        synced: synced.clone(),
         approvals: approval_reader,
         deployments: deployment_reader,
     });
@@ -165,6 +172,9 @@ async fn reconcile(
     state: Arc<State>,
 ) -> Result<Action> {
     let ctx = &state.ctx;
+    if !state.synced.is_done() {
+        return Ok(Action::requeue(std::time::Duration::from_millis(500)));
+    }
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let md = match &guarded.0 {
         Ok(md) => md,

@@ -46,6 +46,11 @@ impl Synced {
         })
     }
 
+    /// Whether every stream has finished its first list.
+    pub fn is_done(&self) -> bool {
+        self.pending.load(Ordering::Acquire) == 0
+    }
+
     /// An inspector for one stream's events; counts its first `InitDone`.
     pub fn marker<K>(self: &Arc<Self>) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
         let synced = self.clone();
@@ -59,5 +64,17 @@ impl Synced {
                 }
             }
         }
+    }
+}
+
+/// Drops what the operator never reads from a cached object: managed fields
+/// and kubectl's last-applied copy, which together are often larger than
+/// the object itself. With tens of thousands of approvals cached twice
+/// (once per controller) this is most of the cache.
+pub fn slim<K: kube::Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }
