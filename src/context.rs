@@ -26,6 +26,8 @@ pub struct Context {
     pub approvals_written: Arc<crate::approval::written::Written>,
     /// Reconciles at once per controller.
     pub concurrency: u16,
+    /// Retry waits of objects whose reconcile failed.
+    pub backoff: Arc<crate::runtime::backoff::Backoff>,
 }
 
 impl Context {
@@ -43,6 +45,7 @@ impl Context {
             health,
             approvals_written: Arc::default(),
             concurrency: crate::operator::DEFAULT_CONCURRENCY,
+            backoff: Arc::default(),
         }
     }
 }

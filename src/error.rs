@@ -1,7 +1,5 @@
 //! The errors a reconcile can end with, each with a fixed metric label.
 
-use std::time::Duration;
-
 /// Why a reconcile did not finish.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -30,12 +28,12 @@ impl Error {
         }
     }
 
-    /// How long to wait before trying again. Invalid objects are not retried
+    /// Whether trying again later can help. Invalid objects are not retried
     /// on a timer: they get a condition or event and wait for a change.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub fn retryable(&self) -> bool {
         match self {
-            Error::Kube(_) | Error::Serialize(_) => Some(Duration::from_secs(5)),
-            Error::Invalid(_) | Error::MissingMetadata(_) => None,
+            Error::Kube(_) | Error::Serialize(_) => true,
+            Error::Invalid(_) | Error::MissingMetadata(_) => false,
         }
     }
 }

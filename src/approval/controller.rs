@@ -197,6 +197,8 @@ async fn reconcile(
         }
     }
 
+    ctx.backoff
+        .succeeded(&crate::runtime::backoff::key(guarded.as_ref()));
     // Expiry must happen on time with nothing else changing.
     Ok(
         match decision
@@ -210,14 +212,18 @@ async fn reconcile(
 }
 
 fn error_policy(
-    _: Arc<DeserializeGuard<ModelApproval>>,
+    object: Arc<DeserializeGuard<ModelApproval>>,
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
     ctx.metrics.error(CONTROLLER, error.metric_label());
     warn!(error = %error, kind = error.metric_label(), "approval reconcile error");
-    match error.retry_after() {
-        Some(after) => Action::requeue(after),
-        None => Action::await_change(),
+    if error.retryable() {
+        Action::requeue(
+            ctx.backoff
+                .failed(&crate::runtime::backoff::key(object.as_ref())),
+        )
+    } else {
+        Action::await_change()
     }
 }

@@ -336,19 +336,27 @@ async fn reconcile(
     {
         warn!(error = %e, reason, "could not publish event");
     }
+    ctx.backoff
+        .succeeded(&crate::runtime::backoff::key(guarded.as_ref()));
     // Progress arrives through the Deployment watch; nothing to poll.
     Ok(Action::await_change())
 }
 
 fn error_policy(
-    _: Arc<DeserializeGuard<ModelDeployment>>,
+    object: Arc<DeserializeGuard<ModelDeployment>>,
     error: &Error,
     state: Arc<State>,
 ) -> Action {
     state.ctx.metrics.error(CONTROLLER, error.metric_label());
     warn!(error = %error, kind = error.metric_label(), "deployment reconcile error");
-    match error.retry_after() {
-        Some(after) => Action::requeue(after),
-        None => Action::await_change(),
+    if error.retryable() {
+        Action::requeue(
+            state
+                .ctx
+                .backoff
+                .failed(&crate::runtime::backoff::key(object.as_ref())),
+        )
+    } else {
+        Action::await_change()
     }
 }

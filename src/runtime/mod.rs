@@ -1,6 +1,7 @@
 //! What runs around the controllers: metrics, health endpoints and leader
 //! election.
 
+pub mod backoff;
 pub mod health;
 pub mod leader;
 pub mod metrics;

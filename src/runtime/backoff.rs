@@ -1,0 +1,64 @@
+//! Per-object retry backoff for failed reconciles: the first retry comes
+//! quickly (a passing 429 or timeout), each further failure of the same
+//! object doubles the wait up to a minute, and a success forgets it. A
+//! persistent failure (say, missing RBAC) thus costs one request per object
+//! per minute, not a hot loop.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+const FIRST: Duration = Duration::from_millis(250);
+const MAX: Duration = Duration::from_secs(60);
+
+/// The key of an object: namespace/name.
+pub fn key<K: kube::Resource>(object: &K) -> String {
+    let meta = object.meta();
+    format!(
+        "{}/{}",
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.name.as_deref().unwrap_or_default()
+    )
+}
+
+#[derive(Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    /// Records a failure of `key` and returns how long to wait.
+    pub fn failed(&self, key: &str) -> Duration {
+        let Ok(mut failures) = self.failures.lock() else {
+            return MAX;
+        };
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        FIRST.saturating_mul(1u32 << (*n - 1).min(12)).min(MAX)
+    }
+
+    /// Forgets the failures of `key` after a success.
+    pub fn succeeded(&self, key: &str) {
+        if let Ok(mut failures) = self.failures.lock() {
+            failures.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_to_a_minute_and_resets_on_success() {
+        let b = Backoff::default();
+        let waits: Vec<u64> = (0..10)
+            .map(|_| b.failed("ns/a").as_millis() as u64)
+            .collect();
+        assert_eq!(&waits[..4], &[250, 500, 1000, 2000]);
+        assert_eq!(waits[9], 60_000);
+        assert_eq!(b.failed("ns/b").as_millis(), 250);
+        b.succeeded("ns/a");
+        assert_eq!(b.failed("ns/a").as_millis(), 250);
+    }
+}
