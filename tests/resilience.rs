@@ -158,11 +158,26 @@ async fn killed_at_random_during_rollouts_nothing_unapproved_runs_and_nothing_is
     // Left alone, the last operator finishes every approved rollout.
     for i in 0..ROLLOUTS {
         let name = format!("m{i}");
-        eventually(120, &format!("{name} Available"), || async {
-            let md = mds.get(&name).await.ok()?;
-            (md.status?.phase.map(|p| p.to_string()).as_deref() == Some("Available")).then_some(())
-        })
-        .await;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let md = mds.get(&name).await.ok();
+            let phase = md
+                .as_ref()
+                .and_then(|m| m.status.as_ref())
+                .and_then(|s| s.phase)
+                .map(|p| p.to_string());
+            if phase.as_deref() == Some("Available") {
+                break;
+            }
+            if Instant::now() > deadline {
+                let a = approvals.get(&name).await.ok().and_then(|a| a.status);
+                panic!(
+                    "{name} not Available after 120s\nModelDeployment status: {:?}\nModelApproval status: {a:?}",
+                    md.and_then(|m| m.status)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     // No reviewer's decision was lost, and each is recorded exactly once.
     for i in 0..ROLLOUTS {

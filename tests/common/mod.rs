@@ -576,7 +576,14 @@ pub fn operator_process(kubeconfig: &Path, name: &str, port: u16, extra: &[&str]
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        // MODELGATE_TEST_OPERATOR_LOGS=1 shows the operators' warnings.
+        .stderr(
+            if std::env::var_os("MODELGATE_TEST_OPERATOR_LOGS").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            },
+        )
         .spawn()
         .expect("start modelgate")
 }
