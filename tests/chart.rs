@@ -259,19 +259,32 @@ async fn helm_install_then_two_replicas_as_the_charts_service_account_fail_over(
     std::fs::create_dir_all(&dir).expect("temp dir");
     let kubeconfig = service_account_kubeconfig(&dir);
     let (port_a, port_b) = (free_port(), free_port());
+    let (name_a, name_b) = (
+        format!("replica-a-{}", std::process::id()),
+        format!("replica-b-{}", std::process::id()),
+    );
     let mut processes = Killed(vec![
-        operator_process(&kubeconfig, "replica-a", port_a, &[]),
-        operator_process(&kubeconfig, "replica-b", port_b, &[]),
+        operator_process(&kubeconfig, &name_a, port_a, &[]),
+        operator_process(&kubeconfig, &name_b, port_b, &[]),
     ]);
 
     let leases: Api<Lease> = Api::namespaced(client.clone(), "modelgate-system");
-    let leader = eventually(60, "a leader", || holder(&leases)).await;
-    let (leader_index, standby_port) = if leader == "replica-a" {
+    // Names unique to this run, so a lease left by an earlier run never
+    // passes for one of these replicas.
+    let leader = eventually(60, "a leader", || async {
+        let holder = holder(&leases).await?;
+        (holder == name_a || holder == name_b).then_some(holder)
+    })
+    .await;
+    let (leader_index, standby_port) = if leader == name_a {
         (0, port_b)
     } else {
         (1, port_a)
     };
-    let metrics = http_get(([127, 0, 0, 1], standby_port).into(), "/metrics").1;
+    let metrics = eventually(30, "the standby's metrics", || async {
+        try_http_get(([127, 0, 0, 1], standby_port).into(), "/metrics").map(|(_, m)| m)
+    })
+    .await;
     assert_eq!(
         sample(&metrics, "modelgate_leader"),
         0.0,
