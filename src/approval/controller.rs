@@ -16,7 +16,7 @@ use tracing::{info, instrument, warn};
 use super::decide::{self, Input};
 use crate::api::condition::{FALSE, TRUE};
 use crate::api::{ApprovalPhase, Gate, ModelApproval};
-use crate::runtime::metrics::{ControllerLabels, GateLabels, PhaseLabels};
+use crate::runtime::metrics::{ControllerLabels, GateLabels};
 
 /// This controller's name in metrics.
 const CONTROLLER: &str = "approval";
@@ -46,26 +46,17 @@ pub fn run(
             ApprovalPhase::Approved,
             ApprovalPhase::Rejected,
             ApprovalPhase::Expired,
-        ];
-        let mut counts = [0i64; 4];
-        for a in store.state() {
-            let phase =
-                a.0.as_ref()
-                    .ok()
-                    .and_then(|a| a.status.as_ref())
-                    .and_then(|s| s.phase);
-            if let Some(i) = phases.iter().position(|p| Some(*p) == phase) {
-                counts[i] += 1;
-            }
-        }
-        for (phase, n) in phases.iter().zip(counts) {
-            metrics
-                .approvals
-                .get_or_create(&PhaseLabels {
-                    phase: phase.as_str(),
-                })
-                .set(n);
-        }
+        ]
+        .map(|p| p.as_str());
+        let observed = store.state();
+        let observed = observed.iter().map(|a| {
+            a.0.as_ref()
+                .ok()
+                .and_then(|o| o.status.as_ref())
+                .and_then(|s| s.phase)
+                .map(|p| p.as_str())
+        });
+        crate::runtime::metrics::set_phase_counts(&metrics.approvals, &phases, observed);
     });
     let concurrency = ctx.concurrency;
     let controller = controller

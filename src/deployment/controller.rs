@@ -20,7 +20,7 @@ use super::decide::{self, ApplyFailure, Input, Linked, Plan};
 use super::desired::{self, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use super::index::ApprovalIndex;
 use crate::api::{DeploymentPhase, ModelApproval, ModelDeployment};
-use crate::runtime::metrics::{ControllerLabels, PhaseLabels};
+use crate::runtime::metrics::ControllerLabels;
 
 /// This controller's name in metrics.
 const CONTROLLER: &str = "deployment";
@@ -101,26 +101,17 @@ pub fn run(
             DeploymentPhase::Available,
             DeploymentPhase::Revoked,
             DeploymentPhase::Failed,
-        ];
-        let mut counts = [0i64; 5];
-        for md in store.state() {
-            let phase =
-                md.0.as_ref()
-                    .ok()
-                    .and_then(|m| m.status.as_ref())
-                    .and_then(|s| s.phase);
-            if let Some(i) = phases.iter().position(|p| Some(*p) == phase) {
-                counts[i] += 1;
-            }
-        }
-        for (phase, n) in phases.iter().zip(counts) {
-            metrics
-                .deployments
-                .get_or_create(&PhaseLabels {
-                    phase: phase.as_str(),
-                })
-                .set(n);
-        }
+        ]
+        .map(|p| p.as_str());
+        let observed = store.state();
+        let observed = observed.iter().map(|md| {
+            md.0.as_ref()
+                .ok()
+                .and_then(|o| o.status.as_ref())
+                .and_then(|s| s.phase)
+                .map(|p| p.as_str())
+        });
+        crate::runtime::metrics::set_phase_counts(&metrics.deployments, &phases, observed);
     });
     let state = Arc::new(State {
         ctx,

@@ -137,6 +137,24 @@ impl Metrics {
     }
 }
 
+/// Sets one gauge per phase of `phases` to how many of `observed` are in it
+/// (objects with no phase yet, or another one, count nowhere).
+pub fn set_phase_counts<'a>(
+    family: &Family<PhaseLabels, Gauge>,
+    phases: &[&'static str],
+    observed: impl Iterator<Item = Option<&'a str>>,
+) {
+    let mut counts = vec![0i64; phases.len()];
+    for phase in observed.flatten() {
+        if let Some(i) = phases.iter().position(|p| *p == phase) {
+            counts[i] += 1;
+        }
+    }
+    for (phase, n) in phases.iter().zip(counts) {
+        family.get_or_create(&PhaseLabels { phase }).set(n);
+    }
+}
+
 /// Observes the reconcile duration when dropped, whatever the outcome.
 pub struct ReconcileTimer<'a> {
     metrics: &'a Metrics,
@@ -173,6 +191,11 @@ mod tests {
         m.approvals
             .get_or_create(&PhaseLabels { phase: "Approved" })
             .set(3);
+        set_phase_counts(
+            &m.deployments,
+            &["Available", "Failed"],
+            [Some("Available"), None, Some("Available"), Some("Other")].into_iter(),
+        );
         let text = m.encode();
         assert!(
             text.contains("modelgate_reconciles_total{controller=\"approval\"} 1"),
