@@ -77,10 +77,27 @@ pub async fn operator_kubeconfig(admin: &Client, dir: &Path) -> Result<PathBuf, 
     Ok(path)
 }
 
+/// The operator as a child process; killed when dropped, so that a failed
+/// or interrupted scenario does not leave it running.
+pub struct Operator(Child);
+
+impl Operator {
+    pub fn id(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// The operator binary beside this one, started as its service account.
-pub fn start_operator(kubeconfig: &Path, port: u16) -> Result<Child, BoxError> {
+pub fn start_operator(kubeconfig: &Path, port: u16) -> Result<Operator, BoxError> {
     let bin = std::env::current_exe()?.with_file_name("modelgate");
-    Ok(Command::new(bin)
+    let child = Command::new(bin)
         .args([
             "--instance",
             "bench",
@@ -92,7 +109,8 @@ pub fn start_operator(kubeconfig: &Path, port: u16) -> Result<Child, BoxError> {
         .env("RUST_LOG", "error")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .spawn()?)
+        .spawn()?;
+    Ok(Operator(child))
 }
 
 /// A free loopback port.
@@ -150,10 +168,4 @@ pub async fn api_requests(admin: &Client) -> Result<f64, BoxError> {
         }
     }
     Ok(total)
-}
-
-/// Stops a child for good.
-pub fn stop(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
 }

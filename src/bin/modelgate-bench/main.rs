@@ -12,6 +12,24 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// One part of the bench.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    Latency,
+    Cold,
+    Churn,
+}
+
+impl std::fmt::Display for Scenario {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        match self.to_possible_value() {
+            Some(v) => f.write_str(v.get_name()),
+            None => Ok(()),
+        }
+    }
+}
+
 /// The scale knobs; the defaults are the full run of docs/performance.md.
 #[derive(Parser, Clone, Debug)]
 #[command(
@@ -40,6 +58,10 @@ pub struct Knobs {
     /// Concurrency of the bench's own bulk requests (and of the baseline).
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,
+    /// Which scenarios to run (all by default): latency, cold (the cold
+    /// start, followed by the at-rest measurement), churn.
+    #[arg(long, value_delimiter = ',', default_values_t = [Scenario::Latency, Scenario::Cold, Scenario::Churn])]
+    pub scenarios: Vec<Scenario>,
     /// A small, quick run (CI's smoke test): overrides the knobs above.
     #[arg(long)]
     pub smoke: bool,

@@ -12,9 +12,9 @@ use kube::{Client, ResourceExt};
 use modelgate::api::{Gate, ModelApproval, ModelDeployment};
 use serde_json::json;
 
-use super::Knobs;
 use super::cluster::{self, BoxError};
 use super::stats::{cpu_time, ms, peak_rss_mib, percentile};
+use super::{Knobs, Scenario};
 
 fn digest(seed: &str) -> String {
     let hex: String = seed.bytes().map(|b| format!("{b:02x}")).collect();
@@ -87,12 +87,65 @@ async fn set_gate(
     Ok(())
 }
 
+/// Marks the namespaces the bench creates, so that any run can find and
+/// remove what an earlier, interrupted one left.
+const BENCH_LABEL: &str = "modelgate.io/bench";
+
 async fn namespace(admin: &Client, name: &str) -> Result<(), BoxError> {
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}}))?;
+    let ns: Namespace = serde_json::from_value(
+        json!({"metadata": {"name": name, "labels": {BENCH_LABEL: "true"}}}),
+    )?;
     Api::<Namespace>::all(admin.clone())
         .create(&PostParams::default(), &ns)
         .await?;
     Ok(())
+}
+
+/// Deletes every bench namespace and waits until they are gone: a namespace
+/// still terminating would keep the API server (and a running operator)
+/// busy during the next measurement. The objects are deleted as collections
+/// first, which is much quicker than leaving it to the namespace controller.
+async fn remove_namespaces(admin: &Client) -> Result<(), BoxError> {
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    let bench = ListParams::default().labels(&format!("{BENCH_LABEL}=true"));
+    let names: Vec<String> = namespaces
+        .list_metadata(&bench)
+        .await?
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    println!("deleting bench namespaces {}", names.join(", "));
+    let everything = ListParams::default();
+    for ns in &names {
+        let _ = Api::<ModelDeployment>::namespaced(admin.clone(), ns)
+            .delete_collection(&DeleteParams::background(), &everything)
+            .await;
+        let _ = Api::<ModelApproval>::namespaced(admin.clone(), ns)
+            .delete_collection(&DeleteParams::background(), &everything)
+            .await;
+        let _ = Api::<Deployment>::namespaced(admin.clone(), ns)
+            .delete_collection(&DeleteParams::background(), &everything)
+            .await;
+        let _ = namespaces.delete(ns, &DeleteParams::background()).await;
+    }
+    let started = Instant::now();
+    wait_until(Duration::from_secs(600), || async {
+        let left = namespaces.list_metadata(&bench).await.ok()?.items.len();
+        if left == 0 {
+            return Some(());
+        }
+        println!(
+            "  {left} namespace(s) still terminating after {:.0}s",
+            started.elapsed().as_secs_f64()
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        None
+    })
+    .await
 }
 
 fn section(title: &str) {
@@ -111,38 +164,66 @@ pub async fn run_all(knobs: Knobs) -> Result<(), BoxError> {
     let kubeconfig = cluster::operator_kubeconfig(&admin, &dir).await?;
     println!("modelgate-bench: {knobs:?}");
 
+    let scenarios = scenarios(&admin, &knobs, &kubeconfig, run);
+    // Interrupted or failed, the run still removes what it created (a run
+    // killed by hand once left 200 pods that filled the nodes).
+    let outcome = tokio::select! {
+        outcome = scenarios => outcome,
+        _ = tokio::signal::ctrl_c() => Err("interrupted".into()),
+    };
+    println!("\n==> cleaning up");
+    if let Err(e) = remove_namespaces(&admin).await {
+        eprintln!("modelgate-bench: could not remove the bench namespaces: {e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let results = outcome?;
+    if let Some(parent) = knobs.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&knobs.out, serde_json::to_string_pretty(&results)?)?;
+    println!("results written to {}", knobs.out.display());
+    let lost = results
+        .get("churn")
+        .and_then(|c| c["lost_decisions"].as_u64())
+        .unwrap_or(0);
+    if lost > 0 {
+        return Err(format!("{lost} gate decisions were lost under churn").into());
+    }
+    Ok(())
+}
+
+/// The chosen scenarios, one after the other; their results by name.
+async fn scenarios(
+    admin: &Client,
+    knobs: &Knobs,
+    kubeconfig: &std::path::Path,
+    run: i64,
+) -> Result<serde_json::Map<String, serde_json::Value>, BoxError> {
+    remove_namespaces(admin).await?;
     let mut results = serde_json::Map::new();
     results.insert("knobs".into(), json!({
         "latency_approvals": knobs.latency_approvals, "cold_approvals": knobs.cold_approvals,
         "cold_deployments": knobs.cold_deployments, "rest_secs": knobs.rest_secs,
         "churn_reviewers": knobs.churn_reviewers, "churn_secs": knobs.churn_secs, "concurrency": knobs.concurrency,
+        "scenarios": knobs.scenarios.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
     }));
-    results.insert(
-        "latency".into(),
-        latency(&admin, &knobs, &kubeconfig, run).await?,
-    );
-    let (cold, rest) = cold_start_and_rest(&admin, &knobs, &kubeconfig, run).await?;
-    results.insert("cold_start".into(), cold);
-    results.insert("at_rest".into(), rest);
-    let churn = churn(&admin, &knobs, &kubeconfig, run).await?;
-    let lost = churn["lost_decisions"].as_u64().unwrap_or(0);
-    results.insert("churn".into(), churn);
-
-    if let Some(parent) = knobs.out.parent() {
-        std::fs::create_dir_all(parent)?;
+    if knobs.scenarios.contains(&Scenario::Latency) {
+        results.insert(
+            "latency".into(),
+            latency(admin, knobs, kubeconfig, run).await?,
+        );
+        remove_namespaces(admin).await?;
     }
-    std::fs::write(&knobs.out, serde_json::to_string_pretty(&results)?)?;
-    println!("\nresults written to {}", knobs.out.display());
-    for ns in ["lat", "cold", "churn"] {
-        let _ = Api::<Namespace>::all(admin.clone())
-            .delete(&format!("bench-{ns}-{run}"), &DeleteParams::default())
-            .await;
+    if knobs.scenarios.contains(&Scenario::Cold) {
+        let (cold, rest) = cold_start_and_rest(admin, knobs, kubeconfig, run).await?;
+        results.insert("cold_start".into(), cold);
+        results.insert("at_rest".into(), rest);
+        remove_namespaces(admin).await?;
     }
-    let _ = std::fs::remove_dir_all(&dir);
-    if lost > 0 {
-        return Err(format!("{lost} gate decisions were lost under churn").into());
+    if knobs.scenarios.contains(&Scenario::Churn) {
+        results.insert("churn".into(), churn(admin, knobs, kubeconfig, run).await?);
     }
-    Ok(())
+    Ok(results)
 }
 
 /// Gate-to-rollout latency, against one plain apply round trip (the floor)
@@ -164,7 +245,7 @@ async fn latency(
         .collect();
     create_all(admin, &ns, &names, true, knobs.concurrency).await?;
     let port = cluster::free_port();
-    let mut operator = cluster::start_operator(kubeconfig, port)?;
+    let operator = cluster::start_operator(kubeconfig, port)?;
     let mut reviewers = Vec::new();
     for gate in Gate::ALL {
         reviewers.push(cluster::reviewer(gate, 0).await?);
@@ -228,7 +309,7 @@ async fn latency(
         samples.push(seen.saturating_duration_since(accepted));
     }
     watch.abort();
-    cluster::stop(&mut operator);
+    drop(operator);
 
     // Floor: one server-side apply round trip.
     let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), &ns);
@@ -390,7 +471,7 @@ async fn cold_start_and_rest(
     let requests_before = cluster::api_requests(admin).await?;
     let port = cluster::free_port();
     let started = Instant::now();
-    let mut operator = cluster::start_operator(kubeconfig, port)?;
+    let operator = cluster::start_operator(kubeconfig, port)?;
     let pid = operator.id();
     let (want_a, want_d) = (knobs.cold_approvals as f64, knobs.cold_deployments as f64);
     // Settled: every object has had its status written (the operator's own
@@ -402,16 +483,32 @@ async fn cold_start_and_rest(
         (a >= want_a && d >= want_d).then_some(())
     })
     .await?;
-    let settle = started.elapsed();
-    // Confirm from the API server itself.
+    // Confirm from the API server itself (the counters would also count a
+    // second write of one object).
     let approvals: Api<ModelApproval> = Api::namespaced(admin.clone(), &ns);
-    let settled = approvals
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .filter(|a| a.status.as_ref().is_some_and(|s| s.phase.is_some()))
-        .count();
+    let mds: Api<ModelDeployment> = Api::namespaced(admin.clone(), &ns);
+    wait_until(Duration::from_secs(600), || async {
+        let settled = approvals
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .filter(|a| a.status.as_ref().is_some_and(|s| s.phase.is_some()))
+            .count();
+        let mds_settled = mds
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .iter()
+            .filter(|d| d.status.as_ref().is_some_and(|s| s.phase.is_some()))
+            .count();
+        (settled >= knobs.cold_approvals && mds_settled >= knobs.cold_deployments).then_some(())
+    })
+    .await?;
+    let settle = started.elapsed();
+    let settled = knobs.cold_approvals;
     let requests = cluster::api_requests(admin).await? - requests_before;
     let objects = (knobs.cold_approvals + knobs.cold_deployments) as f64;
     let rss = peak_rss_mib(pid).unwrap_or(0.0);
@@ -442,7 +539,7 @@ async fn cold_start_and_rest(
         rest_cpu.as_millis(),
         knobs.rest_secs
     );
-    cluster::stop(&mut operator);
+    drop(operator);
 
     // Baseline: a plain client (as the same service account, so the same
     // admission policies run) writing one status field on the same
@@ -505,7 +602,7 @@ async fn churn(
         .collect();
     create_all(admin, &ns, &names, false, knobs.concurrency).await?;
     let port = cluster::free_port();
-    let mut operator = cluster::start_operator(kubeconfig, port)?;
+    let operator = cluster::start_operator(kubeconfig, port)?;
 
     // When the operator's status first shows each (approval, gate, value).
     let api: Api<ModelApproval> = Api::namespaced(admin.clone(), &ns);
@@ -628,7 +725,7 @@ async fn churn(
             lost += 1;
         }
     }
-    cluster::stop(&mut operator);
+    drop(operator);
     let (p50, p99) = (percentile(&lags, 50.0), percentile(&lags, 99.0));
     println!(
         "{decisions} gate decisions by {} reviewers; lost {lost}; status lag p50 {} ms, p99 {} ms ({} lags measured)",
