@@ -12,6 +12,7 @@ use crate::context::Context;
 use crate::runtime::health::{self, Health};
 use crate::runtime::leader::{Election, LeaderElection};
 use crate::runtime::metrics::Metrics;
+use crate::runtime::{Synced, watches};
 
 /// How the operator runs.
 #[derive(Clone, Debug, Default)]
@@ -117,9 +118,38 @@ async fn controllers(
     ctx: Arc<Context>,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
+    let config = watches::config(&ctx.client).await;
+    // Three caches to fill before the operator is ready: the approvals
+    // (shared by both controllers), the ModelDeployments and the Deployments
+    // the operator manages.
+    let synced = Synced::new(ctx.health.clone(), 3);
+    let Some((approvals, watch)) = watches::approvals(
+        ctx.client.clone(),
+        config.clone(),
+        synced.marker(),
+        shutdown.clone(),
+    ) else {
+        error!("cannot subscribe to the approval cache; no controller started");
+        return;
+    };
     futures::join!(
-        crate::approval::controller::run(ctx.clone(), shutdown.clone()),
-        crate::deployment::controller::run(ctx, shutdown),
+        watch,
+        crate::approval::controller::run(
+            ctx.clone(),
+            approvals.store.clone(),
+            approvals.for_approvals,
+            shutdown.clone()
+        ),
+        crate::deployment::controller::run(
+            ctx,
+            crate::deployment::controller::Inputs {
+                config,
+                synced,
+                approvals: approvals.store,
+                approval_changes: approvals.for_deployments,
+            },
+            shutdown
+        ),
     );
 }
 

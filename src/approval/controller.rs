@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Future, StreamExt, TryStreamExt};
+use futures::{Future, StreamExt};
 use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::reflector::{ReflectHandle, Store};
 use kube::{Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
@@ -17,6 +17,7 @@ use super::decide::{self, Input};
 use crate::api::condition::{FALSE, TRUE};
 use crate::api::{ApprovalPhase, Gate, ModelApproval};
 use crate::runtime::metrics::{ControllerLabels, GateLabels};
+use crate::runtime::watches::CachedApproval;
 
 /// This controller's name in metrics.
 const CONTROLLER: &str = "approval";
@@ -25,20 +26,15 @@ use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
 
 /// The ModelApproval controller, ready to be driven until `shutdown`.
+/// `store` is the approval cache shared with the deployment controller and
+/// `changes` this controller's feed of changed approvals from it.
 pub fn run(
     ctx: Arc<Context>,
+    store: Store<CachedApproval>,
+    changes: ReflectHandle<CachedApproval>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
-    let api: Api<DeserializeGuard<ModelApproval>> = Api::all(ctx.client.clone());
-    let (store, writer) = reflector::store();
-    let mut synced = crate::runtime::Synced::new(ctx.health.clone(), 1).marker();
-    let approvals = watcher(api, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(crate::runtime::slim)
-        .reflect(writer)
-        .inspect_ok(move |event| synced(event))
-        .applied_objects();
-    let controller = Controller::for_stream(approvals, store.clone());
+    let controller = Controller::for_shared_stream(changes, store.clone());
     let metrics = ctx.metrics.clone();
     let observer = crate::runtime::refresh_gauges(move || {
         let phases = [

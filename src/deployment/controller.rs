@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use tracing::{info, instrument, warn};
@@ -19,8 +19,10 @@ use tracing::{info, instrument, warn};
 use super::decide::{self, ApplyFailure, Input, Linked, Plan};
 use super::desired::{self, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 use super::index::ApprovalIndex;
-use crate::api::{DeploymentPhase, ModelApproval, ModelDeployment};
+use crate::api::{DeploymentPhase, ModelDeployment};
+use crate::runtime::Synced;
 use crate::runtime::metrics::ControllerLabels;
+use crate::runtime::watches::{CachedApproval, slim};
 
 /// This controller's name in metrics.
 const CONTROLLER: &str = "deployment";
@@ -36,33 +38,46 @@ pub const REVOKE_FIELD_MANAGER: &str = "modelgate-revoke";
 /// What the reconciles of this controller read from memory.
 pub struct State {
     pub ctx: Arc<Context>,
-    /// Whether the approval and Deployment caches have their first list: a
-    /// reconcile before that would report a present approval as missing.
-    pub synced: Arc<crate::runtime::Synced>,
-    pub approvals: Store<DeserializeGuard<ModelApproval>>,
+    /// Whether every watch cache has its first list: a reconcile before
+    /// that would report a present approval as missing.
+    pub synced: Arc<Synced>,
+    pub approvals: Store<CachedApproval>,
     pub deployments: Store<Deployment>,
+}
+
+/// What this controller is started with besides the context.
+pub struct Inputs {
+    /// How watches make their first list.
+    pub config: watcher::Config,
+    /// Tracks the first list of every cache; this controller marks its own
+    /// two (ModelDeployments and Deployments).
+    pub synced: Arc<Synced>,
+    /// The approval cache shared with the approval controller.
+    pub approvals: Store<CachedApproval>,
+    /// This controller's feed of changed approvals.
+    pub approval_changes: ReflectHandle<CachedApproval>,
 }
 
 /// The ModelDeployment controller, ready to be driven until `shutdown`.
 pub fn run(
     ctx: Arc<Context>,
+    inputs: Inputs,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let client = ctx.client.clone();
     let index = ApprovalIndex::default();
 
-    let synced = crate::runtime::Synced::new(ctx.health.clone(), 3);
+    let synced = inputs.synced;
     let mut synced_mds = synced.marker::<DeserializeGuard<ModelDeployment>>();
-    let mut synced_approvals = synced.marker::<DeserializeGuard<ModelApproval>>();
     let mut synced_deployments = synced.marker::<Deployment>();
     let (md_reader, md_writer) = reflector::store();
     let observed = index.clone();
     let mds = watcher(
         Api::<DeserializeGuard<ModelDeployment>>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
+        inputs.config.clone(),
     )
     .default_backoff()
-    .modify(crate::runtime::slim)
+    .modify(slim)
     .reflect(md_writer)
     .inspect_ok(move |event| {
         observed.observe(event);
@@ -70,24 +85,13 @@ pub fn run(
     })
     .applied_objects();
 
-    let (approval_reader, approval_writer) = reflector::store();
-    let approvals = watcher(
-        Api::<DeserializeGuard<ModelApproval>>::all(client.clone()),
-        watcher::Config::default().any_semantic(),
-    )
-    .default_backoff()
-    .modify(crate::runtime::slim)
-    .reflect(approval_writer)
-    .inspect_ok(move |event| synced_approvals(event))
-    .applied_objects();
-
     let (deployment_reader, deployment_writer) = reflector::store();
-    let managed = watcher::Config::default()
-        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"))
-        .any_semantic();
+    let managed = inputs
+        .config
+        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     let deployments = watcher(Api::<Deployment>::all(client), managed)
         .default_backoff()
-        .modify(crate::runtime::slim)
+        .modify(slim)
         .reflect(deployment_writer)
         .inspect_ok(move |event| synced_deployments(event))
         .applied_objects();
@@ -116,13 +120,15 @@ pub fn run(
     let state = Arc::new(State {
         ctx,
         synced: synced.clone(),
-        approvals: approval_reader,
+        approvals: inputs.approvals,
         deployments: deployment_reader,
     });
     let concurrency = state.ctx.concurrency;
     let controller = Controller::for_stream(mds, md_reader)
         .owns_stream(deployments)
-        .watches_stream(approvals, move |approval| index.lookup(&approval))
+        .watches_shared_stream(inputs.approval_changes, move |approval| {
+            index.lookup(&approval)
+        })
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, state)

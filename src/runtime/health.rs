@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -15,31 +15,28 @@ use tokio::net::TcpListener;
 
 use super::metrics::Metrics;
 
-/// How many controllers there are to wait for.
-pub const CONTROLLERS: usize = 2;
-
 /// What `/readyz` answers from.
 #[derive(Default)]
 pub struct Health {
-    /// Controllers whose watch caches have synced.
-    synced: AtomicUsize,
+    /// Whether every watch cache has its first list.
+    synced: AtomicBool,
     /// A replica waiting for the leader lease: ready to take over, with
     /// nothing to sync yet.
     standby: AtomicBool,
 }
 
 impl Health {
-    pub fn controller_synced(&self) {
-        self.synced.fetch_add(1, Ordering::AcqRel);
+    pub fn caches_synced(&self) {
+        self.synced.store(true, Ordering::Release);
     }
 
     pub fn set_standby(&self, standby: bool) {
         self.standby.store(standby, Ordering::Release);
     }
 
-    /// Ready when every controller's cache has synced, or while standing by.
+    /// Ready when every watch cache has synced, or while standing by.
     pub fn ready(&self) -> bool {
-        self.standby.load(Ordering::Acquire) || self.synced.load(Ordering::Acquire) >= CONTROLLERS
+        self.standby.load(Ordering::Acquire) || self.synced.load(Ordering::Acquire)
     }
 }
 

@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod watches;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +30,7 @@ pub fn refresh_gauges(refresh: impl Fn() + Send + 'static) -> JoinHandle<()> {
     })
 }
 
-/// Tells the health endpoint when all of a controller's watch streams have
+/// Tells the health endpoint when all of the operator's watch streams have
 /// finished their first list. (Waiting on `Store::wait_until_ready` from a
 /// second task would steal the controller's own wake-up, so readiness is
 /// read from the streams' `InitDone` events instead.)
@@ -39,7 +40,7 @@ pub struct Synced {
 }
 
 impl Synced {
-    /// A tracker for a controller with `streams` watch streams.
+    /// A tracker for `streams` watch streams.
     pub fn new(health: Arc<Health>, streams: usize) -> Arc<Synced> {
         Arc::new(Synced {
             health,
@@ -60,22 +61,10 @@ impl Synced {
             if !seen && matches!(event, watcher::Event::InitDone) {
                 seen = true;
                 if synced.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
-                    synced.health.controller_synced();
+                    synced.health.caches_synced();
                     tracing::info!("watch caches synced");
                 }
             }
         }
-    }
-}
-
-/// Drops what the operator never reads from a cached object: managed fields
-/// and kubectl's last-applied copy, which together are often larger than
-/// the object itself. With tens of thousands of approvals cached twice
-/// (once per controller) this is most of the cache.
-pub fn slim<K: kube::Resource>(object: &mut K) {
-    let meta = object.meta_mut();
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
     }
 }

@@ -1,0 +1,117 @@
+//! The watches the controllers read from. ModelApprovals are watched once
+//! and cached once for both controllers: with tens of thousands of
+//! approvals the cache is most of the operator's memory, and a second watch
+//! would double it and the API server's work.
+
+use futures::{Future, StreamExt};
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, ReflectHandle, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource};
+
+use crate::api::ModelApproval;
+
+/// An approval as cached: a malformed one is kept (as its error) so that
+/// its reconcile can say what is wrong instead of the watch failing.
+pub type CachedApproval = DeserializeGuard<ModelApproval>;
+
+/// How many changed approvals may wait for the slower controller before
+/// the watch pauses for it.
+const SUBSCRIBER_BUFFER: usize = 1024;
+
+/// The Kubernetes version from which a cluster streams the initial list of
+/// a watch (WatchList, on by default again from 1.34; 1.33 turned it off).
+const STREAMING_LISTS_FROM: (u32, u32) = (1, 34);
+
+/// The one approval cache and a change feed for each controller.
+pub struct Approvals {
+    pub store: Store<CachedApproval>,
+    /// Triggers for the approval controller.
+    pub for_approvals: ReflectHandle<CachedApproval>,
+    /// Triggers for the deployment controller (through its index).
+    pub for_deployments: ReflectHandle<CachedApproval>,
+}
+
+/// How every watch of the operator makes its first list. Streaming the list
+/// as watch events keeps the operator from holding the whole list response
+/// and the objects built from it at once; older servers (or one with the
+/// WatchList feature off) get a list served from the API server's cache.
+pub async fn config(client: &Client) -> watcher::Config {
+    let streaming = match client.apiserver_version().await {
+        Ok(info) => {
+            let number = |s: &str| {
+                s.trim_end_matches(|c: char| !c.is_ascii_digit())
+                    .parse::<u32>()
+                    .unwrap_or(0)
+            };
+            (number(&info.major), number(&info.minor)) >= STREAMING_LISTS_FROM
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the API server's version; watches will list");
+            false
+        }
+    };
+    tracing::info!(streaming, "initial lists of watches");
+    if streaming {
+        watcher::Config::default().streaming_lists()
+    } else {
+        watcher::Config::default().any_semantic()
+    }
+}
+
+/// Drops what the operator never reads from a cached object: managed fields
+/// and kubectl's last-applied copy, which together are often larger than
+/// the object itself.
+pub fn slim<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove("kubectl.kubernetes.io/last-applied-configuration");
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+/// Starts the one approval watch. The returned future drives it until
+/// `shutdown`; `inspect` sees every event (for cache-sync tracking). None
+/// only if the store could not hand out subscriptions, which a shared store
+/// always does.
+pub fn approvals(
+    client: Client,
+    config: watcher::Config,
+    mut inspect: impl FnMut(&watcher::Event<CachedApproval>) + Send + 'static,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Option<(Approvals, impl Future<Output = ()> + Send + 'static)> {
+    let (store, writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
+    let for_approvals = writer.subscribe()?;
+    let for_deployments = writer.subscribe()?;
+    let api: Api<CachedApproval> = Api::all(client);
+    let watch = watcher(api, config)
+        .default_backoff()
+        .modify(slim)
+        .reflect_shared(writer)
+        .for_each(move |event| {
+            match &event {
+                Ok(event) => inspect(event),
+                // The watch retries by itself (with backoff); say why.
+                Err(e) => tracing::warn!(error = %e, "approval watch failed; retrying"),
+            }
+            futures::future::ready(())
+        });
+    let driven = async move {
+        tokio::select! {
+            _ = watch => {},
+            _ = shutdown => {},
+        }
+    };
+    Some((
+        Approvals {
+            store,
+            for_approvals,
+            for_deployments,
+        },
+        driven,
+    ))
+}
