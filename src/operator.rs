@@ -123,10 +123,22 @@ async fn controllers(
     // (shared by both controllers), the ModelDeployments and the Deployments
     // the operator manages.
     let synced = Synced::new(ctx.health.clone(), 3);
+    let mut mark_synced = synced.marker();
+    let written = ctx.approvals_written.clone();
+    let inspect = move |event: &kube::runtime::watcher::Event<watches::CachedApproval>| {
+        mark_synced(event);
+        if let kube::runtime::watcher::Event::Apply(approval) = event {
+            let meta = kube::Resource::meta(approval);
+            written.observed(
+                meta.uid.as_deref().unwrap_or_default(),
+                meta.resource_version.as_deref(),
+            );
+        }
+    };
     let Some((approvals, watch)) = watches::approvals(
         ctx.client.clone(),
         config.clone(),
-        synced.marker(),
+        inspect,
         shutdown.clone(),
     ) else {
         error!("cannot subscribe to the approval cache; no controller started");

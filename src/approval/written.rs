@@ -7,6 +7,12 @@
 //! top of the operator's *old* fields and record the same transitions again
 //! (a second Event for one decision). Overlaying the last write on such a
 //! stale read keeps every transition recorded exactly once.
+//!
+//! An entry lives only until the watch delivers the write (see
+//! [`Written::observed`]), so the map holds the writes in flight, not one
+//! status per approval: on a cold start with thousands of approvals the
+//! reconciles of the echoes queue behind the first reconciles of all the
+//! others, and keeping entries until then held a copy of every status.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -15,9 +21,11 @@ use crate::api::ModelApprovalStatus;
 use crate::api::gates::{APPROVED_CONDITION, REVIEWS_VALID_CONDITION};
 
 /// Last writes by object uid: (resourceVersion produced, status written).
+/// The status is boxed so that the map's table stays small whatever its
+/// peak size was.
 #[derive(Default)]
 pub struct Written {
-    inner: Mutex<HashMap<String, (u64, ModelApprovalStatus)>>,
+    inner: Mutex<HashMap<String, (u64, Box<ModelApprovalStatus>)>>,
 }
 
 /// resourceVersions are etcd revisions: integers that only grow. Anything
@@ -30,7 +38,22 @@ impl Written {
     /// Remembers what a write produced.
     pub fn record(&self, uid: &str, resource_version: Option<&str>, status: ModelApprovalStatus) {
         if let (Some(rv), Ok(mut inner)) = (revision(resource_version), self.inner.lock()) {
-            inner.insert(uid.to_string(), (rv, status));
+            inner.insert(uid.to_string(), (rv, Box::new(status)));
+        }
+    }
+
+    /// The watch has delivered revision `resource_version` of `uid`: a
+    /// write it includes is no longer needed.
+    pub fn observed(&self, uid: &str, resource_version: Option<&str>) {
+        let (Some(seen), Ok(mut inner)) = (revision(resource_version), self.inner.lock()) else {
+            return;
+        };
+        if inner.get(uid).is_some_and(|(written, _)| seen >= *written) {
+            inner.remove(uid);
+            // Give back the table a burst of writes grew.
+            if inner.capacity() > 64 && inner.len() < inner.capacity() / 4 {
+                inner.shrink_to_fit();
+            }
         }
     }
 
@@ -55,7 +78,7 @@ impl Written {
             inner.remove(uid);
             return cached.cloned();
         }
-        let mut merged = written.clone();
+        let mut merged = written.as_ref().clone();
         let reviewers = cached
             .map(|s| {
                 s.conditions
@@ -119,6 +142,13 @@ mod tests {
         // Once the cache has caught up, the cache is the truth again.
         let fresh = status(ApprovalPhase::Rejected, &[]);
         assert_eq!(w.current("u", Some("12"), Some(&fresh)), Some(fresh));
+        assert_eq!(w.pending(), 0);
+        // The watch delivering the write (or anything newer) ends the
+        // overlay without a reconcile; an older revision does not.
+        w.record("u", Some("20"), status(ApprovalPhase::Approved, &[]));
+        w.observed("u", Some("19"));
+        assert_eq!(w.pending(), 1);
+        w.observed("u", Some("20"));
         assert_eq!(w.pending(), 0);
         // Opaque resourceVersions disable the overlay.
         w.record("v", Some("abc"), status(ApprovalPhase::Approved, &[]));

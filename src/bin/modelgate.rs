@@ -84,7 +84,28 @@ fn main() -> ExitCode {
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Caps glibc's malloc arenas at two. By default glibc grows one arena per
+/// thread that allocates (up to eight per core), and each keeps the memory
+/// it once held: a cold start over 10,000 approvals peaked about 6 MiB
+/// higher with the default than with two. A MALLOC_ARENA_MAX in the
+/// environment, which glibc has read already, wins.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn limit_malloc_arenas() {
+    const MALLOC_ARENAS: libc::c_int = 2;
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only tunes the allocator and is called before the
+        // runtime starts any other thread.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+        }
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn limit_malloc_arenas() {}
+
 fn run(args: RunArgs) -> Result<(), BoxError> {
+    limit_malloc_arenas();
     let filter =
         EnvFilter::try_from_env("RUST_LOG").unwrap_or_else(|_| EnvFilter::new("info,kube=warn"));
     match args.log_format {
