@@ -158,7 +158,10 @@ async fn reconcile(
     }
 
     // Events after the write: the status history is the durable record, so
-    // an Event is only announced for a transition that was recorded.
+    // an Event is only announced for a transition that was recorded. They
+    // are sent at once rather than one after another: under load each one
+    // is a slow round trip, and the next reconcile of this approval waits
+    // for this one to end.
     let reference = approval.object_ref(&());
     for t in &decision.transitions {
         if let Some(gate) = Gate::from_condition_type(&t.entry.subject) {
@@ -175,12 +178,17 @@ async fn reconcile(
                 })
                 .inc();
         }
-        if let Err(e) = ctx
+    }
+    let published = decision.transitions.iter().map(|t| async {
+        let result = ctx
             .events
             .publish(&reference, t.severity, t.reason, &t.entry.subject, &t.note)
-            .await
-        {
-            warn!(error = %e, reason = t.reason, "could not publish event");
+            .await;
+        (t.reason, result)
+    });
+    for (reason, result) in futures::future::join_all(published).await {
+        if let Err(e) = result {
+            warn!(error = %e, reason, "could not publish event");
         }
     }
 

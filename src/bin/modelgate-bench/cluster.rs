@@ -95,8 +95,21 @@ impl Drop for Operator {
 }
 
 /// The operator binary beside this one, started as its service account.
+/// Its warnings go to the file MODELGATE_BENCH_OPERATOR_LOG names, if any.
 pub fn start_operator(kubeconfig: &Path, port: u16) -> Result<Operator, BoxError> {
     let bin = std::env::current_exe()?.with_file_name("modelgate");
+    let (log, level) = match std::env::var_os("MODELGATE_BENCH_OPERATOR_LOG") {
+        Some(path) => (
+            Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)?,
+            ),
+            "warn",
+        ),
+        None => (Stdio::null(), "error"),
+    };
     let child = Command::new(bin)
         .args([
             "--instance",
@@ -106,9 +119,9 @@ pub fn start_operator(kubeconfig: &Path, port: u16) -> Result<Operator, BoxError
             "--leader-elect=false",
         ])
         .env("KUBECONFIG", kubeconfig)
-        .env("RUST_LOG", "error")
+        .env("RUST_LOG", level)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()?;
     Ok(Operator(child))
 }
