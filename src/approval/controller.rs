@@ -35,25 +35,19 @@ pub fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let controller = Controller::for_shared_stream(changes, store.clone());
-    let metrics = ctx.metrics.clone();
-    let observer = crate::runtime::refresh_gauges(move || {
-        let phases = [
+    let observer = crate::runtime::count_phases(
+        store,
+        ctx.metrics.approvals.clone(),
+        [
             ApprovalPhase::Pending,
             ApprovalPhase::Approved,
             ApprovalPhase::Rejected,
             ApprovalPhase::Expired,
         ]
-        .map(|p| p.as_str());
-        let observed = store.state();
-        let observed = observed.iter().map(|a| {
-            a.0.as_ref()
-                .ok()
-                .and_then(|o| o.status.as_ref())
-                .and_then(|s| s.phase)
-                .map(|p| p.as_str())
-        });
-        crate::runtime::metrics::set_phase_counts(&metrics.approvals, &phases, observed);
-    });
+        .map(|p| p.as_str())
+        .to_vec(),
+        |a| Some(a.status.as_ref()?.phase?.as_str()),
+    );
     let concurrency = ctx.concurrency;
     let controller = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))

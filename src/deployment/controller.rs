@@ -96,27 +96,20 @@ pub fn run(
         .inspect_ok(move |event| synced_deployments(event))
         .applied_objects();
 
-    let store = md_reader.clone();
-    let metrics = ctx.metrics.clone();
-    let observer = crate::runtime::refresh_gauges(move || {
-        let phases = [
+    let observer = crate::runtime::count_phases(
+        md_reader.clone(),
+        ctx.metrics.deployments.clone(),
+        [
             DeploymentPhase::AwaitingApproval,
             DeploymentPhase::RollingOut,
             DeploymentPhase::Available,
             DeploymentPhase::Revoked,
             DeploymentPhase::Failed,
         ]
-        .map(|p| p.as_str());
-        let observed = store.state();
-        let observed = observed.iter().map(|md| {
-            md.0.as_ref()
-                .ok()
-                .and_then(|o| o.status.as_ref())
-                .and_then(|s| s.phase)
-                .map(|p| p.as_str())
-        });
-        crate::runtime::metrics::set_phase_counts(&metrics.deployments, &phases, observed);
-    });
+        .map(|p| p.as_str())
+        .to_vec(),
+        |md| Some(md.status.as_ref()?.phase?.as_str()),
+    );
     let state = Arc::new(State {
         ctx,
         synced: synced.clone(),

@@ -11,20 +11,39 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use kube::Resource;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::Store;
 use kube::runtime::watcher;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::task::JoinHandle;
 
 use health::Health;
+use metrics::PhaseLabels;
 
 /// How often the per-phase gauges are recounted from the watch caches.
 const GAUGE_REFRESH: Duration = Duration::from_secs(5);
 
-/// Keeps calling `refresh` (which recounts gauges from a cache) until
-/// aborted.
-pub fn refresh_gauges(refresh: impl Fn() + Send + 'static) -> JoinHandle<()> {
+/// Keeps the per-phase gauges of `family` counted from the objects in
+/// `store` (by `phase_of`, over `phases`) until aborted. Malformed objects
+/// count nowhere.
+pub fn count_phases<K>(
+    store: Store<DeserializeGuard<K>>,
+    family: Family<PhaseLabels, Gauge>,
+    phases: Vec<&'static str>,
+    phase_of: fn(&K) -> Option<&'static str>,
+) -> JoinHandle<()>
+where
+    K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
+{
     tokio::spawn(async move {
         loop {
-            refresh();
+            let observed = store.state();
+            let observed = observed
+                .iter()
+                .map(|o| o.0.as_ref().ok().and_then(phase_of));
+            metrics::set_phase_counts(&family, &phases, observed);
             tokio::time::sleep(GAUGE_REFRESH).await;
         }
     })

@@ -13,7 +13,7 @@ use modelgate::api::{Gate, ModelApproval, ModelDeployment};
 use serde_json::json;
 
 use super::cluster::{self, BoxError};
-use super::stats::{cpu_time, ms, peak_rss_mib, percentile};
+use super::stats::{cpu_time, ms, peak_rss_mib, percentile, ratio};
 use super::{Knobs, Scenario};
 
 fn digest(seed: &str) -> String {
@@ -226,6 +226,48 @@ async fn scenarios(
     Ok(results)
 }
 
+/// Watches `api` and reports when each object `mark` names was seen.
+fn watch_marks<K>(
+    api: Api<K>,
+    mark: fn(K) -> Option<String>,
+) -> (
+    tokio::task::JoinHandle<()>,
+    tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
+)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let watch = tokio::spawn(
+        watcher(api, watcher::Config::default())
+            .applied_objects()
+            .for_each(move |object| {
+                if let Some(m) = object.ok().and_then(mark) {
+                    let _ = tx.send((m, Instant::now()));
+                }
+                futures::future::ready(())
+            }),
+    );
+    (watch, rx)
+}
+
+/// When a [`watch_marks`] watch first reports `want` (at most a minute).
+async fn first_seen(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<(String, Instant)>,
+    want: &str,
+) -> Result<Instant, BoxError> {
+    let seen = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some((mark, at)) = rx.recv().await {
+            if mark == want {
+                return Some(at);
+            }
+        }
+        None
+    })
+    .await?;
+    Ok(seen.ok_or("the watch ended")?)
+}
+
 /// Gate-to-rollout latency, against one plain apply round trip (the floor)
 /// and the Deployment controller reacting to a template change (the peer).
 async fn latency(
@@ -280,32 +322,13 @@ async fn latency(
 
     // When each Deployment's template first carries its approval's digest.
     let deployments: Api<Deployment> = Api::namespaced(admin.clone(), &ns);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
-    let watch = tokio::spawn(
-        watcher(deployments, watcher::Config::default())
-            .applied_objects()
-            .for_each(move |d| {
-                if let Ok(d) = d {
-                    let _ = tx.send((d.name_any(), Instant::now()));
-                }
-                futures::future::ready(())
-            }),
-    );
+    let (watch, mut rx) = watch_marks(deployments, |d| Some(d.name_any()));
     let (business, who) = &reviewers[4];
     let mut samples = Vec::new();
     for name in &names {
         set_gate(business, &ns, name, Gate::Business, "True", who).await?;
         let accepted = Instant::now();
-        let seen = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some((n, at)) = rx.recv().await {
-                if &n == name {
-                    return Some(at);
-                }
-            }
-            None
-        })
-        .await?
-        .ok_or("deployment watch ended")?;
+        let seen = first_seen(&mut rx, name).await?;
         samples.push(seen.saturating_duration_since(accepted));
     }
     watch.abort();
@@ -336,25 +359,14 @@ async fn latency(
     }))?;
     deployments.create(&PostParams::default(), &plain).await?;
     let replicasets: Api<ReplicaSet> = Api::namespaced(admin.clone(), &ns);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
-    let watch = tokio::spawn(
-        watcher(replicasets, watcher::Config::default())
-            .applied_objects()
-            .for_each(move |rs| {
-                if let Ok(rs) = rs {
-                    let mark = rs
-                        .spec
-                        .template
-                        .and_then(|t| t.metadata)
-                        .and_then(|m| m.annotations)
-                        .and_then(|a| a.get("bench/change").cloned());
-                    if let Some(mark) = mark {
-                        let _ = tx.send((mark, Instant::now()));
-                    }
-                }
-                futures::future::ready(())
-            }),
-    );
+    let (watch, mut rx) = watch_marks(replicasets, |rs| {
+        rs.spec
+            .template?
+            .metadata?
+            .annotations?
+            .get("bench/change")
+            .cloned()
+    });
     let mut peer = Vec::new();
     for i in 0..knobs.latency_approvals {
         let patch = json!({"spec": {"template": {"metadata": {"annotations": {"bench/change": i.to_string()}}}}});
@@ -362,17 +374,7 @@ async fn latency(
             .patch("peer", &PatchParams::default(), &Patch::Merge(&patch))
             .await?;
         let accepted = Instant::now();
-        let want = i.to_string();
-        let seen = tokio::time::timeout(Duration::from_secs(60), async {
-            while let Some((mark, at)) = rx.recv().await {
-                if mark == want {
-                    return Some(at);
-                }
-            }
-            None
-        })
-        .await?
-        .ok_or("replicaset watch ended")?;
+        let seen = first_seen(&mut rx, &i.to_string()).await?;
         peer.push(seen.saturating_duration_since(accepted));
     }
     watch.abort();
@@ -383,13 +385,6 @@ async fn latency(
         percentile(&peer, 50.0),
         percentile(&peer, 99.0),
     );
-    let ratio = |a: Duration, b: Duration| {
-        if b.is_zero() {
-            0.0
-        } else {
-            (a.as_secs_f64() / b.as_secs_f64() * 100.0).round() / 100.0
-        }
-    };
     println!(
         "modelgate gate-to-template: p50 {} ms, p99 {} ms",
         ms(p50),
@@ -743,9 +738,6 @@ async fn churn(
         percentile(&round_trips, 50.0),
         percentile(&round_trips, 99.0),
     );
-    let ratio = |a: Duration, b: Duration| {
-        (a.as_secs_f64() / b.as_secs_f64().max(1e-9) * 100.0).round() / 100.0
-    };
     println!(
         "{decisions} gate decisions by {} reviewers; lost {lost}; status lag p50 {} ms, p99 {} ms ({} lags measured); operator: {writes} status writes, {errors} failed reconciles",
         knobs.churn_reviewers,

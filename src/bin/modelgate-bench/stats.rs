@@ -13,6 +13,15 @@ pub fn percentile(samples: &[Duration], p: f64) -> Duration {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
+/// a / b, to two decimals (0 when b is zero).
+pub fn ratio(a: Duration, b: Duration) -> f64 {
+    if b.is_zero() {
+        0.0
+    } else {
+        (a.as_secs_f64() / b.as_secs_f64() * 100.0).round() / 100.0
+    }
+}
+
 pub fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0 * 100.0).round() / 100.0
 }
