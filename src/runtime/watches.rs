@@ -39,14 +39,7 @@ pub struct Approvals {
 /// WatchList feature off) get a list served from the API server's cache.
 pub async fn config(client: &Client) -> watcher::Config {
     let streaming = match client.apiserver_version().await {
-        Ok(info) => {
-            let number = |s: &str| {
-                s.trim_end_matches(|c: char| !c.is_ascii_digit())
-                    .parse::<u32>()
-                    .unwrap_or(0)
-            };
-            (number(&info.major), number(&info.minor)) >= STREAMING_LISTS_FROM
-        }
+        Ok(info) => streams_first_lists(&info.major, &info.minor),
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the API server's version; watches will list");
             false
@@ -58,6 +51,18 @@ pub async fn config(client: &Client) -> watcher::Config {
     } else {
         watcher::Config::default().any_semantic()
     }
+}
+
+/// Whether a server of this version streams first lists by default. Minor
+/// versions may carry a suffix ("34+" on some distributions); anything
+/// unreadable counts as too old, which only costs a plain list.
+fn streams_first_lists(major: &str, minor: &str) -> bool {
+    let number = |s: &str| {
+        s.trim_end_matches(|c: char| !c.is_ascii_digit())
+            .parse::<u32>()
+            .unwrap_or(0)
+    };
+    (number(major), number(minor)) >= STREAMING_LISTS_FROM
 }
 
 /// Drops what the operator never reads from a cached object: managed fields
@@ -114,4 +119,47 @@ pub fn approvals(
         },
         driven,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_lists_stream_from_1_34_only() {
+        assert!(streams_first_lists("1", "34"));
+        assert!(streams_first_lists("1", "37+"));
+        assert!(streams_first_lists("2", "0"));
+        // 1.33 shipped with WatchList off; older ones lack it.
+        assert!(!streams_first_lists("1", "33"));
+        assert!(!streams_first_lists("1", "30+"));
+        assert!(!streams_first_lists("", ""));
+        assert!(!streams_first_lists("one", "x"));
+    }
+
+    #[test]
+    fn slim_drops_what_is_never_read() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let mut cm: ConfigMap = serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "a",
+                "managedFields": [{"manager": "kubectl", "operation": "Apply"}],
+                "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                "labels": {"keep": "me"},
+            },
+        }))
+        .unwrap_or_default();
+        slim(&mut cm);
+        assert_eq!(cm.metadata.managed_fields, None);
+        assert_eq!(cm.metadata.annotations, None);
+        assert_eq!(
+            cm.metadata
+                .labels
+                .unwrap_or_default()
+                .get("keep")
+                .map(String::as_str),
+            Some("me")
+        );
+        assert_eq!(cm.metadata.name.as_deref(), Some("a"));
+    }
 }
