@@ -3,7 +3,13 @@
 
 use std::sync::Arc;
 
-use kube::Client;
+use jiff::Timestamp;
+use kube::core::DeserializeGuard;
+use kube::{Client, Resource};
+use tracing::warn;
+
+use crate::audit::Severity;
+use crate::error::{Error, Result};
 
 use crate::audit::Publisher;
 use crate::runtime::health::Health;
@@ -48,4 +54,46 @@ impl Context {
             backoff: Arc::default(),
         }
     }
+}
+
+impl Context {
+    /// The object of a guarded read. One that cannot be read as our type
+    /// gets a Warning Event saying why, and an error that parks it until it
+    /// changes: one malformed object must not stall the others.
+    pub async fn readable<'a, K>(&self, guarded: &'a DeserializeGuard<K>) -> Result<&'a K>
+    where
+        K: Resource<DynamicType = ()>,
+    {
+        match &guarded.0 {
+            Ok(object) => Ok(object),
+            Err(invalid) => {
+                let note = format!(
+                    "modelgate cannot read this {}: {}",
+                    K::kind(&()),
+                    invalid.error
+                );
+                if let Err(e) = self
+                    .events
+                    .publish(
+                        &guarded.object_ref(&()),
+                        Severity::Warning,
+                        "InvalidObject",
+                        "Read",
+                        &note,
+                    )
+                    .await
+                {
+                    warn!(error = %e, "could not publish event");
+                }
+                Err(Error::Invalid(invalid.error.clone()))
+            }
+        }
+    }
+}
+
+/// Now, in whole seconds: what the API server shows, and what makes two
+/// reconciles within one second decide alike.
+pub fn now_seconds() -> Timestamp {
+    let now = Timestamp::now();
+    Timestamp::from_second(now.as_second()).unwrap_or(now)
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
-use kube::api::{Api, PostParams};
-use modelgate::api::{ModelApproval, ModelDeployment};
+use kube::api::Api;
+use modelgate::api::ModelDeployment;
 use serde_json::Value;
 
 const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/modelgate");
@@ -293,21 +293,7 @@ async fn helm_install_then_two_replicas_as_the_charts_service_account_fail_over(
 
     // The leader reconciles an approval and a deployment end to end.
     let ns = TestNamespace::new(&client, "chart").await;
-    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), &ns.name);
-    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns.name);
-    approvals
-        .create(
-            &PostParams::default(),
-            &approval_manifest("fd", "8.0.0", None),
-        )
-        .await
-        .expect("approval");
-    mds.create(
-        &PostParams::default(),
-        &deployment_manifest("fd", "fd", Some(1), "Hold"),
-    )
-    .await
-    .expect("md");
+    let (_approvals, mds) = create_model(&client, &ns.name, "fd", "fd", "8.0.0", None).await;
     approve_all(&ns.name, "fd").await;
     let phase = |api: Api<ModelDeployment>| async move {
         api.get("fd")

@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use common::*;
-use kube::api::{Api, PostParams};
-use modelgate::api::{Gate, ModelApproval, ModelDeployment};
+use kube::api::Api;
+use modelgate::api::{Gate, ModelDeployment};
 
 /// Runs the plugin as `user` in `groups` (None: as the admin).
 fn plugin(ns: &str, who: Option<(&str, &[&str])>, args: &[&str]) -> Output {
@@ -46,21 +46,8 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
     start_operator();
     let client = install_modelgate().await;
     let ns = TestNamespace::new(&client, "plugin").await;
-    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), &ns.name);
-    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns.name);
-    approvals
-        .create(
-            &PostParams::default(),
-            &approval_manifest("fd-7", "7.0.0", Some("2160h")),
-        )
-        .await
-        .expect("approval");
-    mds.create(
-        &PostParams::default(),
-        &deployment_manifest("fd", "fd-7", Some(1), "Hold"),
-    )
-    .await
-    .expect("md");
+    let (approvals, mds) =
+        create_model(&client, &ns.name, "fd", "fd-7", "7.0.0", Some("2160h")).await;
 
     // The wrong reviewer: refused with the policy's own words, non-zero exit.
     let (legal, legal_groups) = reviewer(Gate::Legal);

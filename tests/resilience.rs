@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, WatchEvent, WatchParams};
 use modelgate::api::{Gate, ModelApproval, ModelDeployment};
 
 const ROLLOUTS: usize = 20;
@@ -80,19 +80,7 @@ async fn killed_at_random_during_rollouts_nothing_unapproved_runs_and_nothing_is
 
     for i in 0..ROLLOUTS + HELD {
         let name = format!("m{i}");
-        approvals
-            .create(
-                &PostParams::default(),
-                &approval_manifest(&name, &format!("1.{i}.0"), None),
-            )
-            .await
-            .expect("approval");
-        mds.create(
-            &PostParams::default(),
-            &deployment_manifest(&name, &name, Some(1), "Hold"),
-        )
-        .await
-        .expect("md");
+        create_model(&client, &ns.name, &name, &name, &format!("1.{i}.0"), None).await;
     }
 
     let dir = std::env::temp_dir().join(format!("modelgate-resilience-{}", std::process::id()));

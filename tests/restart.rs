@@ -8,28 +8,12 @@ use std::process::Command;
 use std::time::Instant;
 
 use common::*;
-use kube::api::{Api, PostParams};
-use modelgate::api::{ModelApproval, ModelDeployment};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_operator_rides_out_an_api_server_restart() {
     let client = install_modelgate().await;
     let ns = TestNamespace::new(&client, "restart").await;
-    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), &ns.name);
-    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), &ns.name);
-    approvals
-        .create(
-            &PostParams::default(),
-            &approval_manifest("fd", "5.5.0", None),
-        )
-        .await
-        .expect("approval");
-    mds.create(
-        &PostParams::default(),
-        &deployment_manifest("fd", "fd", Some(1), "Hold"),
-    )
-    .await
-    .expect("md");
+    let (_approvals, mds) = create_model(&client, &ns.name, "fd", "fd", "5.5.0", None).await;
 
     let dir = std::env::temp_dir().join(format!("modelgate-restart-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");

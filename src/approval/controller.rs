@@ -21,8 +21,7 @@ use crate::runtime::watches::CachedApproval;
 
 /// This controller's name in metrics.
 const CONTROLLER: &str = "approval";
-use crate::audit::Severity;
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::{Context, FIELD_MANAGER, now_seconds};
 use crate::error::{Error, Result};
 
 /// The ModelApproval controller, ready to be driven until `shutdown`.
@@ -61,44 +60,13 @@ pub fn run(
     }
 }
 
-/// Whole seconds: what the API server shows, and what makes two reconciles
-/// within one second decide alike.
-fn now_seconds() -> Timestamp {
-    let now = Timestamp::now();
-    Timestamp::from_second(now.as_second()).unwrap_or(now)
-}
-
 #[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
 async fn reconcile(
     guarded: Arc<DeserializeGuard<ModelApproval>>,
     ctx: Arc<Context>,
 ) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let approval = match &guarded.0 {
-        Ok(a) => a,
-        Err(invalid) => {
-            // One malformed object must not stall the others: say what is
-            // wrong on the object itself and wait for a fix.
-            let note = format!(
-                "modelgate cannot read this ModelApproval: {}",
-                invalid.error
-            );
-            let published = ctx
-                .events
-                .publish(
-                    &guarded.object_ref(&()),
-                    Severity::Warning,
-                    "InvalidObject",
-                    "Read",
-                    &note,
-                )
-                .await;
-            if let Err(e) = published {
-                warn!(error = %e, "could not publish event");
-            }
-            return Err(Error::Invalid(invalid.error.clone()));
-        }
-    };
+    let approval = ctx.readable(guarded.as_ref()).await?;
     let namespace = approval
         .namespace()
         .ok_or(Error::MissingMetadata("namespace"))?;

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use futures::{Future, StreamExt, TryStreamExt};
-use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
@@ -26,8 +25,7 @@ use crate::runtime::watches::{CachedApproval, slim};
 
 /// This controller's name in metrics.
 const CONTROLLER: &str = "deployment";
-use crate::audit::Severity;
-use crate::context::{Context, FIELD_MANAGER};
+use crate::context::{Context, FIELD_MANAGER, now_seconds};
 use crate::error::{Error, Result};
 
 /// The field manager that scales a revoked model to zero. It is separate
@@ -140,11 +138,6 @@ fn controlled_by(d: &Deployment, uid: &str) -> bool {
         .any(|o| o.controller == Some(true) && o.uid == uid)
 }
 
-fn now_seconds() -> Timestamp {
-    let now = Timestamp::now();
-    Timestamp::from_second(now.as_second()).unwrap_or(now)
-}
-
 /// The refusal text of an API error that means "this object is invalid", as
 /// opposed to a transient failure.
 fn refusal(error: &kube::Error) -> Option<String> {
@@ -166,29 +159,7 @@ async fn reconcile(
         return Ok(Action::requeue(std::time::Duration::from_millis(500)));
     }
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let md = match &guarded.0 {
-        Ok(md) => md,
-        Err(invalid) => {
-            let note = format!(
-                "modelgate cannot read this ModelDeployment: {}",
-                invalid.error
-            );
-            if let Err(e) = ctx
-                .events
-                .publish(
-                    &guarded.object_ref(&()),
-                    Severity::Warning,
-                    "InvalidObject",
-                    "Read",
-                    &note,
-                )
-                .await
-            {
-                warn!(error = %e, "could not publish event");
-            }
-            return Err(Error::Invalid(invalid.error.clone()));
-        }
-    };
+    let md = ctx.readable(guarded.as_ref()).await?;
     let namespace = md.namespace().ok_or(Error::MissingMetadata("namespace"))?;
     let name = md
         .meta()

@@ -387,6 +387,33 @@ pub fn deployment_manifest(
     .expect("deployment manifest")
 }
 
+/// Creates, in `ns`, the ModelApproval `approval` for `fraud-detector` at
+/// `version` and the ModelDeployment `md` serving through it (one replica,
+/// Hold on revoke); returns the two APIs of the namespace.
+pub async fn create_model(
+    client: &kube::Client,
+    ns: &str,
+    md: &str,
+    approval: &str,
+    version: &str,
+    valid_for: Option<&str>,
+) -> (
+    kube::Api<modelgate::api::ModelApproval>,
+    kube::Api<modelgate::api::ModelDeployment>,
+) {
+    let approvals = kube::Api::namespaced(client.clone(), ns);
+    let mds = kube::Api::namespaced(client.clone(), ns);
+    let create = kube::api::PostParams::default();
+    approvals
+        .create(&create, &approval_manifest(approval, version, valid_for))
+        .await
+        .expect("approval");
+    mds.create(&create, &deployment_manifest(md, approval, Some(1), "Hold"))
+        .await
+        .expect("md");
+    (approvals, mds)
+}
+
 /// Sets one gate as a reviewer would: as that reviewer, a member of the
 /// gate's default group, with server-side apply of that one condition on the
 /// status subresource, under a field manager of its own.
