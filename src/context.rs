@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use jiff::Timestamp;
 use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
 use kube::{Client, Resource};
 use tracing::warn;
 
@@ -87,6 +88,31 @@ impl Context {
                 }
                 Err(Error::Invalid(invalid.error.clone()))
             }
+        }
+    }
+}
+
+impl Context {
+    /// After a reconcile of `object` succeeded: its retry wait starts over.
+    pub fn succeeded<K: Resource>(&self, object: &K) {
+        self.backoff.succeeded(object);
+    }
+
+    /// What to do after a reconcile of `object` by `controller` failed:
+    /// count and log it, then retry after the object's backoff, or, for an
+    /// error retrying cannot help, wait for the object to change.
+    pub fn after_error<K: Resource>(
+        &self,
+        controller: &'static str,
+        object: &K,
+        error: &Error,
+    ) -> Action {
+        self.metrics.error(controller, error.metric_label());
+        warn!(controller, error = %error, kind = error.metric_label(), "reconcile error");
+        if error.retryable() {
+            Action::requeue(self.backoff.failed(object))
+        } else {
+            Action::await_change()
         }
     }
 }

@@ -76,11 +76,10 @@ pub async fn start(
         metrics.clone(),
         health.clone(),
     );
-    ctx.concurrency = if options.concurrency == 0 {
-        DEFAULT_CONCURRENCY
-    } else {
-        options.concurrency
-    };
+    // Context::new starts from DEFAULT_CONCURRENCY; 0 keeps it.
+    if options.concurrency != 0 {
+        ctx.concurrency = options.concurrency;
+    }
     let ctx = Arc::new(ctx);
     let done = tokio::spawn(async move {
         match options.leader_election {

@@ -154,8 +154,7 @@ async fn reconcile(
         }
     }
 
-    ctx.backoff
-        .succeeded(&crate::runtime::backoff::key(guarded.as_ref()));
+    ctx.succeeded(guarded.as_ref());
     // Expiry must happen on time with nothing else changing.
     Ok(
         match decision
@@ -173,14 +172,5 @@ fn error_policy(
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
-    ctx.metrics.error(CONTROLLER, error.metric_label());
-    warn!(error = %error, kind = error.metric_label(), "approval reconcile error");
-    if error.retryable() {
-        Action::requeue(
-            ctx.backoff
-                .failed(&crate::runtime::backoff::key(object.as_ref())),
-        )
-    } else {
-        Action::await_change()
-    }
+    ctx.after_error(CONTROLLER, object.as_ref(), error)
 }

@@ -297,8 +297,7 @@ async fn reconcile(
     {
         warn!(error = %e, reason, "could not publish event");
     }
-    ctx.backoff
-        .succeeded(&crate::runtime::backoff::key(guarded.as_ref()));
+    ctx.succeeded(guarded.as_ref());
     // Progress arrives through the Deployment watch; nothing to poll.
     Ok(Action::await_change())
 }
@@ -308,16 +307,5 @@ fn error_policy(
     error: &Error,
     state: Arc<State>,
 ) -> Action {
-    state.ctx.metrics.error(CONTROLLER, error.metric_label());
-    warn!(error = %error, kind = error.metric_label(), "deployment reconcile error");
-    if error.retryable() {
-        Action::requeue(
-            state
-                .ctx
-                .backoff
-                .failed(&crate::runtime::backoff::key(object.as_ref())),
-        )
-    } else {
-        Action::await_change()
-    }
+    state.ctx.after_error(CONTROLLER, object.as_ref(), error)
 }

@@ -12,7 +12,7 @@ const FIRST: Duration = Duration::from_millis(250);
 const MAX: Duration = Duration::from_secs(60);
 
 /// The key of an object: namespace/name.
-pub fn key<K: kube::Resource>(object: &K) -> String {
+fn key<K: kube::Resource>(object: &K) -> String {
     let meta = object.meta();
     format!(
         "{}/{}",
@@ -27,20 +27,23 @@ pub struct Backoff {
 }
 
 impl Backoff {
-    /// Records a failure of `key` and returns how long to wait.
-    pub fn failed(&self, key: &str) -> Duration {
+    /// Records a failure of `object` and returns how long to wait.
+    pub fn failed<K: kube::Resource>(&self, object: &K) -> Duration {
         let Ok(mut failures) = self.failures.lock() else {
             return MAX;
         };
-        let n = failures.entry(key.to_string()).or_insert(0);
+        let n = failures.entry(key(object)).or_insert(0);
         *n = n.saturating_add(1);
         FIRST.saturating_mul(1u32 << (*n - 1).min(12)).min(MAX)
     }
 
-    /// Forgets the failures of `key` after a success.
-    pub fn succeeded(&self, key: &str) {
-        if let Ok(mut failures) = self.failures.lock() {
-            failures.remove(key);
+    /// Forgets the failures of `object` after a success. Called after every
+    /// reconcile, so the key is only built when something has failed.
+    pub fn succeeded<K: kube::Resource>(&self, object: &K) {
+        if let Ok(mut failures) = self.failures.lock()
+            && !failures.is_empty()
+        {
+            failures.remove(&key(object));
         }
     }
 }
@@ -49,16 +52,24 @@ impl Backoff {
 mod tests {
     use super::*;
 
+    use k8s_openapi::api::core::v1::ConfigMap;
+
+    fn object(ns: &str, name: &str) -> ConfigMap {
+        let mut cm = ConfigMap::default();
+        cm.metadata.namespace = Some(ns.into());
+        cm.metadata.name = Some(name.into());
+        cm
+    }
+
     #[test]
     fn doubles_to_a_minute_and_resets_on_success() {
         let b = Backoff::default();
-        let waits: Vec<u64> = (0..10)
-            .map(|_| b.failed("ns/a").as_millis() as u64)
-            .collect();
+        let (a, other) = (object("ns", "a"), object("ns", "b"));
+        let waits: Vec<u64> = (0..10).map(|_| b.failed(&a).as_millis() as u64).collect();
         assert_eq!(&waits[..4], &[250, 500, 1000, 2000]);
         assert_eq!(waits[9], 60_000);
-        assert_eq!(b.failed("ns/b").as_millis(), 250);
-        b.succeeded("ns/a");
-        assert_eq!(b.failed("ns/a").as_millis(), 250);
+        assert_eq!(b.failed(&other).as_millis(), 250);
+        b.succeeded(&a);
+        assert_eq!(b.failed(&a).as_millis(), 250);
     }
 }

@@ -226,6 +226,15 @@ async fn scenarios(
     Ok(results)
 }
 
+/// How many objects of `api` pass `has` (None if the list fails).
+async fn count<K>(api: &Api<K>, has: fn(&K) -> bool) -> Option<usize>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let list = api.list(&ListParams::default()).await.ok()?;
+    Some(list.items.iter().filter(|o| has(o)).count())
+}
+
 /// Watches `api` and reports when each object `mark` names was seen.
 fn watch_marks<K>(
     api: Api<K>,
@@ -483,22 +492,14 @@ async fn cold_start_and_rest(
     let approvals: Api<ModelApproval> = Api::namespaced(admin.clone(), &ns);
     let mds: Api<ModelDeployment> = Api::namespaced(admin.clone(), &ns);
     wait_until(Duration::from_secs(600), || async {
-        let settled = approvals
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .iter()
-            .filter(|a| a.status.as_ref().is_some_and(|s| s.phase.is_some()))
-            .count();
-        let mds_settled = mds
-            .list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .iter()
-            .filter(|d| d.status.as_ref().is_some_and(|s| s.phase.is_some()))
-            .count();
+        let settled = count(&approvals, |a| {
+            a.status.as_ref().is_some_and(|s| s.phase.is_some())
+        })
+        .await?;
+        let mds_settled = count(&mds, |d| {
+            d.status.as_ref().is_some_and(|s| s.phase.is_some())
+        })
+        .await?;
         (settled >= knobs.cold_approvals && mds_settled >= knobs.cold_deployments).then_some(())
     })
     .await?;
