@@ -260,8 +260,27 @@ EOF
 
 kubectl_local() { "$K8S_BIN/kubectl" --kubeconfig "$KUBECONFIG_FILE" "$@"; }
 
+# The API server's audit log: admission exceptions (governed namespaces)
+# are marked there by audit annotations, and the tests read them back.
+write_audit_policy() {
+  cat >"$STATE/audit-policy.yaml" <<'EOF2'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: None
+    verbs: [get, list, watch]
+  - level: None
+    resources:
+      - {group: "", resources: [events]}
+      - {group: coordination.k8s.io, resources: [leases]}
+  - level: Metadata
+EOF2
+}
+
 start_apiserver() {
   local pki=$STATE/pki
+  write_audit_policy
   say "starting kube-apiserver on https://127.0.0.1:$API_PORT"
   start kube-apiserver "$K8S_BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
@@ -275,7 +294,9 @@ start_apiserver() {
     --authorization-mode Node,RBAC \
     --allow-privileged=true \
     --enable-priority-and-fairness=false \
-    --event-ttl 1h
+    --event-ttl 1h \
+    --audit-policy-file "$STATE/audit-policy.yaml" --audit-log-path "$STATE/audit.log" \
+    --audit-log-maxsize 100 --audit-log-maxbackup 1
 }
 
 # Stops kube-apiserver and starts it again with the same flags, for tests of
@@ -377,6 +398,7 @@ cmd_env() {
   echo "export KUBECONFIG=$KUBECONFIG_FILE"
   echo "export MODELGATE_KUBECTL=$K8S_BIN/kubectl"
   echo "export MODELGATE_HELM=$HELM_BIN/helm"
+  echo "export MODELGATE_AUDIT_LOG=$STATE/audit.log"
   echo "export PATH=$K8S_BIN:$HELM_BIN:\$PATH"
 }
 

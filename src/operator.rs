@@ -143,12 +143,17 @@ async fn controllers(
         error!("cannot subscribe to the approval cache; no controller started");
         return;
     };
+    // Approval → the deployments that use it: kept by the deployment
+    // controller, read by both (the approval controller for the in-use
+    // finalizer, told through `usage` when an approval's use changes).
+    let (index, usage) = crate::deployment::index::ApprovalIndex::reporting();
     futures::join!(
         watch,
         crate::approval::controller::run(
             ctx.clone(),
             approvals.store.clone(),
             approvals.for_approvals,
+            (index.clone(), usage),
             shutdown.clone()
         ),
         crate::deployment::controller::run(
@@ -158,6 +163,7 @@ async fn controllers(
                 synced,
                 approvals: approvals.store,
                 approval_changes: approvals.for_deployments,
+                index,
             },
             shutdown
         ),

@@ -400,9 +400,9 @@ async fn a_malformed_reviewer_condition_is_reported_not_fatal() {
     .await
     .expect("create");
     // A reviewer (of legal, here) writes a condition type that is no gate:
-    // RBAC and the policy let it through, the operator reports it.
+    // the admission policy refuses it, saying what is allowed.
     let eve = person("eve@example.com", &["modelgate:legal-reviewers"]).await;
-    set_gate_as(
+    let refused = set_gate_as(
         &eve,
         &ns.name,
         "fd",
@@ -410,8 +410,24 @@ async fn a_malformed_reviewer_condition_is_reported_not_fatal() {
         "True",
         "eve@example.com",
     )
+    .await;
+    let said = format!("{refused:?}");
+    assert!(
+        refused.is_err() && said.contains("a reviewer may set only TechnicalReview"),
+        "{said}"
+    );
+    // Written where admission did not look (here: by the operator's own
+    // identity, which the policy trusts), the operator reports it.
+    set_gate_as(
+        &operator_client().await,
+        &ns.name,
+        "fd",
+        "ComplianceReview",
+        "True",
+        "eve@example.com",
+    )
     .await
-    .expect("unknown gate type is stored");
+    .expect("unknown gate type stored past admission");
     // A gate decided without a name is refused by the admission policy
     // (the controller would also ignore it: see the unit tests).
     let refused = set_gate(&ns.name, "fd", "TechnicalReview", "True", "").await;

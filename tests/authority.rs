@@ -160,6 +160,67 @@ async fn each_gate_is_set_only_by_its_own_group_and_in_ones_own_name() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn reviewer_writes_are_well_formed() {
+    let _params = PARAMS.read().await;
+    let (ns, api) = setup("well-formed").await;
+    let member = "security-member@example.com";
+    let client = person(member, &[Gate::Security.default_group()]).await;
+    let condition = |kind: &str, reason: &str| {
+        serde_json::json!({"conditions": [{
+            "type": kind, "status": "True", "reason": reason, "message": "checked", "reviewer": member,
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+        }]})
+    };
+    refused(
+        "a condition type that is not a gate",
+        apply_status(
+            &client,
+            &ns.name,
+            condition("PenTestReview", "Passed"),
+            "reviewer-security",
+        )
+        .await,
+        "condition type PenTestReview is not a gate",
+    );
+    refused(
+        "a reason that is not CamelCase",
+        apply_status(
+            &client,
+            &ns.name,
+            condition("SecurityReview", "looks good"),
+            "reviewer-security",
+        )
+        .await,
+        "reason looks good is not CamelCase",
+    );
+    let untouched = api
+        .get_status("fd")
+        .await
+        .expect("read")
+        .status
+        .unwrap_or_default();
+    assert!(
+        untouched
+            .conditions
+            .iter()
+            .all(|c| c.type_ != "PenTestReview" && c.type_ != "SecurityReview"),
+        "nothing was written: {:?}",
+        untouched.conditions
+    );
+    allowed(
+        "a gate with a CamelCase reason",
+        apply_status(
+            &client,
+            &ns.name,
+            condition("SecurityReview", "NoCriticalFindings"),
+            "reviewer-security",
+        )
+        .await,
+    );
+    report("reviewer_writes_are_well_formed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn only_the_operator_writes_the_operator_fields() {
     let _params = PARAMS.read().await;
     let (ns, _) = setup("opfields").await;
@@ -293,6 +354,33 @@ async fn managed_deployments_change_only_through_the_operator() {
                 &Patch::Merge(&serde_json::json!({"metadata": {"labels": {"team": "risk"}}})),
             )
             .await,
+    );
+    for (what, patch, says) in [
+        (
+            "the managed-by label removed by an editor",
+            serde_json::json!({"metadata": {"labels": {"app.kubernetes.io/managed-by": null}}}),
+            "only modelgate may change them",
+        ),
+        (
+            "a modelgate annotation removed by an editor",
+            serde_json::json!({"metadata": {"annotations": {"modelgate.io/replicas-managed": null}}}),
+            "only modelgate may change them",
+        ),
+    ] {
+        refused(
+            what,
+            as_ed
+                .patch("managed", &PatchParams::default(), &Patch::Merge(&patch))
+                .await,
+            says,
+        );
+    }
+    refused(
+        "a Deployment labelled managed-by created by an editor",
+        as_ed
+            .create(&PostParams::default(), &deployment("claimed", true, false))
+            .await,
+        "create a ModelDeployment instead",
     );
     allowed(
         "image of an unmanaged Deployment by an editor",
@@ -510,6 +598,7 @@ async fn the_operator_holds_no_verb_it_does_not_use() {
         "modelgate.io/modelapprovals:get",
         "modelgate.io/modelapprovals:list",
         "modelgate.io/modelapprovals:watch",
+        "modelgate.io/modelapprovals:patch",
         "modelgate.io/modeldeployments:get",
         "modelgate.io/modeldeployments:list",
         "modelgate.io/modeldeployments:watch",

@@ -138,16 +138,32 @@ fn the_rendered_chart_is_what_a_platform_team_checks() {
         "system:serviceaccount:modelgate-system:modelgate"
     );
     assert_eq!(params["data"]["separationOfDuties"], "true");
+    // Both credential modes of kube-controller-manager create pods.
+    assert_eq!(
+        params["data"]["podCreators"],
+        "system:serviceaccount:kube-system:replicaset-controller,system:kube-controller-manager"
+    );
+    assert_eq!(params["data"]["exemptGroups"], "");
+    // Approval authority, managed Deployments, governed namespaces.
     for kind in [
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     ] {
         assert_eq!(
             docs.iter().filter(|d| d["kind"] == kind).count(),
-            2,
+            3,
             "{kind}"
         );
     }
+    let governed = find(
+        &docs,
+        "ValidatingAdmissionPolicy",
+        "modelgate-governed-workloads",
+    );
+    assert_eq!(
+        governed["spec"]["matchConstraints"]["namespaceSelector"]["matchLabels"]["modelgate.io/governed"],
+        "true"
+    );
     let operator = find(&docs, "ClusterRole", "modelgate-operator");
     assert!(
         !serde_json::to_string(operator)

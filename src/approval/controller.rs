@@ -4,18 +4,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::channel::mpsc::UnboundedReceiver;
 use futures::{Future, StreamExt};
 use jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::{ReflectHandle, Store};
+use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
 use kube::{Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
 use super::decide::{self, Input};
 use crate::api::condition::{FALSE, TRUE};
 use crate::api::{ApprovalPhase, Gate, ModelApproval};
+use crate::deployment::index::ApprovalIndex;
 use crate::runtime::metrics::{ControllerLabels, GateLabels};
 use crate::runtime::watches::CachedApproval;
 
@@ -24,16 +26,30 @@ const CONTROLLER: &str = "approval";
 use crate::context::{Context, FIELD_MANAGER, now_seconds};
 use crate::error::{Error, Result};
 
+/// The finalizer on every approval a ModelDeployment names or serves:
+/// deleting such an approval revokes it, and it stays readable until
+/// nothing depends on it any more.
+pub const IN_USE_FINALIZER: &str = "modelgate.io/in-use";
+
+/// What the reconciles of this controller read besides the context.
+pub struct State {
+    pub ctx: Arc<Context>,
+    /// Which approvals ModelDeployments name or serve.
+    pub index: ApprovalIndex,
+}
+
 /// The ModelApproval controller, ready to be driven until `shutdown`.
-/// `store` is the approval cache shared with the deployment controller and
-/// `changes` this controller's feed of changed approvals from it.
+/// `store` is the approval cache shared with the deployment controller,
+/// `changes` this controller's feed of changed approvals from it, and
+/// `usage` the approvals whose dependents changed (from `index`).
 pub fn run(
     ctx: Arc<Context>,
     store: Store<CachedApproval>,
     changes: ReflectHandle<CachedApproval>,
+    (index, usage): (ApprovalIndex, UnboundedReceiver<ObjectRef<CachedApproval>>),
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
-    let controller = Controller::for_shared_stream(changes, store.clone());
+    let controller = Controller::for_shared_stream(changes, store.clone()).reconcile_on(usage);
     let observer = crate::runtime::count_phases(
         store,
         ctx.metrics.approvals.clone(),
@@ -51,7 +67,7 @@ pub fn run(
     let controller = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
+        .run(reconcile, error_policy, Arc::new(State { ctx, index }))
         // error_policy has logged every failure already.
         .for_each(|_| futures::future::ready(()));
     async move {
@@ -63,8 +79,9 @@ pub fn run(
 #[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
 async fn reconcile(
     guarded: Arc<DeserializeGuard<ModelApproval>>,
-    ctx: Arc<Context>,
+    state: Arc<State>,
 ) -> Result<Action> {
+    let ctx = &state.ctx;
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let approval = ctx.readable(guarded.as_ref()).await?;
     let namespace = approval
@@ -89,8 +106,8 @@ async fn reconcile(
         now: now_seconds(),
     });
 
+    let api: Api<ModelApproval> = Api::namespaced(ctx.client.clone(), &namespace);
     if decision.changed {
-        let api: Api<ModelApproval> = Api::namespaced(ctx.client.clone(), &namespace);
         let patch = serde_json::json!({
             "apiVersion": ModelApproval::api_version(&()),
             "kind": ModelApproval::kind(&()),
@@ -154,23 +171,79 @@ async fn reconcile(
         }
     }
 
+    let usage_known = mark_in_use(&state, approval, &api).await?;
+
     ctx.succeeded(guarded.as_ref());
-    // Expiry must happen on time with nothing else changing.
-    Ok(
-        match decision
-            .expires_at
-            .and_then(|e| decide::until(e, Timestamp::now()))
-        {
-            Some(wait) => Action::requeue(wait + Duration::from_millis(500)),
-            None => Action::await_change(),
-        },
-    )
+    // Expiry must happen on time with nothing else changing; the in-use
+    // mark waits for the deployment index to be complete.
+    let expiry = decision
+        .expires_at
+        .and_then(|e| decide::until(e, Timestamp::now()))
+        .map(|wait| wait + Duration::from_millis(500));
+    let retry = (!usage_known).then_some(Duration::from_secs(1));
+    Ok(match expiry.into_iter().chain(retry).min() {
+        Some(wait) => Action::requeue(wait),
+        None => Action::await_change(),
+    })
 }
+
+/// Puts the in-use finalizer on an approval a ModelDeployment names or
+/// serves and takes it off one that none does. Returns false while the
+/// deployment index is still being built, when usage is not known yet.
+async fn mark_in_use(
+    state: &State,
+    approval: &ModelApproval,
+    api: &Api<ModelApproval>,
+) -> Result<bool> {
+    let marked = approval.finalizers().iter().any(|f| f == IN_USE_FINALIZER);
+    if !state.index.is_complete() {
+        // An unmarked approval is told again when the index is whole; a
+        // marked one may have lost its last user while we were away.
+        return Ok(!marked);
+    }
+    let in_use = state.index.in_use(
+        &approval.namespace().unwrap_or_default(),
+        &approval.name_any(),
+    );
+    if in_use == marked {
+        return Ok(true);
+    }
+    let finalizers: &[&str] = if in_use { &[IN_USE_FINALIZER] } else { &[] };
+    // Server-side apply of our one list item: the finalizers of anyone else
+    // are kept, and leaving ours out of the apply removes it.
+    let patch = serde_json::json!({
+        "apiVersion": ModelApproval::api_version(&()),
+        "kind": ModelApproval::kind(&()),
+        "metadata": {"name": approval.name_any(), "finalizers": finalizers},
+    });
+    match api
+        .patch(
+            &approval.name_any(),
+            &PatchParams::apply(IN_USE_FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+    {
+        Ok(_) => {}
+        // Already gone: nothing left to protect.
+        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(true),
+        Err(e) => return Err(e.into()),
+    }
+    info!(
+        in_use,
+        "in-use finalizer {}",
+        if in_use { "added" } else { "removed" }
+    );
+    Ok(true)
+}
+
+/// The field manager of the in-use finalizer, apart from the status writes.
+pub const IN_USE_FIELD_MANAGER: &str = "modelgate-in-use";
 
 fn error_policy(
     object: Arc<DeserializeGuard<ModelApproval>>,
     error: &Error,
-    ctx: Arc<Context>,
+    state: Arc<State>,
 ) -> Action {
-    ctx.after_error(CONTROLLER, object.as_ref(), error)
+    state.ctx.after_error(CONTROLLER, object.as_ref(), error)
 }

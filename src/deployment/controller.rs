@@ -3,7 +3,9 @@
 //! the approval is Approved, and reports progress from the Deployment's own
 //! status.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{Future, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -15,13 +17,15 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
+use super::applied::{self, Applied};
 use super::decide::{self, ApplyFailure, Input, Linked, Plan};
-use super::desired::{self, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
+use super::desired::{self, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MODEL_DEPLOYMENT_LABEL};
 use super::index::ApprovalIndex;
-use crate::api::{DeploymentPhase, ModelDeployment};
+use crate::api::{DeploymentPhase, ModelApproval, ModelDeployment};
 use crate::runtime::Synced;
 use crate::runtime::metrics::ControllerLabels;
 use crate::runtime::watches::{CachedApproval, slim};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 /// This controller's name in metrics.
 const CONTROLLER: &str = "deployment";
@@ -41,6 +45,8 @@ pub struct State {
     pub synced: Arc<Synced>,
     pub approvals: Store<CachedApproval>,
     pub deployments: Store<Deployment>,
+    /// What the last apply left on each Deployment.
+    pub applied: Arc<Applied>,
 }
 
 /// What this controller is started with besides the context.
@@ -54,6 +60,8 @@ pub struct Inputs {
     pub approvals: Store<CachedApproval>,
     /// This controller's feed of changed approvals.
     pub approval_changes: ReflectHandle<CachedApproval>,
+    /// Approval → deployments; this controller keeps it up to date.
+    pub index: ApprovalIndex,
 }
 
 /// The ModelDeployment controller, ready to be driven until `shutdown`.
@@ -63,7 +71,7 @@ pub fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     let client = ctx.client.clone();
-    let index = ApprovalIndex::default();
+    let index = inputs.index;
 
     let synced = inputs.synced;
     let mut synced_mds = synced.marker::<DeserializeGuard<ModelDeployment>>();
@@ -87,12 +95,21 @@ pub fn run(
     let managed = inputs
         .config
         .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    let applied = Arc::new(Applied::default());
+    let forget = applied.clone();
+    // Deletions count too: a deleted (or unlabelled) Deployment must bring
+    // its ModelDeployment back to re-create it.
     let deployments = watcher(Api::<Deployment>::all(client), managed)
         .default_backoff()
         .modify(slim)
         .reflect(deployment_writer)
-        .inspect_ok(move |event| synced_deployments(event))
-        .applied_objects();
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(d) = event {
+                forget.forget(d);
+            }
+            synced_deployments(event)
+        })
+        .touched_objects();
 
     let observer = crate::runtime::count_phases(
         md_reader.clone(),
@@ -113,10 +130,11 @@ pub fn run(
         synced: synced.clone(),
         approvals: inputs.approvals,
         deployments: deployment_reader,
+        applied,
     });
     let concurrency = state.ctx.concurrency;
     let controller = Controller::for_stream(mds, md_reader)
-        .owns_stream(deployments)
+        .watches_stream(deployments, owning_model_deployment)
         .watches_shared_stream(inputs.approval_changes, move |approval| {
             index.lookup(&approval)
         })
@@ -131,11 +149,39 @@ pub fn run(
     }
 }
 
+/// The ModelDeployment a managed Deployment belongs to: its controller, or,
+/// for one whose owner reference was removed, the one its label names.
+fn owning_model_deployment(d: Deployment) -> Option<ObjectRef<DeserializeGuard<ModelDeployment>>> {
+    let namespace = d.namespace()?;
+    let name = d
+        .owner_references()
+        .iter()
+        .find(|o| o.controller == Some(true) && o.kind == ModelDeployment::kind(&()))
+        .map(|o| o.name.clone())
+        .or_else(|| d.labels().get(MODEL_DEPLOYMENT_LABEL).cloned())?;
+    Some(ObjectRef::new(&name).within(&namespace))
+}
+
 /// Whether `d` has the ModelDeployment of `uid` as its controller.
 fn controlled_by(d: &Deployment, uid: &str) -> bool {
     d.owner_references()
         .iter()
         .any(|o| o.controller == Some(true) && o.uid == uid)
+}
+
+/// Whether `d` is this ModelDeployment's to manage: controlled by it, or
+/// orphaned (no controller at all) while still carrying both of its labels,
+/// which happens when someone removed the owner reference. An orphan is
+/// re-adopted by the next apply.
+fn ours(d: &Deployment, owner: &OwnerReference) -> bool {
+    let labels = d.labels();
+    controlled_by(d, &owner.uid)
+        || (d
+            .owner_references()
+            .iter()
+            .all(|o| o.controller != Some(true))
+            && labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+            && labels.get(MODEL_DEPLOYMENT_LABEL) == Some(&owner.name))
 }
 
 /// The refusal text of an API error that means "this object is invalid", as
@@ -149,134 +195,148 @@ fn refusal(error: &kube::Error) -> Option<String> {
     }
 }
 
-#[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
-async fn reconcile(
-    guarded: Arc<DeserializeGuard<ModelDeployment>>,
-    state: Arc<State>,
-) -> Result<Action> {
-    let ctx = &state.ctx;
-    if !state.synced.is_done() {
-        return Ok(Action::requeue(std::time::Duration::from_millis(500)));
+/// Every ModelDeployment is looked at again this often with nothing else
+/// changing, to heal drift admission could not prevent. Spread over a
+/// minute by uid so that the re-checks of many objects do not coincide.
+fn recheck_after(md: &ModelDeployment) -> Duration {
+    let mut hasher = std::hash::DefaultHasher::new();
+    md.uid().hash(&mut hasher);
+    RECHECK_PERIOD + Duration::from_secs(hasher.finish() % 60)
+}
+
+/// How often every ModelDeployment is re-checked from the cache.
+pub const RECHECK_PERIOD: Duration = Duration::from_secs(270);
+
+/// The ModelDeployment a reconcile works on, with what every step needs.
+struct Target<'a> {
+    md: &'a ModelDeployment,
+    namespace: String,
+    name: String,
+    owner: OwnerReference,
+}
+
+impl<'a> Target<'a> {
+    fn of(md: &'a ModelDeployment) -> Result<Self> {
+        Ok(Target {
+            md,
+            namespace: md.namespace().ok_or(Error::MissingMetadata("namespace"))?,
+            name: md
+                .meta()
+                .name
+                .clone()
+                .ok_or(Error::MissingMetadata("name"))?,
+            owner: md
+                .controller_owner_ref(&())
+                .ok_or(Error::MissingMetadata("uid"))?,
+        })
     }
-    let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let md = ctx.readable(guarded.as_ref()).await?;
-    let namespace = md.namespace().ok_or(Error::MissingMetadata("namespace"))?;
-    let name = md
-        .meta()
-        .name
-        .clone()
-        .ok_or(Error::MissingMetadata("name"))?;
-    let owner = md
-        .controller_owner_ref(&())
-        .ok_or(Error::MissingMetadata("uid"))?;
+}
 
-    let find_approval = |approval: &str| {
-        state
-            .approvals
-            .get(&ObjectRef::new(approval).within(&namespace))
-            .and_then(|a| a.0.as_ref().ok().cloned())
-    };
-    let reference = &md.spec.approval_ref;
-    let linked_approval = find_approval(&reference.name);
-    let linked = match reference.namespace.as_deref() {
-        Some(other) if other != namespace => Linked::OtherNamespace(other),
-        _ => match &linked_approval {
-            Some(a) => Linked::Found(a),
-            None => Linked::NotFound,
-        },
-    };
+/// The Deployment named like the ModelDeployment: from the cache, or, when
+/// the cache has none but one may exist (the status names one, or one is
+/// about to be created), from the API server. The cache only holds
+/// Deployments with the managed-by label, so one whose label was removed
+/// is found by the read.
+async fn find_deployment(
+    state: &State,
+    target: &Target<'_>,
+    may_exist: bool,
+) -> Result<Option<Deployment>> {
+    let reference = ObjectRef::new(&target.name).within(&target.namespace);
+    if let Some(cached) = state.deployments.get(&reference) {
+        return Ok(Some((*cached).clone()));
+    }
+    if !may_exist {
+        return Ok(None);
+    }
+    let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
+    Ok(api.get_opt(&target.name).await?)
+}
 
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    // Only a Deployment this ModelDeployment controls is ours to change.
-    let live = state
-        .deployments
-        .get(&ObjectRef::new(&name).within(&namespace))
-        .filter(|d| controlled_by(d, &owner.uid))
-        .map(|d| (*d).clone());
-    let served_approval = decide::served(live.as_ref())
-        .filter(|s| s.approval != reference.name)
-        .and_then(|s| find_approval(&s.approval));
-    let input = Input {
+/// Applies the Deployment for `approval`, unless `live` is exactly what the
+/// last apply left. Returns the Deployment as the API server answered, or
+/// why it refused.
+async fn release(
+    state: &State,
+    target: &Target<'_>,
+    approval: &ModelApproval,
+    live: Option<&Deployment>,
+) -> Result<std::result::Result<Option<Deployment>, ApplyFailure>> {
+    let md = target.md;
+    let desired = desired::deployment(
         md,
-        linked,
-        served_approval: served_approval.as_ref(),
-        deployment: live.as_ref(),
-        now: now_seconds(),
-    };
-
-    // The Deployment as the last write (or read) left it, when newer than `live`.
-    let mut current: Option<Deployment> = None;
-    let mut failure = None;
-    match decide::plan(&input) {
-        Plan::Release => {
-            // A Deployment of the same name that this ModelDeployment does not
-            // control is someone else's: never take it over.
-            if live.is_none()
-                && let Some(existing) = deployments.get_opt(&name).await?
-                && !controlled_by(&existing, &owner.uid)
-            {
-                failure = Some(ApplyFailure {
-                    reason: "DeploymentConflict",
-                    message: format!(
-                        "a Deployment named {name} already exists and is not managed by this ModelDeployment; rename one of them"
-                    ),
-                });
-            }
-            if let (Linked::Found(approval), None) = (input.linked, &failure) {
-                let desired =
-                    desired::deployment(md, &reference.name, &approval.spec.model, owner.clone());
-                // force: the template is the operator's alone; an edit by
-                // anyone else is drift and is put back.
-                let params = PatchParams::apply(FIELD_MANAGER).force();
-                match deployments
-                    .patch(&name, &params, &Patch::Apply(&desired))
-                    .await
-                {
-                    Ok(d) => current = Some(d),
-                    Err(e) => match refusal(&e) {
-                        Some(message) => {
-                            failure = Some(ApplyFailure {
-                                reason: "InvalidTemplate",
-                                message: format!(
-                                    "the API server refused the Deployment: {message}"
-                                ),
-                            })
-                        }
-                        None => return Err(e.into()),
-                    },
-                }
-            }
-        }
-        Plan::ScaleToZero => {
-            let replicas = live.as_ref().and_then(|d| d.spec.replicas);
-            if replicas != Some(0) {
-                let patch = serde_json::json!({
-                    "apiVersion": "apps/v1", "kind": "Deployment",
-                    "metadata": {"name": name, "namespace": namespace},
-                    "spec": {"replicas": 0},
-                });
-                let params = PatchParams::apply(REVOKE_FIELD_MANAGER).force();
-                current = Some(
-                    deployments
-                        .patch(&name, &params, &Patch::Apply(&patch))
-                        .await?,
-                );
-                info!("scaled to zero: the serving approval was revoked");
-            }
-        }
-        Plan::Hold => {}
+        &md.spec.approval_ref.name,
+        &approval.spec.model,
+        target.owner.clone(),
+    );
+    let print = applied::fingerprint(&desired);
+    // An orphan is re-adopted by applying: its owner reference is missing.
+    if live.is_some_and(|d| {
+        controlled_by(d, &target.owner.uid) && state.applied.in_sync(d, &desired, print)
+    }) {
+        return Ok(Ok(None));
     }
+    let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
+    // force: the template is the operator's alone; an edit by anyone else
+    // is drift and is put back.
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    match api
+        .patch(&target.name, &params, &Patch::Apply(&desired))
+        .await
+    {
+        Ok(written) => {
+            state.applied.record(&written, print);
+            if live.is_some() {
+                info!("applied the Deployment over drift or a new desired state");
+            }
+            Ok(Ok(Some(written)))
+        }
+        Err(e) => match refusal(&e) {
+            Some(message) => Ok(Err(ApplyFailure {
+                reason: "InvalidTemplate",
+                message: format!("the API server refused the Deployment: {message}"),
+            })),
+            None => Err(e.into()),
+        },
+    }
+}
 
-    let decision = decide::status(&input, current.as_ref().or(live.as_ref()), failure.as_ref());
+/// Scales the Deployment to zero under a field manager of its own, unless
+/// it is there already.
+async fn scale_to_zero(
+    state: &State,
+    target: &Target<'_>,
+    live: &Deployment,
+) -> Result<Option<Deployment>> {
+    if live.spec.replicas == Some(0) {
+        return Ok(None);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": target.name, "namespace": target.namespace},
+        "spec": {"replicas": 0},
+    });
+    let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
+    let params = PatchParams::apply(REVOKE_FIELD_MANAGER).force();
+    let written = api
+        .patch(&target.name, &params, &Patch::Apply(&patch))
+        .await?;
+    info!("scaled to zero: the serving approval was revoked");
+    Ok(Some(written))
+}
+
+/// Writes the status when it changed and announces a phase change.
+async fn report(state: &State, target: &Target<'_>, decision: &decide::Decision) -> Result<()> {
+    let ctx = &state.ctx;
     if decision.changed {
-        let api: Api<ModelDeployment> = Api::namespaced(ctx.client.clone(), &namespace);
+        let api: Api<ModelDeployment> = Api::namespaced(ctx.client.clone(), &target.namespace);
         let patch = serde_json::json!({
             "apiVersion": ModelDeployment::api_version(&()),
             "kind": ModelDeployment::kind(&()),
             "status": decision.status,
         });
         api.patch_status(
-            &name,
+            &target.name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&patch),
         )
@@ -292,14 +352,103 @@ async fn reconcile(
     if let Some((severity, reason, note)) = &decision.transition
         && let Err(e) = ctx
             .events
-            .publish(&md.object_ref(&()), *severity, reason, "Rollout", note)
+            .publish(
+                &target.md.object_ref(&()),
+                *severity,
+                reason,
+                "Rollout",
+                note,
+            )
             .await
     {
         warn!(error = %e, reason, "could not publish event");
     }
+    Ok(())
+}
+
+#[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
+async fn reconcile(
+    guarded: Arc<DeserializeGuard<ModelDeployment>>,
+    state: Arc<State>,
+) -> Result<Action> {
+    let ctx = &state.ctx;
+    if !state.synced.is_done() {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let md = ctx.readable(guarded.as_ref()).await?;
+    let target = Target::of(md)?;
+
+    let find_approval = |approval: &str| {
+        state
+            .approvals
+            .get(&ObjectRef::new(approval).within(&target.namespace))
+            .and_then(|a| a.0.as_ref().ok().cloned())
+    };
+    let reference = &md.spec.approval_ref;
+    let linked_approval = find_approval(&reference.name);
+    let linked = match reference.namespace.as_deref() {
+        Some(other) if other != target.namespace => Linked::OtherNamespace(other),
+        _ => match &linked_approval {
+            Some(a) => Linked::Found(a),
+            None => Linked::NotFound,
+        },
+    };
+    let named_in_status = md
+        .status
+        .as_ref()
+        .is_some_and(|s| s.deployment_name.is_some());
+    let may_exist = named_in_status || matches!(linked, Linked::Found(a) if decide::is_approved(a));
+    let found = find_deployment(&state, &target, may_exist).await?;
+    // Only a Deployment this ModelDeployment controls (or an orphan of its
+    // own) is ours to change.
+    let live = found.clone().filter(|d| ours(d, &target.owner));
+    let served_approval = decide::served(live.as_ref())
+        .filter(|s| s.approval != reference.name)
+        .and_then(|s| find_approval(&s.approval));
+    let input = Input {
+        md,
+        linked,
+        served_approval: served_approval.as_ref(),
+        deployment: live.as_ref(),
+        now: now_seconds(),
+    };
+
+    // The Deployment as the last write left it, when newer than `live`.
+    let mut current: Option<Deployment> = None;
+    let mut failure = None;
+    match (decide::plan(&input), input.linked) {
+        // A Deployment of the same name that this ModelDeployment does not
+        // control is someone else's: never take it over.
+        (Plan::Release, _) if found.is_some() && live.is_none() => {
+            failure = Some(ApplyFailure {
+                reason: "DeploymentConflict",
+                message: format!(
+                    "a Deployment named {} already exists and is not managed by this ModelDeployment; rename one of them",
+                    target.name
+                ),
+            });
+        }
+        (Plan::Release, Linked::Found(approval)) => {
+            match release(&state, &target, approval, live.as_ref()).await? {
+                Ok(written) => current = written,
+                Err(refused) => failure = Some(refused),
+            }
+        }
+        (Plan::ScaleToZero, _) => {
+            if let Some(d) = &live {
+                current = scale_to_zero(&state, &target, d).await?;
+            }
+        }
+        _ => {}
+    }
+
+    let decision = decide::status(&input, current.as_ref().or(live.as_ref()), failure.as_ref());
+    report(&state, &target, &decision).await?;
     ctx.succeeded(guarded.as_ref());
-    // Progress arrives through the Deployment watch; nothing to poll.
-    Ok(Action::await_change())
+    // Progress arrives through the Deployment watch; the re-check catches
+    // what no watch event announces (a label removed by a cluster admin).
+    Ok(Action::requeue(recheck_after(md)))
 }
 
 fn error_policy(

@@ -50,8 +50,10 @@ pub enum Plan {
     ScaleToZero,
 }
 
-fn is_approved(a: &ModelApproval) -> bool {
-    a.status.as_ref().and_then(|s| s.phase) == Some(ApprovalPhase::Approved)
+/// Approved and not being deleted: deleting an approval revokes it.
+pub fn is_approved(a: &ModelApproval) -> bool {
+    a.metadata.deletion_timestamp.is_none()
+        && a.status.as_ref().and_then(|s| s.phase) == Some(ApprovalPhase::Approved)
 }
 
 /// The model the live Deployment's template carries.
@@ -59,8 +61,16 @@ pub fn served(deployment: Option<&Deployment>) -> Option<ServedModel> {
     served_model(&deployment?.spec.template)
 }
 
+/// How the approval of what is serving now was withdrawn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Revoked {
+    served: ServedModel,
+    /// The approval is gone or being deleted (rather than no longer Approved).
+    deleted: bool,
+}
+
 /// Whether the approval of what is serving now has been withdrawn.
-fn serving_revoked(input: &Input<'_>) -> Option<ServedModel> {
+fn serving_revoked(input: &Input<'_>) -> Option<Revoked> {
     let served = served(input.deployment)?;
     let approval = match input.linked {
         Linked::Found(a) if a.metadata.name.as_deref() == Some(served.approval.as_str()) => Some(a),
@@ -69,7 +79,10 @@ fn serving_revoked(input: &Input<'_>) -> Option<ServedModel> {
     // An approval that no longer exists approves nothing.
     match approval {
         Some(a) if is_approved(a) => None,
-        _ => Some(served),
+        _ => Some(Revoked {
+            served,
+            deleted: approval.is_none_or(|a| a.metadata.deletion_timestamp.is_some()),
+        }),
     }
 }
 
@@ -283,6 +296,11 @@ pub fn status(
                         a.spec.model.name, a.spec.model.version
                     );
                     match a.status.as_ref().and_then(|s| s.phase) {
+                        _ if a.metadata.deletion_timestamp.is_some() => (
+                            what,
+                            "ApprovalDeleted",
+                            "the approval is being deleted, which revokes it".to_string(),
+                        ),
                         Some(ApprovalPhase::Rejected) => (
                             what,
                             "ApprovalRejected",
@@ -312,12 +330,17 @@ pub fn status(
                         OnRevoke::Hold => "pods are kept and rollouts blocked (onRevoke: Hold)",
                         OnRevoke::ScaleToZero => "scaled to zero (onRevoke: ScaleToZero)",
                     };
+                    let (reason, withdrawn) = if r.deleted {
+                        ("ApprovalDeleted", "was deleted")
+                    } else {
+                        ("ApprovalRevoked", "is no longer Approved")
+                    };
                     let (p, s, g) = held(
                         DeploymentPhase::Revoked,
-                        "ApprovalRevoked",
+                        reason,
                         format!(
-                            "the approval of the serving model {} is no longer Approved; {action}; {what}: {why}",
-                            describe(&r)
+                            "the approval of the serving model {} {withdrawn}; {action}; {what}: {why}",
+                            describe(&r.served)
                         ),
                     );
                     (p, s, g, None)
@@ -379,7 +402,9 @@ pub fn status(
             _ => Severity::Normal,
         };
         let reason = match phase {
-            DeploymentPhase::Revoked => "ApprovalRevoked".to_string(),
+            DeploymentPhase::Revoked => condition::find(&status.conditions, APPROVAL_SATISFIED)
+                .and_then(|c| c.reason.clone())
+                .unwrap_or_else(|| "ApprovalRevoked".to_string()),
             p => p.to_string(),
         };
         let note = condition::find(

@@ -6,6 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
+
 use kube::ResourceExt;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
@@ -19,12 +21,26 @@ type Key = (String, String);
 struct Inner {
     by_approval: HashMap<Key, HashSet<ObjectRef<DeserializeGuard<ModelDeployment>>>>,
     keys_of: HashMap<ObjectRef<DeserializeGuard<ModelDeployment>>, Vec<Key>>,
+    /// Between a (re)list's start and its end the index is incomplete: an
+    /// approval may look unused while its deployments are still arriving.
+    complete: bool,
+    /// The approvals that had dependents when a relist began; each is told
+    /// again when it ends, in case it has none any more.
+    before_relist: HashSet<Key>,
 }
 
 /// Cheap to clone; all clones share one index.
 #[derive(Clone, Default)]
 pub struct ApprovalIndex {
     inner: Arc<RwLock<Inner>>,
+    /// Told of every approval that gains or loses a dependent, so that the
+    /// approval controller can add or remove the in-use finalizer.
+    changed: Option<UnboundedSender<ObjectRef<DeserializeGuard<ModelApproval>>>>,
+}
+
+/// The approval a key names.
+fn approval_ref(key: &Key) -> ObjectRef<DeserializeGuard<ModelApproval>> {
+    ObjectRef::new(&key.1).within(&key.0)
 }
 
 /// The approvals a deployment depends on: the one it names and the one its
@@ -41,6 +57,42 @@ fn keys(md: &ModelDeployment) -> Vec<Key> {
 }
 
 impl ApprovalIndex {
+    /// An index that reports approvals whose dependents changed.
+    pub fn reporting() -> (
+        Self,
+        UnboundedReceiver<ObjectRef<DeserializeGuard<ModelApproval>>>,
+    ) {
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let index = ApprovalIndex {
+            changed: Some(tx),
+            ..ApprovalIndex::default()
+        };
+        (index, rx)
+    }
+
+    fn tell<'k>(&self, keys: impl IntoIterator<Item = &'k Key>) {
+        if let Some(tx) = &self.changed {
+            for key in keys {
+                // Only fails when the approval controller has stopped.
+                let _ = tx.unbounded_send(approval_ref(key));
+            }
+        }
+    }
+
+    /// Whether the index holds every deployment (its watch has listed).
+    pub fn is_complete(&self) -> bool {
+        self.inner.read().map(|i| i.complete).unwrap_or(false)
+    }
+
+    /// Whether any deployment names or serves `approval`.
+    pub fn in_use(&self, namespace: &str, name: &str) -> bool {
+        let key = (namespace.to_string(), name.to_string());
+        self.inner
+            .read()
+            .map(|i| i.by_approval.contains_key(&key))
+            .unwrap_or(false)
+    }
+
     /// Records (or re-records) one deployment.
     pub fn upsert(&self, md: &DeserializeGuard<ModelDeployment>) {
         let Ok(inner_md) = &md.0 else {
@@ -51,7 +103,7 @@ impl ApprovalIndex {
         let Ok(mut inner) = self.inner.write() else {
             return;
         };
-        Self::unlink(&mut inner, &reference);
+        let old_keys = Self::unlink(&mut inner, &reference);
         for key in &new_keys {
             inner
                 .by_approval
@@ -59,26 +111,42 @@ impl ApprovalIndex {
                 .or_default()
                 .insert(reference.clone());
         }
+        let moved: Vec<Key> = old_keys
+            .iter()
+            .filter(|k| !new_keys.contains(k))
+            .chain(new_keys.iter().filter(|k| !old_keys.contains(k)))
+            .cloned()
+            .collect();
         inner.keys_of.insert(reference, new_keys);
+        drop(inner);
+        self.tell(&moved);
     }
 
     /// Forgets one deployment.
     pub fn remove(&self, md: &DeserializeGuard<ModelDeployment>) {
         let reference = ObjectRef::from_obj(md);
-        if let Ok(mut inner) = self.inner.write() {
-            Self::unlink(&mut inner, &reference);
-        }
+        let old_keys = match self.inner.write() {
+            Ok(mut inner) => Self::unlink(&mut inner, &reference),
+            Err(_) => return,
+        };
+        self.tell(&old_keys);
     }
 
-    fn unlink(inner: &mut Inner, reference: &ObjectRef<DeserializeGuard<ModelDeployment>>) {
-        for key in inner.keys_of.remove(reference).unwrap_or_default() {
-            if let Some(set) = inner.by_approval.get_mut(&key) {
+    /// Removes one deployment's links and returns the keys it had.
+    fn unlink(
+        inner: &mut Inner,
+        reference: &ObjectRef<DeserializeGuard<ModelDeployment>>,
+    ) -> Vec<Key> {
+        let keys = inner.keys_of.remove(reference).unwrap_or_default();
+        for key in &keys {
+            if let Some(set) = inner.by_approval.get_mut(key) {
                 set.remove(reference);
                 if set.is_empty() {
-                    inner.by_approval.remove(&key);
+                    inner.by_approval.remove(key);
                 }
             }
         }
+        keys
     }
 
     /// The deployments that depend on `approval`.
@@ -110,10 +178,28 @@ impl ApprovalIndex {
             watcher::Event::Delete(md) => self.remove(md),
             watcher::Event::Init => {
                 if let Ok(mut inner) = self.inner.write() {
-                    *inner = Inner::default();
+                    let before_relist = inner.by_approval.keys().cloned().collect();
+                    *inner = Inner {
+                        before_relist,
+                        ..Inner::default()
+                    };
                 }
             }
-            watcher::Event::InitDone => {}
+            // Every approval used before or after the relist is told once
+            // the index is whole again: what it was told while incomplete
+            // could not be acted on.
+            watcher::Event::InitDone => {
+                let affected: HashSet<Key> = match self.inner.write() {
+                    Ok(mut inner) => {
+                        inner.complete = true;
+                        let mut keys = std::mem::take(&mut inner.before_relist);
+                        keys.extend(inner.by_approval.keys().cloned());
+                        keys
+                    }
+                    Err(_) => return,
+                };
+                self.tell(&affected);
+            }
         }
     }
 
@@ -160,6 +246,45 @@ mod tests {
                 metadata: Default::default(),
             }
         }))
+    }
+
+    /// The approvals told since the last call, sorted.
+    fn told(rx: &mut UnboundedReceiver<ObjectRef<DeserializeGuard<ModelApproval>>>) -> Vec<String> {
+        let mut names = Vec::new();
+        while let Ok(r) = rx.try_recv() {
+            names.push(r.name);
+        }
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn approvals_are_told_when_their_use_changes_and_only_when_complete() {
+        let (index, mut rx) = ApprovalIndex::reporting();
+        index.observe(&watcher::Event::Init);
+        index.observe(&watcher::Event::InitApply(md("a", "v1", None)));
+        assert!(!index.is_complete(), "still listing");
+        told(&mut rx);
+        index.observe(&watcher::Event::InitDone);
+        assert!(index.is_complete());
+        assert_eq!(told(&mut rx), ["v1"], "told again once whole");
+        assert!(index.in_use("risk", "v1"));
+
+        index.observe(&watcher::Event::Apply(md("a", "v2", Some("v1"))));
+        assert_eq!(
+            told(&mut rx),
+            ["v2"],
+            "v2 gained a user; v1 is still served"
+        );
+        index.observe(&watcher::Event::Apply(md("a", "v2", Some("v2"))));
+        assert_eq!(told(&mut rx), ["v1"], "v1 lost its last user");
+        assert!(!index.in_use("risk", "v1"));
+
+        // A relist that drops a deployment tells its approval at the end.
+        index.observe(&watcher::Event::Init);
+        index.observe(&watcher::Event::InitDone);
+        assert_eq!(told(&mut rx), ["v2"]);
+        assert!(!index.in_use("risk", "v2"));
     }
 
     fn names(v: Vec<ObjectRef<DeserializeGuard<ModelDeployment>>>) -> Vec<String> {

@@ -20,6 +20,8 @@ pub struct Cluster {
     pub kubeconfig: PathBuf,
     pub kubectl: PathBuf,
     pub helm: PathBuf,
+    /// The API server's audit log.
+    pub audit_log: PathBuf,
 }
 
 fn repo() -> &'static Path {
@@ -44,10 +46,12 @@ pub fn cluster() -> &'static Cluster {
         };
         let kubectl = PathBuf::from(env_value(&script, "MODELGATE_KUBECTL"));
         let helm = PathBuf::from(env_value(&script, "MODELGATE_HELM"));
+        let audit_log = PathBuf::from(env_value(&script, "MODELGATE_AUDIT_LOG"));
         Cluster {
             kubeconfig,
             kubectl,
             helm,
+            audit_log,
         }
     })
 }

@@ -174,6 +174,46 @@ fn revocation_holds_or_scales_to_zero() {
 }
 
 #[test]
+fn deleting_the_serving_approval_revokes_with_its_own_reason() {
+    for (on_revoke, want) in [("Hold", Plan::Hold), ("ScaleToZero", Plan::ScaleToZero)] {
+        let m = md("v1", on_revoke, None);
+        let mut a = approval("v1", "1.0", Some("Approved"), 5);
+        let live = serving(&m, &a, 2);
+        a.metadata.deletion_timestamp = Some(Time(jiff::Timestamp::UNIX_EPOCH));
+        let i = input(&m, Linked::Found(&a), None, Some(&live));
+        assert_eq!(plan(&i), want, "a deleted approval approves nothing");
+        let d = status(&i, Some(&live), None);
+        assert_eq!(d.status.phase, Some(DeploymentPhase::Revoked));
+        let c = cond(&d.status, APPROVAL_SATISFIED);
+        assert_eq!(c.reason.as_deref(), Some("ApprovalDeleted"));
+        assert!(
+            c.message
+                .clone()
+                .unwrap_or_default()
+                .contains("was deleted")
+        );
+        assert_eq!(
+            d.transition.as_ref().map(|t| (t.0, t.1.as_str())),
+            Some((Severity::Warning, "ApprovalDeleted"))
+        );
+    }
+    // The served approval gone while a newer one waits: deleted as well.
+    let m = md("v2", "Hold", None);
+    let v1 = approval("v1", "1.0", Some("Approved"), 5);
+    let v2 = approval("v2", "2.0", Some("Pending"), 1);
+    let live = serving(&m, &v1, 2);
+    let d = status(
+        &input(&m, Linked::Found(&v2), None, Some(&live)),
+        Some(&live),
+        None,
+    );
+    assert_eq!(
+        cond(&d.status, APPROVAL_SATISFIED).reason.as_deref(),
+        Some("ApprovalDeleted")
+    );
+}
+
+#[test]
 fn missing_and_cross_namespace_approvals_are_conditions() {
     let m = md("nope", "Hold", None);
     let d = status(&input(&m, Linked::NotFound, None, None), None, None);
