@@ -124,6 +124,7 @@ async fn remove_namespaces(admin: &Client) -> Result<(), BoxError> {
         let _ = Api::<ModelDeployment>::namespaced(admin.clone(), ns)
             .delete_collection(&DeleteParams::background(), &everything)
             .await;
+        release_in_use(admin, ns).await;
         let _ = Api::<ModelApproval>::namespaced(admin.clone(), ns)
             .delete_collection(&DeleteParams::background(), &everything)
             .await;
@@ -146,6 +147,26 @@ async fn remove_namespaces(admin: &Client) -> Result<(), BoxError> {
         None
     })
     .await
+}
+
+/// Takes the operator's in-use finalizer off every approval of `ns`, as the
+/// operator would once their deployments are gone: the operator under test
+/// may no longer be running to do it.
+async fn release_in_use(admin: &Client, ns: &str) {
+    let approvals: Api<ModelApproval> = Api::namespaced(admin.clone(), ns);
+    let Ok(list) = approvals.list_metadata(&ListParams::default()).await else {
+        return;
+    };
+    let params = PatchParams::apply(modelgate::approval::controller::IN_USE_FIELD_MANAGER).force();
+    for approval in list.items.iter().filter(|a| !a.finalizers().is_empty()) {
+        let patch = serde_json::json!({
+            "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
+            "metadata": {"name": approval.name_any()},
+        });
+        let _ = approvals
+            .patch(&approval.name_any(), &params, &Patch::Apply(&patch))
+            .await;
+    }
 }
 
 fn section(title: &str) {
