@@ -5,9 +5,10 @@
 #   2. the operator and plugin built from this checkout
 #   3. CRDs, RBAC, admission policies installed (crds/, deploy/)
 #   4. the operator started as its own service account
-#   5. a sample ModelApproval and ModelDeployment applied: the rollout is held
+#   5. a governed namespace: a sample ModelApproval and ModelDeployment
+#      applied, the rollout held
 #   6. five reviewers pass their gates through `kubectl modelgate`
-#   7. the rollout, then the audit trail
+#   7. the rollout, the audit trail, and a developer's shortcut refused
 # Run it again at will: it starts from a fresh demo namespace each time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,11 +73,13 @@ for _ in $(seq 120); do
 done
 echo "operator ready: http://127.0.0.1:$PORT/metrics"
 
-step 5 "a model version and its deployment: the rollout is held until the five gates pass"
+step 5 "a governed namespace, a model version and its deployment: the rollout is held until the five gates pass"
 if kubectl get namespace "$NS" >/dev/null 2>&1; then
   kubectl delete namespace "$NS" --wait=true --timeout=120s >/dev/null
 fi
 kubectl create namespace "$NS" >/dev/null
+# Governed: nothing runs here that modelgate did not release.
+kubectl label namespace "$NS" modelgate.io/governed=true >/dev/null
 show kubectl apply -n "$NS" -f examples/approval.yaml -f examples/deployment.yaml
 sleep 2
 show kubectl get modelgate -n "$NS"
@@ -107,6 +110,9 @@ show kubectl get pods -n "$NS" -o wide
 echo "# every pod carries the approved identity:"
 kubectl get pods -n "$NS" -o jsonpath='{range .items[*]}{.metadata.name}{": "}{range .spec.containers[0].env[*]}{.name}={.value}{" "}{end}{"\n"}{end}'
 show kubectl modelgate history fraud-detector-2-4-0 -n "$NS"
+echo "# a shortcut around the gates is refused, even for a cluster admin:"
+show kubectl run shortcut -n "$NS" --image=registry.example.com/model-server:1.8 || true
+show kubectl set image deployment/fraud-detector -n "$NS" server=registry.example.com/other:1 || true
 
 printf '\n\033[1mDone in %ss.\033[0m The control plane keeps running; the operator stops with this script.\n' "$((SECONDS - T0))"
 echo "  eval \"\$(hack/cluster.sh env)\"; kubectl get modelgate -A     # look around"

@@ -15,6 +15,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
 use super::decide::{self, Input};
+use super::in_use::{InUse, Mark};
 use crate::api::condition::{FALSE, TRUE};
 use crate::api::{ApprovalPhase, Gate, ModelApproval};
 use crate::deployment::index::ApprovalIndex;
@@ -26,16 +27,11 @@ const CONTROLLER: &str = "approval";
 use crate::context::{Context, FIELD_MANAGER, now_seconds};
 use crate::error::{Error, Result};
 
-/// The finalizer on every approval a ModelDeployment names or serves:
-/// deleting such an approval revokes it, and it stays readable until
-/// nothing depends on it any more.
-pub const IN_USE_FINALIZER: &str = "modelgate.io/in-use";
-
 /// What the reconciles of this controller read besides the context.
 pub struct State {
     pub ctx: Arc<Context>,
-    /// Which approvals ModelDeployments name or serve.
-    pub index: ApprovalIndex,
+    /// The in-use finalizer: which approvals ModelDeployments name or serve.
+    pub in_use: InUse,
 }
 
 /// The ModelApproval controller, ready to be driven until `shutdown`.
@@ -67,7 +63,14 @@ pub fn run(
     let controller = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, Arc::new(State { ctx, index }))
+        .run(
+            reconcile,
+            error_policy,
+            Arc::new(State {
+                ctx,
+                in_use: InUse::new(index),
+            }),
+        )
         // error_policy has logged every failure already.
         .for_each(|_| futures::future::ready(()));
     async move {
@@ -171,7 +174,14 @@ async fn reconcile(
         }
     }
 
-    let usage_known = mark_in_use(&state, approval, &api).await?;
+    let usage_known = match state.in_use.needs(approval) {
+        Mark::Done => true,
+        Mark::Later => false,
+        Mark::Set(mark) => {
+            state.in_use.set(&api, approval, mark).await?;
+            true
+        }
+    };
 
     ctx.succeeded(guarded.as_ref());
     // Expiry must happen on time with nothing else changing; the in-use
@@ -190,56 +200,6 @@ async fn reconcile(
 /// Puts the in-use finalizer on an approval a ModelDeployment names or
 /// serves and takes it off one that none does. Returns false while the
 /// deployment index is still being built, when usage is not known yet.
-async fn mark_in_use(
-    state: &State,
-    approval: &ModelApproval,
-    api: &Api<ModelApproval>,
-) -> Result<bool> {
-    let marked = approval.finalizers().iter().any(|f| f == IN_USE_FINALIZER);
-    if !state.index.is_complete() {
-        // An unmarked approval is told again when the index is whole; a
-        // marked one may have lost its last user while we were away.
-        return Ok(!marked);
-    }
-    let in_use = state.index.in_use(
-        &approval.namespace().unwrap_or_default(),
-        &approval.name_any(),
-    );
-    if in_use == marked {
-        return Ok(true);
-    }
-    let finalizers: &[&str] = if in_use { &[IN_USE_FINALIZER] } else { &[] };
-    // Server-side apply of our one list item: the finalizers of anyone else
-    // are kept, and leaving ours out of the apply removes it.
-    let patch = serde_json::json!({
-        "apiVersion": ModelApproval::api_version(&()),
-        "kind": ModelApproval::kind(&()),
-        "metadata": {"name": approval.name_any(), "finalizers": finalizers},
-    });
-    match api
-        .patch(
-            &approval.name_any(),
-            &PatchParams::apply(IN_USE_FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-    {
-        Ok(_) => {}
-        // Already gone: nothing left to protect.
-        Err(kube::Error::Api(s)) if s.code == 404 => return Ok(true),
-        Err(e) => return Err(e.into()),
-    }
-    info!(
-        in_use,
-        "in-use finalizer {}",
-        if in_use { "added" } else { "removed" }
-    );
-    Ok(true)
-}
-
-/// The field manager of the in-use finalizer, apart from the status writes.
-pub const IN_USE_FIELD_MANAGER: &str = "modelgate-in-use";
-
 fn error_policy(
     object: Arc<DeserializeGuard<ModelApproval>>,
     error: &Error,

@@ -3,4 +3,5 @@
 
 pub mod controller;
 pub mod decide;
+pub mod in_use;
 pub mod written;

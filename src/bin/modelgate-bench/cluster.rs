@@ -159,10 +159,10 @@ pub fn sum_series(metrics: &str, prefix: &str, containing: &[&str]) -> f64 {
 /// The API server's requests so far that a controller pays for (not the
 /// bench's list polling): GET, POST, PATCH, PUT on the resources modelgate
 /// touches.
-pub async fn api_requests(admin: &Client) -> Result<f64, BoxError> {
+pub async fn api_requests(admin: &Client) -> Result<Requests, BoxError> {
     let req = http::Request::get("/metrics").body(Vec::new())?;
     let text = admin.request_text(req).await?;
-    let mut total = 0.0;
+    let mut counts = Requests::new();
     for resource in [
         "modelapprovals",
         "modeldeployments",
@@ -170,7 +170,7 @@ pub async fn api_requests(admin: &Client) -> Result<f64, BoxError> {
         "events",
     ] {
         for verb in ["GET", "POST", "PATCH", "APPLY", "PUT"] {
-            total += sum_series(
+            let n = sum_series(
                 &text,
                 "apiserver_request_total{",
                 &[
@@ -178,7 +178,27 @@ pub async fn api_requests(admin: &Client) -> Result<f64, BoxError> {
                     &format!("verb=\"{verb}\""),
                 ],
             );
+            counts.insert(format!("{verb} {resource}"), n);
         }
     }
-    Ok(total)
+    Ok(counts)
+}
+
+/// API requests by "VERB resource", from the API server's own counters.
+pub type Requests = std::collections::BTreeMap<String, f64>;
+
+/// What happened between two readings: the total and the non-zero parts.
+pub fn requests_between(before: &Requests, after: &Requests) -> (f64, String) {
+    let parts: Vec<(String, f64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0.0)))
+        .filter(|(_, n)| *n > 0.0)
+        .collect();
+    let total = parts.iter().map(|(_, n)| n).sum();
+    let text = parts
+        .iter()
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    (total, text)
 }

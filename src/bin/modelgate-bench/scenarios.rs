@@ -157,7 +157,7 @@ async fn release_in_use(admin: &Client, ns: &str) {
     let Ok(list) = approvals.list_metadata(&ListParams::default()).await else {
         return;
     };
-    let params = PatchParams::apply(modelgate::approval::controller::IN_USE_FIELD_MANAGER).force();
+    let params = PatchParams::apply(modelgate::approval::in_use::IN_USE_FIELD_MANAGER).force();
     for approval in list.items.iter().filter(|a| !a.finalizers().is_empty()) {
         let patch = serde_json::json!({
             "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
@@ -526,7 +526,8 @@ async fn cold_start_and_rest(
     .await?;
     let settle = started.elapsed();
     let settled = knobs.cold_approvals;
-    let requests = cluster::api_requests(admin).await? - requests_before;
+    let (requests, by_kind) =
+        cluster::requests_between(&requests_before, &cluster::api_requests(admin).await?);
     let objects = (knobs.cold_approvals + knobs.cold_deployments) as f64;
     let rss = peak_rss_mib(pid).unwrap_or(0.0);
     println!(
@@ -536,6 +537,7 @@ async fn cold_start_and_rest(
         settle.as_secs_f64(),
         requests / objects
     );
+    println!("  API requests: {by_kind}");
 
     // At rest: nothing changes; the operator should write nothing.
     section(&format!("at rest, {} s", knobs.rest_secs));
