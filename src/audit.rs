@@ -11,23 +11,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
 use kube::Client;
 use kube::api::{Api, PostParams};
 
-use crate::context::FIELD_MANAGER;
-
-/// Whether an Event is good news or something a person should look at.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Severity {
-    Normal,
-    Warning,
-}
-
-impl Severity {
-    fn as_str(self) -> &'static str {
-        match self {
-            Severity::Normal => "Normal",
-            Severity::Warning => "Warning",
-        }
-    }
-}
+use crate::vocabulary::FIELD_MANAGER;
+pub use crate::vocabulary::Severity;
 
 /// The API server's limit on an Event note.
 const NOTE_LIMIT: usize = 1024;

@@ -4,23 +4,26 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Client, Resource};
 use tracing::warn;
 
-use crate::audit::Severity;
 use crate::error::{Error, Result};
+use crate::vocabulary::Severity;
 
 use crate::audit::Publisher;
 use crate::runtime::health::Health;
-use crate::runtime::metrics::Metrics;
+use crate::runtime::metrics::{ControllerLabels, Metrics};
 
-/// The field manager of every write the operator makes. Server-side apply
-/// records it as the owner of the operator's fields, and the admission
-/// policies recognise the operator's writes by the service account that
-/// makes them, not by this name.
-pub const FIELD_MANAGER: &str = "modelgate";
+pub use crate::vocabulary::FIELD_MANAGER;
+
+/// Reconciles at once per controller unless told otherwise: enough to keep
+/// the API server busy, few enough not to flood it on a cold start with
+/// thousands of objects (unbounded, 10,000 reconciles at once overran the
+/// API server's in-flight limit and stalled in retries).
+pub const DEFAULT_CONCURRENCY: u16 = 16;
 
 /// Shared by all reconciles of all controllers.
 #[derive(Clone)]
@@ -29,8 +32,6 @@ pub struct Context {
     pub events: Publisher,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
-    /// The approval controller's last writes, for reads the cache is behind on.
-    pub approvals_written: Arc<crate::approval::written::Written>,
     /// Reconciles at once per controller.
     pub concurrency: u16,
     /// Retry waits of objects whose reconcile failed.
@@ -50,8 +51,7 @@ impl Context {
             client,
             metrics,
             health,
-            approvals_written: Arc::default(),
-            concurrency: crate::operator::DEFAULT_CONCURRENCY,
+            concurrency: DEFAULT_CONCURRENCY,
             backoff: Arc::default(),
         }
     }
@@ -114,6 +114,48 @@ impl Context {
         } else {
             Action::await_change()
         }
+    }
+}
+
+impl Context {
+    /// Server-side applies `status` to `name` in `namespace` as the
+    /// operator, counts the write for `controller`, and returns the object
+    /// as the API server answered. One helper for both controllers.
+    ///
+    /// `force`: the status fields the operator writes are its alone (the
+    /// admission policies refuse them to anyone else), so a stray owner is
+    /// overruled.
+    pub async fn apply_status<K>(
+        &self,
+        controller: &'static str,
+        namespace: &str,
+        name: &str,
+        status: &impl serde::Serialize,
+    ) -> Result<K>
+    where
+        K: Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(self.client.clone(), namespace);
+        let patch = serde_json::json!({
+            "apiVersion": K::api_version(&()),
+            "kind": K::kind(&()),
+            "status": status,
+        });
+        let written = api
+            .patch_status(
+                name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&patch),
+            )
+            .await?;
+        self.metrics
+            .status_writes
+            .get_or_create(&ControllerLabels { controller })
+            .inc();
+        Ok(written)
     }
 }
 

@@ -16,3 +16,4 @@ pub mod deployment;
 pub mod error;
 pub mod operator;
 pub mod runtime;
+pub mod vocabulary;

@@ -27,11 +27,7 @@ pub struct Options {
     pub concurrency: u16,
 }
 
-/// Reconciles at once per controller unless told otherwise: enough to keep
-/// the API server busy, few enough not to flood it on a cold start with
-/// thousands of objects (unbounded, 10,000 reconciles at once overran the
-/// API server's in-flight limit and stalled in retries).
-pub const DEFAULT_CONCURRENCY: u16 = 16;
+pub use crate::context::DEFAULT_CONCURRENCY;
 
 /// Why the operator stopped other than by being asked to.
 #[derive(Debug, thiserror::Error)]
@@ -118,17 +114,18 @@ async fn controllers(
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
     let config = watches::config(&ctx.client).await;
-    // Three caches to fill before the operator is ready: the approvals
-    // (shared by both controllers), the ModelDeployments and the Deployments
-    // the operator manages.
-    let synced = Synced::new(ctx.health.clone(), 3);
+    // Every cache must fill before the operator is ready: the approvals
+    // (shared by both controllers) here, the ModelDeployments and the
+    // Deployments in the deployment controller; each takes a marker.
+    let synced = Synced::new(ctx.health.clone());
     let mut mark_synced = synced.marker();
-    let written = ctx.approvals_written.clone();
+    let written = Arc::new(crate::approval::written::Written::default());
+    let observed = written.clone();
     let inspect = move |event: &kube::runtime::watcher::Event<watches::CachedApproval>| {
         mark_synced(event);
         if let kube::runtime::watcher::Event::Apply(approval) = event {
             let meta = kube::Resource::meta(approval);
-            written.observed(
+            observed.observed(
                 meta.uid.as_deref().unwrap_or_default(),
                 meta.resource_version.as_deref(),
             );
@@ -151,9 +148,13 @@ async fn controllers(
         watch,
         crate::approval::controller::run(
             ctx.clone(),
-            approvals.store.clone(),
-            approvals.for_approvals,
-            (index.clone(), usage),
+            crate::approval::controller::Inputs {
+                store: approvals.store.clone(),
+                changes: approvals.for_approvals,
+                index: index.clone(),
+                usage,
+                written,
+            },
             shutdown.clone()
         ),
         crate::deployment::controller::run(

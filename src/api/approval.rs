@@ -135,6 +135,14 @@ pub enum ApprovalPhase {
 }
 
 impl ApprovalPhase {
+    /// Every phase, in the order an approval passes through them.
+    pub const ALL: [ApprovalPhase; 4] = [
+        ApprovalPhase::Pending,
+        ApprovalPhase::Approved,
+        ApprovalPhase::Rejected,
+        ApprovalPhase::Expired,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             ApprovalPhase::Pending => "Pending",
@@ -229,3 +237,6 @@ pub struct HistoryEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
+
+/// The subject of a history entry that records a phase change.
+pub const PHASE_SUBJECT: &str = "Phase";

@@ -118,6 +118,15 @@ pub enum DeploymentPhase {
 }
 
 impl DeploymentPhase {
+    /// Every phase, for counting.
+    pub const ALL: [DeploymentPhase; 5] = [
+        DeploymentPhase::AwaitingApproval,
+        DeploymentPhase::RollingOut,
+        DeploymentPhase::Available,
+        DeploymentPhase::Revoked,
+        DeploymentPhase::Failed,
+    ];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             DeploymentPhase::AwaitingApproval => "AwaitingApproval",
@@ -178,3 +187,8 @@ pub struct ServedModel {
     /// The exact artifact.
     pub digest: String,
 }
+
+/// The condition types of a ModelDeployment's status.
+pub const APPROVAL_SATISFIED: &str = "ApprovalSatisfied";
+pub const PROGRESSING: &str = "Progressing";
+pub const AVAILABLE: &str = "Available";

@@ -97,6 +97,49 @@ impl FromStr for Gate {
 
 #[cfg(test)]
 mod tests {
+    /// The rendered manifests and the chart's values must name exactly the
+    /// gates of [`Gate::ALL`]: the admission policy's gate map (built from
+    /// values.reviewerGroups) and the values' keys and default groups.
+    #[test]
+    fn the_chart_and_the_admission_policy_name_the_same_gates() {
+        use super::Gate;
+        let root = env!("CARGO_MANIFEST_DIR");
+        let read = |path: &str| {
+            std::fs::read_to_string(format!("{root}/{path}"))
+                .unwrap_or_else(|e| panic!("read {path}: {e}"))
+        };
+        let rendered = read("deploy/modelgate.yaml");
+        let group_of = rendered
+            .lines()
+            .skip_while(|l| !l.contains("- name: groupOf"))
+            .nth(2)
+            .unwrap_or_else(|| panic!("no groupOf variable in deploy/modelgate.yaml"));
+        let mut in_policy: Vec<&str> = group_of.split('\'').skip(1).step_by(2).collect();
+        in_policy.sort();
+        let mut in_rust: Vec<&str> = Gate::ALL.iter().map(|g| g.condition_type()).collect();
+        in_rust.sort();
+        assert_eq!(
+            in_policy, in_rust,
+            "the admission policy's gates: {group_of}"
+        );
+
+        let values: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&read("charts/modelgate/values.yaml"))
+                .unwrap_or_else(|e| panic!("values.yaml: {e}"));
+        let groups = values["reviewerGroups"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("values.yaml has no reviewerGroups map"));
+        assert_eq!(groups.len(), Gate::ALL.len(), "one reviewer group per gate");
+        for gate in Gate::ALL {
+            assert_eq!(
+                groups.get(gate.short_name()).and_then(|v| v.as_str()),
+                Some(gate.default_group()),
+                "values.yaml reviewerGroups.{}",
+                gate.short_name()
+            );
+        }
+    }
+
     use super::*;
 
     #[test]

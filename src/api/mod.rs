@@ -9,8 +9,6 @@ pub mod approval;
 pub mod condition;
 pub mod deployment;
 pub mod gates;
-#[cfg(test)]
-mod robustness;
 
 pub use approval::{
     ApprovalPhase, HistoryEntry, ModelApproval, ModelApprovalSpec, ModelApprovalStatus,

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::channel::mpsc::UnboundedReceiver;
 use futures::{Future, StreamExt};
 use jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
@@ -16,15 +16,16 @@ use tracing::{info, instrument, warn};
 
 use super::decide::{self, Input};
 use super::in_use::{InUse, Mark};
+use super::written::Written;
 use crate::api::condition::{FALSE, TRUE};
 use crate::api::{ApprovalPhase, Gate, ModelApproval};
 use crate::deployment::index::ApprovalIndex;
-use crate::runtime::metrics::{ControllerLabels, GateLabels};
+use crate::runtime::metrics::GateLabels;
 use crate::runtime::watches::CachedApproval;
 
 /// This controller's name in metrics.
 const CONTROLLER: &str = "approval";
-use crate::context::{Context, FIELD_MANAGER, now_seconds};
+use crate::context::{Context, now_seconds};
 use crate::error::{Error, Result};
 
 /// What the reconciles of this controller read besides the context.
@@ -32,45 +33,48 @@ pub struct State {
     pub ctx: Arc<Context>,
     /// The in-use finalizer: which approvals ModelDeployments name or serve.
     pub in_use: InUse,
+    /// This controller's last status writes, for reads the cache is behind on.
+    pub written: Arc<Written>,
+}
+
+/// What this controller is started with besides the context.
+pub struct Inputs {
+    /// The approval cache shared with the deployment controller.
+    pub store: Store<CachedApproval>,
+    /// This controller's feed of changed approvals from that cache.
+    pub changes: ReflectHandle<CachedApproval>,
+    /// Approval → the deployments that use it (kept by the deployment
+    /// controller), and the approvals whose use changed.
+    pub index: ApprovalIndex,
+    pub usage: UnboundedReceiver<ObjectRef<CachedApproval>>,
+    /// The last-write overlay; the approval watch tells it what it observed.
+    pub written: Arc<Written>,
 }
 
 /// The ModelApproval controller, ready to be driven until `shutdown`.
-/// `store` is the approval cache shared with the deployment controller,
-/// `changes` this controller's feed of changed approvals from it, and
-/// `usage` the approvals whose dependents changed (from `index`).
 pub fn run(
     ctx: Arc<Context>,
-    store: Store<CachedApproval>,
-    changes: ReflectHandle<CachedApproval>,
-    (index, usage): (ApprovalIndex, UnboundedReceiver<ObjectRef<CachedApproval>>),
+    inputs: Inputs,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
-    let controller = Controller::for_shared_stream(changes, store.clone()).reconcile_on(usage);
+    let controller = Controller::for_shared_stream(inputs.changes, inputs.store.clone())
+        .reconcile_on(inputs.usage);
     let observer = crate::runtime::count_phases(
-        store,
+        inputs.store,
         ctx.metrics.approvals.clone(),
-        [
-            ApprovalPhase::Pending,
-            ApprovalPhase::Approved,
-            ApprovalPhase::Rejected,
-            ApprovalPhase::Expired,
-        ]
-        .map(|p| p.as_str())
-        .to_vec(),
+        ApprovalPhase::ALL.map(|p| p.as_str()).to_vec(),
         |a| Some(a.status.as_ref()?.phase?.as_str()),
     );
     let concurrency = ctx.concurrency;
+    let state = Arc::new(State {
+        ctx,
+        in_use: InUse::new(inputs.index),
+        written: inputs.written,
+    });
     let controller = controller
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(
-            reconcile,
-            error_policy,
-            Arc::new(State {
-                ctx,
-                in_use: InUse::new(index),
-            }),
-        )
+        .run(reconcile, error_policy, state)
         // error_policy has logged every failure already.
         .for_each(|_| futures::future::ready(()));
     async move {
@@ -79,6 +83,7 @@ pub fn run(
     }
 }
 
+/// Fetch → decide (pure) → write status → publish → mark in use → wait.
 #[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
 async fn reconcile(
     guarded: Arc<DeserializeGuard<ModelApproval>>,
@@ -90,61 +95,74 @@ async fn reconcile(
     let namespace = approval
         .namespace()
         .ok_or(Error::MissingMetadata("namespace"))?;
-    let name = approval
-        .meta()
-        .name
-        .clone()
-        .ok_or(Error::MissingMetadata("name"))?;
+    let decision = decide_for(&state, approval);
+    write_status(&state, approval, &namespace, &decision).await?;
+    publish(ctx, approval, &decision).await;
+    let api: Api<ModelApproval> = Api::namespaced(ctx.client.clone(), &namespace);
+    let usage_known = match state.in_use.needs(approval) {
+        Mark::Done => true,
+        Mark::Later => false,
+        Mark::Set(mark) => {
+            state.in_use.set(&api, approval, mark).await?;
+            true
+        }
+    };
+    ctx.succeeded(guarded.as_ref());
+    Ok(next(&decision, usage_known))
+}
 
-    let uid = approval.meta().uid.clone().unwrap_or_default();
-    let status = ctx.approvals_written.current(
-        &uid,
+/// The decision over the freshest status we know: the cache's, or our own
+/// last write when the cache has not caught up with it.
+fn decide_for(state: &State, approval: &ModelApproval) -> decide::Decision {
+    let status = state.written.current(
+        approval.meta().uid.as_deref().unwrap_or_default(),
         approval.meta().resource_version.as_deref(),
         approval.status.as_ref(),
     );
-    let decision = decide::decide(Input {
+    decide::decide(Input {
         spec: &approval.spec,
         generation: approval.meta().generation,
         status: status.as_ref(),
         now: now_seconds(),
-    });
+    })
+}
 
-    let api: Api<ModelApproval> = Api::namespaced(ctx.client.clone(), &namespace);
-    if decision.changed {
-        let patch = serde_json::json!({
-            "apiVersion": ModelApproval::api_version(&()),
-            "kind": ModelApproval::kind(&()),
-            "status": decision.status,
-        });
-        // force: these fields are the operator's alone (the admission policy
-        // refuses them to anyone else), so a stray owner is overruled.
-        let written = api
-            .patch_status(
-                &name,
-                &PatchParams::apply(FIELD_MANAGER).force(),
-                &Patch::Apply(&patch),
-            )
-            .await?;
-        ctx.approvals_written.record(
-            &uid,
-            written.meta().resource_version.as_deref(),
-            decision.status.clone(),
-        );
-        ctx.metrics
-            .status_writes
-            .get_or_create(&ControllerLabels {
-                controller: CONTROLLER,
-            })
-            .inc();
-        info!(phase = ?decision.status.phase, transitions = decision.transitions.len(), "status applied");
+/// Applies the decided status when it changed, and remembers the write.
+async fn write_status(
+    state: &State,
+    approval: &ModelApproval,
+    namespace: &str,
+    decision: &decide::Decision,
+) -> Result<()> {
+    if !decision.changed {
+        return Ok(());
     }
+    let written: ModelApproval = state
+        .ctx
+        .apply_status(
+            CONTROLLER,
+            namespace,
+            &approval.name_any(),
+            &decision.status,
+        )
+        .await?;
+    state.written.record(
+        approval.meta().uid.as_deref().unwrap_or_default(),
+        written.meta().resource_version.as_deref(),
+        decision.status.clone(),
+    );
+    info!(phase = ?decision.status.phase, transitions = decision.transitions.len(), "status applied");
+    Ok(())
+}
 
-    // Events after the write: the status history is the durable record, so
-    // an Event is only announced for a transition that was recorded. They
-    // are sent at once rather than one after another: under load each one
-    // is a slow round trip, and the next reconcile of this approval waits
-    // for this one to end.
-    let reference = approval.object_ref(&());
+/// Counts the gate decisions and announces every transition as an Event.
+///
+/// Events after the write: the status history is the durable record, so
+/// an Event is only announced for a transition that was recorded. They are
+/// sent at once rather than one after another: under load each one is a
+/// slow round trip, and the next reconcile of this approval waits for this
+/// one to end.
+async fn publish(ctx: &Context, approval: &ModelApproval, decision: &decide::Decision) {
     for t in &decision.transitions {
         if let Some(gate) = Gate::from_condition_type(&t.entry.subject) {
             let result = match t.entry.to.as_str() {
@@ -161,6 +179,7 @@ async fn reconcile(
                 .inc();
         }
     }
+    let reference = approval.object_ref(&());
     let published = decision.transitions.iter().map(|t| async {
         let result = ctx
             .events
@@ -173,33 +192,22 @@ async fn reconcile(
             warn!(error = %e, reason, "could not publish event");
         }
     }
+}
 
-    let usage_known = match state.in_use.needs(approval) {
-        Mark::Done => true,
-        Mark::Later => false,
-        Mark::Set(mark) => {
-            state.in_use.set(&api, approval, mark).await?;
-            true
-        }
-    };
-
-    ctx.succeeded(guarded.as_ref());
-    // Expiry must happen on time with nothing else changing; the in-use
-    // mark waits for the deployment index to be complete.
+/// When to look again: expiry must happen on time with nothing else
+/// changing, and an in-use mark waits for the deployment index.
+fn next(decision: &decide::Decision, usage_known: bool) -> Action {
     let expiry = decision
         .expires_at
         .and_then(|e| decide::until(e, Timestamp::now()))
         .map(|wait| wait + Duration::from_millis(500));
     let retry = (!usage_known).then_some(Duration::from_secs(1));
-    Ok(match expiry.into_iter().chain(retry).min() {
+    match expiry.into_iter().chain(retry).min() {
         Some(wait) => Action::requeue(wait),
         None => Action::await_change(),
-    })
+    }
 }
 
-/// Puts the in-use finalizer on an approval a ModelDeployment names or
-/// serves and takes it off one that none does. Returns false while the
-/// deployment index is still being built, when usage is not known yet.
 fn error_policy(
     object: Arc<DeserializeGuard<ModelApproval>>,
     error: &Error,

@@ -13,7 +13,7 @@ use crate::api::approval::ObservedGate;
 use crate::api::condition::{self, Condition, FALSE, TRUE, UNKNOWN};
 use crate::api::gates::{APPROVED_CONDITION, REVIEWS_VALID_CONDITION};
 use crate::api::{ApprovalPhase, Gate, HistoryEntry, ModelApprovalSpec, ModelApprovalStatus};
-pub use crate::audit::Severity;
+pub use crate::vocabulary::Severity;
 
 /// How many history entries status keeps; older ones are counted in
 /// `historyDropped`. Fifty covers several full review rounds while keeping
@@ -24,8 +24,7 @@ pub const HISTORY_LIMIT: usize = 50;
 /// fifty entries stay small whatever reviewers write.
 pub const HISTORY_TEXT_LIMIT: usize = 256;
 
-/// The subject of a history entry that records a phase change.
-pub const PHASE_SUBJECT: &str = "Phase";
+pub use crate::api::approval::PHASE_SUBJECT;
 
 /// Everything the decision depends on.
 #[derive(Clone, Copy, Debug)]
@@ -141,38 +140,104 @@ pub fn decide(input: Input<'_>) -> Decision {
     let now = Time(input.now);
     let mut problems = Vec::new();
     let gates = read_gates(&previous.conditions, &mut problems);
-
-    // Times first: approvedAt is the first time all five gates passed and
-    // never moves, so flipping a gate cannot extend an approval's life.
-    let all_passed = gates.iter().all(|g| g.status == TRUE);
+    let life = lifetime(&input, previous, &gates);
     let any_failed = gates.iter().find(|g| g.status == FALSE);
+    let phase = if previous.phase == Some(ApprovalPhase::Expired) || life.lapsed {
+        ApprovalPhase::Expired
+    } else if any_failed.is_some() {
+        ApprovalPhase::Rejected
+    } else if gates.iter().all(|g| g.status == TRUE) {
+        ApprovalPhase::Approved
+    } else {
+        ApprovalPhase::Pending
+    };
+    let conditions = vec![
+        approved_condition(phase, &gates, &life, input.spec.valid_for.as_deref()).stamped(
+            condition::find(&previous.conditions, APPROVED_CONDITION),
+            &now,
+            input.generation,
+        ),
+        valid_condition(&problems).stamped(
+            condition::find(&previous.conditions, REVIEWS_VALID_CONDITION),
+            &now,
+            input.generation,
+        ),
+    ];
+    let transitions = transitions(
+        previous,
+        &gates,
+        phase,
+        &approved_conditions_message(&conditions),
+        &now,
+    );
+    let (history, dropped) = capped_history(previous, &transitions);
+    let status = ModelApprovalStatus {
+        phase: Some(phase),
+        conditions,
+        gates_passed: Some(format!(
+            "{}/{}",
+            gates.iter().filter(|g| g.status == TRUE).count(),
+            Gate::ALL.len()
+        )),
+        observed_gates: gates
+            .iter()
+            .map(|g| ObservedGate {
+                gate: g.gate.condition_type().to_string(),
+                status: g.status.to_string(),
+                reviewer: g.reviewer.clone(),
+            })
+            .collect(),
+        approved_at: life.approved_at,
+        expires_at: life.expires_at.map(Time),
+        observed_generation: input.generation,
+        history,
+        history_dropped: (dropped > 0).then_some(dropped),
+    };
+    let changed = status != operator_view(previous);
+    Decision {
+        status,
+        transitions,
+        changed,
+        expires_at: life.expires_at.filter(|_| !life.lapsed),
+    }
+}
+
+/// When an approval was approved, when it lapses, and whether it has.
+struct Lifetime {
+    approved_at: Option<Time>,
+    expires_at: Option<Timestamp>,
+    lapsed: bool,
+}
+
+/// approvedAt is the first time all gates passed and never moves, so
+/// flipping a gate cannot extend an approval's life.
+fn lifetime(input: &Input<'_>, previous: &ModelApprovalStatus, gates: &[GateView]) -> Lifetime {
+    let all_passed = gates.iter().all(|g| g.status == TRUE);
     let approved_at = previous
         .approved_at
         .clone()
-        .or_else(|| all_passed.then(|| now.clone()));
+        .or_else(|| all_passed.then_some(Time(input.now)));
     let valid_for = input.spec.valid_for.as_deref().and_then(parse_valid_for);
     let expires_at = match (&approved_at, valid_for) {
         (Some(at), Some(d)) => at.0.checked_add(d).ok(),
         _ => None,
     };
-    let lapsed = expires_at.is_some_and(|e| input.now >= e);
+    Lifetime {
+        lapsed: expires_at.is_some_and(|e| input.now >= e),
+        approved_at,
+        expires_at,
+    }
+}
 
-    let phase = if previous.phase == Some(ApprovalPhase::Expired) || lapsed {
-        ApprovalPhase::Expired
-    } else if any_failed.is_some() {
-        ApprovalPhase::Rejected
-    } else if all_passed {
-        ApprovalPhase::Approved
-    } else {
-        ApprovalPhase::Pending
-    };
-
-    let pending: Vec<&str> = gates
-        .iter()
-        .filter(|g| g.status == UNKNOWN)
-        .map(|g| g.gate.condition_type())
-        .collect();
-    let approved = match (phase, any_failed) {
+/// The `Approved` condition for `phase`: why it is or is not approved.
+fn approved_condition(
+    phase: ApprovalPhase,
+    gates: &[GateView],
+    life: &Lifetime,
+    valid_for: Option<&str>,
+) -> Condition {
+    let any_failed = gates.iter().find(|g| g.status == FALSE);
+    match (phase, any_failed) {
         (ApprovalPhase::Approved, _) => Condition::new(
             APPROVED_CONDITION,
             TRUE,
@@ -185,8 +250,8 @@ pub fn decide(input: Input<'_>) -> Decision {
             "Expired",
             format!(
                 "the approval lapsed at {} (validFor {}); create a new ModelApproval to re-certify",
-                expires_at.map(|e| e.to_string()).unwrap_or_default(),
-                input.spec.valid_for.as_deref().unwrap_or_default()
+                life.expires_at.map(|e| e.to_string()).unwrap_or_default(),
+                valid_for.unwrap_or_default()
             ),
         ),
         (_, Some(failed)) => Condition::new(
@@ -208,14 +273,25 @@ pub fn decide(input: Input<'_>) -> Decision {
                     .unwrap_or_default()
             ),
         ),
-        _ => Condition::new(
-            APPROVED_CONDITION,
-            UNKNOWN,
-            "AwaitingReview",
-            format!("waiting on {}", pending.join(", ")),
-        ),
-    };
-    let valid = if problems.is_empty() {
+        _ => {
+            let pending: Vec<&str> = gates
+                .iter()
+                .filter(|g| g.status == UNKNOWN)
+                .map(|g| g.gate.condition_type())
+                .collect();
+            Condition::new(
+                APPROVED_CONDITION,
+                UNKNOWN,
+                "AwaitingReview",
+                format!("waiting on {}", pending.join(", ")),
+            )
+        }
+    }
+}
+
+/// The `ReviewsValid` condition: every malformed reviewer condition named.
+fn valid_condition(problems: &[String]) -> Condition {
+    if problems.is_empty() {
         Condition::new(
             REVIEWS_VALID_CONDITION,
             TRUE,
@@ -229,27 +305,15 @@ pub fn decide(input: Input<'_>) -> Decision {
             "MalformedReview",
             problems.join("; "),
         )
-    };
-    let conditions = vec![
-        approved.stamped(
-            condition::find(&previous.conditions, APPROVED_CONDITION),
-            &now,
-            input.generation,
-        ),
-        valid.stamped(
-            condition::find(&previous.conditions, REVIEWS_VALID_CONDITION),
-            &now,
-            input.generation,
-        ),
-    ];
+    }
+}
 
-    let transitions = transitions(
-        previous,
-        &gates,
-        phase,
-        &approved_conditions_message(&conditions),
-        &now,
-    );
+/// The history with this decision's transitions appended, capped at
+/// [`HISTORY_LIMIT`] entries; also the count dropped so far.
+fn capped_history(
+    previous: &ModelApprovalStatus,
+    transitions: &[Transition],
+) -> (Vec<HistoryEntry>, i64) {
     let mut history = previous.history.clone();
     history.extend(transitions.iter().map(|t| t.entry.clone()));
     let mut dropped = previous.history_dropped.unwrap_or(0);
@@ -258,35 +322,7 @@ pub fn decide(input: Input<'_>) -> Decision {
         history.drain(..excess);
         dropped += excess as i64;
     }
-
-    let status = ModelApprovalStatus {
-        phase: Some(phase),
-        conditions,
-        gates_passed: Some(format!(
-            "{}/5",
-            gates.iter().filter(|g| g.status == TRUE).count()
-        )),
-        observed_gates: gates
-            .iter()
-            .map(|g| ObservedGate {
-                gate: g.gate.condition_type().to_string(),
-                status: g.status.to_string(),
-                reviewer: g.reviewer.clone(),
-            })
-            .collect(),
-        approved_at,
-        expires_at: expires_at.map(Time),
-        observed_generation: input.generation,
-        history,
-        history_dropped: (dropped > 0).then_some(dropped),
-    };
-    let changed = status != operator_view(previous);
-    Decision {
-        status,
-        transitions,
-        changed,
-        expires_at: expires_at.filter(|_| !lapsed),
-    }
+    (history, dropped)
 }
 
 fn approved_conditions_message(conditions: &[Condition]) -> String {
@@ -394,5 +430,7 @@ pub fn until(expires_at: Timestamp, now: Timestamp) -> Option<Duration> {
         .flatten()
 }
 
+#[cfg(test)]
+mod robustness;
 #[cfg(test)]
 mod tests;

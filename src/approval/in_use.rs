@@ -16,8 +16,7 @@ use crate::error::Result;
 
 pub const IN_USE_FINALIZER: &str = "modelgate.io/in-use";
 
-/// The field manager of the finalizer, apart from the status writes.
-pub const IN_USE_FIELD_MANAGER: &str = "modelgate-in-use";
+pub use crate::vocabulary::IN_USE_FIELD_MANAGER;
 
 /// Which approvals are in use, and our own finalizer writes that the cache
 /// may not show yet (so that a stale read does not write the same again).

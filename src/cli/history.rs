@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::output;
 use super::{CliError, Format, Result, Session};
 use crate::api::ModelApproval;
-use crate::approval::decide::PHASE_SUBJECT;
+use crate::api::approval::PHASE_SUBJECT;
 
 #[derive(Args)]
 pub struct HistoryArgs {

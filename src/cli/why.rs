@@ -1,32 +1,62 @@
 //! `why DEPLOYMENT`: why a ModelDeployment is held or revoked, in words.
 
 use clap::Args;
+use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
 use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
 use kube::api::Api;
 
 use super::output::mark;
 use super::{CliError, Result, Session};
-use crate::api::condition::{self, TRUE};
+use crate::api::condition::{self, FALSE, TRUE, UNKNOWN};
+use crate::api::deployment::APPROVAL_SATISFIED;
 use crate::api::{Gate, ModelApproval, ModelDeployment};
-use crate::deployment::decide::APPROVAL_SATISFIED;
 
 #[derive(Args)]
 pub struct WhyArgs {
     /// The ModelDeployment.
     pub name: String,
+    /// The namespace modelgate is installed in (its authority params name
+    /// the reviewer groups). Found from the admission policy binding when
+    /// not given.
+    #[arg(long, env = "MODELGATE_NAMESPACE")]
+    pub modelgate_namespace: Option<String>,
 }
+
+/// The binding whose paramRef names the authority params.
+const AUTHORITY_BINDING: &str = "modelgate-approval-authority";
+/// The params ConfigMap.
+const AUTHORITY_PARAMS: &str = "modelgate-authority";
+/// Where the plain manifests install modelgate.
+const DEFAULT_NAMESPACE: &str = "modelgate-system";
 
 /// The params key that names a gate's reviewer group.
 fn params_key(gate: Gate) -> String {
     format!("{}Reviewers", gate.short_name())
 }
 
+/// The namespace of the authority params: as given, else as the policy
+/// binding says (the chart installs into any namespace), else the default.
+async fn authority_namespace(session: &Session, given: Option<&str>) -> String {
+    if let Some(ns) = given {
+        return ns.to_string();
+    }
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(session.client.clone());
+    bindings
+        .get_opt(AUTHORITY_BINDING)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|b| b.spec.param_ref?.namespace)
+        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
+}
+
 /// The reviewer group of each gate, from the authority params when they can
 /// be read, else the defaults.
-async fn groups(session: &Session) -> Vec<(Gate, String)> {
-    let api: Api<ConfigMap> = Api::namespaced(session.client.clone(), "modelgate-system");
+async fn groups(session: &Session, namespace: &str) -> Vec<(Gate, String)> {
+    let api: Api<ConfigMap> = Api::namespaced(session.client.clone(), namespace);
     let data = api
-        .get("modelgate-authority")
+        .get(AUTHORITY_PARAMS)
         .await
         .ok()
         .and_then(|c| c.data)
@@ -53,20 +83,7 @@ pub async fn run(session: &Session, args: WhyArgs) -> Result<String> {
             &format!("ModelDeployment {} in namespace {ns}", args.name),
         )
     })?;
-    let status = md.status.clone().unwrap_or_default();
-    let phase = status
-        .phase
-        .map(|p| p.to_string())
-        .unwrap_or_else(|| "not yet observed by the operator".into());
-    let mut out = format!("ModelDeployment {ns}/{} is {phase}.\n", args.name);
-    if let Some(c) = condition::find(&status.conditions, APPROVAL_SATISFIED) {
-        out.push_str(&format!(
-            "{}: {}\n",
-            c.reason.clone().unwrap_or_default(),
-            c.message.clone().unwrap_or_default()
-        ));
-    }
-
+    let mut out = deployment_line(ns, &md);
     let approval_name = &md.spec.approval_ref.name;
     let approvals: Api<ModelApproval> = Api::namespaced(session.client.clone(), ns);
     match approvals
@@ -78,57 +95,91 @@ pub async fn run(session: &Session, args: WhyArgs) -> Result<String> {
             "\nIt names approval {approval_name}, which does not exist in {ns}.\n"
         )),
         Some(a) => {
-            let a_status = a.status.clone().unwrap_or_default();
-            let a_phase = a_status
-                .phase
-                .map(|p| p.to_string())
-                .unwrap_or_else(|| "Pending".into());
-            out.push_str(&format!(
-                "\nApproval {approval_name} ({} {}, {}) is {a_phase}.\n",
-                a.spec.model.name, a.spec.model.version, a.spec.model.digest
-            ));
-            let groups = groups(session).await;
-            let mut failed = Vec::new();
-            let mut pending = Vec::new();
-            for (gate, group) in &groups {
-                match condition::find(&a_status.conditions, gate.condition_type()) {
-                    Some(c) if c.status == TRUE => {}
-                    Some(c) if c.status == "False" => failed.push(format!(
-                        "  {} {gate}: failed by {} ({}: {}); members of {group} can pass it after a fix\n",
-                        mark("False"),
-                        c.reviewer.clone().unwrap_or_else(|| "?".into()),
-                        c.reason.clone().unwrap_or_default(),
-                        c.message.clone().unwrap_or_default()
-                    )),
-                    _ => pending.push(format!("  {} {gate}: pending; members of {group} can pass it\n", mark("Unknown"))),
-                }
-            }
-            if !failed.is_empty() {
-                out.push_str("Failed gates:\n");
-                out.extend(failed);
-            }
-            if !pending.is_empty() {
-                out.push_str("Pending gates:\n");
-                out.extend(pending);
-            }
-            if let Some(expires) = a_status.expires_at {
-                out.push_str(&format!(
-                    "The approval lapses at {}.\n",
-                    expires.0.strftime("%Y-%m-%d %H:%M:%SZ")
-                ));
-            }
+            let authority = authority_namespace(session, args.modelgate_namespace.as_deref()).await;
+            out.push_str(&approval_lines(&a, &groups(session, &authority).await));
         }
     }
+    out.push_str(&serving_line(&md.status.unwrap_or_default()));
+    Ok(out)
+}
+
+/// The ModelDeployment's phase and why.
+fn deployment_line(ns: &str, md: &ModelDeployment) -> String {
+    let status = md.status.clone().unwrap_or_default();
+    let phase = status
+        .phase
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "not yet observed by the operator".into());
+    let mut out = format!("ModelDeployment {ns}/{} is {phase}.\n", md.name_any());
+    if let Some(c) = condition::find(&status.conditions, APPROVAL_SATISFIED) {
+        out.push_str(&format!(
+            "{}: {}\n",
+            c.reason.clone().unwrap_or_default(),
+            c.message.clone().unwrap_or_default()
+        ));
+    }
+    out
+}
+
+/// The approval's phase, its failed and pending gates with who can act on
+/// each, and when it lapses.
+fn approval_lines(a: &ModelApproval, groups: &[(Gate, String)]) -> String {
+    let a_status = a.status.clone().unwrap_or_default();
+    let a_phase = a_status
+        .phase
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "Pending".into());
+    let mut out = format!(
+        "\nApproval {} ({} {}, {}) is {a_phase}.\n",
+        a.name_any(),
+        a.spec.model.name,
+        a.spec.model.version,
+        a.spec.model.digest
+    );
+    let mut failed = Vec::new();
+    let mut pending = Vec::new();
+    for (gate, group) in groups {
+        match condition::find(&a_status.conditions, gate.condition_type()) {
+            Some(c) if c.status == TRUE => {}
+            Some(c) if c.status == FALSE => failed.push(format!(
+                "  {} {gate}: failed by {} ({}: {}); members of {group} can pass it after a fix\n",
+                mark(FALSE),
+                c.reviewer.clone().unwrap_or_else(|| "?".into()),
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default()
+            )),
+            _ => pending.push(format!(
+                "  {} {gate}: pending; members of {group} can pass it\n",
+                mark(UNKNOWN)
+            )),
+        }
+    }
+    for (title, lines) in [("Failed gates:\n", failed), ("Pending gates:\n", pending)] {
+        if !lines.is_empty() {
+            out.push_str(title);
+            out.extend(lines);
+        }
+    }
+    if let Some(expires) = a_status.expires_at {
+        out.push_str(&format!(
+            "The approval lapses at {}.\n",
+            expires.0.strftime("%Y-%m-%d %H:%M:%SZ")
+        ));
+    }
+    out
+}
+
+/// What serves now.
+fn serving_line(status: &crate::api::ModelDeploymentStatus) -> String {
     match &status.served_model {
-        Some(s) => out.push_str(&format!(
+        Some(s) => format!(
             "\nServing now: {} {} ({}), approval {}; {} pods ready.\n",
             s.name,
             s.version,
             s.digest,
             s.approval,
             status.ready.clone().unwrap_or_else(|| "0/0".into())
-        )),
-        None => out.push_str("\nNothing is serving yet: no Deployment has been rolled out.\n"),
+        ),
+        None => "\nNothing is serving yet: no Deployment has been rolled out.\n".to_string(),
     }
-    Ok(out)
 }

@@ -7,14 +7,14 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Future, StreamExt, TryStreamExt};
+use futures::{Future, Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Resource, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tracing::{info, instrument, warn};
 
 use super::applied::{self, Applied};
@@ -23,19 +23,16 @@ use super::desired::{self, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MODEL_DEPLOYMENT_
 use super::index::ApprovalIndex;
 use crate::api::{DeploymentPhase, ModelApproval, ModelDeployment};
 use crate::runtime::Synced;
-use crate::runtime::metrics::ControllerLabels;
 use crate::runtime::watches::{CachedApproval, slim};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 /// This controller's name in metrics.
 const CONTROLLER: &str = "deployment";
-use crate::context::{Context, FIELD_MANAGER, now_seconds};
+use crate::context::{Context, now_seconds};
 use crate::error::{Error, Result};
+use crate::vocabulary::FIELD_MANAGER;
 
-/// The field manager that scales a revoked model to zero. It is separate
-/// from [`FIELD_MANAGER`] so that the operator's main apply keeps owning the
-/// template untouched while this one claims only `spec.replicas`.
-pub const REVOKE_FIELD_MANAGER: &str = "modelgate-revoke";
+pub use crate::vocabulary::REVOKE_FIELD_MANAGER;
 
 /// What the reconciles of this controller read from memory.
 pub struct State {
@@ -75,7 +72,6 @@ pub fn run(
 
     let synced = inputs.synced;
     let mut synced_mds = synced.marker::<DeserializeGuard<ModelDeployment>>();
-    let mut synced_deployments = synced.marker::<Deployment>();
     let (md_reader, md_writer) = reflector::store();
     let observed = index.clone();
     let mds = watcher(
@@ -91,38 +87,13 @@ pub fn run(
     })
     .applied_objects();
 
-    let (deployment_reader, deployment_writer) = reflector::store();
-    let managed = inputs
-        .config
-        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
     let applied = Arc::new(Applied::default());
-    let forget = applied.clone();
-    // Deletions count too: a deleted (or unlabelled) Deployment must bring
-    // its ModelDeployment back to re-create it.
-    let deployments = watcher(Api::<Deployment>::all(client), managed)
-        .default_backoff()
-        .modify(slim)
-        .reflect(deployment_writer)
-        .inspect_ok(move |event| {
-            if let watcher::Event::Delete(d) = event {
-                forget.forget(d);
-            }
-            synced_deployments(event)
-        })
-        .touched_objects();
-
+    let (deployment_reader, deployments) =
+        watch_deployments(client, &inputs.config, &synced, applied.clone());
     let observer = crate::runtime::count_phases(
         md_reader.clone(),
         ctx.metrics.deployments.clone(),
-        [
-            DeploymentPhase::AwaitingApproval,
-            DeploymentPhase::RollingOut,
-            DeploymentPhase::Available,
-            DeploymentPhase::Revoked,
-            DeploymentPhase::Failed,
-        ]
-        .map(|p| p.as_str())
-        .to_vec(),
+        DeploymentPhase::ALL.map(|p| p.as_str()).to_vec(),
         |md| Some(md.status.as_ref()?.phase?.as_str()),
     );
     let state = Arc::new(State {
@@ -147,6 +118,37 @@ pub fn run(
         controller.await;
         observer.abort();
     }
+}
+
+/// The managed Deployments' cache and its change stream. Deletions count
+/// too: a deleted (or unlabelled) Deployment must bring its ModelDeployment
+/// back to re-create it.
+fn watch_deployments(
+    client: Client,
+    config: &watcher::Config,
+    synced: &Arc<Synced>,
+    applied: Arc<Applied>,
+) -> (
+    Store<Deployment>,
+    impl Stream<Item = std::result::Result<Deployment, watcher::Error>> + Send + 'static,
+) {
+    let mut synced_deployments = synced.marker::<Deployment>();
+    let (reader, writer) = reflector::store();
+    let managed = config
+        .clone()
+        .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
+    let stream = watcher(Api::<Deployment>::all(client), managed)
+        .default_backoff()
+        .modify(slim)
+        .reflect(writer)
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(d) = event {
+                applied.forget(d);
+            }
+            synced_deployments(event)
+        })
+        .touched_objects();
+    (reader, stream)
 }
 
 /// The ModelDeployment a managed Deployment belongs to: its controller, or,
@@ -325,28 +327,55 @@ async fn scale_to_zero(
     Ok(Some(written))
 }
 
+/// Carries out the plan: returns the Deployment as the write left it (when
+/// there was one) or why it could not be applied. `found` says whether a
+/// Deployment of the name exists at all, ours or not.
+async fn act(
+    state: &State,
+    target: &Target<'_>,
+    input: &Input<'_>,
+    found: bool,
+) -> Result<(Option<Deployment>, Option<ApplyFailure>)> {
+    let live = input.deployment;
+    Ok(match (decide::plan(input), input.linked) {
+        // A Deployment of the same name that this ModelDeployment does not
+        // control is someone else's: never take it over.
+        (Plan::Release, _) if found && live.is_none() => (
+            None,
+            Some(ApplyFailure {
+                reason: "DeploymentConflict",
+                message: format!(
+                    "a Deployment named {} already exists and is not managed by this ModelDeployment; rename one of them",
+                    target.name
+                ),
+            }),
+        ),
+        (Plan::Release, Linked::Found(approval)) => {
+            match release(state, target, approval, live).await? {
+                Ok(written) => (written, None),
+                Err(refused) => (None, Some(refused)),
+            }
+        }
+        (Plan::ScaleToZero, _) => match live {
+            Some(d) => (scale_to_zero(state, target, d).await?, None),
+            None => (None, None),
+        },
+        _ => (None, None),
+    })
+}
+
 /// Writes the status when it changed and announces a phase change.
 async fn report(state: &State, target: &Target<'_>, decision: &decide::Decision) -> Result<()> {
     let ctx = &state.ctx;
     if decision.changed {
-        let api: Api<ModelDeployment> = Api::namespaced(ctx.client.clone(), &target.namespace);
-        let patch = serde_json::json!({
-            "apiVersion": ModelDeployment::api_version(&()),
-            "kind": ModelDeployment::kind(&()),
-            "status": decision.status,
-        });
-        api.patch_status(
-            &target.name,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-        ctx.metrics
-            .status_writes
-            .get_or_create(&ControllerLabels {
-                controller: CONTROLLER,
-            })
-            .inc();
+        let _: ModelDeployment = ctx
+            .apply_status(
+                CONTROLLER,
+                &target.namespace,
+                &target.name,
+                &decision.status,
+            )
+            .await?;
         info!(phase = ?decision.status.phase, "status applied");
     }
     if let Some((severity, reason, note)) = &decision.transition
@@ -414,35 +443,7 @@ async fn reconcile(
         now: now_seconds(),
     };
 
-    // The Deployment as the last write left it, when newer than `live`.
-    let mut current: Option<Deployment> = None;
-    let mut failure = None;
-    match (decide::plan(&input), input.linked) {
-        // A Deployment of the same name that this ModelDeployment does not
-        // control is someone else's: never take it over.
-        (Plan::Release, _) if found.is_some() && live.is_none() => {
-            failure = Some(ApplyFailure {
-                reason: "DeploymentConflict",
-                message: format!(
-                    "a Deployment named {} already exists and is not managed by this ModelDeployment; rename one of them",
-                    target.name
-                ),
-            });
-        }
-        (Plan::Release, Linked::Found(approval)) => {
-            match release(&state, &target, approval, live.as_ref()).await? {
-                Ok(written) => current = written,
-                Err(refused) => failure = Some(refused),
-            }
-        }
-        (Plan::ScaleToZero, _) => {
-            if let Some(d) = &live {
-                current = scale_to_zero(&state, &target, d).await?;
-            }
-        }
-        _ => {}
-    }
-
+    let (current, failure) = act(&state, &target, &input, found.is_some()).await?;
     let decision = decide::status(&input, current.as_ref().or(live.as_ref()), failure.as_ref());
     report(&state, &target, &decision).await?;
     ctx.succeeded(guarded.as_ref());

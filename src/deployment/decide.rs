@@ -11,11 +11,9 @@ use crate::api::{
     ApprovalPhase, DeploymentPhase, Gate, ModelApproval, ModelDeployment, ModelDeploymentStatus,
     OnRevoke, ServedModel,
 };
-use crate::audit::Severity;
+use crate::vocabulary::Severity;
 
-pub const APPROVAL_SATISFIED: &str = "ApprovalSatisfied";
-pub const PROGRESSING: &str = "Progressing";
-pub const AVAILABLE: &str = "Available";
+pub use crate::api::deployment::{APPROVAL_SATISFIED, AVAILABLE, PROGRESSING};
 
 /// The approval a ModelDeployment names, as found.
 #[derive(Clone, Copy, Debug)]
@@ -167,10 +165,8 @@ fn progress(
         );
     };
     let status = d.status.clone().unwrap_or_default();
-    let desired = d.spec.replicas.unwrap_or(1);
-    let conditions = status.conditions.unwrap_or_default();
+    let conditions = status.conditions.clone().unwrap_or_default();
     let find = |t: &str| conditions.iter().find(|c| c.type_.as_deref() == Some(t));
-    let observed = status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
     let deployment_progressing = find("Progressing");
     if deployment_progressing.and_then(|c| c.reason.as_deref()) == Some("ProgressDeadlineExceeded")
     {
@@ -188,11 +184,23 @@ fn progress(
             ),
         );
     }
+    rollout(d, &status, find("Available"))
+}
+
+/// Progress of a rollout that has not failed: Available once every
+/// desired pod is updated and available and the old ones are gone.
+fn rollout(
+    d: &Deployment,
+    status: &k8s_openapi::api::apps::v1::DeploymentStatus,
+    deployment_available: Option<&k8s_openapi::api::apps::v1::DeploymentCondition>,
+) -> (DeploymentPhase, Condition, Condition) {
+    let desired = d.spec.replicas.unwrap_or(1);
+    let observed = status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
     let updated = status.updated_replicas.unwrap_or(0);
     let available = status.available_replicas.unwrap_or(0);
     let total = status.replicas.unwrap_or(0);
     let done = observed && updated >= desired && available >= desired && total <= desired;
-    let available_condition = match find("Available") {
+    let available_condition = match deployment_available {
         Some(c) if c.status.as_deref() == Some(TRUE) && done => Condition::new(
             AVAILABLE,
             TRUE,
@@ -243,25 +251,6 @@ pub fn status(
     let previous = md.status.clone().unwrap_or_default();
     let generation = md.metadata.generation;
     let now = Time(input.now);
-    let served = served(deployment);
-    let serving = served
-        .as_ref()
-        .map(|s| format!("; serving {}", describe(s)))
-        .unwrap_or_else(|| "; nothing is serving yet".into());
-    let revoked = serving_revoked(&Input {
-        deployment,
-        ..*input
-    });
-    let ref_name = &md.spec.approval_ref.name;
-
-    let held = |phase: DeploymentPhase, reason: &str, message: String| {
-        let progressing = Condition::new(PROGRESSING, FALSE, "RolloutHeld", message.clone());
-        (
-            phase,
-            Condition::new(APPROVAL_SATISFIED, FALSE, reason, message),
-            progressing,
-        )
-    };
     let mut pending = Vec::new();
     let (phase, satisfied, progressing, available) = match input.linked {
         Linked::OtherNamespace(ns) => {
@@ -281,150 +270,197 @@ pub fn status(
                 TRUE,
                 "ApprovalApproved",
                 format!(
-                    "approval {ref_name} ({} {}) passed all five gates",
-                    a.spec.model.name, a.spec.model.version
+                    "approval {} ({} {}) passed all five gates",
+                    md.spec.approval_ref.name, a.spec.model.name, a.spec.model.version
                 ),
             );
             (phase, satisfied, progressing, Some(available))
         }
         linked => {
-            let (what, reason, why) = match linked {
-                Linked::Found(a) => {
-                    pending = pending_gates(a);
-                    let what = format!(
-                        "{} {} (approval {ref_name})",
-                        a.spec.model.name, a.spec.model.version
-                    );
-                    match a.status.as_ref().and_then(|s| s.phase) {
-                        _ if a.metadata.deletion_timestamp.is_some() => (
-                            what,
-                            "ApprovalDeleted",
-                            "the approval is being deleted, which revokes it".to_string(),
-                        ),
-                        Some(ApprovalPhase::Rejected) => (
-                            what,
-                            "ApprovalRejected",
-                            "the approval was rejected".to_string(),
-                        ),
-                        Some(ApprovalPhase::Expired) => (
-                            what,
-                            "ApprovalExpired",
-                            "the approval has expired".to_string(),
-                        ),
-                        _ => (
-                            what,
-                            "AwaitingReview",
-                            format!("waiting on {}", pending.join(", ")),
-                        ),
-                    }
-                }
-                _ => (
-                    format!("approval {ref_name}"),
-                    "ApprovalNotFound",
-                    format!("ModelApproval {ref_name} does not exist in this namespace"),
-                ),
-            };
-            match revoked {
-                Some(r) => {
-                    let action = match md.spec.on_revoke {
-                        OnRevoke::Hold => "pods are kept and rollouts blocked (onRevoke: Hold)",
-                        OnRevoke::ScaleToZero => "scaled to zero (onRevoke: ScaleToZero)",
-                    };
-                    let (reason, withdrawn) = if r.deleted {
-                        ("ApprovalDeleted", "was deleted")
-                    } else {
-                        ("ApprovalRevoked", "is no longer Approved")
-                    };
-                    let (p, s, g) = held(
-                        DeploymentPhase::Revoked,
-                        reason,
-                        format!(
-                            "the approval of the serving model {} {withdrawn}; {action}; {what}: {why}",
-                            describe(&r.served)
-                        ),
-                    );
-                    (p, s, g, None)
-                }
-                None => {
-                    let (p, s, g) = held(
-                        DeploymentPhase::AwaitingApproval,
-                        reason,
-                        format!("holding the rollout of {what}: {why}{serving}"),
-                    );
-                    (p, s, g, None)
-                }
-            }
+            let waiting = not_approved(linked, &md.spec.approval_ref.name);
+            pending = waiting.pending.clone();
+            let revoked = serving_revoked(&Input {
+                deployment,
+                ..*input
+            });
+            let (p, s, g) = holding(md, &waiting, revoked.as_ref(), deployment);
+            (p, s, g, None)
         }
     };
     // Held phases describe the Deployment as it stands, untouched.
-    let available = available.unwrap_or_else(|| {
-        match deployment
-            .and_then(|d| d.status.as_ref())
-            .and_then(|s| s.available_replicas)
-        {
-            Some(n) if n > 0 => Condition::new(
-                AVAILABLE,
-                TRUE,
-                "PreviousVersionServing",
-                format!("{n} pods of the previous version available"),
-            ),
-            _ => Condition::new(AVAILABLE, FALSE, "NothingServing", "no pods are available"),
-        }
-    });
-
+    let available = available.unwrap_or_else(|| standing(deployment));
     let find = |t: &str| condition::find(&previous.conditions, t);
-    let conditions = vec![
-        satisfied.stamped(find(APPROVAL_SATISFIED), &now, generation),
-        progressing.stamped(find(PROGRESSING), &now, generation),
-        available.stamped(find(AVAILABLE), &now, generation),
-    ];
-    let ready = deployment.map(|d| {
-        let desired = d.spec.replicas.unwrap_or(1);
-        let ready = d
-            .status
-            .as_ref()
-            .and_then(|s| s.ready_replicas)
-            .unwrap_or(0);
-        format!("{ready}/{desired}")
-    });
     let status = ModelDeploymentStatus {
         phase: Some(phase),
-        conditions,
+        conditions: vec![
+            satisfied.stamped(find(APPROVAL_SATISFIED), &now, generation),
+            progressing.stamped(find(PROGRESSING), &now, generation),
+            available.stamped(find(AVAILABLE), &now, generation),
+        ],
         pending_gates: pending,
-        served_model: served,
+        served_model: served(deployment),
         deployment_name: deployment.and_then(|d| d.metadata.name.clone()),
-        ready,
+        ready: deployment.map(ready),
         observed_generation: generation,
     };
-    let transition = (previous.phase != Some(phase)).then(|| {
-        let severity = match phase {
-            DeploymentPhase::Revoked | DeploymentPhase::Failed => Severity::Warning,
-            _ => Severity::Normal,
-        };
-        let reason = match phase {
-            DeploymentPhase::Revoked => condition::find(&status.conditions, APPROVAL_SATISFIED)
-                .and_then(|c| c.reason.clone())
-                .unwrap_or_else(|| "ApprovalRevoked".to_string()),
-            p => p.to_string(),
-        };
-        let note = condition::find(
-            &status.conditions,
-            if phase == DeploymentPhase::Failed {
-                PROGRESSING
-            } else {
-                APPROVAL_SATISFIED
-            },
-        )
-        .and_then(|c| c.message.clone())
-        .unwrap_or_default();
-        (severity, reason, format!("phase {phase}: {note}"))
-    });
+    let transition = (previous.phase != Some(phase)).then(|| announce(&status, phase));
     let changed = status != previous;
     Decision {
         status,
         transition,
         changed,
     }
+}
+
+/// A held phase: ApprovalSatisfied False for `reason`, Progressing False.
+fn held(
+    phase: DeploymentPhase,
+    reason: &str,
+    message: String,
+) -> (DeploymentPhase, Condition, Condition) {
+    let progressing = Condition::new(PROGRESSING, FALSE, "RolloutHeld", message.clone());
+    (
+        phase,
+        Condition::new(APPROVAL_SATISFIED, FALSE, reason, message),
+        progressing,
+    )
+}
+
+/// Why the linked approval does not release: what it is, the reason, why,
+/// and the gates still pending.
+struct Waiting {
+    what: String,
+    reason: &'static str,
+    why: String,
+    pending: Vec<String>,
+}
+
+fn not_approved(linked: Linked<'_>, ref_name: &str) -> Waiting {
+    let Linked::Found(a) = linked else {
+        return Waiting {
+            what: format!("approval {ref_name}"),
+            reason: "ApprovalNotFound",
+            why: format!("ModelApproval {ref_name} does not exist in this namespace"),
+            pending: Vec::new(),
+        };
+    };
+    let pending = pending_gates(a);
+    let what = format!(
+        "{} {} (approval {ref_name})",
+        a.spec.model.name, a.spec.model.version
+    );
+    let (reason, why) = match a.status.as_ref().and_then(|s| s.phase) {
+        _ if a.metadata.deletion_timestamp.is_some() => (
+            "ApprovalDeleted",
+            "the approval is being deleted, which revokes it".to_string(),
+        ),
+        Some(ApprovalPhase::Rejected) => {
+            ("ApprovalRejected", "the approval was rejected".to_string())
+        }
+        Some(ApprovalPhase::Expired) => ("ApprovalExpired", "the approval has expired".to_string()),
+        _ => (
+            "AwaitingReview",
+            format!("waiting on {}", pending.join(", ")),
+        ),
+    };
+    Waiting {
+        what,
+        reason,
+        why,
+        pending,
+    }
+}
+
+/// The held phase: Revoked when what serves lost its approval, otherwise
+/// AwaitingApproval.
+fn holding(
+    md: &ModelDeployment,
+    waiting: &Waiting,
+    revoked: Option<&Revoked>,
+    deployment: Option<&Deployment>,
+) -> (DeploymentPhase, Condition, Condition) {
+    let Waiting {
+        what, reason, why, ..
+    } = waiting;
+    let Some(r) = revoked else {
+        let serving = served(deployment)
+            .map(|s| format!("; serving {}", describe(&s)))
+            .unwrap_or_else(|| "; nothing is serving yet".into());
+        return held(
+            DeploymentPhase::AwaitingApproval,
+            reason,
+            format!("holding the rollout of {what}: {why}{serving}"),
+        );
+    };
+    let action = match md.spec.on_revoke {
+        OnRevoke::Hold => "pods are kept and rollouts blocked (onRevoke: Hold)",
+        OnRevoke::ScaleToZero => "scaled to zero (onRevoke: ScaleToZero)",
+    };
+    let (reason, withdrawn) = if r.deleted {
+        ("ApprovalDeleted", "was deleted")
+    } else {
+        ("ApprovalRevoked", "is no longer Approved")
+    };
+    held(
+        DeploymentPhase::Revoked,
+        reason,
+        format!(
+            "the approval of the serving model {} {withdrawn}; {action}; {what}: {why}",
+            describe(&r.served)
+        ),
+    )
+}
+
+/// Available, for a Deployment the operator is not rolling out.
+fn standing(deployment: Option<&Deployment>) -> Condition {
+    match deployment
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.available_replicas)
+    {
+        Some(n) if n > 0 => Condition::new(
+            AVAILABLE,
+            TRUE,
+            "PreviousVersionServing",
+            format!("{n} pods of the previous version available"),
+        ),
+        _ => Condition::new(AVAILABLE, FALSE, "NothingServing", "no pods are available"),
+    }
+}
+
+/// "ready/desired" pods, for the printer column.
+fn ready(d: &Deployment) -> String {
+    let desired = d.spec.replicas.unwrap_or(1);
+    let ready = d
+        .status
+        .as_ref()
+        .and_then(|s| s.ready_replicas)
+        .unwrap_or(0);
+    format!("{ready}/{desired}")
+}
+
+/// The Event for entering `phase`: (severity, reason, note).
+fn announce(status: &ModelDeploymentStatus, phase: DeploymentPhase) -> (Severity, String, String) {
+    let severity = match phase {
+        DeploymentPhase::Revoked | DeploymentPhase::Failed => Severity::Warning,
+        _ => Severity::Normal,
+    };
+    let reason = match phase {
+        DeploymentPhase::Revoked => condition::find(&status.conditions, APPROVAL_SATISFIED)
+            .and_then(|c| c.reason.clone())
+            .unwrap_or_else(|| "ApprovalRevoked".to_string()),
+        p => p.to_string(),
+    };
+    let note = condition::find(
+        &status.conditions,
+        if phase == DeploymentPhase::Failed {
+            PROGRESSING
+        } else {
+            APPROVAL_SATISFIED
+        },
+    )
+    .and_then(|c| c.message.clone())
+    .unwrap_or_default();
+    (severity, reason, format!("phase {phase}: {note}"))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 
-use crate::api::{ModelApproval, ModelArtifact, ModelDeployment, ServedModel};
+use crate::api::{ModelArtifact, ModelDeployment, ServedModel};
 
 /// Marks every object the operator manages.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -136,16 +136,6 @@ pub fn served_model(template: &PodTemplateSpec) -> Option<ServedModel> {
         version: get(MODEL_VERSION_ANNOTATION)?,
         digest: get(MODEL_DIGEST_ANNOTATION)?,
     })
-}
-
-/// The model identity of an approval, as a ServedModel.
-pub fn identity(approval: &ModelApproval) -> ServedModel {
-    ServedModel {
-        approval: approval.metadata.name.clone().unwrap_or_default(),
-        name: approval.spec.model.name.clone(),
-        version: approval.spec.model.version.clone(),
-        digest: approval.spec.model.digest.clone(),
-    }
 }
 
 #[cfg(test)]

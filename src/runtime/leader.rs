@@ -50,11 +50,6 @@ impl Election {
         self.is_leader.wait_for(|leader| *leader).await.is_ok()
     }
 
-    /// Resolves when this replica no longer holds the lease.
-    pub async fn lost(&mut self) {
-        let _ = self.is_leader.wait_for(|leader| !*leader).await;
-    }
-
     /// Gives the lease up at once so a standby need not wait for it to
     /// expire.
     pub async fn release(self) {

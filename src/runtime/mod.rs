@@ -53,27 +53,37 @@ where
 /// finished their first list. (Waiting on `Store::wait_until_ready` from a
 /// second task would steal the controller's own wake-up, so readiness is
 /// read from the streams' `InitDone` events instead.)
+///
+/// It counts the streams it hands a marker to, so a new watch cannot be
+/// forgotten in a literal count.
 pub struct Synced {
     health: Arc<Health>,
+    /// Markers handed out.
+    streams: AtomicUsize,
+    /// Markers whose stream has not finished its first list yet.
     pending: AtomicUsize,
 }
 
 impl Synced {
-    /// A tracker for `streams` watch streams.
-    pub fn new(health: Arc<Health>, streams: usize) -> Arc<Synced> {
+    /// A tracker with no streams yet; each `marker` adds one.
+    pub fn new(health: Arc<Health>) -> Arc<Synced> {
         Arc::new(Synced {
             health,
-            pending: AtomicUsize::new(streams),
+            streams: AtomicUsize::new(0),
+            pending: AtomicUsize::new(0),
         })
     }
 
-    /// Whether every stream has finished its first list.
+    /// Whether every stream handed a marker has finished its first list.
     pub fn is_done(&self) -> bool {
-        self.pending.load(Ordering::Acquire) == 0
+        self.streams.load(Ordering::Acquire) > 0 && self.pending.load(Ordering::Acquire) == 0
     }
 
     /// An inspector for one stream's events; counts its first `InitDone`.
+    /// Hand out every marker before driving any stream.
     pub fn marker<K>(self: &Arc<Self>) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+        self.streams.fetch_add(1, Ordering::AcqRel);
+        self.pending.fetch_add(1, Ordering::AcqRel);
         let synced = self.clone();
         let mut seen = false;
         move |event| {
