@@ -21,6 +21,9 @@ echo "==> installing modelgate (CRDs, RBAC, policies); the bench runs the operat
 "$MODELGATE_KUBECTL" apply --server-side --force-conflicts -k deploy/ >/dev/null
 "$MODELGATE_KUBECTL" scale deployment/modelgate -n modelgate-system --replicas=0 >/dev/null
 echo "==> building ($profile)"
-cargo build --profile "$profile" --quiet --bin modelgate --bin modelgate-bench
-dir=target/$([ "$profile" = dev ] && echo debug || echo release)
+# The bench is a crate of its own (bench/); it starts the operator binary
+# that lies beside it, so both land in the workspace's one target directory.
+cargo build --profile "$profile" --quiet -p modelgate --bin modelgate
+cargo build --profile "$profile" --quiet -p modelgate-bench
+dir=${CARGO_TARGET_DIR:-target}/$([ "$profile" = dev ] && echo debug || echo release)
 exec "$dir/modelgate-bench" "$@"

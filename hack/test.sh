@@ -16,8 +16,8 @@ command -v cargo >/dev/null 2>&1 || { echo "test: cargo is not on PATH: install 
 step "2/6 cargo fmt --check"
 cargo fmt --all -- --check
 
-step "3/6 cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets --locked -- -D warnings
+step "3/6 cargo clippy --workspace --all-targets -- -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 started_cluster=""
 if [ -z "${KUBECONFIG:-}" ]; then
@@ -31,8 +31,8 @@ else
   eval "$(hack/cluster.sh env | grep -v '^export KUBECONFIG=')"
 fi
 
-step "5/6 cargo test (unit and integration)"
-cargo test --locked --no-fail-fast -- --test-threads=4
+step "5/6 cargo test --workspace (unit and integration)"
+cargo test --workspace --locked --no-fail-fast -- --test-threads=4
 
 step "6/6 benchmark smoke run (hack/bench.sh --smoke; timings reported, not asserted)"
 hack/bench.sh --smoke --out target/bench/smoke.json

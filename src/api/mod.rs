@@ -1,5 +1,5 @@
 //! The API types of `modelgate.io/v1alpha1`: one module per kind, the gates,
-//! and the condition shape they share.
+//! the condition shape they share, and a reviewer's gate write.
 
 // kube-derive takes several `printcolumn(type_ = …)` entries in one
 // attribute; clippy mistakes them for duplicates.
@@ -9,6 +9,7 @@ pub mod approval;
 pub mod condition;
 pub mod deployment;
 pub mod gates;
+pub mod review;
 
 pub use approval::{
     ApprovalPhase, HistoryEntry, ModelApproval, ModelApprovalSpec, ModelApprovalStatus,

@@ -8,6 +8,7 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use super::{CliError, Result, Session};
 use crate::api::condition::{FALSE, TRUE};
+use crate::api::review::gate_patch;
 use crate::api::{Gate, ModelApproval};
 
 #[derive(Args)]
@@ -72,20 +73,15 @@ async fn set(
     message: Option<&str>,
 ) -> Result<String> {
     let reviewer = whoami(session).await?;
-    let now =
-        Timestamp::from_second(Timestamp::now().as_second()).unwrap_or_else(|_| Timestamp::now());
-    let mut condition = serde_json::json!({
-        "type": gate.condition_type(), "status": status, "reason": reason,
-        "reviewer": reviewer, "lastTransitionTime": now.to_string(),
-    });
-    if let Some(m) = message {
-        condition["message"] = m.into();
-    }
-    let patch = serde_json::json!({
-        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
-        "metadata": {"name": name},
-        "status": {"conditions": [condition]},
-    });
+    let patch = gate_patch(
+        name,
+        gate,
+        status,
+        reason,
+        message,
+        &reviewer,
+        Timestamp::now(),
+    );
     let api: Api<ModelApproval> = Api::namespaced(session.client.clone(), &session.namespace);
     // force: the gate entry is this reviewer's to set; the admission policy,
     // not field ownership, decides who that may be.

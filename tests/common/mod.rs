@@ -450,15 +450,25 @@ pub async fn set_gate_as(
     status: &str,
     reviewer: &str,
 ) -> Result<(), kube::Error> {
+    use modelgate::api::Gate;
     let api: Api<modelgate::api::ModelApproval> = Api::namespaced(client.clone(), ns);
-    let patch = serde_json::json!({
-        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval", "metadata": {"name": name},
-        "status": {"conditions": [{
-            "type": gate, "status": status, "reason": if status == "True" { "Passed" } else { "Failed" },
-            "message": format!("{gate} reviewed by {reviewer}"), "reviewer": reviewer,
-            "lastTransitionTime": jiff::Timestamp::from_second(jiff::Timestamp::now().as_second()).unwrap_or(jiff::Timestamp::UNIX_EPOCH).to_string(),
-        }]},
-    });
+    let reason = if status == "True" { "Passed" } else { "Failed" };
+    let message = format!("{gate} reviewed by {reviewer}");
+    // Some tests write a condition type that is no gate, to see it refused
+    // or reported: the same write as a gate's, with that type instead.
+    let known = Gate::from_condition_type(gate);
+    let mut patch = modelgate::api::review::gate_patch(
+        name,
+        known.unwrap_or(Gate::Technical),
+        status,
+        reason,
+        Some(&message),
+        reviewer,
+        jiff::Timestamp::now(),
+    );
+    if known.is_none() {
+        patch["status"]["conditions"][0]["type"] = gate.into();
+    }
     let manager = format!("reviewer-{}", gate.to_ascii_lowercase());
     api.patch_status(
         name,

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use modelgate::api::review::gate_patch;
 use modelgate::api::{Gate, ModelApproval, ModelDeployment};
 use serde_json::json;
 
@@ -74,10 +75,15 @@ async fn set_gate(
     reviewer: &str,
 ) -> Result<(), BoxError> {
     let api: Api<ModelApproval> = Api::namespaced(client.clone(), ns);
-    let patch = json!({
-        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval", "metadata": {"name": name},
-        "status": {"conditions": [{"type": gate.condition_type(), "status": status, "reason": "Bench", "reviewer": reviewer}]},
-    });
+    let patch = gate_patch(
+        name,
+        gate,
+        status,
+        "Bench",
+        None,
+        reviewer,
+        jiff::Timestamp::now(),
+    );
     api.patch_status(
         name,
         &PatchParams::apply(&format!("bench-{}", gate.short_name())).force(),

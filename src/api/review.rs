@@ -1,0 +1,120 @@
+//! A reviewer's decision on one gate, as the server-side-apply body of a
+//! ModelApproval's status. Every writer of a gate (the plugin, the tests'
+//! harness, the bench) sends this same shape, so that what the admission
+//! policy and the controller see from each is alike.
+
+use jiff::Timestamp;
+use kube::Resource;
+use serde_json::{Value, json};
+
+use super::{Gate, ModelApproval};
+
+/// The status patch that sets `gate` of the approval named `approval` to
+/// `status` (`True` or `False`), by `reviewer`, at `at`.
+///
+/// It holds that one condition only: applied under a field manager of the
+/// gate's own, it leaves every other gate as it is. `message` is left out
+/// when `None`, so that a decision without one drops an earlier message of
+/// the same manager instead of keeping it.
+pub fn gate_patch(
+    approval: &str,
+    gate: Gate,
+    status: &str,
+    reason: &str,
+    message: Option<&str>,
+    reviewer: &str,
+    at: Timestamp,
+) -> Value {
+    // Kubernetes condition times (metav1.Time) are whole seconds; a
+    // reviewer's time keeps to that precision, as the operator's own do.
+    let at = Timestamp::from_second(at.as_second()).unwrap_or(at);
+    let mut condition = json!({
+        "type": gate.condition_type(),
+        "status": status,
+        "reason": reason,
+        "reviewer": reviewer,
+        "lastTransitionTime": at.to_string(),
+    });
+    if let Some(message) = message {
+        condition["message"] = message.into();
+    }
+    json!({
+        "apiVersion": ModelApproval::api_version(&()),
+        "kind": ModelApproval::kind(&()),
+        "metadata": {"name": approval},
+        "status": {"conditions": [condition]},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::Condition;
+
+    #[test]
+    fn one_condition_to_the_second() {
+        let at: Timestamp = "2026-03-01T12:34:56.789Z".parse().expect("a timestamp");
+        let patch = gate_patch(
+            "fraud-detector-2-4-0",
+            Gate::Security,
+            "True",
+            "PenTestPassed",
+            Some("no findings"),
+            "sam@example.com",
+            at,
+        );
+        assert_eq!(
+            patch,
+            json!({
+                "apiVersion": "modelgate.io/v1alpha1",
+                "kind": "ModelApproval",
+                "metadata": {"name": "fraud-detector-2-4-0"},
+                "status": {"conditions": [{
+                    "type": "SecurityReview",
+                    "status": "True",
+                    "reason": "PenTestPassed",
+                    "message": "no findings",
+                    "reviewer": "sam@example.com",
+                    "lastTransitionTime": "2026-03-01T12:34:56Z",
+                }]},
+            })
+        );
+    }
+
+    #[test]
+    fn no_message_no_field() {
+        let patch = gate_patch(
+            "a",
+            Gate::Legal,
+            "False",
+            "Failed",
+            None,
+            "lee@example.com",
+            Timestamp::UNIX_EPOCH,
+        );
+        let condition = &patch["status"]["conditions"][0];
+        assert!(condition.get("message").is_none(), "{condition}");
+        assert_eq!(condition["lastTransitionTime"], "1970-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn the_condition_reads_as_a_gate_condition() {
+        let patch = gate_patch(
+            "a",
+            Gate::Business,
+            "True",
+            "Passed",
+            None,
+            "bo@example.com",
+            Timestamp::now(),
+        );
+        let condition: Condition =
+            serde_json::from_value(patch["status"]["conditions"][0].clone()).expect("a condition");
+        assert_eq!(
+            Gate::from_condition_type(&condition.type_),
+            Some(Gate::Business)
+        );
+        assert_eq!(condition.reviewer.as_deref(), Some("bo@example.com"));
+        assert!(condition.last_transition_time.is_some());
+    }
+}
