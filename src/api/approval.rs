@@ -180,7 +180,7 @@ pub struct ModelApprovalStatus {
     /// The gate states the operator last acted on, so that each change of a
     /// gate is recorded exactly once.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 5))]
+    #[schemars(length(max = crate::api::gates::Gate::ALL.len()))]
     pub observed_gates: Vec<ObservedGate>,
     /// When all five gates first passed.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::channel::mpsc::UnboundedReceiver;
-use futures::{Future, StreamExt};
+use futures::Future;
 use jiff::Timestamp;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
@@ -72,15 +72,10 @@ pub fn run(
         written: inputs.written,
     });
     let controller = controller
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .with_config(crate::runtime::controller_config(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, state)
-        // error_policy has logged every failure already.
-        .for_each(|_| futures::future::ready(()));
-    async move {
-        controller.await;
-        observer.abort();
-    }
+        .run(reconcile, error_policy, state);
+    crate::runtime::drive(controller, observer)
 }
 
 /// Fetch → decide (pure) → write status → publish → mark in use → wait.

@@ -7,7 +7,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Future, Stream, StreamExt, TryStreamExt};
+use futures::{Future, Stream, TryStreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
@@ -109,15 +109,10 @@ pub fn run(
         .watches_shared_stream(inputs.approval_changes, move |approval| {
             index.lookup(&approval)
         })
-        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .with_config(crate::runtime::controller_config(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, state)
-        // error_policy has logged every failure already.
-        .for_each(|_| futures::future::ready(()));
-    async move {
-        controller.await;
-        observer.abort();
-    }
+        .run(reconcile, error_policy, state);
+    crate::runtime::drive(controller, observer)
 }
 
 /// The managed Deployments' cache and its change stream. Deletions count

@@ -22,6 +22,20 @@ use tokio::task::JoinHandle;
 use health::Health;
 use metrics::PhaseLabels;
 
+/// Drives a controller's result stream to its end, then stops the phase
+/// counter that went with it. Results are dropped: the error policy has
+/// logged and counted every failure already.
+pub async fn drive<S: futures::Stream>(controller: S, observer: JoinHandle<()>) {
+    use futures::StreamExt;
+    controller.for_each(|_| futures::future::ready(())).await;
+    observer.abort();
+}
+
+/// A controller's settings: `concurrency` reconciles at once.
+pub fn controller_config(concurrency: u16) -> kube::runtime::controller::Config {
+    kube::runtime::controller::Config::default().concurrency(concurrency)
+}
+
 /// How often the per-phase gauges are recounted from the watch caches.
 const GAUGE_REFRESH: Duration = Duration::from_secs(5);
 
