@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use modelgate::api::{ApprovalPhase, ModelApproval};
 
 const GATES: [&str; 5] = [
@@ -35,23 +35,10 @@ async fn phase_is(
     (a.status.as_ref()?.phase == Some(phase)).then_some(a)
 }
 
-fn condition<'a>(a: &'a ModelApproval, type_: &str) -> Option<&'a modelgate::api::Condition> {
-    a.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn five_gates_one_by_one_approve_with_history_and_events() {
     let (client, ns, api) = setup("approve").await;
-    api.create(
-        &PostParams::default(),
-        &approval_manifest("fd", "2.4.0", Some("2160h")),
-    )
-    .await
-    .expect("create");
+    create_approval(&api, "fd", "2.4.0", Some("2160h")).await;
     eventually(30, "phase Pending", || {
         phase_is(&api, "fd", ApprovalPhase::Pending)
     })
@@ -79,7 +66,7 @@ async fn five_gates_one_by_one_approve_with_history_and_events() {
     })
     .await;
     let status = a.status.clone().unwrap_or_default();
-    let approved = condition(&a, "Approved").cloned().unwrap_or_default();
+    let approved = condition_of(&a, "Approved").cloned().unwrap_or_default();
     assert_eq!(
         (approved.status.as_str(), approved.reason.as_deref()),
         ("True", Some("AllGatesPassed"))
@@ -107,7 +94,7 @@ async fn five_gates_one_by_one_approve_with_history_and_events() {
     );
     // Every reviewer's condition is intact after all the operator's writes.
     for (i, gate) in GATES.iter().enumerate() {
-        let c = condition(&a, gate).cloned().unwrap_or_default();
+        let c = condition_of(&a, gate).cloned().unwrap_or_default();
         assert_eq!(
             (c.status.as_str(), c.reviewer),
             ("True", Some(format!("reviewer-{i}@example.com")))
@@ -153,12 +140,7 @@ async fn five_gates_one_by_one_approve_with_history_and_events() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_gate_rejects_until_it_passes_again() {
     let (client, ns, api) = setup("reject").await;
-    api.create(
-        &PostParams::default(),
-        &approval_manifest("fd", "2.4.1", None),
-    )
-    .await
-    .expect("create");
+    create_approval(&api, "fd", "2.4.1", None).await;
     for gate in GATES {
         set_gate(&ns.name, "fd", gate, "True", &format!("{gate}@example.com"))
             .await
@@ -182,7 +164,7 @@ async fn a_failed_gate_rejects_until_it_passes_again() {
         phase_is(&api, "fd", ApprovalPhase::Rejected)
     })
     .await;
-    let c = condition(&a, "Approved").cloned().unwrap_or_default();
+    let c = condition_of(&a, "Approved").cloned().unwrap_or_default();
     assert_eq!(
         (c.status.as_str(), c.reason.as_deref()),
         ("False", Some("SecurityReviewFailed"))
@@ -221,12 +203,7 @@ async fn a_failed_gate_rejects_until_it_passes_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_approval_expires_on_time_with_no_other_write() {
     let (client, ns, api) = setup("expire").await;
-    api.create(
-        &PostParams::default(),
-        &approval_manifest("fd", "2.4.2", Some("5s")),
-    )
-    .await
-    .expect("create");
+    create_approval(&api, "fd", "2.4.2", Some("5s")).await;
     for gate in GATES {
         set_gate(&ns.name, "fd", gate, "True", &format!("{gate}@example.com"))
             .await
@@ -249,7 +226,7 @@ async fn an_approval_expires_on_time_with_no_other_write() {
         .await
         .expect("Expired after validFor");
     assert_eq!(writes, 1, "writes between Approved and Expired");
-    let c = condition(&a, "Approved").cloned().unwrap_or_default();
+    let c = condition_of(&a, "Approved").cloned().unwrap_or_default();
     assert_eq!(
         (c.status.as_str(), c.reason.as_deref()),
         ("False", Some("Expired"))
@@ -277,12 +254,7 @@ async fn an_approval_expires_on_time_with_no_other_write() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_settled_approval_makes_no_writes() {
     let (_, ns, api) = setup("quiet").await;
-    api.create(
-        &PostParams::default(),
-        &approval_manifest("fd", "2.4.3", None),
-    )
-    .await
-    .expect("create");
+    create_approval(&api, "fd", "2.4.3", None).await;
     for gate in &GATES[..3] {
         set_gate(&ns.name, "fd", gate, "True", &format!("{gate}@example.com"))
             .await
@@ -311,12 +283,7 @@ async fn a_settled_approval_makes_no_writes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_reviewers_and_operator_lose_nothing() {
     let (_, ns, api) = setup("concurrent").await;
-    api.create(
-        &PostParams::default(),
-        &approval_manifest("fd", "2.4.4", None),
-    )
-    .await
-    .expect("create");
+    create_approval(&api, "fd", "2.4.4", None).await;
     // Two reviewers flip their gates back and forth as fast as they can while
     // the operator writes status after every flip.
     let flips = 26;
@@ -345,7 +312,7 @@ async fn concurrent_reviewers_and_operator_lose_nothing() {
         ("TechnicalReview", "tom@example.com"),
         ("FairnessReview", "fay@example.com"),
     ] {
-        let c = condition(&a, gate).cloned().unwrap_or_default();
+        let c = condition_of(&a, gate).cloned().unwrap_or_default();
         assert_eq!(
             (c.status.as_str(), c.reviewer.as_deref()),
             ("True", Some(who)),
@@ -356,7 +323,7 @@ async fn concurrent_reviewers_and_operator_lose_nothing() {
         a.status.as_ref().and_then(|s| s.phase),
         Some(ApprovalPhase::Pending)
     );
-    assert!(condition(&a, "Approved").is_some());
+    assert!(condition_of(&a, "Approved").is_some());
     // Every recorded transition is a real change: per subject, no two
     // consecutive entries say the same thing (a stale read would repeat one).
     let history = a
@@ -393,12 +360,7 @@ async fn concurrent_reviewers_and_operator_lose_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_reviewer_condition_is_reported_not_fatal() {
     let (_, ns, api) = setup("malformed").await;
-    api.create(
-        &PostParams::default(),
-        &approval_manifest("fd", "2.4.5", None),
-    )
-    .await
-    .expect("create");
+    create_approval(&api, "fd", "2.4.5", None).await;
     // A reviewer (of legal, here) writes a condition type that is no gate:
     // the admission policy refuses it, saying what is allowed.
     let eve = person("eve@example.com", &["modelgate:legal-reviewers"]).await;
@@ -438,11 +400,11 @@ async fn a_malformed_reviewer_condition_is_reported_not_fatal() {
     );
     let a = eventually(30, "ReviewsValid False", || async {
         let a = api.get("fd").await.ok()?;
-        let c = condition(&a, "ReviewsValid")?;
+        let c = condition_of(&a, "ReviewsValid")?;
         (c.status == "False").then_some(a)
     })
     .await;
-    let message = condition(&a, "ReviewsValid")
+    let message = condition_of(&a, "ReviewsValid")
         .and_then(|c| c.message.clone())
         .unwrap_or_default();
     assert!(
@@ -487,12 +449,7 @@ async fn metrics_and_health_endpoints_follow_the_work() {
     assert_eq!((code, body.trim()), (200, "ok"));
 
     let before = http_get(addr, "/metrics").1;
-    api.create(
-        &PostParams::default(),
-        &approval_manifest("fd", "3.1.0", None),
-    )
-    .await
-    .expect("create");
+    create_approval(&api, "fd", "3.1.0", None).await;
     set_gate(&ns.name, "fd", "TechnicalReview", "True", "tom@example.com")
         .await
         .expect("gate");

@@ -25,12 +25,7 @@ async fn setup(prefix: &str) -> (TestNamespace, Api<ModelApproval>) {
     let client = install_modelgate().await;
     let ns = TestNamespace::new(&client, prefix).await;
     let api = Api::namespaced(client, &ns.name);
-    api.create(
-        &PostParams::default(),
-        &approval_manifest("fd", "1.0.0", None),
-    )
-    .await
-    .expect("create approval");
+    create_approval(&api, "fd", "1.0.0", None).await;
     (ns, api)
 }
 

@@ -205,13 +205,7 @@ async fn a_developer_cannot_run_an_unapproved_model_in_a_governed_namespace() {
     // The legitimate path: v1 passes all five gates and serves; v2 waits.
     let (approvals, mds) = create_model(&client, n, "fd", "fd-v1", "1.0.0", None).await;
     approve_all(n, "fd-v1").await;
-    approvals
-        .create(
-            &PostParams::default(),
-            &approval_manifest("fd-v2", "2.0.0", None),
-        )
-        .await
-        .expect("approval v2");
+    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
     phase(&mds, "fd", DeploymentPhase::Available).await;
     let approved = digest_of("1.0.0");
     let pods = pods_serve(&client, n, "fd", &approved).await;
@@ -775,20 +769,8 @@ async fn a_deleted_approval_in_use_revokes_and_stays_until_unused() {
     let n = ns.name.as_str();
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
-    approvals
-        .create(
-            &PostParams::default(),
-            &approval_manifest("fd-v1", "1.0.0", None),
-        )
-        .await
-        .expect("approval");
-    approvals
-        .create(
-            &PostParams::default(),
-            &approval_manifest("unused", "9.0.0", None),
-        )
-        .await
-        .expect("unused approval");
+    create_approval(&approvals, "fd-v1", "1.0.0", None).await;
+    create_approval(&approvals, "unused", "9.0.0", None).await;
     approve_all(n, "fd-v1").await;
     mds.create(
         &PostParams::default(),

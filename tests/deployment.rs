@@ -35,13 +35,7 @@ async fn setup(prefix: &str) -> Fixture {
 
 impl Fixture {
     async fn approval(&self, name: &str, version: &str) {
-        self.approvals
-            .create(
-                &PostParams::default(),
-                &approval_manifest(name, version, None),
-            )
-            .await
-            .expect("create approval");
+        create_approval(&self.approvals, name, version, None).await;
     }
 
     async fn md(&self, name: &str, approval: &str, replicas: Option<i32>, on_revoke: &str) {

@@ -109,14 +109,7 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
     // Each gate carries its own reviewer: approving one left the others.
     let a = approvals.get("fd-7").await.expect("get");
     for gate in [Gate::Technical, Gate::Fairness, Gate::Security, Gate::Legal] {
-        let c = a
-            .status
-            .as_ref()
-            .and_then(|s| {
-                s.conditions
-                    .iter()
-                    .find(|c| c.type_ == gate.condition_type())
-            })
+        let c = condition_of(&a, gate.condition_type())
             .cloned()
             .unwrap_or_default();
         assert_eq!(

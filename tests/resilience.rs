@@ -170,12 +170,9 @@ async fn killed_at_random_during_rollouts_nothing_unapproved_runs_and_nothing_is
     // No reviewer's decision was lost, and each is recorded exactly once.
     for i in 0..ROLLOUTS {
         let a = approvals.get(&format!("m{i}")).await.expect("approval");
-        let status = a.status.unwrap_or_default();
+        let status = a.status.clone().unwrap_or_default();
         for gate in Gate::ALL {
-            let c = status
-                .conditions
-                .iter()
-                .find(|c| c.type_ == gate.condition_type())
+            let c = condition_of(&a, gate.condition_type())
                 .cloned()
                 .unwrap_or_default();
             assert_eq!(

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::channel::mpsc::UnboundedReceiver;
 use futures::Future;
+use futures::channel::mpsc::UnboundedReceiver;
 use jiff::Timestamp;
 use kube::api::Api;
 use kube::core::DeserializeGuard;

@@ -14,6 +14,9 @@ use crate::api::ModelApproval;
 use crate::api::approval::PHASE_SUBJECT;
 
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  kubectl modelgate history fraud-detector-2-4-0 -n risk\n  kubectl modelgate history fraud-detector-2-4-0 -n risk -o json"
+)]
 pub struct HistoryArgs {
     /// The ModelApproval.
     pub name: String,

@@ -104,27 +104,14 @@ pub enum Format {
 #[derive(Subcommand)]
 pub enum Command {
     /// Show approvals: phase, each gate (✓ passed, ✗ failed, · pending) with its reviewer, expiry, and the deployments that use them.
-    #[command(
-        after_help = "Examples:\n  kubectl modelgate status -n risk\n  kubectl modelgate status fraud-detector-2-4-0 -n risk\n  kubectl modelgate status -A -o json"
-    )]
     Status(status::StatusArgs),
     /// Pass your gate on an approval. Your name is taken from the cluster, never typed.
-    #[command(
-        after_help = "Examples:\n  kubectl modelgate approve fraud-detector-2-4-0 --gate security -n risk\n  kubectl modelgate approve fraud-detector-2-4-0 --gate FairnessReview --reason DisparityWithinBounds \\\n      --message \"max disparity 1.04 across the protected groups\" -n risk"
-    )]
     Approve(review::ApproveArgs),
     /// Fail your gate on an approval, saying why. Deployments serving it are revoked.
-    #[command(
-        after_help = "Example:\n  kubectl modelgate reject fraud-detector-2-4-0 --gate legal --reason LicenceUnclear \\\n      --message \"training data licence for source B not confirmed\" -n risk"
-    )]
     Reject(review::RejectArgs),
     /// The audit trail of an approval: its recorded history merged with the Events still held, oldest first.
-    #[command(
-        after_help = "Examples:\n  kubectl modelgate history fraud-detector-2-4-0 -n risk\n  kubectl modelgate history fraud-detector-2-4-0 -n risk -o json"
-    )]
     History(history::HistoryArgs),
     /// Why a ModelDeployment is held or revoked: its approval, the gates pending or failed, who can pass them, what serves now.
-    #[command(after_help = "Example:\n  kubectl modelgate why fraud-detector -n risk")]
     Why(why::WhyArgs),
     /// Print a shell completion script.
     #[command(

@@ -12,6 +12,9 @@ use crate::api::review::gate_patch;
 use crate::api::{Gate, ModelApproval};
 
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  kubectl modelgate approve fraud-detector-2-4-0 --gate security -n risk\n  kubectl modelgate approve fraud-detector-2-4-0 --gate FairnessReview --reason DisparityWithinBounds \\\n      --message \"max disparity 1.04 across the protected groups\" -n risk"
+)]
 pub struct ApproveArgs {
     /// The ModelApproval.
     pub name: String,
@@ -27,6 +30,9 @@ pub struct ApproveArgs {
 }
 
 #[derive(Args)]
+#[command(
+    after_help = "Example:\n  kubectl modelgate reject fraud-detector-2-4-0 --gate legal --reason LicenceUnclear \\\n      --message \"training data licence for source B not confirmed\" -n risk"
+)]
 pub struct RejectArgs {
     /// The ModelApproval.
     pub name: String,

@@ -12,6 +12,9 @@ use crate::api::condition::{self, UNKNOWN};
 use crate::api::{Gate, ModelApproval, ModelDeployment};
 
 #[derive(Args)]
+#[command(
+    after_help = "Examples:\n  kubectl modelgate status -n risk\n  kubectl modelgate status fraud-detector-2-4-0 -n risk\n  kubectl modelgate status -A -o json"
+)]
 pub struct StatusArgs {
     /// One approval to show in detail; all in the namespace when left out.
     pub name: Option<String>,

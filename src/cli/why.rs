@@ -13,6 +13,7 @@ use crate::api::deployment::APPROVAL_SATISFIED;
 use crate::api::{Gate, ModelApproval, ModelDeployment};
 
 #[derive(Args)]
+#[command(after_help = "Example:\n  kubectl modelgate why fraud-detector -n risk")]
 pub struct WhyArgs {
     /// The ModelDeployment.
     pub name: String,

@@ -31,6 +31,21 @@ pub fn approval_manifest(
     .expect("approval manifest")
 }
 
+/// Creates the ModelApproval `name` for `fraud-detector` at `version`.
+pub async fn create_approval(
+    api: &Api<modelgate::api::ModelApproval>,
+    name: &str,
+    version: &str,
+    valid_for: Option<&str>,
+) -> modelgate::api::ModelApproval {
+    api.create(
+        &kube::api::PostParams::default(),
+        &approval_manifest(name, version, valid_for),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create approval {name}: {e}"))
+}
+
 /// Sets all five gates True, each by a reviewer of its own.
 pub async fn approve_all(ns: &str, name: &str) {
     for gate in [
@@ -97,6 +112,18 @@ pub async fn create_model(
         .await
         .expect("md");
     (approvals, mds)
+}
+
+/// The condition of `type_` on an approval's status, if set.
+pub fn condition_of<'a>(
+    a: &'a modelgate::api::ModelApproval,
+    type_: &str,
+) -> Option<&'a modelgate::api::Condition> {
+    a.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
 }
 
 /// Sets one gate as a reviewer would: as that reviewer, a member of the
