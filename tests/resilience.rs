@@ -30,6 +30,34 @@ impl Lcg {
     }
 }
 
+/// The rollback deployment's script, step `i` of the reviewers' loop:
+/// move to v2 and approve it early on, revoke it half-way.
+async fn rollback_step(ns: &str, i: usize) {
+    if i == 3 {
+        let mds: kube::Api<ModelDeployment> = kube::Api::namespaced(admin().await, ns);
+        let patch = serde_json::json!({"spec": {"approvalRef": {"name": "rb-v2"}}});
+        mds.patch(
+            "rb",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+        .expect("point rb at v2");
+        approve_all(ns, "rb-v2").await;
+    }
+    if i == ROLLOUTS / 2 {
+        set_gate(
+            ns,
+            "rb-v2",
+            "SecurityReview",
+            "False",
+            "securityreview@example.com",
+        )
+        .await
+        .expect("revoke rb-v2");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_at_random_during_rollouts_nothing_unapproved_runs_and_nothing_is_lost() {
     let client = install_modelgate().await;
@@ -82,6 +110,16 @@ async fn killed_at_random_during_rollouts_nothing_unapproved_runs_and_nothing_is
         let name = format!("m{i}");
         create_model(&client, &ns.name, &name, &name, &format!("1.{i}.0"), None).await;
     }
+    // One more, onRevoke Rollback: v1, then v2, then v2 revoked, all while
+    // the operator is being killed.
+    create_approval(&approvals, "rb-v1", "9.1.0", None).await;
+    create_approval(&approvals, "rb-v2", "9.2.0", None).await;
+    mds.create(
+        &kube::api::PostParams::default(),
+        &deployment_manifest("rb", "rb-v1", Some(2), "Rollback"),
+    )
+    .await
+    .expect("rollback md");
 
     let dir = std::env::temp_dir().join(format!("modelgate-resilience-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
@@ -104,7 +142,9 @@ async fn killed_at_random_during_rollouts_nothing_unapproved_runs_and_nothing_is
     let reviewers = tokio::spawn({
         let ns = ns.name.clone();
         async move {
+            approve_all(&ns, "rb-v1").await;
             for i in 0..ROLLOUTS {
+                rollback_step(&ns, i).await;
                 for gate in Gate::ALL {
                     let reviewer = format!("{}-{i}@example.com", gate.short_name());
                     set_gate(
@@ -167,6 +207,10 @@ async fn killed_at_random_during_rollouts_nothing_unapproved_runs_and_nothing_is
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+    // The rollback held through the kills: rb serves v1 again.
+    let rb = phase(&mds, "rb", modelgate::api::DeploymentPhase::Revoked).await;
+    assert_eq!(satisfied_reason(&rb).as_deref(), Some("RolledBack"));
+    pods_serve(&client, &ns.name, "rb", &digest_of("9.1.0")).await;
     // No reviewer's decision was lost, and each is recorded exactly once.
     for i in 0..ROLLOUTS {
         let a = approvals.get(&format!("m{i}")).await.expect("approval");
@@ -227,6 +271,19 @@ async fn killed_at_random_during_rollouts_nothing_unapproved_runs_and_nothing_is
             approved_at.as_second() <= created.as_second(),
             "pod {pod} created at {created} before {approval} was Approved at {approved_at}"
         );
+        // And none was created after its approval was revoked.
+        let revoked_at = a.status.as_ref().and_then(|s| {
+            s.history
+                .iter()
+                .find(|h| h.subject == "Phase" && h.to == "Rejected")
+                .map(|h| h.time.0)
+        });
+        if let Some(revoked_at) = revoked_at {
+            assert!(
+                created.as_second() <= revoked_at.as_second(),
+                "pod {pod} serving {approval} created at {created}, after its revocation at {revoked_at}"
+            );
+        }
     }
     println!(
         "{} pods checked against their approvals; {} held deployments had none",

@@ -2,6 +2,7 @@
 //! whose rollout the operator holds until the linked ModelApproval passes.
 
 use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -72,9 +73,14 @@ pub struct ModelDeploymentSpec {
     pub template: PodTemplateSpec,
     /// What happens to running pods when the approval stops being Approved:
     /// Hold keeps them and blocks rollouts; ScaleToZero takes the model out of
-    /// service.
+    /// service; Rollback serves the newest earlier version whose approval
+    /// still stands.
     #[serde(default)]
     pub on_revoke: OnRevoke,
+    /// With onRevoke Rollback, what to do when no earlier version qualifies:
+    /// Hold (the default) or ScaleToZero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_fallback: Option<RollbackFallback>,
 }
 
 /// A reference to a ModelApproval.
@@ -99,6 +105,20 @@ pub enum OnRevoke {
     #[default]
     Hold,
     /// Scale the Deployment to zero: the model leaves service.
+    ScaleToZero,
+    /// Serve the newest earlier version (from status.servedHistory) whose
+    /// approval still exists with the same uid and is Approved; spec is left
+    /// as it is. When none qualifies, rollbackFallback applies.
+    Rollback,
+}
+
+/// What Rollback does when no earlier version qualifies.
+#[derive(JsonSchema, Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum RollbackFallback {
+    /// Keep the current pods serving and block every rollout.
+    #[default]
+    Hold,
+    /// Scale the Deployment to zero.
     ScaleToZero,
 }
 
@@ -158,7 +178,7 @@ pub struct ModelDeploymentStatus {
     pub conditions: Vec<Condition>,
     /// The gates of the linked approval that have not passed yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 5))]
+    #[schemars(length(max = crate::api::gates::Gate::ALL.len()))]
     pub pending_gates: Vec<String>,
     /// The model the Deployment's pods serve now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,6 +192,29 @@ pub struct ModelDeploymentStatus {
     /// The generation of the spec the operator last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// What the Deployment served, newest first (at most 10): where
+    /// onRevoke Rollback looks for an earlier version.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub served_history: Vec<ServedEntry>,
+}
+
+/// One version the Deployment served.
+#[derive(KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServedEntry {
+    /// The ModelApproval that approved it.
+    pub approval: String,
+    /// That approval's uid: a re-created approval of the same name is
+    /// another approval and never qualifies for a rollback.
+    #[serde(default)]
+    pub uid: String,
+    /// The model's version.
+    pub version: String,
+    /// The exact artifact.
+    pub digest: String,
+    /// When it started serving.
+    pub since: Time,
 }
 
 /// The identity of the model a Deployment serves.

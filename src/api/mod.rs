@@ -18,7 +18,7 @@ pub use approval::{
 pub use condition::Condition;
 pub use deployment::{
     DeploymentPhase, ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus, OnRevoke,
-    ServedModel,
+    RollbackFallback, ServedEntry, ServedModel,
 };
 pub use gates::Gate;
 

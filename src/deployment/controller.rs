@@ -262,7 +262,7 @@ async fn release(
     let md = target.md;
     let desired = desired::deployment(
         md,
-        &md.spec.approval_ref.name,
+        &approval.name_any(),
         &approval.spec.model,
         target.owner.clone(),
     );
@@ -351,6 +351,22 @@ async fn act(
                 Err(refused) => (None, Some(refused)),
             }
         }
+        (Plan::Rollback(earlier), _) => {
+            let approval = input
+                .served_before
+                .iter()
+                .find(|a| a.metadata.name.as_deref() == Some(earlier.as_str()));
+            match approval {
+                Some(a) => match release(state, target, a, live).await? {
+                    Ok(written) => {
+                        info!(approval = %earlier, "rolled back to the newest earlier approved version");
+                        (written, None)
+                    }
+                    Err(refused) => (None, Some(refused)),
+                },
+                None => (None, None),
+            }
+        }
         (Plan::ScaleToZero, _) => match live {
             Some(d) => (scale_to_zero(state, target, d).await?, None),
             None => (None, None),
@@ -430,16 +446,38 @@ async fn reconcile(
     let served_approval = decide::served(live.as_ref())
         .filter(|s| s.approval != reference.name)
         .and_then(|s| find_approval(&s.approval));
+    // The approvals of what served before, for a Rollback (and their uids
+    // for the history).
+    let served_before: Vec<ModelApproval> = md
+        .status
+        .iter()
+        .flat_map(|s| &s.served_history)
+        .filter_map(|e| find_approval(&e.approval))
+        .collect();
     let input = Input {
         md,
         linked,
         served_approval: served_approval.as_ref(),
         deployment: live.as_ref(),
+        served_before: &served_before,
         now: now_seconds(),
     };
 
     let (current, failure) = act(&state, &target, &input, found.is_some()).await?;
-    let decision = decide::status(&input, current.as_ref().or(live.as_ref()), failure.as_ref());
+    // The status describes the Deployment as the action left it, and what
+    // that serves (a rollback changes it).
+    let after = current.as_ref().or(live.as_ref());
+    let served_after = decide::served(after)
+        .filter(|s| s.approval != reference.name)
+        .and_then(|s| find_approval(&s.approval));
+    let decision = decide::status(
+        &Input {
+            served_approval: served_after.as_ref(),
+            ..input
+        },
+        after,
+        failure.as_ref(),
+    );
     report(&state, &target, &decision).await?;
     ctx.succeeded(guarded.as_ref());
     // Progress arrives through the Deployment watch; the re-check catches

@@ -9,7 +9,7 @@ use super::desired::served_model;
 use crate::api::condition::{self, Condition, FALSE, TRUE};
 use crate::api::{
     ApprovalPhase, DeploymentPhase, Gate, ModelApproval, ModelDeployment, ModelDeploymentStatus,
-    OnRevoke, ServedModel,
+    OnRevoke, RollbackFallback, ServedEntry, ServedModel,
 };
 use crate::vocabulary::Severity;
 
@@ -34,6 +34,8 @@ pub struct Input<'a> {
     pub served_approval: Option<&'a ModelApproval>,
     /// The managed Deployment as it is now.
     pub deployment: Option<&'a Deployment>,
+    /// The approvals named in status.servedHistory, as found (for Rollback).
+    pub served_before: &'a [ModelApproval],
     pub now: Timestamp,
 }
 
@@ -44,8 +46,11 @@ pub enum Plan {
     Release,
     /// Leave the Deployment as it is (or absent).
     Hold,
-    /// The serving approval was revoked and onRevoke is ScaleToZero.
+    /// The serving approval was revoked and onRevoke is ScaleToZero (or
+    /// Rollback found nothing and falls back to it).
     ScaleToZero,
+    /// The serving approval was revoked: serve this earlier approval.
+    Rollback(String),
 }
 
 /// Approved and not being deleted: deleting an approval revokes it.
@@ -89,13 +94,110 @@ pub fn plan(input: &Input<'_>) -> Plan {
     match input.linked {
         Linked::OtherNamespace(_) => Plan::Hold,
         Linked::Found(a) if is_approved(a) => Plan::Release,
-        _ if serving_revoked(input).is_some()
-            && input.md.spec.on_revoke == OnRevoke::ScaleToZero =>
-        {
-            Plan::ScaleToZero
-        }
-        _ => Plan::Hold,
+        _ => match serving_revoked(input) {
+            None => Plan::Hold,
+            Some(r) => match input.md.spec.on_revoke {
+                OnRevoke::Hold => Plan::Hold,
+                OnRevoke::ScaleToZero => Plan::ScaleToZero,
+                OnRevoke::Rollback => match rollback_target(input, &r.served.approval) {
+                    Some(a) => Plan::Rollback(a.metadata.name.clone().unwrap_or_default()),
+                    None => match input.md.spec.rollback_fallback.unwrap_or_default() {
+                        RollbackFallback::Hold => Plan::Hold,
+                        RollbackFallback::ScaleToZero => Plan::ScaleToZero,
+                    },
+                },
+            },
+        },
     }
+}
+
+/// The approval a Rollback serves: of status.servedHistory (newest first),
+/// the first entry other than the revoked approval whose approval still
+/// exists with the same uid and is Approved and unexpired.
+pub fn rollback_target<'a>(input: &Input<'a>, revoked: &str) -> Option<&'a ModelApproval> {
+    let history = input
+        .md
+        .status
+        .as_ref()
+        .map(|s| s.served_history.as_slice())
+        .unwrap_or_default();
+    history
+        .iter()
+        .filter(|e| e.approval != revoked)
+        .find_map(|e| {
+            input.served_before.iter().find(|a| {
+                a.metadata.name.as_deref() == Some(e.approval.as_str())
+                    && a.metadata.uid.as_deref() == Some(e.uid.as_str())
+                    && is_approved(a)
+                    && a.status
+                        .as_ref()
+                        .and_then(|s| s.expires_at.as_ref())
+                        .is_none_or(|t| t.0 > input.now)
+            })
+        })
+}
+
+/// Whether the Deployment serves an earlier version because the linked
+/// approval, which served before, was revoked (onRevoke Rollback).
+fn rolled_back(input: &Input<'_>, deployment: Option<&Deployment>) -> Option<ServedModel> {
+    let Linked::Found(linked) = input.linked else {
+        return None;
+    };
+    let served = served(deployment)?;
+    let history = &input.md.status.as_ref()?.served_history;
+    let served_before = history.iter().any(|e| {
+        Some(e.approval.as_str()) == linked.metadata.name.as_deref()
+            && Some(e.uid.as_str()) == linked.metadata.uid.as_deref()
+    });
+    (input.md.spec.on_revoke == OnRevoke::Rollback
+        && served_before
+        && Some(served.approval.as_str()) != linked.metadata.name.as_deref())
+    .then_some(served)
+}
+
+/// The most servedHistory keeps.
+pub const SERVED_HISTORY_LIMIT: usize = 10;
+
+/// servedHistory with what serves now at its head when it changed.
+fn served_history(
+    input: &Input<'_>,
+    previous: &[ServedEntry],
+    served: Option<&ServedModel>,
+    now: &Time,
+) -> Vec<ServedEntry> {
+    let Some(s) = served else {
+        return previous.to_vec();
+    };
+    if previous
+        .first()
+        .is_some_and(|e| e.approval == s.approval && e.digest == s.digest)
+    {
+        return previous.to_vec();
+    }
+    let linked = match input.linked {
+        Linked::Found(a) => Some(a),
+        _ => None,
+    };
+    let uid = linked
+        .into_iter()
+        .chain(input.served_approval)
+        .chain(input.served_before)
+        .find(|a| {
+            a.metadata.name.as_deref() == Some(s.approval.as_str())
+                && a.spec.model.digest == s.digest
+        })
+        .and_then(|a| a.metadata.uid.clone())
+        .unwrap_or_default();
+    let mut history = vec![ServedEntry {
+        approval: s.approval.clone(),
+        uid,
+        version: s.version.clone(),
+        digest: s.digest.clone(),
+        since: now.clone(),
+    }];
+    history.extend(previous.iter().cloned());
+    history.truncate(SERVED_HISTORY_LIMIT);
+    history
 }
 
 /// The outcome of the status decision.
@@ -283,7 +385,20 @@ pub fn status(
                 deployment,
                 ..*input
             });
-            let (p, s, g) = holding(md, &waiting, revoked.as_ref(), deployment);
+            let (p, s, g) = match rolled_back(input, deployment) {
+                Some(now_serving) if revoked.is_none() => held(
+                    DeploymentPhase::Revoked,
+                    "RolledBack",
+                    format!(
+                        "{}: {}; serving the newest earlier approved version {} instead (onRevoke: Rollback); spec is unchanged and the rollout resumes when approval {} is Approved again",
+                        waiting.what,
+                        waiting.why,
+                        describe(&now_serving),
+                        md.spec.approval_ref.name
+                    ),
+                ),
+                _ => holding(md, &waiting, revoked.as_ref(), deployment),
+            };
             (p, s, g, None)
         }
     };
@@ -302,6 +417,12 @@ pub fn status(
         deployment_name: deployment.and_then(|d| d.metadata.name.clone()),
         ready: deployment.map(ready),
         observed_generation: generation,
+        served_history: served_history(
+            input,
+            &previous.served_history,
+            served(deployment).as_ref(),
+            &now,
+        ),
     };
     let transition = (previous.phase != Some(phase)).then(|| announce(&status, phase));
     let changed = status != previous;
@@ -358,6 +479,10 @@ fn not_approved(linked: Linked<'_>, ref_name: &str) -> Waiting {
             ("ApprovalRejected", "the approval was rejected".to_string())
         }
         Some(ApprovalPhase::Expired) => ("ApprovalExpired", "the approval has expired".to_string()),
+        _ if pending.is_empty() => (
+            "AwaitingReview",
+            "every gate has passed; waiting for the approval's phase to be recorded".to_string(),
+        ),
         _ => (
             "AwaitingReview",
             format!("waiting on {}", pending.join(", ")),
@@ -392,9 +517,18 @@ fn holding(
             format!("holding the rollout of {what}: {why}{serving}"),
         );
     };
-    let action = match md.spec.on_revoke {
-        OnRevoke::Hold => "pods are kept and rollouts blocked (onRevoke: Hold)",
-        OnRevoke::ScaleToZero => "scaled to zero (onRevoke: ScaleToZero)",
+    let action = match (
+        md.spec.on_revoke,
+        md.spec.rollback_fallback.unwrap_or_default(),
+    ) {
+        (OnRevoke::Hold, _) => "pods are kept and rollouts blocked (onRevoke: Hold)",
+        (OnRevoke::ScaleToZero, _) => "scaled to zero (onRevoke: ScaleToZero)",
+        (OnRevoke::Rollback, RollbackFallback::Hold) => {
+            "no earlier approved version qualifies, so pods are kept and rollouts blocked (onRevoke: Rollback, rollbackFallback: Hold)"
+        }
+        (OnRevoke::Rollback, RollbackFallback::ScaleToZero) => {
+            "no earlier approved version qualifies, so scaled to zero (onRevoke: Rollback, rollbackFallback: ScaleToZero)"
+        }
     };
     let (reason, withdrawn) = if r.deleted {
         ("ApprovalDeleted", "was deleted")

@@ -4,19 +4,25 @@
 //! concern; every test file reaches all of it through `use common::*`.
 #![allow(dead_code)]
 
+pub mod argocd;
 pub mod cluster;
 pub mod fixtures;
 pub mod operator;
+pub mod pods;
 pub mod users;
 pub mod wait;
 
 // Each test binary uses part of the harness; the rest is not dead.
+#[allow(unused_imports)]
+pub use argocd::*;
 #[allow(unused_imports)]
 pub use cluster::*;
 #[allow(unused_imports)]
 pub use fixtures::*;
 #[allow(unused_imports)]
 pub use operator::*;
+#[allow(unused_imports)]
+pub use pods::*;
 #[allow(unused_imports)]
 pub use users::*;
 #[allow(unused_imports)]

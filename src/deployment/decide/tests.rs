@@ -65,6 +65,7 @@ fn input<'a>(
         linked,
         served_approval: served,
         deployment: d,
+        served_before: &[],
         now: "2026-11-25T10:00:00Z"
             .parse()
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
@@ -314,5 +315,117 @@ proptest! {
         if p == Plan::ScaleToZero {
             prop_assert_eq!(phase, Some(DeploymentPhase::Revoked));
         }
+    }
+}
+
+/// v2 served after v1; both approvals as given, with uids.
+fn rollback_case(
+    v1: &ModelApproval,
+    v2: &ModelApproval,
+    fallback: Option<&str>,
+) -> ModelDeployment {
+    let mut m = md("v2", "Rollback", None);
+    m.spec.rollback_fallback = fallback.map(|f| match f {
+        "ScaleToZero" => RollbackFallback::ScaleToZero,
+        _ => RollbackFallback::Hold,
+    });
+    let entry = |a: &ModelApproval| ServedEntry {
+        approval: a.metadata.name.clone().unwrap_or_default(),
+        uid: "uid-".to_string() + a.metadata.name.as_deref().unwrap_or_default(),
+        version: a.spec.model.version.clone(),
+        digest: a.spec.model.digest.clone(),
+        since: Time(jiff::Timestamp::UNIX_EPOCH),
+    };
+    m.status = Some(ModelDeploymentStatus {
+        served_history: vec![entry(v2), entry(v1)],
+        ..ModelDeploymentStatus::default()
+    });
+    m
+}
+
+fn with_uid(mut a: ModelApproval, uid: &str) -> ModelApproval {
+    a.metadata.uid = Some(uid.into());
+    a
+}
+
+#[test]
+fn rollback_serves_the_newest_earlier_approval_that_still_stands() {
+    let v1 = with_uid(approval("v1", "1.0", Some("Approved"), 5), "uid-v1");
+    let v2 = with_uid(approval("v2", "2.0", Some("Rejected"), 4), "uid-v2");
+    let m = rollback_case(&v1, &v2, None);
+    let live = serving(&m, &v2, 2);
+    let before = [v1.clone()];
+    let i = Input {
+        served_before: &before,
+        ..input(&m, Linked::Found(&v2), None, Some(&live))
+    };
+    assert_eq!(plan(&i), Plan::Rollback("v1".into()));
+
+    // Once v1 serves again: Revoked, reason RolledBack, saying what serves.
+    let rolled = serving(&m, &v1, 2);
+    let i = Input {
+        served_before: &before,
+        ..input(&m, Linked::Found(&v2), Some(&v1), Some(&rolled))
+    };
+    assert_eq!(plan(&i), Plan::Hold, "stay on v1");
+    let d = status(&i, Some(&rolled), None);
+    assert_eq!(d.status.phase, Some(DeploymentPhase::Revoked));
+    let c = cond(&d.status, APPROVAL_SATISFIED);
+    assert_eq!(c.reason.as_deref(), Some("RolledBack"));
+    assert!(
+        c.message
+            .clone()
+            .unwrap_or_default()
+            .contains("serving the newest earlier approved version fd 1.0 (approval v1)")
+    );
+    assert_eq!(
+        d.transition.as_ref().map(|t| (t.0, t.1.as_str())),
+        Some((Severity::Warning, "RolledBack"))
+    );
+    assert_eq!(
+        d.status.served_history[0].approval, "v1",
+        "the history's head is what serves"
+    );
+    assert_eq!(d.status.served_history[0].uid, "uid-v1");
+
+    // v2 approved again: the normal rollout.
+    let v2_again = with_uid(approval("v2", "2.0", Some("Approved"), 5), "uid-v2");
+    assert_eq!(
+        plan(&Input {
+            served_before: &before,
+            ..input(&m, Linked::Found(&v2_again), Some(&v1), Some(&rolled))
+        }),
+        Plan::Release
+    );
+}
+
+#[test]
+fn rollback_never_picks_a_recreated_or_lapsed_approval_and_falls_back() {
+    let v2 = with_uid(approval("v2", "2.0", Some("Rejected"), 4), "uid-v2");
+    let recreated = with_uid(approval("v1", "1.0", Some("Approved"), 5), "another-uid");
+    let expired = with_uid(approval("v1", "1.0", Some("Expired"), 5), "uid-v1");
+    for (v1, fallback, want) in [
+        (&recreated, None, Plan::Hold),
+        (&recreated, Some("ScaleToZero"), Plan::ScaleToZero),
+        (&expired, Some("Hold"), Plan::Hold),
+    ] {
+        let m = rollback_case(v1, &v2, fallback);
+        let live = serving(&m, &v2, 2);
+        let before = [v1.clone()];
+        let i = Input {
+            served_before: &before,
+            ..input(&m, Linked::Found(&v2), None, Some(&live))
+        };
+        assert_eq!(plan(&i), want, "{fallback:?}");
+        let c = status(&i, Some(&live), None);
+        assert!(
+            cond(&c.status, APPROVAL_SATISFIED)
+                .message
+                .clone()
+                .unwrap_or_default()
+                .contains("no earlier approved version qualifies"),
+            "{:?}",
+            c.status
+        );
     }
 }
