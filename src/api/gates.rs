@@ -19,6 +19,13 @@ pub enum Gate {
 pub const APPROVED_CONDITION: &str = "Approved";
 /// The condition type that reports malformed reviewer conditions.
 pub const REVIEWS_VALID_CONDITION: &str = "ReviewsValid";
+/// The condition types only the operator writes on a ModelApproval.
+pub const OPERATOR_CONDITIONS: [&str; 2] = [APPROVED_CONDITION, REVIEWS_VALID_CONDITION];
+
+/// Whether a ModelApproval condition of `type_` is the operator's to write.
+pub fn is_operator_condition(type_: &str) -> bool {
+    OPERATOR_CONDITIONS.contains(&type_)
+}
 
 impl Gate {
     /// Every gate, in the order reviews usually happen and reports list them.

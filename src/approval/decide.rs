@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::approval::ObservedGate;
 use crate::api::condition::{self, Condition, FALSE, TRUE, UNKNOWN};
-use crate::api::gates::{APPROVED_CONDITION, REVIEWS_VALID_CONDITION};
+use crate::api::gates::{APPROVED_CONDITION, REVIEWS_VALID_CONDITION, is_operator_condition};
 use crate::api::{ApprovalPhase, Gate, HistoryEntry, ModelApprovalSpec, ModelApprovalStatus};
 pub use crate::vocabulary::Severity;
 
@@ -77,7 +77,7 @@ struct GateView {
 /// of the decision and described in `problems`.
 fn read_gates(conditions: &[Condition], problems: &mut Vec<String>) -> Vec<GateView> {
     for c in conditions {
-        let operator_owned = c.type_ == APPROVED_CONDITION || c.type_ == REVIEWS_VALID_CONDITION;
+        let operator_owned = is_operator_condition(&c.type_);
         if Gate::from_condition_type(&c.type_).is_none() && !operator_owned {
             problems.push(format!(
                 "condition {:?} is not a gate (expected one of TechnicalReview, FairnessReview, SecurityReview, LegalReview, BusinessReview) and is ignored",
@@ -417,8 +417,7 @@ fn transitions(
 /// conditions.
 pub fn operator_view(status: &ModelApprovalStatus) -> ModelApprovalStatus {
     let mut view = status.clone();
-    view.conditions
-        .retain(|c| c.type_ == APPROVED_CONDITION || c.type_ == REVIEWS_VALID_CONDITION);
+    view.conditions.retain(|c| is_operator_condition(&c.type_));
     view
 }
 

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::api::ModelApprovalStatus;
-use crate::api::gates::{APPROVED_CONDITION, REVIEWS_VALID_CONDITION};
+use crate::api::gates::is_operator_condition;
 
 /// Last writes by object uid: (resourceVersion produced, status written).
 /// The status is boxed so that the map's table stays small whatever its
@@ -83,14 +83,14 @@ impl Written {
             .map(|s| {
                 s.conditions
                     .iter()
-                    .filter(|c| c.type_ != APPROVED_CONDITION && c.type_ != REVIEWS_VALID_CONDITION)
+                    .filter(|c| !is_operator_condition(&c.type_))
                     .cloned()
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default();
         merged
             .conditions
-            .retain(|c| c.type_ == APPROVED_CONDITION || c.type_ == REVIEWS_VALID_CONDITION);
+            .retain(|c| is_operator_condition(&c.type_));
         merged.conditions.extend(reviewers);
         Some(merged)
     }

@@ -54,7 +54,7 @@ fn step(spec: &ModelApprovalSpec, status: &mut ModelApprovalStatus, now: Timesta
     let reviewers: Vec<Condition> = status
         .conditions
         .iter()
-        .filter(|c| c.type_ != APPROVED_CONDITION && c.type_ != REVIEWS_VALID_CONDITION)
+        .filter(|c| !is_operator_condition(&c.type_))
         .cloned()
         .collect();
     *status = d.status.clone();
