@@ -208,15 +208,7 @@ async fn a_recreated_approval_of_the_same_name_is_never_rolled_back_to() {
         .delete("fd-v1", &Default::default())
         .await
         .expect("delete v1");
-    eventually(30, "v1 gone", || async {
-        approvals
-            .get_opt("fd-v1")
-            .await
-            .ok()?
-            .is_none()
-            .then_some(())
-    })
-    .await;
+    gone(&approvals, "fd-v1", 30).await;
     create_approval(&approvals, "fd-v1", "1.0.0", None).await;
     approve_all(n, "fd-v1").await;
 

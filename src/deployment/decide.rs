@@ -379,26 +379,8 @@ pub fn status(
             (phase, satisfied, progressing, Some(available))
         }
         linked => {
-            let waiting = not_approved(linked, &md.spec.approval_ref.name);
-            pending = waiting.pending.clone();
-            let revoked = serving_revoked(&Input {
-                deployment,
-                ..*input
-            });
-            let (p, s, g) = match rolled_back(input, deployment) {
-                Some(now_serving) if revoked.is_none() => held(
-                    DeploymentPhase::Revoked,
-                    "RolledBack",
-                    format!(
-                        "{}: {}; serving the newest earlier approved version {} instead (onRevoke: Rollback); spec is unchanged and the rollout resumes when approval {} is Approved again",
-                        waiting.what,
-                        waiting.why,
-                        describe(&now_serving),
-                        md.spec.approval_ref.name
-                    ),
-                ),
-                _ => holding(md, &waiting, revoked.as_ref(), deployment),
-            };
+            let (p, s, g, waiting) = not_released(input, linked, deployment);
+            pending = waiting;
             (p, s, g, None)
         }
     };
@@ -431,6 +413,37 @@ pub fn status(
         transition,
         changed,
     }
+}
+
+/// The held phase and its conditions while the linked approval does not
+/// release, with the gates still pending: Revoked (rolled back, or what
+/// serves lost its approval) or AwaitingApproval.
+fn not_released(
+    input: &Input<'_>,
+    linked: Linked<'_>,
+    deployment: Option<&Deployment>,
+) -> (DeploymentPhase, Condition, Condition, Vec<String>) {
+    let md = input.md;
+    let waiting = not_approved(linked, &md.spec.approval_ref.name);
+    let revoked = serving_revoked(&Input {
+        deployment,
+        ..*input
+    });
+    let (p, s, g) = match rolled_back(input, deployment) {
+        Some(now_serving) if revoked.is_none() => held(
+            DeploymentPhase::Revoked,
+            "RolledBack",
+            format!(
+                "{}: {}; serving the newest earlier approved version {} instead (onRevoke: Rollback); spec is unchanged and the rollout resumes when approval {} is Approved again",
+                waiting.what,
+                waiting.why,
+                describe(&now_serving),
+                md.spec.approval_ref.name
+            ),
+        ),
+        _ => holding(md, &waiting, revoked.as_ref(), deployment),
+    };
+    (p, s, g, waiting.pending)
 }
 
 /// A held phase: ApprovalSatisfied False for `reason`, Progressing False.

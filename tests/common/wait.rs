@@ -53,3 +53,14 @@ where
         }
     }
 }
+
+/// Waits up to `secs` until `name` no longer exists.
+pub async fn gone<K>(api: &Api<K>, name: &str, secs: u64)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    eventually(secs, &format!("{name} gone"), || async {
+        api.get_opt(name).await.ok()?.is_none().then_some(())
+    })
+    .await
+}
