@@ -21,12 +21,46 @@ static PARAMS: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 static ALLOWED: AtomicUsize = AtomicUsize::new(0);
 static REFUSED: AtomicUsize = AtomicUsize::new(0);
 
-async fn setup(prefix: &str) -> (TestNamespace, Api<ModelApproval>) {
+/// A namespace with the approval `fd`, for a test that only reads the
+/// shared params (it holds their read lock for its whole run).
+async fn setup(
+    prefix: &str,
+) -> (
+    tokio::sync::RwLockReadGuard<'static, ()>,
+    TestNamespace,
+    Api<ModelApproval>,
+) {
+    let params = PARAMS.read().await;
+    let (ns, api) = with_approval(prefix).await;
+    (params, ns, api)
+}
+
+/// A namespace with the approval `fd`.
+async fn with_approval(prefix: &str) -> (TestNamespace, Api<ModelApproval>) {
     let client = install_modelgate().await;
     let ns = TestNamespace::new(&client, prefix).await;
     let api = Api::namespaced(client, &ns.name);
     create_approval(&api, "fd", "1.0.0", None).await;
     (ns, api)
+}
+
+/// Sets one gate of the approval `fd` with `client`'s identity.
+async fn on_fd(
+    client: &Client,
+    ns: &str,
+    gate: &str,
+    status: &str,
+    reviewer: &str,
+) -> kube::Result<()> {
+    set_gate_as(client, ns, "fd", gate, status, reviewer).await
+}
+
+/// Sets the image of Deployment `name`'s one container, as `kubectl set
+/// image` would.
+async fn set_image(api: &Api<Deployment>, name: &str, image: &str) -> kube::Result<Deployment> {
+    let patch = serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "s", "image": image}]}}}});
+    api.patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
 }
 
 /// Prints the running totals; the last test to finish prints the totals of
@@ -91,8 +125,7 @@ async fn set_params(data: serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_gate_is_set_only_by_its_own_group_and_in_ones_own_name() {
-    let _params = PARAMS.read().await;
-    let (ns, _) = setup("gates").await;
+    let (_params, ns, _) = setup("gates").await;
     for (i, gate) in Gate::ALL.into_iter().enumerate() {
         let g = gate.condition_type();
         let other = Gate::ALL[(i + 1) % 5];
@@ -102,40 +135,32 @@ async fn each_gate_is_set_only_by_its_own_group_and_in_ones_own_name() {
         let client = person(&outsider, &[other.default_group()]).await;
         refused(
             &format!("{g} by a member of {}", other.default_group()),
-            set_gate_as(&client, &ns.name, "fd", g, "True", &outsider).await,
+            on_fd(&client, &ns.name, g, "True", &outsider).await,
             &format!("{g} may only be set by members of {}", gate.default_group()),
         );
         let client = person(&member, &[gate.default_group()]).await;
         refused(
             &format!("{g} in someone else's name"),
-            set_gate_as(
-                &client,
-                &ns.name,
-                "fd",
-                g,
-                "True",
-                "someone-else@example.com",
-            )
-            .await,
+            on_fd(&client, &ns.name, g, "True", "someone-else@example.com").await,
             &format!("set reviewer to {member}"),
         );
         let client = person("nobody@example.com", &[]).await;
         refused(
             &format!("{g} by a user in no group"),
-            set_gate_as(&client, &ns.name, "fd", g, "True", "nobody@example.com").await,
+            on_fd(&client, &ns.name, g, "True", "nobody@example.com").await,
             "forbidden",
         );
         // Cluster admins are bound by the policy too.
         let client = admin().await;
         refused(
             &format!("{g} by a cluster admin"),
-            set_gate_as(&client, &ns.name, "fd", g, "True", "modelgate-admin").await,
+            on_fd(&client, &ns.name, g, "True", "modelgate-admin").await,
             &format!("may only be set by members of {}", gate.default_group()),
         );
         let client = person(&member, &[gate.default_group()]).await;
         allowed(
             &format!("{g} by its reviewer"),
-            set_gate_as(&client, &ns.name, "fd", g, "True", &member).await,
+            on_fd(&client, &ns.name, g, "True", &member).await,
         );
         // …and removing a gate is a change like any other.
         let client = person(&outsider, &[other.default_group()]).await;
@@ -156,8 +181,7 @@ async fn each_gate_is_set_only_by_its_own_group_and_in_ones_own_name() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reviewer_writes_are_well_formed() {
-    let _params = PARAMS.read().await;
-    let (ns, api) = setup("well-formed").await;
+    let (_params, ns, api) = setup("well-formed").await;
     let member = "security-member@example.com";
     let client = person(member, &[Gate::Security.default_group()]).await;
     let condition = |kind: &str, reason: &str| {
@@ -217,8 +241,7 @@ async fn reviewer_writes_are_well_formed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_operator_writes_the_operator_fields() {
-    let _params = PARAMS.read().await;
-    let (ns, _) = setup("opfields").await;
+    let (_params, ns, _) = setup("opfields").await;
     let reviewer = person("tess@example.com", &[Gate::Technical.default_group()]).await;
     let now = "2026-11-25T10:00:00Z";
     let attempts = [
@@ -255,10 +278,9 @@ async fn only_the_operator_writes_the_operator_fields() {
     // The operator may not pass a gate.
     refused(
         "a gate by the operator",
-        set_gate_as(
+        on_fd(
             &operator,
             &ns.name,
-            "fd",
             "TechnicalReview",
             "True",
             OPERATOR_USER,
@@ -317,16 +339,9 @@ async fn managed_deployments_change_only_through_the_operator() {
 
     let ed = person("ed@example.com", &[]).await;
     let as_ed: Api<Deployment> = Api::namespaced(ed, &ns.name);
-    let image = |i: &str| serde_json::json!({"spec": {"template": {"spec": {"containers": [{"name": "s", "image": i}]}}}});
     refused(
         "image of a managed Deployment by an editor",
-        as_ed
-            .patch(
-                "managed",
-                &PatchParams::default(),
-                &Patch::Strategic(&image("unapproved:6")),
-            )
-            .await,
+        set_image(&as_ed, "managed", "unapproved:6").await,
         "the pod template of Deployment managed is managed by modelgate",
     );
     refused(
@@ -379,13 +394,7 @@ async fn managed_deployments_change_only_through_the_operator() {
     );
     allowed(
         "image of an unmanaged Deployment by an editor",
-        as_ed
-            .patch(
-                "plain",
-                &PatchParams::default(),
-                &Patch::Strategic(&image("other:2")),
-            )
-            .await,
+        set_image(&as_ed, "plain", "other:2").await,
     );
     allowed(
         "image of a managed Deployment by the operator",
@@ -409,7 +418,7 @@ async fn managed_deployments_change_only_through_the_operator() {
 #[tokio::test(flavor = "multi_thread")]
 async fn params_change_who_may_approve_and_separation_of_duties() {
     let _params = PARAMS.write().await;
-    let (ns, _) = setup("params").await;
+    let (ns, _) = with_approval("params").await;
     let admin = admin().await;
     // RBAC for a new group (RBAC is checked before admission).
     let binding = serde_json::json!({
@@ -427,15 +436,7 @@ async fn params_change_who_may_approve_and_separation_of_duties() {
     let new = person("nia@example.com", &["oidc:ml-platform"]).await;
     // The API server's policy cache follows the params within moments.
     let r = eventually(30, "new group takes effect", || async {
-        let r = set_gate_as(
-            &old,
-            &ns.name,
-            "fd",
-            "TechnicalReview",
-            "True",
-            "tom@example.com",
-        )
-        .await;
+        let r = on_fd(&old, &ns.name, "TechnicalReview", "True", "tom@example.com").await;
         r.is_err().then_some(r)
     })
     .await;
@@ -446,28 +447,13 @@ async fn params_change_who_may_approve_and_separation_of_duties() {
     );
     allowed(
         "TechnicalReview by the new group",
-        set_gate_as(
-            &new,
-            &ns.name,
-            "fd",
-            "TechnicalReview",
-            "True",
-            "nia@example.com",
-        )
-        .await,
+        on_fd(&new, &ns.name, "TechnicalReview", "True", "nia@example.com").await,
     );
     set_params(serde_json::json!({"technicalReviewers": "modelgate:technical-reviewers"})).await;
     eventually(30, "default group restored", || async {
-        set_gate_as(
-            &old,
-            &ns.name,
-            "fd",
-            "TechnicalReview",
-            "True",
-            "tom@example.com",
-        )
-        .await
-        .ok()
+        on_fd(&old, &ns.name, "TechnicalReview", "True", "tom@example.com")
+            .await
+            .ok()
     })
     .await;
     ALLOWED.fetch_add(1, Ordering::Relaxed);
@@ -480,54 +466,23 @@ async fn params_change_who_may_approve_and_separation_of_duties() {
     .await;
     allowed(
         "SecurityReview by sam",
-        set_gate_as(
-            &both,
-            &ns.name,
-            "fd",
-            "SecurityReview",
-            "True",
-            "sam@example.com",
-        )
-        .await,
+        on_fd(&both, &ns.name, "SecurityReview", "True", "sam@example.com").await,
     );
     refused(
         "LegalReview by sam, who passed SecurityReview",
-        set_gate_as(
-            &both,
-            &ns.name,
-            "fd",
-            "LegalReview",
-            "True",
-            "sam@example.com",
-        )
-        .await,
+        on_fd(&both, &ns.name, "LegalReview", "True", "sam@example.com").await,
         "separation of duties: sam@example.com already passed another gate of this approval, so LegalReview needs a different reviewer",
     );
     // Failing a second gate is not passing it: allowed.
     allowed(
         "LegalReview False by sam",
-        set_gate_as(
-            &both,
-            &ns.name,
-            "fd",
-            "LegalReview",
-            "False",
-            "sam@example.com",
-        )
-        .await,
+        on_fd(&both, &ns.name, "LegalReview", "False", "sam@example.com").await,
     );
     set_params(serde_json::json!({"separationOfDuties": "false"})).await;
     let r = eventually(30, "separation of duties off", || async {
-        set_gate_as(
-            &both,
-            &ns.name,
-            "fd",
-            "LegalReview",
-            "True",
-            "sam@example.com",
-        )
-        .await
-        .ok()
+        on_fd(&both, &ns.name, "LegalReview", "True", "sam@example.com")
+            .await
+            .ok()
     })
     .await;
     allowed(

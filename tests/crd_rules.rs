@@ -224,6 +224,23 @@ fn rule_of<'a>(rules: &'a [RuleAt], kind: Kind, error: &ValidationError) -> Opti
 /// Everything the rules of `kind` say about `object`, created (`old` is
 /// None) or updated from `old`; rules checked only against the API server
 /// are left out.
+/// [`evaluate`] for one case: its manifest, on create or on update.
+fn evaluate_case(
+    validator: &Validator,
+    schemas: &BTreeMap<Kind, Value>,
+    rules: &[RuleAt],
+    case: &Case,
+) -> Vec<ValidationError> {
+    evaluate(
+        validator,
+        schemas,
+        rules,
+        case.kind,
+        &case.object,
+        case.old.as_ref(),
+    )
+}
+
 fn evaluate(
     validator: &Validator,
     schemas: &BTreeMap<Kind, Value>,
@@ -248,9 +265,7 @@ fn schemas() -> BTreeMap<Kind, Value> {
 
 fn approval() -> Value {
     json!({
-        "apiVersion": "modelgate.io/v1alpha1",
-        "kind": "ModelApproval",
-        "metadata": {"name": "fraud-detector-2-4-0"},
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval", "metadata": {"name": "fraud-detector-2-4-0"},
         "spec": {
             "model": {"name": "fraud-detector", "version": "2.4.0", "uri": "s3://models/fraud-detector/2.4.0/", "digest": DIGEST},
             "validFor": "2160h",
@@ -261,9 +276,7 @@ fn approval() -> Value {
 
 fn deployment() -> Value {
     json!({
-        "apiVersion": "modelgate.io/v1alpha1",
-        "kind": "ModelDeployment",
-        "metadata": {"name": "fraud-detector"},
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "fraud-detector"},
         "spec": {
             "approvalRef": {"name": "fraud-detector-2-4-0"},
             "replicas": 1,
@@ -339,6 +352,23 @@ const SHA256_LENGTH: (&str, &str) = ("spec.model.digest", "a sha256 digest");
 const VALID_FOR: (&str, &str) = ("spec.validFor", "validFor must be a positive duration");
 const IMMUTABLE: (&str, &str) = ("spec", "spec is immutable");
 
+/// A ModelApproval, the sample with `value` at `pointer`, sent on create.
+fn ap(
+    id: &'static str,
+    pointer: &str,
+    value: Value,
+    fails: &'static [(&'static str, &'static str)],
+    docs: Docs,
+) -> Case {
+    case(
+        id,
+        Kind::ModelApproval,
+        with(approval(), pointer, value),
+        fails,
+        docs,
+    )
+}
+
 /// A manifest sent on create.
 fn case(
     id: &'static str,
@@ -362,10 +392,10 @@ fn cases() -> Vec<Case> {
     use Docs::*;
     use Kind::*;
     vec![
-        case(
+        ap(
             "digest-no-algorithm",
-            ModelApproval,
-            with(a(), "/spec/model/digest", json!(&DIGEST["sha256:".len()..])),
+            "/spec/model/digest",
+            json!(&DIGEST["sha256:".len()..]),
             &[DIGEST_FORMAT],
             Row,
         ),
@@ -377,24 +407,25 @@ fn cases() -> Vec<Case> {
             &[SHA256_LENGTH],
             Row,
         ),
-        case(
+        ap(
             "digest-upper-case",
-            ModelApproval,
-            with(a(), "/spec/model/digest", json!(DIGEST.to_uppercase())),
+            "/spec/model/digest",
+            json!(DIGEST.to_uppercase()),
             &[DIGEST_FORMAT],
             Row,
         ),
         // Not hex and too short for sha256: the API server gives both messages.
-        case(
+        ap(
             "digest-not-hex",
-            ModelApproval,
-            with(a(), "/spec/model/digest", json!("sha256:latest")),
+            "/spec/model/digest",
+            json!("sha256:latest"),
             &[DIGEST_FORMAT, SHA256_LENGTH],
             Row,
         ),
         case(
             "digest-short-sha512",
             ModelApproval,
+            // A sha512 digest of 64 hex digits: half its length.
             with(
                 a(),
                 "/spec/model/digest",
@@ -403,31 +434,31 @@ fn cases() -> Vec<Case> {
             &[("spec.model.digest", "a sha512 digest")],
             NoRow,
         ),
-        case(
+        ap(
             "name-bad-characters",
-            ModelApproval,
-            with(a(), "/spec/model/name", json!("Fraud Detector")),
+            "/spec/model/name",
+            json!("Fraud Detector"),
             &[("spec.model.name", "model name must be")],
             Row,
         ),
-        case(
+        ap(
             "name-empty",
-            ModelApproval,
-            with(a(), "/spec/model/name", json!("")),
+            "/spec/model/name",
+            json!(""),
             &[("spec.model.name", "model name must be")],
             RowFieldFromSchema,
         ),
-        case(
+        ap(
             "version-bad-characters",
-            ModelApproval,
-            with(a(), "/spec/model/version", json!("2.4 beta")),
+            "/spec/model/version",
+            json!("2.4 beta"),
             &[("spec.model.version", "model version must be")],
             Row,
         ),
-        case(
+        ap(
             "uri-no-scheme",
-            ModelApproval,
-            with(a(), "/spec/model/uri", json!("models/fraud-detector")),
+            "/spec/model/uri",
+            json!("models/fraud-detector"),
             &[("spec.model.uri", "uri must be a URI")],
             Row,
         ),
@@ -438,24 +469,24 @@ fn cases() -> Vec<Case> {
             &[("spec.evidence[*].uri", "evidence uri must be")],
             NoRow,
         ),
-        case(
+        ap(
             "validfor-days",
-            ModelApproval,
-            with(a(), "/spec/validFor", json!("90d")),
+            "/spec/validFor",
+            json!("90d"),
             &[VALID_FOR],
             Row,
         ),
-        case(
+        ap(
             "validfor-zero",
-            ModelApproval,
-            with(a(), "/spec/validFor", json!("0s")),
+            "/spec/validFor",
+            json!("0s"),
             &[VALID_FOR],
             Row,
         ),
-        case(
+        ap(
             "validfor-negative",
-            ModelApproval,
-            with(a(), "/spec/validFor", json!("-5h")),
+            "/spec/validFor",
+            json!("-5h"),
             &[VALID_FOR],
             Row,
         ),
@@ -475,10 +506,10 @@ fn cases() -> Vec<Case> {
         },
         Case {
             old: Some(a()),
-            ..case(
+            ..ap(
                 "spec-edit-validFor",
-                ModelApproval,
-                with(a(), "/spec/validFor", json!("87600h")),
+                "/spec/validFor",
+                json!("87600h"),
                 &[IMMUTABLE],
                 Row,
             )
@@ -579,14 +610,7 @@ fn each_bad_manifest_fails_exactly_its_rule_with_the_documented_message() {
                 named[0]
             })
             .collect();
-        let refused = evaluate(
-            &validator,
-            &schemas,
-            &rules,
-            case.kind,
-            &case.object,
-            case.old.as_ref(),
-        );
+        let refused = evaluate_case(&validator, &schemas, &rules, &case);
         let mut failed = BTreeSet::new();
         for error in &refused {
             // An error other than a plain `false` (an unknown function, a
@@ -683,14 +707,7 @@ fn every_rule_in_the_crds_has_a_case() {
     let cases = cases();
     let mut covered = BTreeSet::new();
     for case in &cases {
-        for error in evaluate(
-            &validator,
-            &schemas,
-            &rules,
-            case.kind,
-            &case.object,
-            case.old.as_ref(),
-        ) {
+        for error in evaluate_case(&validator, &schemas, &rules, case) {
             if error.kind == ErrorKind::ValidationFailure
                 && let Some(rule) = rule_of(&rules, case.kind, &error)
             {

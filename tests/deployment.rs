@@ -301,10 +301,7 @@ async fn revocation_with_hold_keeps_pods_and_scale_to_zero_removes_them() {
         .expect("revoke");
     }
     let held = f.phase("held", DeploymentPhase::Revoked).await;
-    assert_eq!(
-        condition(&held, "ApprovalSatisfied").reason.as_deref(),
-        Some("ApprovalRevoked")
-    );
+    assert_eq!(satisfied_reason(&held).as_deref(), Some("ApprovalRevoked"));
     f.phase("scaled", DeploymentPhase::Revoked).await;
 
     let replicas = |name: &'static str| {
@@ -361,14 +358,15 @@ async fn drift_is_put_back_and_unowned_replicas_are_left_alone() {
     f.phase("fd", DeploymentPhase::Available).await;
 
     // Anyone but the operator is refused by the admission policy, admin too.
-    let out = kubectl(&[
+    let set_image = [
         "set",
         "image",
         "-n",
         &f.ns.name,
         "deployment/fd",
         "server=registry.example.com/unapproved:6.6.6",
-    ]);
+    ];
+    let out = kubectl(&set_image);
     assert!(
         !out.status.success() && text(&out).contains("is managed by modelgate"),
         "{}",
@@ -384,14 +382,7 @@ async fn drift_is_put_back_and_unowned_replicas_are_left_alone() {
         "--as-group",
         OPERATOR_GROUPS[1],
     ];
-    let mut args = vec![
-        "set",
-        "image",
-        "-n",
-        &f.ns.name,
-        "deployment/fd",
-        "server=registry.example.com/unapproved:6.6.6",
-    ];
+    let mut args = set_image.to_vec();
     args.extend(as_operator);
     let out = kubectl(&args);
     assert!(out.status.success(), "{}", text(&out));
@@ -456,10 +447,7 @@ async fn bad_references_and_templates_are_conditions_not_crashes() {
         .await
         .expect("create");
     let md = f.phase("cross", DeploymentPhase::Failed).await;
-    assert_eq!(
-        condition(&md, "ApprovalSatisfied").reason.as_deref(),
-        Some("CrossNamespaceRef")
-    );
+    assert_eq!(satisfied_reason(&md).as_deref(), Some("CrossNamespaceRef"));
 
     // A template the CRD accepts but the Deployment API refuses (a container
     // name must be a DNS label).

@@ -157,7 +157,7 @@ pub async fn set_gate_as(
     gate: &str,
     status: &str,
     reviewer: &str,
-) -> Result<(), kube::Error> {
+) -> kube::Result<()> {
     use modelgate::api::Gate;
     let api: Api<modelgate::api::ModelApproval> = Api::namespaced(client.clone(), ns);
     let reason = if status == "True" { "Passed" } else { "Failed" };
