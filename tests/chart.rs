@@ -95,6 +95,54 @@ fn helm_lint_is_clean() {
 }
 
 #[test]
+fn spread_budget_pinning_and_network_policy_follow_the_values() {
+    // Two replicas: spread over nodes, a budget that keeps one.
+    let docs = render(&[]);
+    let spec = &find(&docs, "Deployment", "modelgate")["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["topologySpreadConstraints"][0]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    assert_eq!(
+        find(&docs, "PodDisruptionBudget", "modelgate")["spec"]["minAvailable"],
+        1
+    );
+    assert!(
+        !docs.iter().any(|d| d["kind"] == "NetworkPolicy"),
+        "off by default"
+    );
+    // One replica: a budget that can never block a drain, nothing to spread.
+    let docs = render(&["--set", "replicaCount=1,leaderElection.enabled=false"]);
+    let pdb = &find(&docs, "PodDisruptionBudget", "modelgate")["spec"];
+    assert_eq!(
+        (pdb["maxUnavailable"].clone(), pdb["minAvailable"].clone()),
+        (Value::from(1), Value::Null)
+    );
+    assert!(find(&docs, "Deployment", "modelgate")["spec"]["template"]["spec"]["topologySpreadConstraints"].is_null());
+    // Pinned by digest; OpenShift's SCC assigns the user.
+    let digest = format!("sha256:{}", "a".repeat(64));
+    let docs = render(&[
+        "--set",
+        &format!("image.digest={digest},networkPolicy.enabled=true"),
+        "--set",
+        "podSecurityContext.runAsUser=null,podSecurityContext.runAsGroup=null",
+    ]);
+    let spec = &find(&docs, "Deployment", "modelgate")["spec"]["template"]["spec"];
+    assert_eq!(
+        spec["containers"][0]["image"],
+        format!("modelgate/modelgate@{digest}")
+    );
+    assert!(
+        spec["securityContext"]["runAsUser"].is_null(),
+        "{}",
+        spec["securityContext"]
+    );
+    let policy = &find(&docs, "NetworkPolicy", "modelgate")["spec"];
+    assert_eq!(policy["ingress"][0]["ports"][0]["port"], 8080);
+    assert_eq!(policy["policyTypes"], serde_json::json!(["Ingress"]));
+}
+
+#[test]
 fn the_rendered_chart_is_what_a_platform_team_checks() {
     let docs = render(&[]);
     let d = find(&docs, "Deployment", "modelgate");
@@ -216,6 +264,17 @@ fn bad_values_are_refused_by_the_schema() {
         ("leaderElection.leaseDuration=1", "leaseDuration"),
         ("image.pullPolicy=Sometimes", "pullPolicy"),
         ("metrics.porrt=9090", "porrt"),
+        ("image.digest=latest", "digest"),
+        ("tolerations[0].operator=Maybe", "operator"),
+        ("resources.request.cpu=1", "request"),
+        (
+            "replicaCount=2,leaderElection.enabled=false",
+            "replicaCount 2 needs leaderElection.enabled=true",
+        ),
+        (
+            "metrics.serviceMonitor.enabled=true,metrics.service.enabled=false",
+            "needs metrics.service.enabled=true",
+        ),
     ] {
         let out = helm(&["template", "modelgate", CHART, "--set", set]);
         let said = text(&out);
