@@ -16,6 +16,7 @@ use super::condition::Condition;
     version = "v1alpha1",
     kind = "ModelApproval",
     namespaced,
+    derive = "PartialEq",
     status = "ModelApprovalStatus",
     shortname = "ma",
     shortname = "mapproval",

@@ -332,10 +332,10 @@ async fn act(
     found: bool,
 ) -> Result<(Option<Deployment>, Option<ApplyFailure>)> {
     let live = input.deployment;
-    Ok(match (decide::plan(input), input.linked) {
+    Ok(match decide::plan(input) {
         // A Deployment of the same name that this ModelDeployment does not
         // control is someone else's: never take it over.
-        (Plan::Release, _) if found && live.is_none() => (
+        Plan::Release(_) if found && live.is_none() => (
             None,
             Some(ApplyFailure {
                 reason: "DeploymentConflict",
@@ -345,33 +345,20 @@ async fn act(
                 ),
             }),
         ),
-        (Plan::Release, Linked::Found(approval)) => {
+        plan @ (Plan::Release(approval) | Plan::Rollback(approval)) => {
+            if let Plan::Rollback(_) = plan {
+                info!(approval = %approval.name_any(), "rolling back to the newest earlier approved version");
+            }
             match release(state, target, approval, live).await? {
                 Ok(written) => (written, None),
                 Err(refused) => (None, Some(refused)),
             }
         }
-        (Plan::Rollback(earlier), _) => {
-            let approval = input
-                .served_before
-                .iter()
-                .find(|a| a.metadata.name.as_deref() == Some(earlier.as_str()));
-            match approval {
-                Some(a) => match release(state, target, a, live).await? {
-                    Ok(written) => {
-                        info!(approval = %earlier, "rolled back to the newest earlier approved version");
-                        (written, None)
-                    }
-                    Err(refused) => (None, Some(refused)),
-                },
-                None => (None, None),
-            }
-        }
-        (Plan::ScaleToZero, _) => match live {
+        Plan::ScaleToZero => match live {
             Some(d) => (scale_to_zero(state, target, d).await?, None),
             None => (None, None),
         },
-        _ => (None, None),
+        Plan::Hold => (None, None),
     })
 }
 
@@ -443,9 +430,13 @@ async fn reconcile(
     // Only a Deployment this ModelDeployment controls (or an orphan of its
     // own) is ours to change.
     let live = found.clone().filter(|d| ours(d, &target.owner));
-    let served_approval = decide::served(live.as_ref())
-        .filter(|s| s.approval != reference.name)
-        .and_then(|s| find_approval(&s.approval));
+    // The approval a Deployment's pods serve, when not the one named.
+    let serving = |d: Option<&Deployment>| {
+        decide::served(d)
+            .filter(|s| s.approval != reference.name)
+            .and_then(|s| find_approval(&s.approval))
+    };
+    let served_approval = serving(live.as_ref());
     // The approvals of what served before, for a Rollback (and their uids
     // for the history).
     let served_before: Vec<ModelApproval> = md
@@ -467,9 +458,7 @@ async fn reconcile(
     // The status describes the Deployment as the action left it, and what
     // that serves (a rollback changes it).
     let after = current.as_ref().or(live.as_ref());
-    let served_after = decide::served(after)
-        .filter(|s| s.approval != reference.name)
-        .and_then(|s| find_approval(&s.approval));
+    let served_after = serving(after);
     let decision = decide::status(
         &Input {
             served_approval: served_after.as_ref(),

@@ -40,17 +40,17 @@ pub struct Input<'a> {
 }
 
 /// What to do with the Deployment.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Plan {
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Plan<'a> {
     /// Apply the Deployment for the linked, approved approval.
-    Release,
+    Release(&'a ModelApproval),
     /// Leave the Deployment as it is (or absent).
     Hold,
     /// The serving approval was revoked and onRevoke is ScaleToZero (or
     /// Rollback found nothing and falls back to it).
     ScaleToZero,
     /// The serving approval was revoked: serve this earlier approval.
-    Rollback(String),
+    Rollback(&'a ModelApproval),
 }
 
 /// Approved and not being deleted: deleting an approval revokes it.
@@ -90,17 +90,17 @@ fn serving_revoked(input: &Input<'_>) -> Option<Revoked> {
 }
 
 /// Decides what to do with the Deployment.
-pub fn plan(input: &Input<'_>) -> Plan {
+pub fn plan<'a>(input: &Input<'a>) -> Plan<'a> {
     match input.linked {
         Linked::OtherNamespace(_) => Plan::Hold,
-        Linked::Found(a) if is_approved(a) => Plan::Release,
+        Linked::Found(a) if is_approved(a) => Plan::Release(a),
         _ => match serving_revoked(input) {
             None => Plan::Hold,
             Some(r) => match input.md.spec.on_revoke {
                 OnRevoke::Hold => Plan::Hold,
                 OnRevoke::ScaleToZero => Plan::ScaleToZero,
                 OnRevoke::Rollback => match rollback_target(input, &r.served.approval) {
-                    Some(a) => Plan::Rollback(a.metadata.name.clone().unwrap_or_default()),
+                    Some(a) => Plan::Rollback(a),
                     None => match input.md.spec.rollback_fallback.unwrap_or_default() {
                         RollbackFallback::Hold => Plan::Hold,
                         RollbackFallback::ScaleToZero => Plan::ScaleToZero,

@@ -111,7 +111,7 @@ fn approved_releases_and_reports_progress() {
     let a = approval("v1", "1.0", Some("Approved"), 5);
     assert_eq!(
         plan(&input(&m, Linked::Found(&a), None, None)),
-        Plan::Release
+        Plan::Release(&a)
     );
     let rolling = serving(&m, &a, 1);
     let d = status(
@@ -304,7 +304,7 @@ proptest! {
                       if serving_linked { None } else { Some(&served) }, has_deployment.then_some(&live));
         let p = plan(&i);
         let approved = found && linked_phase == Some("Approved");
-        prop_assert_eq!(p == Plan::Release, approved);
+        prop_assert_eq!(p == Plan::Release(&linked), approved);
         let d = status(&i, i.deployment, None);
         let phase = d.status.phase;
         if !approved {
@@ -359,7 +359,7 @@ fn rollback_serves_the_newest_earlier_approval_that_still_stands() {
         served_before: &before,
         ..input(&m, Linked::Found(&v2), None, Some(&live))
     };
-    assert_eq!(plan(&i), Plan::Rollback("v1".into()));
+    assert_eq!(plan(&i), Plan::Rollback(&v1));
 
     // Once v1 serves again: Revoked, reason RolledBack, saying what serves.
     let rolled = serving(&m, &v1, 2);
@@ -395,7 +395,7 @@ fn rollback_serves_the_newest_earlier_approval_that_still_stands() {
             served_before: &before,
             ..input(&m, Linked::Found(&v2_again), Some(&v1), Some(&rolled))
         }),
-        Plan::Release
+        Plan::Release(&v2_again)
     );
 }
 
