@@ -195,9 +195,12 @@ pub struct ModelDeploymentStatus {
     /// What the Deployment served, newest first (at most 10): where
     /// onRevoke Rollback looks for an earlier version.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10))]
+    #[schemars(length(max = SERVED_HISTORY_LIMIT))]
     pub served_history: Vec<ServedEntry>,
 }
+
+/// The most entries status.servedHistory keeps (also its schema's bound).
+pub const SERVED_HISTORY_LIMIT: usize = 10;
 
 /// One version the Deployment served.
 #[derive(KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -215,6 +218,15 @@ pub struct ServedEntry {
     pub digest: String,
     /// When it started serving.
     pub since: Time,
+}
+
+impl ServedEntry {
+    /// Whether `approval` is the very approval of this entry: same name and
+    /// same uid (a re-created approval of the same name is another one).
+    pub fn is(&self, approval: &super::ModelApproval) -> bool {
+        approval.metadata.name.as_deref() == Some(self.approval.as_str())
+            && approval.metadata.uid.as_deref() == Some(self.uid.as_str())
+    }
 }
 
 /// The identity of the model a Deployment serves.

@@ -7,6 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::desired::served_model;
 use crate::api::condition::{self, Condition, FALSE, TRUE};
+use crate::api::deployment::SERVED_HISTORY_LIMIT;
 use crate::api::{
     ApprovalPhase, DeploymentPhase, Gate, ModelApproval, ModelDeployment, ModelDeploymentStatus,
     OnRevoke, RollbackFallback, ServedEntry, ServedModel,
@@ -126,8 +127,7 @@ pub fn rollback_target<'a>(input: &Input<'a>, revoked: &str) -> Option<&'a Model
         .filter(|e| e.approval != revoked)
         .find_map(|e| {
             input.served_before.iter().find(|a| {
-                a.metadata.name.as_deref() == Some(e.approval.as_str())
-                    && a.metadata.uid.as_deref() == Some(e.uid.as_str())
+                e.is(a)
                     && is_approved(a)
                     && a.status
                         .as_ref()
@@ -145,18 +145,12 @@ fn rolled_back(input: &Input<'_>, deployment: Option<&Deployment>) -> Option<Ser
     };
     let served = served(deployment)?;
     let history = &input.md.status.as_ref()?.served_history;
-    let served_before = history.iter().any(|e| {
-        Some(e.approval.as_str()) == linked.metadata.name.as_deref()
-            && Some(e.uid.as_str()) == linked.metadata.uid.as_deref()
-    });
+    let served_before = history.iter().any(|e| e.is(linked));
     (input.md.spec.on_revoke == OnRevoke::Rollback
         && served_before
         && Some(served.approval.as_str()) != linked.metadata.name.as_deref())
     .then_some(served)
 }
-
-/// The most servedHistory keeps.
-pub const SERVED_HISTORY_LIMIT: usize = 10;
 
 /// servedHistory with what serves now at its head when it changed.
 fn served_history(
@@ -267,7 +261,7 @@ fn progress(
         );
     };
     let status = d.status.clone().unwrap_or_default();
-    let conditions = status.conditions.clone().unwrap_or_default();
+    let conditions = status.conditions.as_deref().unwrap_or_default();
     let find = |t: &str| conditions.iter().find(|c| c.type_.as_deref() == Some(t));
     let deployment_progressing = find("Progressing");
     if deployment_progressing.and_then(|c| c.reason.as_deref()) == Some("ProgressDeadlineExceeded")
