@@ -7,7 +7,6 @@ use std::time::Duration;
 use futures::Future;
 use futures::channel::mpsc::UnboundedReceiver;
 use jiff::Timestamp;
-use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
@@ -93,12 +92,11 @@ async fn reconcile(
     let decision = decide_for(&state, approval);
     write_status(&state, approval, &namespace, &decision).await?;
     publish(ctx, approval, &decision).await;
-    let api: Api<ModelApproval> = Api::namespaced(ctx.client.clone(), &namespace);
     let usage_known = match state.in_use.needs(approval) {
         Mark::Done => true,
         Mark::Later => false,
         Mark::Set(mark) => {
-            state.in_use.set(&api, approval, mark).await?;
+            state.in_use.set(&ctx.client, approval, mark).await?;
             true
         }
     };

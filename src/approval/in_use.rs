@@ -3,13 +3,11 @@
 //! revocation that the deployment controller acts on; the approval stays
 //! readable until nothing depends on it.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use kube::api::{Api, Patch, PatchParams};
-use kube::{Resource, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use tracing::info;
 
+use super::written::Written;
 use crate::api::ModelApproval;
 use crate::deployment::index::ApprovalIndex;
 use crate::error::Result;
@@ -22,8 +20,8 @@ pub use crate::vocabulary::IN_USE_FIELD_MANAGER;
 /// may not show yet (so that a stale read does not write the same again).
 pub struct InUse {
     index: ApprovalIndex,
-    /// uid → (resourceVersion our write produced, marked or not).
-    written: Mutex<HashMap<String, (u64, bool)>>,
+    /// Our finalizer writes (marked or not) the cache may not show yet.
+    written: Written<bool>,
 }
 
 /// What to do about one approval's finalizer.
@@ -38,33 +36,24 @@ pub enum Mark {
     Later,
 }
 
-fn revision(rv: Option<&str>) -> Option<u64> {
-    rv?.parse().ok()
-}
-
 impl InUse {
     pub fn new(index: ApprovalIndex) -> Self {
         InUse {
             index,
-            written: Mutex::default(),
+            written: Written::default(),
         }
     }
 
     /// What `approval`'s finalizer needs, from the index and what the cache
     /// (or our last write, when newer) shows.
     pub fn needs(&self, approval: &ModelApproval) -> Mark {
-        let mut marked = approval.finalizers().iter().any(|f| f == IN_USE_FINALIZER);
-        let uid = approval.uid().unwrap_or_default();
-        let seen = revision(approval.meta().resource_version.as_deref());
-        if let Ok(mut written) = self.written.lock()
-            && let Some(&(rv, ours)) = written.get(&uid)
-        {
-            if seen.is_some_and(|s| s >= rv) {
-                written.remove(&uid);
-            } else {
-                marked = ours;
-            }
-        }
+        let marked = self
+            .written
+            .ahead_of(
+                &approval.uid().unwrap_or_default(),
+                approval.meta().resource_version.as_deref(),
+            )
+            .unwrap_or_else(|| approval.finalizers().iter().any(|f| f == IN_USE_FINALIZER));
         if !self.index.is_complete() {
             // An unmarked approval is told again when the index is whole.
             return if marked { Mark::Later } else { Mark::Done };
@@ -83,12 +72,9 @@ impl InUse {
     /// Adds or removes the finalizer with server-side apply of our one list
     /// item: the finalizers of anyone else are kept, and leaving ours out of
     /// the apply removes it.
-    pub async fn set(
-        &self,
-        api: &Api<ModelApproval>,
-        approval: &ModelApproval,
-        mark: bool,
-    ) -> Result<()> {
+    pub async fn set(&self, client: &Client, approval: &ModelApproval, mark: bool) -> Result<()> {
+        let api: Api<ModelApproval> =
+            Api::namespaced(client.clone(), &approval.namespace().unwrap_or_default());
         let name = approval.name_any();
         let finalizers: &[&str] = if mark { &[IN_USE_FINALIZER] } else { &[] };
         let patch = serde_json::json!({
@@ -103,12 +89,11 @@ impl InUse {
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        if let (Some(rv), Ok(mut map)) = (
-            revision(written.meta().resource_version.as_deref()),
-            self.written.lock(),
-        ) {
-            map.insert(approval.uid().unwrap_or_default(), (rv, mark));
-        }
+        self.written.record(
+            &approval.uid().unwrap_or_default(),
+            written.meta().resource_version.as_deref(),
+            mark,
+        );
         info!(
             in_use = mark,
             "in-use finalizer {}",
@@ -173,9 +158,7 @@ mod tests {
         index.observe(&watcher::Event::Init);
         index.observe(&watcher::Event::InitApply(md_naming_v1()));
         index.observe(&watcher::Event::InitDone);
-        if let Ok(mut written) = in_use.written.lock() {
-            written.insert("u1".into(), (7, true));
-        }
+        in_use.written.record("u1", Some("7"), true);
         assert_eq!(
             in_use.needs(&approval("6", &[])),
             Mark::Done,

@@ -1,5 +1,6 @@
-//! The operator's own last status write of each approval, kept until the
-//! watch cache has caught up with it.
+//! The operator's own last write of each approval, kept until the watch
+//! cache has caught up with it: the status, and (with its own overlay) the
+//! in-use finalizer.
 //!
 //! A reconcile reads the approval from the cache. When a reviewer's change
 //! arrives while the operator's previous write is still on its way back
@@ -20,12 +21,19 @@ use std::sync::Mutex;
 use crate::api::ModelApprovalStatus;
 use crate::api::gates::is_operator_condition;
 
-/// Last writes by object uid: (resourceVersion produced, status written).
-/// The status is boxed so that the map's table stays small whatever its
-/// peak size was.
-#[derive(Default)]
-pub struct Written {
-    inner: Mutex<HashMap<String, (u64, Box<ModelApprovalStatus>)>>,
+/// Last writes by object uid: (resourceVersion produced, what was written).
+/// The value is boxed so that the map's table stays small whatever its peak
+/// size was.
+pub struct Written<T = ModelApprovalStatus> {
+    inner: Mutex<HashMap<String, (u64, Box<T>)>>,
+}
+
+impl<T> Default for Written<T> {
+    fn default() -> Self {
+        Written {
+            inner: Mutex::default(),
+        }
+    }
 }
 
 /// resourceVersions are etcd revisions: integers that only grow. Anything
@@ -34,11 +42,11 @@ fn revision(rv: Option<&str>) -> Option<u64> {
     rv?.parse().ok()
 }
 
-impl Written {
+impl<T: Clone> Written<T> {
     /// Remembers what a write produced.
-    pub fn record(&self, uid: &str, resource_version: Option<&str>, status: ModelApprovalStatus) {
+    pub fn record(&self, uid: &str, resource_version: Option<&str>, value: T) {
         if let (Some(rv), Ok(mut inner)) = (revision(resource_version), self.inner.lock()) {
-            inner.insert(uid.to_string(), (rv, Box::new(status)));
+            inner.insert(uid.to_string(), (rv, Box::new(value)));
         }
     }
 
@@ -57,6 +65,27 @@ impl Written {
         }
     }
 
+    /// Our last write when a read at `resource_version` is older than it;
+    /// None when the read is at least as new (the entry is then dropped) or
+    /// there is none.
+    pub fn ahead_of(&self, uid: &str, resource_version: Option<&str>) -> Option<T> {
+        let mut inner = self.inner.lock().ok()?;
+        let seen = revision(resource_version)?;
+        let (written_rv, written) = inner.get(uid)?;
+        if seen >= *written_rv {
+            inner.remove(uid);
+            return None;
+        }
+        Some(written.as_ref().clone())
+    }
+
+    /// How many writes are still ahead of the cache.
+    pub fn pending(&self) -> usize {
+        self.inner.lock().map(|i| i.len()).unwrap_or(0)
+    }
+}
+
+impl Written<ModelApprovalStatus> {
     /// The status to decide from: the cached one when it is at least as new
     /// as the last write (the entry is then dropped), else the cached
     /// reviewers' conditions with the last written operator fields.
@@ -66,19 +95,9 @@ impl Written {
         resource_version: Option<&str>,
         cached: Option<&ModelApprovalStatus>,
     ) -> Option<ModelApprovalStatus> {
-        let Ok(mut inner) = self.inner.lock() else {
+        let Some(mut merged) = self.ahead_of(uid, resource_version) else {
             return cached.cloned();
         };
-        let (Some(seen), Some((written_rv, written))) =
-            (revision(resource_version), inner.get(uid))
-        else {
-            return cached.cloned();
-        };
-        if seen >= *written_rv {
-            inner.remove(uid);
-            return cached.cloned();
-        }
-        let mut merged = written.as_ref().clone();
         let reviewers = cached
             .map(|s| {
                 s.conditions
@@ -93,11 +112,6 @@ impl Written {
             .retain(|c| is_operator_condition(&c.type_));
         merged.conditions.extend(reviewers);
         Some(merged)
-    }
-
-    /// How many writes are still ahead of the cache.
-    pub fn pending(&self) -> usize {
-        self.inner.lock().map(|i| i.len()).unwrap_or(0)
     }
 }
 
