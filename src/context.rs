@@ -162,6 +162,5 @@ impl Context {
 /// Now, in whole seconds: what the API server shows, and what makes two
 /// reconciles within one second decide alike.
 pub fn now_seconds() -> Timestamp {
-    let now = Timestamp::now();
-    Timestamp::from_second(now.as_second()).unwrap_or(now)
+    crate::api::condition::whole_seconds(Timestamp::now())
 }

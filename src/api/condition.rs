@@ -84,3 +84,9 @@ impl Condition {
 pub fn find<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a Condition> {
     conditions.iter().find(|c| c.type_ == type_)
 }
+
+/// `t` cut to whole seconds: the precision of a Kubernetes time
+/// (metav1.Time), so what is written is what is read back.
+pub fn whole_seconds(t: jiff::Timestamp) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(t.as_second()).unwrap_or(t)
+}

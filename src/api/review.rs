@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use kube::Resource;
 use serde_json::{Value, json};
 
+use super::condition::whole_seconds;
 use super::{Gate, ModelApproval};
 
 /// The status patch that sets `gate` of the approval named `approval` to
@@ -25,9 +26,9 @@ pub fn gate_patch(
     reviewer: &str,
     at: Timestamp,
 ) -> Value {
-    // Kubernetes condition times (metav1.Time) are whole seconds; a
-    // reviewer's time keeps to that precision, as the operator's own do.
-    let at = Timestamp::from_second(at.as_second()).unwrap_or(at);
+    // A reviewer's time keeps to a condition time's precision, as the
+    // operator's own do.
+    let at = whole_seconds(at);
     let mut condition = json!({
         "type": gate.condition_type(),
         "status": status,
