@@ -151,13 +151,7 @@ async fn a_revoked_version_rolls_back_to_the_last_one_still_approved() {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
     eventually(90, "v1 expired and the fallback applied", || async {
         let md = mds.get("fd").await.ok()?;
-        let c = md
-            .status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "ApprovalSatisfied")?
-            .clone();
+        let c = satisfied(&md)?.clone();
         let scaled = deployments.get("fd").await.ok()?.spec.replicas == Some(0);
         (scaled
             && c.message
@@ -223,11 +217,7 @@ async fn a_recreated_approval_of_the_same_name_is_never_rolled_back_to() {
     .expect("revoke v2");
     let md = phase(&mds, "fd", DeploymentPhase::Revoked).await;
     assert_eq!(satisfied_reason(&md).as_deref(), Some("ApprovalRevoked"));
-    let message = md
-        .status
-        .iter()
-        .flat_map(|s| &s.conditions)
-        .find(|c| c.type_ == "ApprovalSatisfied")
+    let message = satisfied(&md)
         .and_then(|c| c.message.clone())
         .unwrap_or_default();
     assert!(

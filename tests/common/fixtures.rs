@@ -119,11 +119,7 @@ pub fn condition_of<'a>(
     a: &'a modelgate::api::ModelApproval,
     type_: &str,
 ) -> Option<&'a modelgate::api::Condition> {
-    a.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
+    modelgate::api::condition::find(&a.status.as_ref()?.conditions, type_)
 }
 
 /// Sets one gate as a reviewer would: as that reviewer, a member of the

@@ -51,15 +51,17 @@ pub async fn phase(
     .await
 }
 
+/// The ModelDeployment's ApprovalSatisfied condition.
+pub fn satisfied(md: &ModelDeployment) -> Option<&modelgate::api::Condition> {
+    modelgate::api::condition::find(
+        &md.status.as_ref()?.conditions,
+        modelgate::api::deployment::APPROVAL_SATISFIED,
+    )
+}
+
 /// The reason of the ModelDeployment's ApprovalSatisfied condition.
 pub fn satisfied_reason(md: &ModelDeployment) -> Option<String> {
-    md.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "ApprovalSatisfied")?
-        .reason
-        .clone()
+    satisfied(md)?.reason.clone()
 }
 
 /// Waits until every pod of the ModelDeployment runs `digest`, and there is
