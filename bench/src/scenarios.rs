@@ -165,10 +165,7 @@ async fn release_in_use(admin: &Client, ns: &str) {
     };
     let params = PatchParams::apply(modelgate::approval::in_use::IN_USE_FIELD_MANAGER).force();
     for approval in list.items.iter().filter(|a| !a.finalizers().is_empty()) {
-        let patch = serde_json::json!({
-            "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
-            "metadata": {"name": approval.name_any()},
-        });
+        let patch = modelgate::approval::in_use::mark_patch(&approval.name_any(), false);
         let _ = approvals
             .patch(&approval.name_any(), &params, &Patch::Apply(&patch))
             .await;

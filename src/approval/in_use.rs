@@ -24,6 +24,19 @@ pub struct InUse {
     written: Written<bool>,
 }
 
+/// The server-side-apply body, under [`IN_USE_FIELD_MANAGER`], that puts the
+/// finalizer on approval `name` (`mark`) or takes it off: our one list item
+/// only, so the finalizers of anyone else are kept, and leaving ours out of
+/// the apply removes it.
+pub fn mark_patch(name: &str, mark: bool) -> serde_json::Value {
+    let finalizers: &[&str] = if mark { &[IN_USE_FINALIZER] } else { &[] };
+    serde_json::json!({
+        "apiVersion": ModelApproval::api_version(&()),
+        "kind": ModelApproval::kind(&()),
+        "metadata": {"name": name, "finalizers": finalizers},
+    })
+}
+
 /// What to do about one approval's finalizer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mark {
@@ -76,12 +89,7 @@ impl InUse {
         let api: Api<ModelApproval> =
             Api::namespaced(client.clone(), &approval.namespace().unwrap_or_default());
         let name = approval.name_any();
-        let finalizers: &[&str] = if mark { &[IN_USE_FINALIZER] } else { &[] };
-        let patch = serde_json::json!({
-            "apiVersion": ModelApproval::api_version(&()),
-            "kind": ModelApproval::kind(&()),
-            "metadata": {"name": name, "finalizers": finalizers},
-        });
+        let patch = mark_patch(&name, mark);
         let params = PatchParams::apply(IN_USE_FIELD_MANAGER).force();
         let written = match api.patch(&name, &params, &Patch::Apply(&patch)).await {
             Ok(written) => written,
