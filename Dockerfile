@@ -5,6 +5,7 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY templates ./templates
 # Cargo loads every workspace member's manifest, even to build one binary.
 COPY bench ./bench
 RUN cargo build --release --locked --bin modelgate \

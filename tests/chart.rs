@@ -192,17 +192,22 @@ fn the_rendered_chart_is_what_a_platform_team_checks() {
         "system:serviceaccount:kube-system:replicaset-controller,system:kube-controller-manager"
     );
     assert_eq!(params["data"]["exemptGroups"], "");
-    // Approval authority, managed Deployments, governed namespaces.
+    // Approval authority, managed Deployments, governed namespaces,
+    // approval records.
     for kind in [
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     ] {
         assert_eq!(
             docs.iter().filter(|d| d["kind"] == kind).count(),
-            3,
+            4,
             "{kind}"
         );
     }
+    assert_eq!(
+        params["data"]["recordDeleters"],
+        "system:serviceaccount:kube-system:namespace-controller,system:kube-controller-manager"
+    );
     let governed = find(
         &docs,
         "ValidatingAdmissionPolicy",

@@ -44,6 +44,7 @@ pub struct Metrics {
     pub gate_decisions: Family<GateLabels, Counter>,
     pub leader: Gauge,
     pub status_writes: Family<ControllerLabels, Counter>,
+    pub records_written: Counter,
 }
 
 impl Default for Metrics {
@@ -95,6 +96,12 @@ impl Default for Metrics {
             "Status writes made, by controller",
             status_writes.clone(),
         );
+        let records_written = Counter::default();
+        registry.register(
+            "records_written",
+            "Signed ApprovalRecords created",
+            records_written.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -105,6 +112,7 @@ impl Default for Metrics {
             gate_decisions,
             leader,
             status_writes,
+            records_written,
         }
     }
 }

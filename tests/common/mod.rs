@@ -8,6 +8,7 @@ pub mod argocd;
 pub mod cluster;
 pub mod fixtures;
 pub mod operator;
+pub mod plugin;
 pub mod pods;
 pub mod users;
 pub mod wait;
@@ -21,6 +22,8 @@ pub use cluster::*;
 pub use fixtures::*;
 #[allow(unused_imports)]
 pub use operator::*;
+#[allow(unused_imports)]
+pub use plugin::*;
 #[allow(unused_imports)]
 pub use pods::*;
 #[allow(unused_imports)]
