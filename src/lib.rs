@@ -15,6 +15,7 @@ pub mod crd;
 pub mod deployment;
 pub mod error;
 pub mod operator;
+pub mod policy;
 pub mod records;
 pub mod runtime;
 pub mod vocabulary;

@@ -117,6 +117,12 @@ async fn controllers(
     records: Option<crate::records::KeyPlace>,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
+    // The operator's own namespace, where the cluster-wide default policy
+    // and the signing key live.
+    let home = records
+        .as_ref()
+        .map(|p| p.namespace.clone())
+        .unwrap_or_else(|| crate::records::key::DEFAULT_NAMESPACE.to_string());
     let recorder = match records {
         Some(place) => match recorder(&ctx.client, &place, shutdown.clone()).await {
             Some(r) => Some(Arc::new(r)),
@@ -155,8 +161,15 @@ async fn controllers(
     // controller, read by both (the approval controller for the in-use
     // finalizer, told through `usage` when an approval's use changes).
     let (index, usage) = crate::deployment::index::ApprovalIndex::reporting();
+    let (policies, policy_controller) = crate::policy::controller::run(
+        ctx.clone(),
+        config.clone(),
+        synced.clone(),
+        shutdown.clone(),
+    );
     futures::join!(
         watch,
+        policy_controller,
         crate::approval::controller::run(
             ctx.clone(),
             crate::approval::controller::Inputs {
@@ -166,6 +179,8 @@ async fn controllers(
                 usage,
                 written,
                 recorder,
+                policies,
+                home: home.clone(),
             },
             shutdown.clone()
         ),

@@ -2,7 +2,7 @@
 //!
 //! The API server enforces the `x-kubernetes-validations` rules of
 //! `crds/*.yaml`, and tests/crds.rs proves that against a real one, which
-//! takes a cluster and minutes. This tier evaluates every rule of both CRDs
+//! takes a cluster and minutes. This tier evaluates every rule of the CRDs
 //! in-process with kube's own CEL support (the `cel` feature), so a rule that
 //! stops parsing, refuses a good manifest, lets a bad one through, changes the
 //! message docs/validation.md promises, or is added without a case here fails
@@ -24,7 +24,7 @@ const DIGEST: &str = "sha256:0f3c4e1d2b7a8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f7081
 /// Kubernetes CEL function that kube's CEL library lacks), as (kind, schema
 /// path, rule, why). They are checked only against the API server
 /// (tests/crds.rs); listing them keeps the coverage check honest. None today:
-/// every rule of both CRDs uses `matches`, `startsWith`, `size`, `duration`
+/// every rule of the CRDs uses `matches`, `startsWith`, `size`, `duration`
 /// or `==`, which the library provides.
 const API_SERVER_ONLY: &[(Kind, &str, &str, &str)] = &[];
 
@@ -32,15 +32,24 @@ const API_SERVER_ONLY: &[(Kind, &str, &str, &str)] = &[];
 enum Kind {
     ModelApproval,
     ModelDeployment,
+    ApprovalRecord,
+    ApprovalPolicy,
 }
 
 impl Kind {
-    const ALL: [Kind; 2] = [Kind::ModelApproval, Kind::ModelDeployment];
+    const ALL: [Kind; 4] = [
+        Kind::ModelApproval,
+        Kind::ModelDeployment,
+        Kind::ApprovalRecord,
+        Kind::ApprovalPolicy,
+    ];
 
     fn file(self) -> &'static str {
         match self {
             Kind::ModelApproval => "modelapprovals.modelgate.io.yaml",
             Kind::ModelDeployment => "modeldeployments.modelgate.io.yaml",
+            Kind::ApprovalRecord => "approvalrecords.modelgate.io.yaml",
+            Kind::ApprovalPolicy => "approvalpolicies.modelgate.io.yaml",
         }
     }
 }
@@ -270,7 +279,8 @@ fn approval() -> Value {
             "model": {"name": "fraud-detector", "version": "2.4.0", "uri": "s3://models/fraud-detector/2.4.0/", "digest": DIGEST},
             "validFor": "2160h",
             "evidence": [{"gate": "FairnessReview", "uri": "https://reports.example.com/fairness.html"}]
-        }
+        },
+        "status": {"measurements": [{"name": "auc", "value": 0.94, "measuredBy": "system:serviceaccount:ml:evaluator"}]}
     })
 }
 
@@ -284,6 +294,31 @@ fn deployment() -> Value {
             "template": {"metadata": {"labels": {"app": "fraud-detector"}}, "spec": {"containers": [
                 {"name": "server", "image": "registry.example.com/model-server:1.8", "env": [{"name": "LOG_LEVEL", "value": "info"}], "ports": [{"containerPort": 8080}]}
             ]}}
+        }
+    })
+}
+
+fn record() -> Value {
+    json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ApprovalRecord", "metadata": {"name": "fraud-detector-2-4-0-0f3c9a1e-6"},
+        "spec": {
+            "approval": {"name": "fraud-detector-2-4-0", "uid": "0f3c9a1e-7b2d-4c5e-9f00-123456789abc"},
+            "model": {"name": "fraud-detector", "version": "2.4.0", "digest": DIGEST},
+            "phase": "Approved", "seq": 6, "time": "2026-12-01T12:00:00Z", "keyId": "ab".repeat(32),
+            "envelope": {"payloadType": "application/vnd.in-toto+json", "payload": "e30=", "signatures": [{"keyid": "ab".repeat(32), "sig": "c2ln"}]}
+        }
+    })
+}
+
+fn policy() -> Value {
+    json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ApprovalPolicy", "metadata": {"name": "default"},
+        "spec": {
+            "validFor": "2160h",
+            "gates": [
+                {"gate": "SecurityReview", "reviewers": 2},
+                {"gate": "TechnicalReview", "automatic": {"rule": "m.auc >= 0.92", "measuredBy": ["system:serviceaccount:ml:evaluator"], "mode": "Decide"}}
+            ]
         }
     })
 }
@@ -317,6 +352,8 @@ fn valid_objects() -> Vec<(&'static str, Kind, Value)> {
             ),
         ),
         ("the sample deployment", Kind::ModelDeployment, deployment()),
+        ("the sample record", Kind::ApprovalRecord, record()),
+        ("the sample policy", Kind::ApprovalPolicy, policy()),
     ]
 }
 
@@ -514,6 +551,41 @@ fn cases() -> Vec<Case> {
                 Row,
             )
         },
+        Case {
+            old: Some(record()),
+            ..case(
+                "record-changed",
+                ApprovalRecord,
+                with(record(), "/spec/phase", json!("Rejected")),
+                &[("spec", "an ApprovalRecord never changes")],
+                NoRow,
+            )
+        },
+        case(
+            "policy-validfor-days",
+            ApprovalPolicy,
+            with(policy(), "/spec/validFor", json!("90d")),
+            &[("spec.validFor", "validFor must be a positive duration")],
+            NoRow,
+        ),
+        case(
+            "policy-rule-decides-a-quorum",
+            ApprovalPolicy,
+            with(
+                policy(),
+                "/spec/gates/1",
+                json!({"gate": "TechnicalReview", "reviewers": 2, "automatic": {"rule": "m.auc >= 0.92", "measuredBy": ["ci"], "mode": "Decide"}}),
+            ),
+            &[("spec.gates[*]", "a gate the rule decides")],
+            NoRow,
+        ),
+        case(
+            "measurement-bad-name",
+            ModelApproval,
+            with(a(), "/status/measurements/0/name", json!("AUC score")),
+            &[("status.measurements[*].name", "a measurement name is")],
+            NoRow,
+        ),
         case(
             "approvalref-bad-name",
             ModelDeployment,

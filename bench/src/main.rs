@@ -51,6 +51,11 @@ pub struct Knobs {
     /// and a signed ApprovalRecord each.
     #[arg(long, default_value_t = 1_000)]
     pub cold_approved: usize,
+    /// Run the cold start and churn under an ApprovalPolicy with a quorum
+    /// gate and an automatic gate (false: no policy, as an operator without
+    /// policies is measured).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub policy: bool,
     /// Seconds of the at-rest measurement.
     #[arg(long, default_value_t = 300)]
     pub rest_secs: u64,

@@ -9,8 +9,9 @@ use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use modelgate::api::review::gate_patch;
-use modelgate::api::{Gate, ModelApproval, ModelDeployment};
+use modelgate::api::review::{gate_patch, review_manager, review_patch};
+use modelgate::api::{ApprovalPolicy, Gate, ModelApproval, ModelDeployment};
+use modelgate::policy::quorum::{APPROVE, REJECT};
 use serde_json::json;
 
 use super::cluster::{self, BoxError};
@@ -73,41 +74,130 @@ async fn set_gate(
     gate: Gate,
     status: &str,
     reviewer: &str,
+    under_policy: bool,
 ) -> Result<(), BoxError> {
     let api: Api<ModelApproval> = Api::namespaced(client.clone(), ns);
-    let patch = gate_patch(
-        name,
-        gate,
-        status,
-        "Bench",
-        None,
-        reviewer,
-        jiff::Timestamp::now(),
-    );
+    let now = jiff::Timestamp::now();
+    // The bench policy's quorum gate takes each reviewer's own review.
+    let (patch, manager) = if under_policy && gate == QUORUM_GATE {
+        let decision = if status == "True" { APPROVE } else { REJECT };
+        (
+            review_patch(name, gate, decision, "Bench", None, reviewer, now),
+            review_manager(gate, reviewer),
+        )
+    } else {
+        (
+            gate_patch(name, gate, status, "Bench", None, reviewer, now),
+            format!("bench-{}", gate.short_name()),
+        )
+    };
     api.patch_status(
         name,
-        &PatchParams::apply(&format!("bench-{}", gate.short_name())).force(),
+        &PatchParams::apply(&manager).force(),
         &Patch::Apply(&patch),
     )
     .await?;
     Ok(())
 }
 
+/// The gate the bench policy decides by a quorum of two.
+const QUORUM_GATE: Gate = Gate::Security;
+
+/// The ApprovalPolicy every measured namespace runs under: a quorum gate
+/// and an automatic gate (Advise, so that people still decide it).
+async fn bench_policy(admin: &Client, ns: &str) -> Result<(), BoxError> {
+    let policy = json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ApprovalPolicy",
+        "metadata": {"name": "default", "namespace": ns},
+        "spec": {"gates": [
+            {"gate": QUORUM_GATE.condition_type(), "reviewers": 2},
+            {"gate": "TechnicalReview", "automatic": {"rule": "m.auc >= 0.9", "measuredBy": ["system:serviceaccount:bench:evaluator"], "mode": "Advise"}},
+        ]},
+    });
+    let api: Api<ApprovalPolicy> = Api::namespaced(admin.clone(), ns);
+    api.patch(
+        "default",
+        &PatchParams::apply("bench").force(),
+        &Patch::Apply(&policy),
+    )
+    .await?;
+    Ok(())
+}
+
 /// Passes all five gates of each of `names`, one reviewer per gate.
-async fn pass_all_gates(ns: &str, names: &[String], concurrency: usize) -> Result<(), BoxError> {
+async fn pass_all_gates(
+    ns: &str,
+    names: &[String],
+    concurrency: usize,
+    under_policy: bool,
+) -> Result<(), BoxError> {
     let mut reviewers = Vec::new();
     for (i, gate) in Gate::ALL.into_iter().enumerate() {
         reviewers.push((gate, cluster::reviewer(gate, i).await?));
+    }
+    // Its quorum of two: a second reviewer of that gate.
+    if under_policy {
+        reviewers.push((QUORUM_GATE, cluster::reviewer(QUORUM_GATE, 99).await?));
     }
     let writes = names
         .iter()
         .flat_map(|name| reviewers.iter().map(move |r| (name, r)));
     stream::iter(writes)
-        .map(|(name, (gate, (client, who)))| set_gate(client, ns, name, *gate, "True", who))
+        .map(|(name, (gate, (client, who)))| {
+            set_gate(client, ns, name, *gate, "True", who, under_policy)
+        })
         .buffer_unordered(concurrency)
         .try_collect::<Vec<_>>()
         .await?;
     Ok(())
+}
+
+/// What one reviewer's decisions are tracked by: the gate, or for the
+/// quorum gate their own review.
+fn decision_key(gate: Gate, who: &str, under_policy: bool) -> String {
+    if under_policy && gate == QUORUM_GATE {
+        format!("Review/{}/{who}", gate.condition_type())
+    } else {
+        gate.condition_type().to_string()
+    }
+}
+
+/// The decisions the operator has recorded on `a`, by key, as True/False.
+fn observed_decisions(a: &ModelApproval) -> Vec<(String, String)> {
+    let Some(status) = a.status.as_ref() else {
+        return Vec::new();
+    };
+    let gates = status
+        .observed_gates
+        .iter()
+        .map(|g| (g.gate.clone(), g.status.clone()));
+    let reviews = status
+        .observed_inputs
+        .iter()
+        .filter(|o| o.key.starts_with("Review/"))
+        .map(|o| (o.key.clone(), as_status(&o.value)));
+    gates.chain(reviews).collect()
+}
+
+/// The decision as written by the reviewer under `key`, as True/False.
+fn written_decision(a: &ModelApproval, key: &str) -> Option<String> {
+    let status = a.status.as_ref()?;
+    match key.strip_prefix("Review/") {
+        Some(rest) => status
+            .reviews
+            .iter()
+            .find(|r| format!("{}/{}", r.gate, r.reviewer) == rest)
+            .map(|r| as_status(&r.decision)),
+        None => status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == key)
+            .map(|c| c.status.clone()),
+    }
+}
+
+fn as_status(decision: &str) -> String {
+    if decision == APPROVE { "True" } else { "False" }.to_string()
 }
 
 /// Marks the namespaces the bench creates, so that any run can find and
@@ -351,7 +441,7 @@ async fn latency(
     .map(|(name, g)| {
         let (client, who) = &reviewers[g];
         let ns = ns.clone();
-        async move { set_gate(client, &ns, &name, Gate::ALL[g], "True", who).await }
+        async move { set_gate(client, &ns, &name, Gate::ALL[g], "True", who, false).await }
     })
     .buffer_unordered(knobs.concurrency)
     .try_collect::<Vec<_>>()
@@ -376,7 +466,7 @@ async fn latency(
     let (business, who) = &reviewers[4];
     let mut samples = Vec::new();
     for name in &names {
-        set_gate(business, &ns, name, Gate::Business, "True", who).await?;
+        set_gate(business, &ns, name, Gate::Business, "True", who, false).await?;
         let accepted = Instant::now();
         let seen = first_seen(&mut rx, name).await?;
         samples.push(seen.saturating_duration_since(accepted));
@@ -487,6 +577,9 @@ async fn cold_start_and_rest(
     ));
     let ns = format!("bench-cold-{run}");
     namespace(admin, &ns).await?;
+    if knobs.policy {
+        bench_policy(admin, &ns).await?;
+    }
     let names: Vec<String> = (0..knobs.cold_approvals)
         .map(|i| format!("cold-{i}"))
         .collect();
@@ -514,7 +607,7 @@ async fn cold_start_and_rest(
     );
     let first_free = knobs.cold_deployments.min(names.len());
     let approved = &names[first_free..(first_free + knobs.cold_approved).min(names.len())];
-    pass_all_gates(&ns, approved, knobs.concurrency).await?;
+    pass_all_gates(&ns, approved, knobs.concurrency, knobs.policy).await?;
     println!(
         "{} of them passed all five gates before the operator starts (each an Approved phase and a signed record to write)",
         approved.len()
@@ -647,6 +740,9 @@ async fn churn(
     ));
     let ns = format!("bench-churn-{run}");
     namespace(admin, &ns).await?;
+    if knobs.policy {
+        bench_policy(admin, &ns).await?;
+    }
     let approvals_needed = knobs.churn_reviewers.div_ceil(5);
     let names: Vec<String> = (0..approvals_needed)
         .map(|i| format!("churn-{i}"))
@@ -663,13 +759,8 @@ async fn churn(
             .applied_objects()
             .for_each(move |a| {
                 if let Ok(a) = a {
-                    for g in a.status.iter().flat_map(|s| s.observed_gates.iter()) {
-                        let _ = tx.send((
-                            a.name_any(),
-                            g.gate.clone(),
-                            g.status.clone(),
-                            Instant::now(),
-                        ));
+                    for (key, value) in observed_decisions(&a) {
+                        let _ = tx.send((a.name_any(), key, value, Instant::now()));
                     }
                 }
                 futures::future::ready(())
@@ -682,6 +773,8 @@ async fn churn(
         let gate = Gate::ALL[r % 5];
         let name = names[r / 5].clone();
         let (client, who) = cluster::reviewer(gate, r).await?;
+        let policy = knobs.policy;
+        let key = decision_key(gate, &who, policy);
         let ns = ns.clone();
         tasks.push(tokio::spawn(async move {
             let mut writes: Vec<(String, Instant)> = Vec::new();
@@ -690,7 +783,7 @@ async fn churn(
             while Instant::now() < until {
                 let value = if i.is_multiple_of(2) { "True" } else { "False" };
                 let sent = Instant::now();
-                if set_gate(&client, &ns, &name, gate, value, &who)
+                if set_gate(&client, &ns, &name, gate, value, &who, policy)
                     .await
                     .is_ok()
                 {
@@ -701,7 +794,7 @@ async fn churn(
                 tokio::time::sleep(Duration::from_millis(100 + (i * 37 + r as u64 * 53) % 400))
                     .await;
             }
-            (name, gate, writes, round_trips)
+            (name, key, writes, round_trips)
         }));
     }
     let mut all_writes = Vec::new();
@@ -715,21 +808,21 @@ async fn churn(
     }
     // Let the operator settle (every reviewer's last decision in its
     // observed gates, or 60 s), then read what it recorded.
-    let last: Vec<(String, Gate, String)> = all_writes
+    let last: Vec<(String, String, String)> = all_writes
         .iter()
-        .filter_map(|(name, gate, writes)| {
-            writes.last().map(|(v, _)| (name.clone(), *gate, v.clone()))
+        .filter_map(|(name, key, writes)| {
+            writes
+                .last()
+                .map(|(v, _)| (name.clone(), key.clone(), v.clone()))
         })
         .collect();
     let _ = wait_until(Duration::from_secs(60), || async {
-        for (name, gate, value) in &last {
+        for (name, key, value) in &last {
             let a = api.get(name).await.ok()?;
-            let shown = a
-                .status?
-                .observed_gates
-                .iter()
-                .find(|o| o.gate == gate.condition_type())
-                .map(|o| o.status.clone());
+            let shown = observed_decisions(&a)
+                .into_iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v);
             if shown.as_deref() != Some(value.as_str()) {
                 return None;
             }
@@ -745,10 +838,10 @@ async fn churn(
     let mut lags = Vec::new();
     let mut lost = 0u64;
     let mut decisions = 0usize;
-    for (name, gate, writes) in &all_writes {
+    for (name, key, writes) in &all_writes {
         decisions += writes.len();
         let seen = observed
-            .get(&(name.clone(), gate.condition_type().to_string()))
+            .get(&(name.clone(), key.clone()))
             .cloned()
             .unwrap_or_default();
         for (k, (value, at)) in writes.iter().enumerate() {
@@ -763,24 +856,18 @@ async fn churn(
                 lags.push(shown.saturating_duration_since(*at));
             }
         }
-        // The last decision must stand, in the condition and in the
-        // operator's observed gates.
+        // The last decision must stand, as written (the condition or the
+        // review) and in what the operator recorded.
         let Some((last, _)) = writes.last() else {
             continue;
         };
         let a = api.get(name).await?;
-        let status = a.status.unwrap_or_default();
-        let condition = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == gate.condition_type())
-            .map(|c| c.status.clone());
-        let recorded = status
-            .observed_gates
-            .iter()
-            .find(|o| o.gate == gate.condition_type())
-            .map(|o| o.status.clone());
-        if condition.as_deref() != Some(last) || recorded.as_deref() != Some(last) {
+        let written = written_decision(&a, key);
+        let recorded = observed_decisions(&a)
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v);
+        if written.as_deref() != Some(last) || recorded.as_deref() != Some(last) {
             lost += 1;
         }
     }

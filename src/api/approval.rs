@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::condition::Condition;
+use super::policy::{GateProgress, Measurement, PinnedPolicy, Review};
 
 /// What is approved: one exact model artifact, how long the approval holds,
 /// and the evidence reviewers rely on. Immutable once created.
@@ -35,6 +36,12 @@ use super::condition::Condition;
         type_ = "string",
         json_path = ".status.gatesPassed",
         description = "Gates passed out of five"
+    ),
+    printcolumn(
+        name = "Waiting On",
+        type_ = "string",
+        json_path = ".status.waitingOn",
+        description = "Gates still open, with quorum progress, e.g. SecurityReview 1/2"
     ),
     printcolumn(
         name = "Expires",
@@ -220,6 +227,45 @@ pub struct ModelApprovalStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 64))]
     pub history_base: Option<String>,
+    /// The rules this approval is decided by, pinned from its ApprovalPolicy
+    /// on the operator's first reconcile and never changed after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PinnedPolicy>,
+    /// Reviews of quorum gates, one per person and gate, each written by
+    /// that person (server-side apply of their own entry).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["gate".into(), "reviewer".into()]))]
+    pub reviews: Vec<Review>,
+    /// Measured evidence for automatic gates, written only by the
+    /// identities the pinned rule names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    pub measurements: Vec<Measurement>,
+    /// Quorum progress and rule results of the gates one person does not
+    /// decide alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    pub progress: Vec<GateProgress>,
+    /// What the approval waits on, at a glance, e.g. "SecurityReview 1/2".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_on: Option<String>,
+    /// The reviews and measurements the operator last recorded, so each is
+    /// recorded in history exactly once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 82))]
+    pub observed_inputs: Vec<ObservedInput>,
+}
+
+/// One review or measurement as the operator last recorded it.
+#[derive(KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedInput {
+    /// `Review/<gate>/<reviewer>` or `Measurement/<name>`.
+    pub key: String,
+    /// The decision, or the value as text.
+    pub value: String,
 }
 
 /// The state of one gate as the operator last saw it.

@@ -9,6 +9,7 @@ pub mod approval;
 pub mod condition;
 pub mod deployment;
 pub mod gates;
+pub mod policy;
 pub mod record;
 pub mod review;
 
@@ -22,6 +23,7 @@ pub use deployment::{
     RollbackFallback, ServedEntry, ServedModel,
 };
 pub use gates::Gate;
+pub use policy::ApprovalPolicy;
 pub use record::{ApprovalRecord, ApprovalRecordSpec, Envelope};
 
 /// The API group of both kinds.

@@ -1,5 +1,6 @@
-//! A reviewer's decision on one gate, as the server-side-apply body of a
-//! ModelApproval's status. Every writer of a gate (the plugin, the tests'
+//! A reviewer's decision on one gate (its condition, or their review of a
+//! quorum gate) and a pipeline's measurement, as the server-side-apply
+//! bodies of a ModelApproval's status. Every writer of a gate (the plugin, the tests'
 //! harness, the bench) sends this same shape, so that what the admission
 //! policy and the controller see from each is alike.
 
@@ -39,11 +40,85 @@ pub fn gate_patch(
     if let Some(message) = message {
         condition["message"] = message.into();
     }
+    status_patch(approval, json!({"conditions": [condition]}))
+}
+
+/// The status patch of one person's review of a quorum gate: their own
+/// entry of `status.reviews` (`Approve` or `Reject`). Applied under
+/// [`review_manager`], it leaves every other person's review as it is.
+pub fn review_patch(
+    approval: &str,
+    gate: Gate,
+    decision: &str,
+    reason: &str,
+    message: Option<&str>,
+    reviewer: &str,
+    at: Timestamp,
+) -> Value {
+    let mut review = json!({
+        "gate": gate.condition_type(),
+        "reviewer": reviewer,
+        "decision": decision,
+        "reason": reason,
+        "time": whole_seconds(at).to_string(),
+    });
+    if let Some(message) = message {
+        review["message"] = message.into();
+    }
+    status_patch(approval, json!({"reviews": [review]}))
+}
+
+/// The field manager of one person's review of one gate. Each person's
+/// entry needs a manager of its own: with a shared one, the next person's
+/// apply would remove the entries it does not repeat.
+pub fn review_manager(gate: Gate, reviewer: &str) -> String {
+    use sha2::Digest;
+    let who = hex::encode(sha2::Sha256::digest(reviewer.as_bytes()));
+    format!("review-{}-{}", gate.short_name(), &who[..16])
+}
+
+/// One measurement for the automatic gates, by `measured_by`.
+pub struct MeasurementInput<'a> {
+    pub name: &'a str,
+    pub value: f64,
+    pub source: Option<&'a str>,
+    pub source_digest: Option<&'a str>,
+}
+
+/// The status patch of one measurement; applied under
+/// [`measurement_manager`], it leaves the other measurements as they are.
+pub fn measurement_patch(
+    approval: &str,
+    m: &MeasurementInput<'_>,
+    measured_by: &str,
+    at: Timestamp,
+) -> Value {
+    let mut entry = json!({
+        "name": m.name,
+        "value": m.value,
+        "measuredBy": measured_by,
+        "time": whole_seconds(at).to_string(),
+    });
+    if let Some(source) = m.source {
+        entry["source"] = source.into();
+    }
+    if let Some(digest) = m.source_digest {
+        entry["sourceDigest"] = digest.into();
+    }
+    status_patch(approval, json!({"measurements": [entry]}))
+}
+
+/// The field manager of one measurement's writes.
+pub fn measurement_manager(name: &str) -> String {
+    format!("measure-{name}")
+}
+
+fn status_patch(approval: &str, status: Value) -> Value {
     json!({
         "apiVersion": ModelApproval::api_version(&()),
         "kind": ModelApproval::kind(&()),
         "metadata": {"name": approval},
-        "status": {"conditions": [condition]},
+        "status": status,
     })
 }
 

@@ -17,8 +17,10 @@ use super::decide::{self, Input};
 use super::in_use::{InUse, Mark};
 use super::written::Written;
 use crate::api::condition::{FALSE, TRUE};
+use crate::api::policy::{ApprovalPolicy, PinnedPolicy};
 use crate::api::{ApprovalPhase, Gate, ModelApproval};
 use crate::deployment::index::ApprovalIndex;
+use crate::policy::pin;
 use crate::records::Recorder;
 use crate::runtime::metrics::GateLabels;
 use crate::runtime::watches::CachedApproval;
@@ -37,6 +39,10 @@ pub struct State {
     pub written: Arc<Written>,
     /// Writes a signed ApprovalRecord per phase change, when configured.
     pub recorder: Option<Arc<Recorder>>,
+    /// The ApprovalPolicies, for pinning an approval's rules.
+    pub policies: Store<ApprovalPolicy>,
+    /// The operator's namespace: its `default` policy applies cluster-wide.
+    pub home: String,
 }
 
 /// What this controller is started with besides the context.
@@ -53,6 +59,10 @@ pub struct Inputs {
     pub written: Arc<Written>,
     /// The record writer, when records are on.
     pub recorder: Option<Arc<Recorder>>,
+    /// The ApprovalPolicy cache (kept by the policy controller).
+    pub policies: Store<ApprovalPolicy>,
+    /// The operator's own namespace.
+    pub home: String,
 }
 
 /// The ModelApproval controller, ready to be driven until `shutdown`.
@@ -75,15 +85,28 @@ pub fn run(
         in_use: InUse::new(inputs.index),
         written: inputs.written,
         recorder: inputs.recorder,
+        policies: inputs.policies,
+        home: inputs.home,
     });
+    let policies = state.policies.clone();
     let controller = controller
         .with_config(crate::runtime::controller_config(concurrency))
         .graceful_shutdown_on(shutdown)
         .run(reconcile, error_policy, state);
-    crate::runtime::drive(controller, observer)
+    // Pinning from a policy cache still filling would pin the wrong rules:
+    // reconciles start once it has its first list. One waiter here, not one
+    // per reconcile (the cache's readiness wakes a single waiter).
+    async move {
+        match policies.wait_until_ready().await {
+            Ok(()) => crate::runtime::drive(controller, observer).await,
+            Err(_) => warn!(
+                "the policy cache stopped before its first list; approvals are not reconciled"
+            ),
+        }
+    }
 }
 
-/// Fetch → decide (pure) → write status → publish → record → mark in use →
+/// Fetch → decide (pure) → write status → publish → mark in use → record →
 /// wait.
 #[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
 async fn reconcile(
@@ -96,15 +119,12 @@ async fn reconcile(
     let namespace = approval
         .namespace()
         .ok_or(Error::MissingMetadata("namespace"))?;
-    let decision = decide_for(&state, approval);
+    let pin = pin_for(&state, approval);
+    let decision = decide_for(&state, approval, pin.as_ref());
     write_status(&state, approval, &namespace, &decision).await?;
     publish(ctx, approval, &decision).await;
-    if let Some(recorder) = &state.recorder {
-        let created = recorder
-            .write(&ctx.client, approval, &decision.status)
-            .await?;
-        ctx.metrics.records_written.inc_by(created as u64);
-    }
+    // The in-use mark first: a record that cannot be written yet must not
+    // keep a finalizer that is due to go.
     let usage_known = match state.in_use.needs(approval) {
         Mark::Done => true,
         Mark::Later => false,
@@ -113,13 +133,23 @@ async fn reconcile(
             true
         }
     };
+    if let Some(recorder) = &state.recorder {
+        let created = recorder
+            .write(&ctx.client, approval, &decision.status)
+            .await?;
+        ctx.metrics.records_written.inc_by(created as u64);
+    }
     ctx.succeeded(guarded.as_ref());
     Ok(next(&decision, usage_known))
 }
 
 /// The decision over the freshest status we know: the cache's, or our own
 /// last write when the cache has not caught up with it.
-fn decide_for(state: &State, approval: &ModelApproval) -> decide::Decision {
+fn decide_for(
+    state: &State,
+    approval: &ModelApproval,
+    pin: Option<&PinnedPolicy>,
+) -> decide::Decision {
     let status = state.written.current(
         approval.meta().uid.as_deref().unwrap_or_default(),
         approval.meta().resource_version.as_deref(),
@@ -130,7 +160,34 @@ fn decide_for(state: &State, approval: &ModelApproval) -> decide::Decision {
         generation: approval.meta().generation,
         status: status.as_ref(),
         now: now_seconds(),
+        pin,
     })
+}
+
+/// The rules to pin into an approval that has none yet: its namespace's
+/// `default` policy, else the operator namespace's, else the built-in ones.
+/// An approval decided before policies existed (it has history) keeps the
+/// built-in rules, so an upgrade never re-decides an approval in flight.
+///
+/// The controller starts only once the policy cache has its first list
+/// (see `run`), so this never reads a cache still filling.
+fn pin_for(state: &State, approval: &ModelApproval) -> Option<PinnedPolicy> {
+    let status = approval.status.as_ref();
+    if status.is_some_and(|s| s.policy.is_some()) {
+        return None;
+    }
+    if status.is_some_and(|s| !s.history.is_empty()) {
+        return Some(pin::pin(None));
+    }
+    let namespace = approval.namespace().unwrap_or_default();
+    let policy = [namespace.as_str(), state.home.as_str()]
+        .into_iter()
+        .find_map(|ns| {
+            state
+                .policies
+                .get(&ObjectRef::new(pin::DEFAULT_POLICY).within(ns))
+        });
+    Some(pin::pin(policy.as_deref()))
 }
 
 /// Applies the decided status when it changed, and remembers the write.

@@ -9,9 +9,11 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::gates::GateView;
 use crate::api::approval::ObservedGate;
 use crate::api::condition::{self, Condition, FALSE, TRUE, UNKNOWN};
 use crate::api::gates::{APPROVED_CONDITION, REVIEWS_VALID_CONDITION, is_operator_condition};
+use crate::api::policy::{GateProgress, PinnedPolicy};
 use crate::api::{ApprovalPhase, Gate, HistoryEntry, ModelApprovalSpec, ModelApprovalStatus};
 pub use crate::vocabulary::Severity;
 
@@ -34,6 +36,8 @@ pub struct Input<'a> {
     /// The whole current status: reviewers' gates and the operator's fields.
     pub status: Option<&'a ModelApprovalStatus>,
     pub now: Timestamp,
+    /// The rules to pin when the status has none yet (the policy in force).
+    pub pin: Option<&'a PinnedPolicy>,
 }
 
 /// What the operator should write and announce.
@@ -62,62 +66,6 @@ pub struct Transition {
     pub note: String,
 }
 
-/// How one gate stands, as far as the decision is concerned.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct GateView {
-    gate: Gate,
-    /// True, False or Unknown (absent and unusable conditions are Unknown).
-    status: &'static str,
-    reviewer: Option<String>,
-    reason: Option<String>,
-    message: Option<String>,
-}
-
-/// Reads the five gates from the conditions; anything malformed is left out
-/// of the decision and described in `problems`.
-fn read_gates(conditions: &[Condition], problems: &mut Vec<String>) -> Vec<GateView> {
-    for c in conditions {
-        let operator_owned = is_operator_condition(&c.type_);
-        if Gate::from_condition_type(&c.type_).is_none() && !operator_owned {
-            problems.push(format!(
-                "condition {:?} is not a gate (expected one of TechnicalReview, FairnessReview, SecurityReview, LegalReview, BusinessReview) and is ignored",
-                c.type_
-            ));
-        }
-    }
-    Gate::ALL
-        .into_iter()
-        .map(|gate| {
-            let mut view = GateView { gate, status: UNKNOWN, reviewer: None, reason: None, message: None };
-            let Some(c) = condition::find(conditions, gate.condition_type()) else {
-                return view;
-            };
-            let status = match c.status.as_str() {
-                TRUE => TRUE,
-                FALSE => FALSE,
-                UNKNOWN => UNKNOWN,
-                other => {
-                    problems.push(format!(
-                        "{gate} has status {other:?}; only True, False and Unknown count, so it is treated as pending"
-                    ));
-                    return view;
-                }
-            };
-            let reviewer = c.reviewer.clone().filter(|r| !r.trim().is_empty());
-            if status != UNKNOWN && reviewer.is_none() {
-                // A decision without a name is not auditable, so it does not count.
-                problems.push(format!("{gate} is {status} but names no reviewer, so it is treated as pending"));
-                return view;
-            }
-            view.status = status;
-            view.reviewer = reviewer;
-            view.reason = c.reason.clone();
-            view.message = c.message.clone();
-            view
-        })
-        .collect()
-}
-
 /// Parses `validFor` (whole h/m/s/ms units, as the CRD allows).
 pub fn parse_valid_for(valid_for: &str) -> Option<SignedDuration> {
     valid_for
@@ -126,7 +74,7 @@ pub fn parse_valid_for(valid_for: &str) -> Option<SignedDuration> {
         .filter(|d| d.is_positive())
 }
 
-fn truncate(text: Option<&str>) -> Option<String> {
+pub(super) fn truncate(text: Option<&str>) -> Option<String> {
     text.map(|t| match t.char_indices().nth(HISTORY_TEXT_LIMIT) {
         Some((cut, _)) => format!("{}…", &t[..cut]),
         None => t.to_string(),
@@ -139,8 +87,10 @@ pub fn decide(input: Input<'_>) -> Decision {
     let previous = input.status.unwrap_or(&empty);
     let now = Time(input.now);
     let mut problems = Vec::new();
-    let gates = read_gates(&previous.conditions, &mut problems);
-    let life = lifetime(&input, previous, &gates);
+    let policy = previous.policy.clone().or_else(|| input.pin.cloned());
+    let (gates, progress) = super::gates::read(previous, policy.as_ref(), &mut problems);
+    let valid_for = effective_valid_for(input.spec.valid_for.as_deref(), policy.as_ref());
+    let life = lifetime(&input, previous, &gates, valid_for.as_deref());
     let any_failed = gates.iter().find(|g| g.status == FALSE);
     let phase = if previous.phase == Some(ApprovalPhase::Expired) || life.lapsed {
         ApprovalPhase::Expired
@@ -151,18 +101,26 @@ pub fn decide(input: Input<'_>) -> Decision {
     } else {
         ApprovalPhase::Pending
     };
-    let conditions = vec![
-        approved_condition(phase, &gates, &life, input.spec.valid_for.as_deref()).stamped(
-            condition::find(&previous.conditions, APPROVED_CONDITION),
-            &now,
-            input.generation,
-        ),
-        valid_condition(&problems).stamped(
-            condition::find(&previous.conditions, REVIEWS_VALID_CONDITION),
-            &now,
-            input.generation,
-        ),
+    let stamp = |c: Condition| {
+        let previous = condition::find(&previous.conditions, &c.type_);
+        c.stamped(previous, &now, input.generation)
+    };
+    let mut conditions = vec![
+        stamp(approved_condition(
+            phase,
+            &gates,
+            &life,
+            valid_for.as_deref(),
+        )),
+        stamp(valid_condition(&problems)),
     ];
+    // The gates the pinned rules give to the operator: a quorum, a rule.
+    conditions.extend(
+        gates
+            .iter()
+            .filter(|g| g.decided)
+            .map(|g| stamp(g.condition())),
+    );
     let mut transitions = transitions(
         previous,
         &gates,
@@ -170,6 +128,8 @@ pub fn decide(input: Input<'_>) -> Decision {
         &approved_conditions_message(&conditions),
         &now,
     );
+    let (inputs, observed_inputs) = super::inputs::recorded(previous, &now);
+    transitions.splice(0..0, inputs);
     chain(previous, &mut transitions);
     let (history, dropped, base) = capped_history(previous, &transitions);
     let status = ModelApprovalStatus {
@@ -198,6 +158,12 @@ pub fn decide(input: Input<'_>) -> Decision {
         history,
         history_dropped: (dropped > 0).then_some(dropped),
         history_base: base,
+        waiting_on: waiting_on(&gates, &progress),
+        progress,
+        policy,
+        observed_inputs,
+        reviews: Vec::new(),
+        measurements: Vec::new(),
     };
     let changed = status != operator_view(previous);
     Decision {
@@ -217,13 +183,18 @@ struct Lifetime {
 
 /// approvedAt is the first time all gates passed and never moves, so
 /// flipping a gate cannot extend an approval's life.
-fn lifetime(input: &Input<'_>, previous: &ModelApprovalStatus, gates: &[GateView]) -> Lifetime {
+fn lifetime(
+    input: &Input<'_>,
+    previous: &ModelApprovalStatus,
+    gates: &[GateView],
+    valid_for: Option<&str>,
+) -> Lifetime {
     let all_passed = gates.iter().all(|g| g.status == TRUE);
     let approved_at = previous
         .approved_at
         .clone()
         .or_else(|| all_passed.then_some(Time(input.now)));
-    let valid_for = input.spec.valid_for.as_deref().and_then(parse_valid_for);
+    let valid_for = valid_for.and_then(parse_valid_for);
     let expires_at = match (&approved_at, valid_for) {
         (Some(at), Some(d)) => at.0.checked_add(d).ok(),
         _ => None,
@@ -448,9 +419,44 @@ fn transitions(
 /// The part of a status the operator owns: everything but the reviewers'
 /// conditions.
 pub fn operator_view(status: &ModelApprovalStatus) -> ModelApprovalStatus {
+    let decided = crate::policy::pin::operator_decided(status.policy.as_ref());
     let mut view = status.clone();
-    view.conditions.retain(|c| is_operator_condition(&c.type_));
+    view.conditions
+        .retain(|c| is_operator_condition(&c.type_) || decided.contains(&c.type_.as_str()));
+    view.reviews.clear();
+    view.measurements.clear();
     view
+}
+
+/// The approval's validFor under its policy: the policy's when the spec
+/// gives none, and never longer than the policy's.
+fn effective_valid_for(spec: Option<&str>, policy: Option<&PinnedPolicy>) -> Option<String> {
+    let cap = policy.and_then(|p| p.valid_for.clone());
+    match (spec, cap) {
+        (Some(own), Some(cap)) => match (parse_valid_for(own), parse_valid_for(&cap)) {
+            (Some(a), Some(b)) if b < a => Some(cap),
+            _ => Some(own.to_string()),
+        },
+        (Some(own), None) => Some(own.to_string()),
+        (None, cap) => cap,
+    }
+}
+
+/// What the approval waits on, at a glance: each open gate, with quorum
+/// progress where there is one.
+fn waiting_on(gates: &[GateView], progress: &[GateProgress]) -> Option<String> {
+    let open: Vec<String> = gates
+        .iter()
+        .filter(|g| g.status == UNKNOWN)
+        .map(|g| {
+            let name = g.gate.condition_type();
+            match progress.iter().find(|p| p.gate == name && p.mode.is_none()) {
+                Some(p) => format!("{name} {}", p.progress),
+                None => name.to_string(),
+            }
+        })
+        .collect();
+    (!open.is_empty()).then(|| open.join(", "))
 }
 
 /// How long until `expires_at`, measured from `now`, if it is ahead.

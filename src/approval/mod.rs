@@ -3,5 +3,7 @@
 
 pub mod controller;
 pub mod decide;
+pub mod gates;
 pub mod in_use;
+pub mod inputs;
 pub mod written;

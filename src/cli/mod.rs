@@ -4,6 +4,7 @@
 
 mod audit;
 mod history;
+mod measure;
 mod output;
 mod report;
 mod review;
@@ -119,6 +120,8 @@ pub enum Command {
     History(history::HistoryArgs),
     /// Why a ModelDeployment is held or revoked: its approval, the gates pending or failed, who can pass them, what serves now.
     Why(why::WhyArgs),
+    /// Record measurements for the automatic gates (for evaluation pipelines, as their own identity).
+    Measure(measure::MeasureArgs),
     /// The signed, offline-verifiable records: export them, verify a bundle, render it for auditors.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -184,5 +187,6 @@ pub async fn run(cli: Cli) -> Result<String> {
         Command::History(args) => history::run(&cli.global.session().await?, args).await,
         Command::Why(args) => why::run(&cli.global.session().await?, args).await,
         Command::Audit(command) => audit::run(&cli.global, command).await,
+        Command::Measure(args) => measure::run(&cli.global.session().await?, args).await,
     }
 }

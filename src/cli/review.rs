@@ -1,5 +1,6 @@
-//! `approve` and `reject`: one gate, set by the authenticated reviewer, with
-//! server-side apply of that one condition so every other gate stays.
+//! `approve` and `reject`: one gate, decided by the authenticated reviewer,
+//! with server-side apply of that one condition (or, for a quorum gate, of
+//! their own review) so everything else stays.
 
 use clap::Args;
 use jiff::Timestamp;
@@ -8,8 +9,11 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use super::{CliError, Result, Session};
 use crate::api::condition::{FALSE, TRUE};
-use crate::api::review::gate_patch;
+use crate::api::review::{gate_patch, review_manager, review_patch};
 use crate::api::{Gate, ModelApproval};
+use crate::policy::pin::{Decider, rule_of};
+use crate::policy::quorum::{APPROVE, REJECT};
+use kube::ResourceExt;
 
 #[derive(Args)]
 #[command(
@@ -70,47 +74,94 @@ pub fn field_manager(gate: Gate) -> String {
     format!("kubectl-modelgate-{}", gate.short_name())
 }
 
+/// The write a decision on `gate` takes under the approval's pinned rules:
+/// the gate's condition, or this person's review of a quorum gate. A gate a
+/// rule decides takes no person's decision.
+fn decision_write(
+    approval: &ModelApproval,
+    gate: Gate,
+    pass: bool,
+    reason: &str,
+    message: Option<&str>,
+    reviewer: &str,
+) -> Result<(serde_json::Value, String)> {
+    let name = approval.name_any();
+    let pinned = approval.status.as_ref().and_then(|s| s.policy.as_ref());
+    let now = Timestamp::now();
+    match rule_of(pinned, gate).decider() {
+        Decider::Person => Ok((
+            gate_patch(
+                &name,
+                gate,
+                if pass { TRUE } else { FALSE },
+                reason,
+                message,
+                reviewer,
+                now,
+            ),
+            field_manager(gate),
+        )),
+        Decider::Quorum(_) => Ok((
+            review_patch(
+                &name,
+                gate,
+                if pass { APPROVE } else { REJECT },
+                reason,
+                message,
+                reviewer,
+                now,
+            ),
+            review_manager(gate, reviewer),
+        )),
+        Decider::Rule => Err(CliError::Refused(format!(
+            "{gate} of {name} is decided by its rule from measurements, not by a person (see kubectl modelgate why)"
+        ))),
+    }
+}
+
 async fn set(
     session: &Session,
     name: &str,
     gate: Gate,
-    status: &str,
+    pass: bool,
     reason: &str,
     message: Option<&str>,
 ) -> Result<String> {
     let reviewer = whoami(session).await?;
-    let patch = gate_patch(
-        name,
-        gate,
-        status,
-        reason,
-        message,
-        &reviewer,
-        Timestamp::now(),
-    );
     let api: Api<ModelApproval> = Api::namespaced(session.client.clone(), &session.namespace);
-    // force: the gate entry is this reviewer's to set; the admission policy,
+    let what = format!("ModelApproval {name} in namespace {}", session.namespace);
+    let approval = api
+        .get(name)
+        .await
+        .map_err(|e| CliError::from_api(e, &what))?;
+    let (patch, manager) = decision_write(&approval, gate, pass, reason, message, &reviewer)?;
+    // force: the entry is this reviewer's to set; the admission policy,
     // not field ownership, decides who that may be.
-    let params = PatchParams::apply(&field_manager(gate)).force();
+    let params = PatchParams::apply(&manager).force();
     let updated = api
         .patch_status(name, &params, &Patch::Apply(&patch))
         .await
-        .map_err(|e| {
-            CliError::from_api(
-                e,
-                &format!("ModelApproval {name} in namespace {}", session.namespace),
-            )
-        })?;
+        .map_err(|e| CliError::from_api(e, &what))?;
     let phase = updated
         .status
+        .as_ref()
         .and_then(|s| s.phase)
         .map(|p| p.to_string())
         .unwrap_or_else(|| "Pending".into());
-    let verb = if status == TRUE { "passed" } else { "failed" };
-    Ok(format!(
-        "{gate} of {}/{name} {verb} by {reviewer} (approval phase: {phase}; the operator updates it in a moment)\n",
-        session.namespace
-    ))
+    let verb = if pass { "passed" } else { "failed" };
+    let quorum = patch["status"].get("reviews").is_some();
+    Ok(if quorum {
+        format!(
+            "your review of {gate} on {}/{name}: {} (the gate needs a quorum; kubectl modelgate status {name} shows its progress)\n",
+            session.namespace,
+            if pass { APPROVE } else { REJECT }
+        )
+    } else {
+        format!(
+            "{gate} of {}/{name} {verb} by {reviewer} (approval phase: {phase}; the operator updates it in a moment)\n",
+            session.namespace
+        )
+    })
 }
 
 pub async fn approve(session: &Session, args: ApproveArgs) -> Result<String> {
@@ -118,7 +169,7 @@ pub async fn approve(session: &Session, args: ApproveArgs) -> Result<String> {
         session,
         &args.name,
         args.gate,
-        TRUE,
+        true,
         &args.reason,
         args.message.as_deref(),
     )
@@ -130,7 +181,7 @@ pub async fn reject(session: &Session, args: RejectArgs) -> Result<String> {
         session,
         &args.name,
         args.gate,
-        FALSE,
+        false,
         &args.reason,
         Some(&args.message),
     )

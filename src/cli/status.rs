@@ -9,6 +9,7 @@ use serde::Serialize;
 use super::output::{self, mark};
 use super::{CliError, Format, Result, Session};
 use crate::api::condition::{self, UNKNOWN};
+use crate::api::policy::RuleMode;
 use crate::api::{Gate, ModelApproval, ModelDeployment};
 
 #[derive(Args)]
@@ -44,6 +45,9 @@ pub struct ApprovalView {
     pub expires_at: Option<Timestamp>,
     /// ModelDeployments that name this approval or serve it.
     pub deployments: Vec<String>,
+    /// The pinned policy the gates are decided by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -60,6 +64,13 @@ pub struct GateView {
     pub message: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub since: Option<Timestamp>,
+    /// Quorum progress ("1/2") or the rule's result, under the pinned rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// What the quorum or the rule saw and what is missing (or the rule's
+    /// advice beside a person's decision).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
 }
 
 /// The view of one approval, with the deployments that depend on it.
@@ -71,7 +82,16 @@ pub fn view(a: &ModelApproval, deployments: &[ModelDeployment]) -> ApprovalView 
         .iter()
         .map(|g| {
             let c = condition::find(&status.conditions, g.condition_type());
+            let progress = status
+                .progress
+                .iter()
+                .find(|p| p.gate == g.condition_type());
             GateView {
+                progress: progress.map(|p| match p.mode {
+                    Some(RuleMode::Advise) => format!("rule advises {}", p.result),
+                    _ => p.progress.clone(),
+                }),
+                advice: progress.map(|p| p.message.clone()),
                 gate: g.condition_type().to_string(),
                 status: c
                     .map(|c| c.status.clone())
@@ -109,6 +129,7 @@ pub fn view(a: &ModelApproval, deployments: &[ModelDeployment]) -> ApprovalView 
         approved_at: status.approved_at.map(|t| t.0),
         expires_at: status.expires_at.map(|t| t.0),
         deployments: users,
+        policy: status.policy.map(|p| p.name),
         name,
     }
 }
@@ -165,8 +186,9 @@ pub async fn run(session: &Session, args: StatusArgs) -> Result<String> {
 }
 
 fn gate_cell(g: &GateView) -> String {
-    match &g.reviewer {
-        Some(r) if g.status != UNKNOWN => format!("{} {r}", mark(&g.status)),
+    match (&g.reviewer, &g.progress) {
+        (Some(r), _) if g.status != UNKNOWN => format!("{} {r}", mark(&g.status)),
+        (_, Some(p)) => format!("{} {p}", mark(&g.status)),
         _ => mark(&g.status).to_string(),
     }
 }
@@ -221,7 +243,7 @@ fn detail(v: &ApprovalView, now: Timestamp) -> String {
             .unwrap_or_else(|| "-".into())
     };
     let mut out = format!(
-        "Name:         {}\nNamespace:    {}\nModel:        {} {}\nDigest:       {}\nPhase:        {} ({}/5 gates passed)\nApproved at:  {}\nExpires at:   {}\nDeployments:  {}\n\n",
+        "Name:         {}\nNamespace:    {}\nModel:        {} {}\nDigest:       {}\nPhase:        {} ({}/5 gates passed)\nApproved at:  {}\nExpires at:   {}\nDeployments:  {}\nPolicy:       {}\n\n",
         v.name,
         v.namespace,
         v.model,
@@ -236,12 +258,16 @@ fn detail(v: &ApprovalView, now: Timestamp) -> String {
         } else {
             v.deployments.join(", ")
         },
+        v.policy.as_deref().unwrap_or("not pinned yet"),
     );
-    let mut t = output::table(&["", "GATE", "REVIEWER", "REASON", "SINCE", "MESSAGE"]);
+    let mut t = output::table(&[
+        "", "GATE", "PROGRESS", "REVIEWER", "REASON", "SINCE", "MESSAGE",
+    ]);
     for g in &v.gates {
         t.add_row(vec![
             mark(&g.status).to_string(),
             g.gate.clone(),
+            g.progress.clone().unwrap_or_else(|| "-".into()),
             g.reviewer.clone().unwrap_or_else(|| "-".into()),
             g.reason.clone().unwrap_or_else(|| "-".into()),
             g.since
@@ -251,5 +277,15 @@ fn detail(v: &ApprovalView, now: Timestamp) -> String {
         ]);
     }
     out.push_str(&output::render(&t));
+    for g in v.gates.iter().filter(|g| g.advice.is_some()) {
+        out.push_str(&format!(
+            "\n{}: {}",
+            g.gate,
+            g.advice.clone().unwrap_or_default()
+        ));
+    }
+    if v.gates.iter().any(|g| g.advice.is_some()) {
+        out.push('\n');
+    }
     out
 }

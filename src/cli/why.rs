@@ -10,6 +10,7 @@ use super::output::mark;
 use super::{CliError, Result, Session};
 use crate::api::condition::{self, FALSE, TRUE, UNKNOWN};
 use crate::api::deployment::APPROVAL_SATISFIED;
+use crate::api::policy::RuleMode;
 use crate::api::{Gate, ModelApproval, ModelDeployment};
 
 #[derive(Args)]
@@ -149,10 +150,7 @@ fn approval_lines(a: &ModelApproval, groups: &[(Gate, String)]) -> String {
                 c.reason.clone().unwrap_or_default(),
                 c.message.clone().unwrap_or_default()
             )),
-            _ => pending.push(format!(
-                "  {} {gate}: pending; members of {group} can pass it\n",
-                mark(UNKNOWN)
-            )),
+            _ => pending.push(pending_line(&a_status, *gate, group)),
         }
     }
     for (title, lines) in [("Failed gates:\n", failed), ("Pending gates:\n", pending)] {
@@ -168,6 +166,32 @@ fn approval_lines(a: &ModelApproval, groups: &[(Gate, String)]) -> String {
         ));
     }
     out
+}
+
+/// A pending gate, with who can act on it under the pinned rules: its
+/// quorum's progress, or what its rule waits for.
+fn pending_line(status: &crate::api::ModelApprovalStatus, gate: Gate, group: &str) -> String {
+    let progress = status
+        .progress
+        .iter()
+        .find(|p| p.gate == gate.condition_type() && p.mode != Some(RuleMode::Advise));
+    match progress {
+        Some(p) if p.progress == "rule" => format!(
+            "  {} {gate}: decided by its rule: {}\n",
+            mark(UNKNOWN),
+            p.message
+        ),
+        Some(p) => format!(
+            "  {} {gate} {}: {}; members of {group} review it\n",
+            mark(UNKNOWN),
+            p.progress,
+            p.message
+        ),
+        None => format!(
+            "  {} {gate}: pending; members of {group} can pass it\n",
+            mark(UNKNOWN)
+        ),
+    }
 }
 
 /// What serves now.

@@ -75,6 +75,9 @@ impl Recorder {
                     info!(record = %record.name_any(), phase = %statement.predicate.phase, "recorded");
                 }
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
+                // A namespace being deleted takes its records with it; there
+                // is nothing to keep, and retrying would only fail again.
+                Err(kube::Error::Api(s)) if terminating(&s) => {}
                 Err(e) => return Err(e.into()),
             }
             if let Ok(mut m) = self.recorded.lock() {
@@ -83,4 +86,12 @@ impl Recorder {
         }
         Ok(created)
     }
+}
+
+/// Whether the API server refused because the namespace is being deleted.
+fn terminating(status: &kube::core::Status) -> bool {
+    status
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
 }

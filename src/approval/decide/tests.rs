@@ -50,6 +50,7 @@ fn step(spec: &ModelApprovalSpec, status: &mut ModelApprovalStatus, now: Timesta
         generation: Some(1),
         status: Some(status),
         now,
+        pin: None,
     });
     let reviewers: Vec<Condition> = status
         .conditions
@@ -70,6 +71,7 @@ fn a_new_approval_is_pending_without_history() {
         generation: Some(1),
         status: None,
         now: t0(),
+        pin: None,
     });
     assert_eq!(d.status.phase, Some(ApprovalPhase::Pending));
     assert!(d.transitions.is_empty());
@@ -348,7 +350,7 @@ proptest! {
             }
 
             // idempotent: the same input again is no change and no transition
-            let again = decide(Input { spec: &s, generation: Some(1), status: Some(&status), now });
+            let again = decide(Input { spec: &s, generation: Some(1), status: Some(&status), now, pin: None });
             prop_assert!(!again.changed, "second decide changed status");
             prop_assert!(again.transitions.is_empty());
         }

@@ -1,0 +1,273 @@
+//! How each gate stands under the approval's pinned rules: a reviewer's
+//! condition, a quorum of reviews, or a rule over measurements. Pure.
+
+use crate::api::condition::{self, Condition, FALSE, TRUE, UNKNOWN};
+use crate::api::gates::is_operator_condition;
+use crate::api::policy::{GateProgress, Measurement, PinnedGate, PinnedPolicy, Review, RuleMode};
+use crate::api::{Gate, ModelApprovalStatus};
+use crate::policy::pin::{Decider, rule_of};
+use crate::policy::quorum::{Tally, tally};
+use crate::policy::rule::{Verdict, evaluate};
+
+/// How one gate stands, as far as the decision is concerned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GateView {
+    pub gate: Gate,
+    /// True, False or Unknown (absent and unusable conditions are Unknown).
+    pub status: &'static str,
+    pub reviewer: Option<String>,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    /// Decided by the operator (a quorum or a rule), so its condition is
+    /// the operator's to write.
+    pub decided: bool,
+}
+
+impl GateView {
+    fn pending(gate: Gate) -> Self {
+        GateView {
+            gate,
+            status: UNKNOWN,
+            reviewer: None,
+            reason: None,
+            message: None,
+            decided: false,
+        }
+    }
+
+    /// The condition the operator writes for a gate it decides.
+    pub fn condition(&self) -> Condition {
+        Condition {
+            type_: self.gate.condition_type().into(),
+            status: self.status.into(),
+            reason: self.reason.clone(),
+            message: self.message.clone(),
+            reviewer: self.reviewer.clone(),
+            ..Condition::default()
+        }
+    }
+}
+
+/// Every gate as it stands, and the progress of those not decided by one
+/// person (quorum counts, rule results); malformed input in `problems`.
+pub fn read(
+    status: &ModelApprovalStatus,
+    policy: Option<&PinnedPolicy>,
+    problems: &mut Vec<String>,
+) -> (Vec<GateView>, Vec<GateProgress>) {
+    let decided: Vec<&str> = crate::policy::pin::operator_decided(policy);
+    for c in &status.conditions {
+        let known =
+            Gate::from_condition_type(&c.type_).is_some() || is_operator_condition(&c.type_);
+        if !known {
+            problems.push(format!(
+                "condition {:?} is not a gate (expected one of TechnicalReview, FairnessReview, SecurityReview, LegalReview, BusinessReview) and is ignored",
+                c.type_
+            ));
+        }
+    }
+    let mut progress = Vec::new();
+    let views = Gate::ALL
+        .into_iter()
+        .map(|gate| {
+            let rule = rule_of(policy, gate);
+            let view = match rule.decider() {
+                Decider::Person => by_person(&status.conditions, gate, problems),
+                Decider::Quorum(n) => by_quorum(gate, n, &status.reviews, &mut progress),
+                Decider::Rule => by_rule(gate, &rule, &status.measurements, &mut progress),
+            };
+            if rule.decider() == Decider::Person {
+                advise(gate, &rule, &status.measurements, &mut progress);
+            }
+            GateView {
+                decided: decided.contains(&gate.condition_type()),
+                ..view
+            }
+        })
+        .collect();
+    (views, progress)
+}
+
+/// A gate one reviewer decides with its condition.
+fn by_person(conditions: &[Condition], gate: Gate, problems: &mut Vec<String>) -> GateView {
+    let view = GateView::pending(gate);
+    let Some(c) = condition::find(conditions, gate.condition_type()) else {
+        return view;
+    };
+    let status = match c.status.as_str() {
+        TRUE => TRUE,
+        FALSE => FALSE,
+        UNKNOWN => UNKNOWN,
+        other => {
+            problems.push(format!(
+                "{gate} has status {other:?}; only True, False and Unknown count, so it is treated as pending"
+            ));
+            return view;
+        }
+    };
+    let reviewer = c.reviewer.clone().filter(|r| !r.trim().is_empty());
+    if status != UNKNOWN && reviewer.is_none() {
+        // A decision without a name is not auditable, so it does not count.
+        problems.push(format!(
+            "{gate} is {status} but names no reviewer, so it is treated as pending"
+        ));
+        return view;
+    }
+    GateView {
+        status,
+        reviewer,
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+        ..view
+    }
+}
+
+/// A gate N distinct reviewers pass and any one fails.
+fn by_quorum(
+    gate: Gate,
+    needed: u32,
+    reviews: &[Review],
+    progress: &mut Vec<GateProgress>,
+) -> GateView {
+    let name = gate.condition_type();
+    let (status, reviewer, reason, message, count) = match tally(name, needed, reviews) {
+        Tally::Passed(who) => (
+            TRUE,
+            Some(who.join(", ")),
+            "QuorumReached".to_string(),
+            format!(
+                "{} of {needed} reviewers approved: {}",
+                who.len(),
+                who.join(", ")
+            ),
+            who.len(),
+        ),
+        Tally::Vetoed {
+            by,
+            reason,
+            message,
+        } => (
+            FALSE,
+            Some(by.clone()),
+            reason.unwrap_or_else(|| "Rejected".into()),
+            format!(
+                "rejected by {by}{}",
+                message.map(|m| format!(": {m}")).unwrap_or_default()
+            ),
+            0,
+        ),
+        Tally::Waiting(who) => (
+            UNKNOWN,
+            None,
+            "AwaitingQuorum".to_string(),
+            match who.is_empty() {
+                true => format!("needs {needed} distinct reviewers; none has approved yet"),
+                false => format!(
+                    "{} of {needed} reviewers approved ({}); needs {} more who have not passed another gate",
+                    who.len(),
+                    who.join(", "),
+                    needed as usize - who.len()
+                ),
+            },
+            who.len(),
+        ),
+    };
+    progress.push(GateProgress {
+        gate: name.into(),
+        progress: format!("{count}/{needed}"),
+        result: status.into(),
+        message: message.clone(),
+        mode: None,
+    });
+    GateView {
+        status,
+        reviewer,
+        reason: Some(reason),
+        message: Some(message),
+        ..GateView::pending(gate)
+    }
+}
+
+/// A gate its rule decides from the measurements.
+fn by_rule(
+    gate: Gate,
+    rule: &PinnedGate,
+    measurements: &[Measurement],
+    progress: &mut Vec<GateProgress>,
+) -> GateView {
+    let Some(automatic) = &rule.automatic else {
+        return GateView::pending(gate);
+    };
+    let (status, reason, message) = verdict(&automatic.rule, measurements);
+    let measurers: Vec<&str> = {
+        let mut m: Vec<&str> = measurements
+            .iter()
+            .map(|m| m.measured_by.as_str())
+            .collect();
+        m.sort();
+        m.dedup();
+        m
+    };
+    progress.push(GateProgress {
+        gate: gate.condition_type().into(),
+        progress: "rule".into(),
+        result: status.into(),
+        message: message.clone(),
+        mode: Some(RuleMode::Decide),
+    });
+    GateView {
+        status,
+        // The identities whose values decided it are the ones accountable.
+        reviewer: (status != UNKNOWN).then(|| measurers.join(", ")),
+        reason: Some(reason.into()),
+        message: Some(message),
+        ..GateView::pending(gate)
+    }
+}
+
+/// The rule's advice beside a person's decision (mode Advise).
+fn advise(
+    gate: Gate,
+    rule: &PinnedGate,
+    measurements: &[Measurement],
+    progress: &mut Vec<GateProgress>,
+) {
+    let Some(automatic) = rule
+        .automatic
+        .as_ref()
+        .filter(|a| a.mode == RuleMode::Advise)
+    else {
+        return;
+    };
+    let (status, _, message) = verdict(&automatic.rule, measurements);
+    progress.push(GateProgress {
+        gate: gate.condition_type().into(),
+        progress: "advice".into(),
+        result: status.into(),
+        message,
+        mode: Some(RuleMode::Advise),
+    });
+}
+
+/// A rule's verdict as (status, reason, message).
+fn verdict(rule: &str, measurements: &[Measurement]) -> (&'static str, &'static str, String) {
+    match evaluate(rule, measurements) {
+        Verdict::Decided { passed: true, seen } => {
+            (TRUE, "RuleMet", format!("rule `{rule}` holds: {seen}"))
+        }
+        Verdict::Decided {
+            passed: false,
+            seen,
+        } => (
+            FALSE,
+            "RuleNotMet",
+            format!("rule `{rule}` does not hold: {seen}"),
+        ),
+        Verdict::Missing(name) => (
+            UNKNOWN,
+            "AwaitingMeasurement",
+            format!("rule `{rule}` waits for measurement {name}"),
+        ),
+        Verdict::Broken(why) => (UNKNOWN, "RuleBroken", format!("rule `{rule}`: {why}")),
+    }
+}

@@ -1,0 +1,195 @@
+//! Watches ApprovalPolicies and says in each one's status whether its rules
+//! compile (Ready), with the compiler's message for each that does not.
+//! The same cache serves the approval controller, which pins from it.
+
+use std::sync::Arc;
+
+use futures::{Future, StreamExt, TryStreamExt};
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Resource, ResourceExt};
+use tracing::instrument;
+
+use super::pin::{Decider, pin};
+use super::rule::compile;
+use crate::api::condition::{Condition, FALSE, TRUE};
+use crate::api::policy::{ApprovalPolicy, ApprovalPolicySpec, ApprovalPolicyStatus, RuleStatus};
+use crate::context::{Context, now_seconds};
+use crate::error::{Error, Result};
+use crate::runtime::Synced;
+
+/// This controller's name in metrics.
+const CONTROLLER: &str = "policy";
+
+/// The policy cache (for pinning) and the controller that keeps policies'
+/// status, ready to be driven until `shutdown`.
+pub fn run(
+    ctx: Arc<Context>,
+    config: watcher::Config,
+    synced: Arc<Synced>,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> (Store<ApprovalPolicy>, impl Future<Output = ()>) {
+    let mut marker = synced.marker::<ApprovalPolicy>();
+    let (store, writer) = reflector::store();
+    let stream = watcher(Api::<ApprovalPolicy>::all(ctx.client.clone()), config)
+        .default_backoff()
+        .reflect(writer)
+        .inspect_ok(move |event| marker(event))
+        .applied_objects();
+    let concurrency = ctx.concurrency;
+    let controller = Controller::for_stream(stream, store.clone())
+        .with_config(crate::runtime::controller_config(concurrency))
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| futures::future::ready(()));
+    (store, controller)
+}
+
+/// Decide (pure) → write status when it changed.
+#[instrument(skip_all, fields(namespace = policy.namespace().unwrap_or_default(), name = %policy.name_any()))]
+async fn reconcile(policy: Arc<ApprovalPolicy>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let namespace = policy
+        .namespace()
+        .ok_or(Error::MissingMetadata("namespace"))?;
+    let status = status_of(
+        &policy.spec,
+        policy.meta().generation,
+        policy.status.as_ref(),
+    );
+    if policy.status.as_ref() != Some(&status) {
+        let _: ApprovalPolicy = ctx
+            .apply_status(CONTROLLER, &namespace, &policy.name_any(), &status)
+            .await?;
+    }
+    Ok(Action::await_change())
+}
+
+/// The status a policy's spec earns: each rule compiled, Ready when all do,
+/// and the rules at a glance.
+pub fn status_of(
+    spec: &ApprovalPolicySpec,
+    generation: Option<i64>,
+    previous: Option<&ApprovalPolicyStatus>,
+) -> ApprovalPolicyStatus {
+    let rules: Vec<RuleStatus> = spec
+        .gates
+        .iter()
+        .filter_map(|g| {
+            let automatic = g.automatic.as_ref()?;
+            let compiled = compile(&automatic.rule);
+            Some(RuleStatus {
+                gate: g.gate.clone(),
+                compiles: compiled.is_ok(),
+                message: compiled.err(),
+            })
+        })
+        .collect();
+    let broken: Vec<String> = rules
+        .iter()
+        .filter(|r| !r.compiles)
+        .map(|r| {
+            format!(
+                "the rule of {} does not compile: {}",
+                r.gate,
+                r.message.clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    let ready = if broken.is_empty() {
+        Condition::new(
+            "Ready",
+            TRUE,
+            "RulesCompile",
+            "every rule compiles; approvals pin these rules on first sight",
+        )
+    } else {
+        Condition::new("Ready", FALSE, "RuleDoesNotCompile", broken.join("; "))
+    };
+    let previous_ready = previous.and_then(|p| crate::api::condition::find(&p.conditions, "Ready"));
+    ApprovalPolicyStatus {
+        conditions: vec![ready.stamped(
+            previous_ready,
+            &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now_seconds()),
+            generation,
+        )],
+        rules,
+        summary: Some(summary(spec)),
+        observed_generation: generation,
+    }
+}
+
+/// e.g. "SecurityReview 2 reviewers; TechnicalReview rule (Decide)".
+fn summary(spec: &ApprovalPolicySpec) -> String {
+    let pinned = pin(Some(&ApprovalPolicy::new("summary", spec.clone())));
+    let parts: Vec<String> = pinned
+        .gates
+        .iter()
+        .filter_map(|g| match (g.decider(), &g.automatic) {
+            (Decider::Rule, _) => Some(format!("{} rule (Decide)", g.gate)),
+            (Decider::Quorum(n), a) => Some(format!(
+                "{} {n} reviewers{}",
+                g.gate,
+                if a.is_some() { " + rule (Advise)" } else { "" }
+            )),
+            (Decider::Person, Some(_)) => Some(format!("{} rule (Advise)", g.gate)),
+            (Decider::Person, None) => None,
+        })
+        .collect();
+    if parts.is_empty() {
+        "one reviewer per gate".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+fn error_policy(policy: Arc<ApprovalPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.after_error(CONTROLLER, policy.as_ref(), error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::policy::{Automatic, GateRule, RuleMode};
+
+    #[test]
+    fn a_rule_that_does_not_compile_makes_the_policy_not_ready() {
+        let spec = |rule: &str| ApprovalPolicySpec {
+            valid_for: None,
+            gates: vec![
+                GateRule {
+                    gate: "TechnicalReview".into(),
+                    reviewers: None,
+                    automatic: Some(Automatic {
+                        rule: rule.into(),
+                        measured_by: vec!["ci".into()],
+                        mode: RuleMode::Decide,
+                    }),
+                },
+                GateRule {
+                    gate: "SecurityReview".into(),
+                    reviewers: Some(2),
+                    automatic: None,
+                },
+            ],
+        };
+        let good = status_of(&spec("m.auc >= 0.9"), Some(1), None);
+        assert_eq!(good.conditions[0].status, TRUE);
+        assert_eq!(
+            good.summary.as_deref(),
+            Some("TechnicalReview rule (Decide); SecurityReview 2 reviewers")
+        );
+        let bad = status_of(&spec("m.auc >= "), Some(2), None);
+        assert_eq!(bad.conditions[0].status, FALSE);
+        assert!(
+            bad.conditions[0]
+                .message
+                .as_deref()
+                .unwrap_or_default()
+                .contains("TechnicalReview does not compile")
+        );
+        assert!(!bad.rules[0].compiles);
+    }
+}

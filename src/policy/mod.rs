@@ -1,0 +1,9 @@
+//! Approval policies: which rules pin into an approval (`pin`), how a
+//! quorum of reviews adds up (`quorum`), how a rule over measurements is
+//! judged (`rule`), and the controller that reports whether a policy's
+//! rules compile (`controller`).
+
+pub mod controller;
+pub mod pin;
+pub mod quorum;
+pub mod rule;
