@@ -1,39 +1,45 @@
 #!/usr/bin/env bash
 # Runs every check and test of modelgate: formatting, clippy, unit tests and
 # the integration tests against the local control plane (built and started
-# by hack/cluster.sh when KUBECONFIG names no cluster, stopped at the end).
+# by hack/cluster.sh when KUBECONFIG names no cluster, stopped at the end),
+# the chart's policy scans and its monitoring against a real Prometheus (the
+# tools installed by hack/tools.sh when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
-step "1/6 Rust toolchain components"
+step "1/7 Rust toolchain components"
 if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 command -v cargo >/dev/null 2>&1 || { echo "test: cargo is not on PATH: install Rust (rustup) first"; exit 1; }
 
-step "2/6 cargo fmt --check"
+step "2/7 cargo fmt --check"
 cargo fmt --all -- --check
 
-step "3/6 cargo clippy --workspace --all-targets -- -D warnings"
+step "3/7 cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "4/7 policy and monitoring tools (hack/tools.sh: checkov, kube-score, prometheus)"
+hack/tools.sh install
+eval "$(hack/tools.sh env)"
 
 started_cluster=""
 if [ -z "${KUBECONFIG:-}" ]; then
-  step "4/6 local control plane (hack/cluster.sh up)"
+  step "5/7 local control plane (hack/cluster.sh up)"
   hack/cluster.sh up
   started_cluster=1
   trap 'hack/cluster.sh down' EXIT
   eval "$(hack/cluster.sh env)"
 else
-  step "4/6 using the cluster in KUBECONFIG=$KUBECONFIG"
+  step "5/7 using the cluster in KUBECONFIG=$KUBECONFIG"
   eval "$(hack/cluster.sh env | grep -v '^export KUBECONFIG=')"
 fi
 
-step "5/6 cargo test --workspace (unit and integration)"
+step "6/7 cargo test --workspace (unit and integration)"
 cargo test --workspace --locked --no-fail-fast -- --test-threads=4
 
-step "6/6 benchmark smoke run (hack/bench.sh --smoke; timings reported, not asserted)"
+step "7/7 benchmark smoke run (hack/bench.sh --smoke; timings reported, not asserted)"
 hack/bench.sh --smoke --out target/bench/smoke.json
 [ -z "$started_cluster" ] || step "stopping the local control plane"
