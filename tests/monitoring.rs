@@ -324,7 +324,9 @@ async fn every_dashboard_query_and_alert_returns_series_from_a_real_prometheus()
     // Prometheus has scraped the operator before the rollout, so that the
     // rollout is an increase it sees (a rate needs two samples).
     eventually(60, "a first scrape", || async {
-        let before = prometheus.query("modelgate_gate_to_rollout_seconds_count").ok()?;
+        let before = prometheus
+            .query("modelgate_gate_to_rollout_seconds_count")
+            .ok()?;
         (!before.is_empty()).then_some(())
     })
     .await;
