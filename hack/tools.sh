@@ -70,7 +70,8 @@ apt_install() {
   command -v apt-get >/dev/null 2>&1 || die "no apt-get: install $* with this system's package manager"
   if [ -z "$apt_updated" ]; then
     say "  apt-get update"
-    as_root apt-get update -qq >/dev/null
+    mkdir -p "$CACHE"
+    as_root apt-get update -q >"$CACHE/apt-update.log" 2>&1 || { tail -n 20 "$CACHE/apt-update.log" >&2; die "apt-get update failed"; }
     apt_updated=1
   fi
   # The packages' services must not start: tests run the binaries on ports
@@ -81,10 +82,14 @@ apt_install() {
     as_root chmod 0755 "$policy"
     added=1
   fi
-  local rc=0
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null || rc=$?
+  local rc=0 log=$CACHE/apt-install.log
+  mkdir -p "$CACHE"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >"$log" 2>&1 || rc=$?
   [ -z "$added" ] || as_root rm -f "$policy"
-  [ "$rc" = 0 ] || die "apt-get install $* failed"
+  if [ "$rc" != 0 ]; then
+    tail -n 20 "$log" >&2
+    die "apt-get install $* failed; full log: $log"
+  fi
 }
 
 install_prometheus() {

@@ -60,7 +60,8 @@ fn enforce(tool: &str, path: &str, found: &BTreeSet<Finding>) {
     let unexplained: Vec<_> = found.difference(&listed).collect();
     let stale: Vec<_> = listed.difference(found).collect();
     println!(
-        "{tool}: {} findings, all listed in {path}",
+        "{tool}: {} findings, {} of them listed with a reason in {path}",
+        found.len(),
         found.len() - unexplained.len()
     );
     assert!(
