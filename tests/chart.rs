@@ -240,6 +240,13 @@ fn bad_values_are_refused_by_the_schema() {
         ("tolerations[0].operator=Maybe", "operator"),
         ("resources.request.cpu=1", "request"),
         (
+            "metrics.prometheusRule.expiringWithinDays=0",
+            "expiringWithinDays",
+        ),
+        ("metrics.prometheusRule.job=", "job"),
+        ("metrics.grafanaDashboard.lables.a=b", "lables"),
+        ("tests.image.digest=latest", "digest"),
+        (
             "replicaCount=2,leaderElection.enabled=false",
             "replicaCount 2 needs leaderElection.enabled=true",
         ),
