@@ -12,6 +12,7 @@ FROM rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92e
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+COPY templates ./templates
 # Cargo loads every workspace member's manifest, even to build one binary.
 COPY bench ./bench
 RUN cargo build --release --locked --bin modelgate \

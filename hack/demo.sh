@@ -8,7 +8,8 @@
 #   5. a governed namespace: a sample ModelApproval and ModelDeployment
 #      applied, the rollout held
 #   6. five reviewers pass their gates through `kubectl modelgate`
-#   7. the rollout, the audit trail, and a developer's shortcut refused
+#   7. the rollout, the audit trail and its signed record verified offline,
+#      and a developer's shortcut refused
 # Run it again at will: it starts from a fresh demo namespace each time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -110,6 +111,12 @@ show kubectl get pods -n "$NS" -o wide
 echo "# every pod carries the approved identity:"
 kubectl get pods -n "$NS" -o jsonpath='{range .items[*]}{.metadata.name}{": "}{range .spec.containers[0].env[*]}{.name}={.value}{" "}{end}{"\n"}{end}'
 show kubectl modelgate history fraud-detector-2-4-0 -n "$NS"
+echo "# the approval's signed record, exported and verified offline:"
+show kubectl get approvalrecords -n "$NS"
+audit_dir=$(mktemp -d)
+show kubectl modelgate audit export -n "$NS" -o "$audit_dir/demo-audit.jsonl"
+show kubectl modelgate audit verify "$audit_dir/demo-audit.jsonl"
+show kubectl modelgate audit report "$audit_dir/demo-audit.jsonl" -o "$audit_dir/demo-audit.html"
 echo "# a shortcut around the gates is refused, even for a cluster admin:"
 show kubectl run shortcut -n "$NS" --image=registry.example.com/model-server:1.8 || true
 show kubectl set image deployment/fraud-detector -n "$NS" server=registry.example.com/other:1 || true

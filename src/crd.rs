@@ -12,16 +12,20 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::api::{ModelApproval, ModelDeployment};
+use crate::api::{ApprovalRecord, ModelApproval, ModelDeployment};
 
 /// How many levels below `spec.template` keep their descriptions: enough for
 /// `kubectl explain modeldeployment.spec.template.spec.containers` to explain
 /// each container field, not the whole PodSpec tree.
 const TEMPLATE_DESCRIPTION_DEPTH: usize = 3;
 
-/// Both CRDs, ready to apply.
+/// Every CRD, ready to apply.
 pub fn all() -> Vec<CustomResourceDefinition> {
-    vec![ModelApproval::crd(), model_deployment()]
+    vec![
+        ModelApproval::crd(),
+        model_deployment(),
+        ApprovalRecord::crd(),
+    ]
 }
 
 /// The ModelDeployment CRD with the template's deep descriptions removed.

@@ -15,5 +15,6 @@ pub mod crd;
 pub mod deployment;
 pub mod error;
 pub mod operator;
+pub mod records;
 pub mod runtime;
 pub mod vocabulary;

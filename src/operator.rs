@@ -25,6 +25,8 @@ pub struct Options {
     pub listen: Option<SocketAddr>,
     /// Reconciles run at once per controller; 0 means the default.
     pub concurrency: u16,
+    /// Where the signing key is kept; None writes no ApprovalRecords.
+    pub records: Option<crate::records::KeyPlace>,
 }
 
 pub use crate::context::DEFAULT_CONCURRENCY;
@@ -77,16 +79,17 @@ pub async fn start(
         ctx.concurrency = options.concurrency;
     }
     let ctx = Arc::new(ctx);
+    let records = options.records.clone();
     let done = tokio::spawn(async move {
         match options.leader_election {
             None => {
                 // Without election this replica is the one that writes:
                 // alerts on "nobody leads" must not fire for it.
                 ctx.metrics.leader.set(1);
-                controllers(ctx, shutdown).await;
+                controllers(ctx, records, shutdown).await;
                 Ok(())
             }
-            Some(config) => lead(client, ctx, &config, shutdown).await,
+            Some(config) => lead(client, ctx, &config, records, shutdown).await,
         }
     });
     Ok(Running {
@@ -114,8 +117,16 @@ pub async fn run(
 
 async fn controllers(
     ctx: Arc<Context>,
+    records: Option<crate::records::KeyPlace>,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
+    let recorder = match records {
+        Some(place) => match recorder(&ctx.client, &place, shutdown.clone()).await {
+            Some(r) => Some(Arc::new(r)),
+            None => return,
+        },
+        None => None,
+    };
     let config = watches::config(&ctx.client).await;
     // Every cache must fill before the operator is ready: the approvals
     // (shared by both controllers) here, the ModelDeployments and the
@@ -157,6 +168,7 @@ async fn controllers(
                 index: index.clone(),
                 usage,
                 written,
+                recorder,
             },
             shutdown.clone()
         ),
@@ -178,6 +190,7 @@ async fn lead(
     client: Client,
     ctx: Arc<Context>,
     config: &LeaderElection,
+    records: Option<crate::records::KeyPlace>,
     shutdown: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
 ) -> Result<(), RunError> {
     let mut election = Election::start(client, config).await?;
@@ -217,7 +230,7 @@ async fn lead(
         let _ = watch.wait_for(|leader| !*leader).await;
         let _ = lost_tx.send(());
     });
-    controllers(ctx.clone(), stop).await;
+    controllers(ctx.clone(), records, stop).await;
     ctx.metrics.leader.set(0);
     let lost = !*election.is_leader.borrow();
     watcher.abort();
@@ -227,4 +240,29 @@ async fn lead(
         return Err(RunError::LostLease);
     }
     Ok(())
+}
+
+/// The record writer, once its signing key is loaded (or made). Loading is
+/// retried with a growing pause, since no approval may change phase without
+/// its record; None when shut down first.
+async fn recorder(
+    client: &Client,
+    place: &crate::records::KeyPlace,
+    shutdown: impl Future<Output = ()>,
+) -> Option<crate::records::Recorder> {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut pause = std::time::Duration::from_secs(1);
+    loop {
+        match crate::records::key::load(client, place).await {
+            Ok(signer) => return Some(crate::records::Recorder::new(signer)),
+            Err(e) => {
+                error!(error = %e, secret = %place.secret, namespace = %place.namespace, "cannot load the signing key; no controller runs until it can")
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = &mut shutdown => return None,
+        }
+        pause = (pause * 2).min(std::time::Duration::from_secs(60));
+    }
 }

@@ -495,12 +495,12 @@ async fn params_change_who_may_approve_and_separation_of_duties() {
     report("params_change_who_may_approve_and_separation_of_duties");
 }
 
-/// The resource rules `client` holds in namespace default, as
+/// The resource rules `client` holds in namespace `ns`, as
 /// `group/resource:verb[names]`, sorted.
-async fn rules_of(client: Client) -> Vec<String> {
+async fn rules_of(client: Client, ns: &str) -> Vec<String> {
     let review = SelfSubjectRulesReview {
         spec: SelfSubjectRulesReviewSpec {
-            namespace: Some("default".into()),
+            namespace: Some(ns.into()),
         },
         ..Default::default()
     };
@@ -537,13 +537,14 @@ async fn rules_of(client: Client) -> Vec<String> {
 async fn the_operator_holds_no_verb_it_does_not_use() {
     let _params = PARAMS.read().await;
     install_modelgate().await;
-    let mut got = rules_of(operator_client().await).await;
+    let mut got = rules_of(operator_client().await, "default").await;
     // What every service account holds anyway (discovery, self reviews, …),
     // read from one that has no binding of its own.
     let unbound = "system:serviceaccount:modelgate-system:unbound";
-    let baseline = rules_of(client_as(Some(unbound), &OPERATOR_GROUPS).await).await;
+    let baseline = rules_of(client_as(Some(unbound), &OPERATOR_GROUPS).await, "default").await;
     got.retain(|r| !baseline.contains(r));
-    let crds = "[modelapprovals.modelgate.io,modeldeployments.modelgate.io]";
+    let crds =
+        "[modelapprovals.modelgate.io,modeldeployments.modelgate.io,approvalrecords.modelgate.io]";
     let mut want: Vec<String> = vec![
         "modelgate.io/modelapprovals:get",
         "modelgate.io/modelapprovals:list",
@@ -560,6 +561,7 @@ async fn the_operator_holds_no_verb_it_does_not_use() {
         "apps/deployments:create",
         "apps/deployments:patch",
         "events.k8s.io/events:create",
+        "modelgate.io/approvalrecords:create",
     ]
     .into_iter()
     .map(String::from)
@@ -575,5 +577,29 @@ async fn the_operator_holds_no_verb_it_does_not_use() {
     assert!(
         !got.iter().any(|r| r.contains('*')),
         "a wildcard in {got:?}"
+    );
+
+    // In its own namespace, beyond those: the leader Lease and the signing
+    // key's Secret and ConfigMap, by name where Kubernetes allows it.
+    let home = "modelgate-system";
+    let mut extra = rules_of(operator_client().await, home).await;
+    let anyone = rules_of(client_as(Some(unbound), &OPERATOR_GROUPS).await, home).await;
+    extra.retain(|r| !anyone.contains(r) && !got.contains(r));
+    let mut want: Vec<String> = [
+        "coordination.k8s.io/leases:get",
+        "coordination.k8s.io/leases:create",
+        "coordination.k8s.io/leases:patch",
+        "/secrets:get[modelgate-signing-key]",
+        "/configmaps:patch[modelgate-public-keys]",
+        "/secrets:create",
+        "/configmaps:create",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    want.sort();
+    assert_eq!(
+        extra, want,
+        "the operator's rules in {home} differ from the verbs it uses"
     );
 }

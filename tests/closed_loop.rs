@@ -473,12 +473,11 @@ async fn a_developer_cannot_run_an_unapproved_model_in_a_governed_namespace() {
         kept.status.is_some_and(|s| !s.history.is_empty()),
         "its history stays readable"
     );
-    let events = events_for(&client, n, "fd").await;
-    assert!(
-        events.iter().any(|e| e.type_.as_deref() == Some("Warning")
-            && e.reason.as_deref() == Some("ApprovalDeleted")),
-        "a Warning Event says the approval was deleted"
-    );
+    // A Warning Event says the approval was deleted.
+    event_about(&client, n, "fd", 30, |e| {
+        e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("ApprovalDeleted")
+    })
+    .await;
 
     // Every pod the namespace ever had ran the approved server and model.
     let all = record.lock().map(|r| r.clone()).unwrap_or_default();

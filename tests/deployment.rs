@@ -67,12 +67,28 @@ impl Fixture {
             .cloned()
     }
 
-    async fn events(&self, name: &str) -> Vec<(String, String)> {
-        events_for(&self.client, &self.ns.name, name)
-            .await
-            .into_iter()
-            .map(|e| (e.type_.unwrap_or_default(), e.reason.unwrap_or_default()))
-            .collect()
+    /// Waits until Events of every (type, reason) in `wanted` are there
+    /// (the operator publishes them after the status they describe).
+    async fn events(&self, name: &str, wanted: &[(&str, &str)]) {
+        let pair = |e: &k8s_openapi::api::events::v1::Event| {
+            (
+                e.type_.clone().unwrap_or_default(),
+                e.reason.clone().unwrap_or_default(),
+            )
+        };
+        let what = format!("Events {wanted:?} about {name}");
+        eventually(30, &what, || async {
+            let seen: Vec<_> = events_for(&self.client, &self.ns.name, name)
+                .await
+                .iter()
+                .map(pair)
+                .collect();
+            wanted
+                .iter()
+                .all(|(t, r)| seen.iter().any(|(st, sr)| st == t && sr == r))
+                .then_some(())
+        })
+        .await;
     }
 }
 
@@ -271,13 +287,15 @@ async fn held_until_approved_then_rolled_out_and_switched_to_a_new_version() {
         Some("2.0.0".into())
     );
 
-    let reasons: Vec<String> = f.events("fd").await.into_iter().map(|(_, r)| r).collect();
-    for want in ["AwaitingApproval", "RollingOut", "Available"] {
-        assert!(
-            reasons.contains(&want.to_string()),
-            "no {want} event: {reasons:?}"
-        );
-    }
+    f.events(
+        "fd",
+        &[
+            ("Normal", "AwaitingApproval"),
+            ("Normal", "RollingOut"),
+            ("Normal", "Available"),
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -328,11 +346,7 @@ async fn revocation_with_hold_keeps_pods_and_scale_to_zero_removes_them() {
     );
 
     for name in ["held", "scaled"] {
-        let events = f.events(name).await;
-        assert!(
-            events.contains(&("Warning".into(), "ApprovalRevoked".into())),
-            "{name}: {events:?}"
-        );
+        f.events(name, &[("Warning", "ApprovalRevoked")]).await;
     }
 
     // Passing the gate again releases the same version once more.
@@ -465,11 +479,7 @@ async fn bad_references_and_templates_are_conditions_not_crashes() {
     let c = condition(&md, "Progressing");
     assert_eq!(c.reason.as_deref(), Some("InvalidTemplate"));
     assert!(c.message.unwrap_or_default().contains("Model_Server"));
-    let events = f.events("badtemplate").await;
-    assert!(
-        events.contains(&("Warning".into(), "Failed".into())),
-        "{events:?}"
-    );
+    f.events("badtemplate", &[("Warning", "Failed")]).await;
     // No hot loop: a settled failure makes no further writes.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rv = f

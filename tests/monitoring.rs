@@ -302,7 +302,7 @@ fn the_dashboard_ships_for_grafanas_sidecar() {
         "Gate-to-rollout latency",
         "Reconcile errors",
         "Leader",
-        "Status writes",
+        "Writes",
     ] {
         assert!(titles.contains(&wanted), "no panel {wanted}: {titles:?}");
     }

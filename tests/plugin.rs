@@ -4,35 +4,12 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Instant;
 
 use common::*;
 use kube::api::Api;
 use modelgate::api::{Gate, ModelDeployment};
-
-/// Runs the plugin as `user` in `groups` (None: as the admin).
-fn plugin(ns: &str, who: Option<(&str, &[&str])>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-modelgate"));
-    cmd.arg("--kubeconfig")
-        .arg(&cluster().kubeconfig)
-        .args(["-n", ns]);
-    if let Some((user, groups)) = who {
-        cmd.args(["--as", user]);
-        for g in groups.iter().chain(&["system:authenticated"]) {
-            cmd.args(["--as-group", g]);
-        }
-    }
-    cmd.args(args).output().expect("run kubectl-modelgate")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 fn reviewer(gate: Gate) -> (String, [&'static str; 1]) {
     (
@@ -51,7 +28,7 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
 
     // The wrong reviewer: refused with the policy's own words, non-zero exit.
     let (legal, legal_groups) = reviewer(Gate::Legal);
-    let out = plugin(
+    let out = run_plugin(
         &ns.name,
         Some((&legal, &legal_groups)),
         &["approve", "fd-7", "--gate", "security"],
@@ -65,7 +42,7 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
     );
 
     // An unknown gate is a usage error that lists the five.
-    let out = plugin(
+    let out = run_plugin(
         &ns.name,
         Some((&legal, &legal_groups)),
         &["approve", "fd-7", "--gate", "compliance"],
@@ -85,7 +62,7 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
         (Gate::Legal, "legalreview"),
     ] {
         let (user, groups) = reviewer(gate);
-        let out = plugin(
+        let out = run_plugin(
             &ns.name,
             Some((&user, &groups)),
             &[
@@ -120,7 +97,7 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
     }
 
     // status: the table shows marks and reviewers; JSON parses back.
-    let out = plugin(&ns.name, None, &["status"]);
+    let out = run_plugin(&ns.name, None, &["status"]);
     let table = stdout(&out);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -129,7 +106,7 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
             && table.contains("fd"),
         "{table}"
     );
-    let out = plugin(&ns.name, None, &["status", "-o", "json"]);
+    let out = run_plugin(&ns.name, None, &["status", "-o", "json"]);
     let json: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("status -o json parses");
     let gates = &json[0]["gates"];
@@ -137,7 +114,7 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
     assert_eq!(gates[4]["status"], "Unknown");
     assert_eq!(gates[2]["reviewer"], "security-lead@example.com");
     assert_eq!(json[0]["deployments"], serde_json::json!(["fd"]));
-    let out = plugin(&ns.name, None, &["status", "fd-7", "-o", "yaml"]);
+    let out = run_plugin(&ns.name, None, &["status", "fd-7", "-o", "yaml"]);
     assert!(
         stdout(&out).contains("name: fd-7") && stdout(&out).contains("gatesPassed:"),
         "{}",
@@ -146,7 +123,7 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
 
     // why: held, with the one pending gate and who can pass it.
     let why = eventually(30, "why names the pending gate", || async {
-        let out = plugin(&ns.name, None, &["why", "fd"]);
+        let out = run_plugin(&ns.name, None, &["why", "fd"]);
         let text = stdout(&out);
         (text.contains("AwaitingApproval")
             && text.contains(
@@ -160,14 +137,14 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
     // The last gate: the approval turns Approved within seconds.
     let (biz, biz_groups) = reviewer(Gate::Business);
     let started = Instant::now();
-    let out = plugin(
+    let out = run_plugin(
         &ns.name,
         Some((&biz, &biz_groups)),
         &["approve", "fd-7", "--gate", "business"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
     eventually(10, "Approved in status", || async {
-        let out = plugin(
+        let out = run_plugin(
             &ns.name,
             Some((&biz, &biz_groups)),
             &["status", "fd-7", "-o", "json"],
@@ -183,7 +160,7 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
 
     // A rejection needs a reason and a message, and revokes.
     let (sec, sec_groups) = reviewer(Gate::Security);
-    let out = plugin(
+    let out = run_plugin(
         &ns.name,
         Some((&sec, &sec_groups)),
         &["reject", "fd-7", "--gate", "security"],
@@ -195,7 +172,7 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
         stderr(&out)
     );
     f_phase(&mds, "fd", "Available").await;
-    let out = plugin(
+    let out = run_plugin(
         &ns.name,
         Some((&sec, &sec_groups)),
         &[
@@ -211,7 +188,7 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     f_phase(&mds, "fd", "Revoked").await;
-    let why = plugin(&ns.name, None, &["why", "fd"]);
+    let why = run_plugin(&ns.name, None, &["why", "fd"]);
     let text = stdout(&why);
     assert!(
         text.contains("Revoked")
@@ -223,7 +200,7 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
     assert!(text.contains("Serving now: fraud-detector 7.0.0"), "{text}");
 
     // history: every decision, oldest first, with its actor.
-    let out = plugin(&ns.name, None, &["history", "fd-7", "-o", "json"]);
+    let out = run_plugin(&ns.name, None, &["history", "fd-7", "-o", "json"]);
     let rows: Vec<serde_json::Value> =
         serde_json::from_slice(&out.stdout).expect("history -o json parses");
     let seen: Vec<(String, String, String)> = rows
@@ -280,7 +257,7 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
         rows.iter().all(|r| r["source"] == "status+event"),
         "events not merged: {rows:?}"
     );
-    let out = plugin(&ns.name, None, &["history", "fd-7"]);
+    let out = run_plugin(&ns.name, None, &["history", "fd-7"]);
     assert!(stdout(&out).contains("CVE-2026-1234"), "{}", stdout(&out));
 }
 

@@ -118,17 +118,13 @@ async fn a_revoked_version_rolls_back_to_the_last_one_still_approved() {
         ["fd-v1", "fd-v2", "fd-v1"],
         "servedHistory, newest first"
     );
-    let events = events_for(&client, n, "fd").await;
-    assert!(
-        events.iter().any(|e| e.type_.as_deref() == Some("Warning")
+    // A Warning Event says what is served and why.
+    event_about(&client, n, "fd", 30, |e| {
+        e.type_.as_deref() == Some("Warning")
             && e.reason.as_deref() == Some("RolledBack")
-            && e.note.as_deref().is_some_and(|t| t.contains("fd-v1"))),
-        "a Warning Event says what is served and why: {:?}",
-        events
-            .iter()
-            .map(|e| (e.reason.clone(), e.note.clone()))
-            .collect::<Vec<_>>()
-    );
+            && e.note.as_deref().is_some_and(|t| t.contains("fd-v1"))
+    })
+    .await;
     // Argo CD shows it Degraded, saying what serves and why.
     let (health_status, message) = health(
         "ModelDeployment",

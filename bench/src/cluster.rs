@@ -94,10 +94,15 @@ impl Drop for Operator {
     }
 }
 
-/// The operator binary beside this one, started as its service account.
-/// Its warnings go to the file MODELGATE_BENCH_OPERATOR_LOG names, if any.
+/// The operator binary beside this one (or the one MODELGATE_BENCH_OPERATOR
+/// names, to compare two builds in one run of the bench), started as its
+/// service account. Its warnings go to the file MODELGATE_BENCH_OPERATOR_LOG
+/// names, if any.
 pub fn start_operator(kubeconfig: &Path, port: u16) -> Result<Operator, BoxError> {
-    let bin = std::env::current_exe()?.with_file_name("modelgate");
+    let bin = match std::env::var_os("MODELGATE_BENCH_OPERATOR") {
+        Some(path) => std::path::PathBuf::from(path),
+        None => std::env::current_exe()?.with_file_name("modelgate"),
+    };
     let (log, level) = match std::env::var_os("MODELGATE_BENCH_OPERATOR_LOG") {
         Some(path) => (
             Stdio::from(

@@ -46,6 +46,11 @@ pub struct Knobs {
     /// ModelDeployments created before the cold start.
     #[arg(long, default_value_t = 1_000)]
     pub cold_deployments: usize,
+    /// Of the approvals without a deployment, how many have passed all five
+    /// gates before the cold start: the operator writes their Approved phase
+    /// and a signed ApprovalRecord each.
+    #[arg(long, default_value_t = 1_000)]
+    pub cold_approved: usize,
     /// Seconds of the at-rest measurement.
     #[arg(long, default_value_t = 300)]
     pub rest_secs: u64,
@@ -76,6 +81,7 @@ impl Knobs {
             self.latency_approvals = 10;
             self.cold_approvals = 200;
             self.cold_deployments = 20;
+            self.cold_approved = 20;
             self.rest_secs = 5;
             self.churn_reviewers = 5;
             self.churn_secs = 5;

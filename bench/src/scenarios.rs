@@ -93,6 +93,23 @@ async fn set_gate(
     Ok(())
 }
 
+/// Passes all five gates of each of `names`, one reviewer per gate.
+async fn pass_all_gates(ns: &str, names: &[String], concurrency: usize) -> Result<(), BoxError> {
+    let mut reviewers = Vec::new();
+    for (i, gate) in Gate::ALL.into_iter().enumerate() {
+        reviewers.push((gate, cluster::reviewer(gate, i).await?));
+    }
+    let writes = names
+        .iter()
+        .flat_map(|name| reviewers.iter().map(move |r| (name, r)));
+    stream::iter(writes)
+        .map(|(name, (gate, (client, who)))| set_gate(client, ns, name, *gate, "True", who))
+        .buffer_unordered(concurrency)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
+}
+
 /// Marks the namespaces the bench creates, so that any run can find and
 /// remove what an earlier, interrupted one left.
 const BENCH_LABEL: &str = "modelgate.io/bench";
@@ -495,6 +512,13 @@ async fn cold_start_and_rest(
         names.len() + knobs.cold_deployments,
         created.elapsed().as_secs_f64()
     );
+    let first_free = knobs.cold_deployments.min(names.len());
+    let approved = &names[first_free..(first_free + knobs.cold_approved).min(names.len())];
+    pass_all_gates(&ns, approved, knobs.concurrency).await?;
+    println!(
+        "{} of them passed all five gates before the operator starts (each an Approved phase and a signed record to write)",
+        approved.len()
+    );
 
     let requests_before = cluster::api_requests(admin).await?;
     let port = cluster::free_port();
@@ -504,11 +528,16 @@ async fn cold_start_and_rest(
     let (want_a, want_d) = (knobs.cold_approvals as f64, knobs.cold_deployments as f64);
     // Settled: every object has had its status written (the operator's own
     // counters say so without listing 11,000 objects every poll).
+    // An operator that writes records has settled once it has written one
+    // per approved approval (one without the metric writes none).
+    let want_r = approved.len() as f64;
     wait_until(Duration::from_secs(1800), || async {
         let m = cluster::operator_metrics(port);
         let a = cluster::sum_series(&m, "modelgate_status_writes_total", &["approval"]);
         let d = cluster::sum_series(&m, "modelgate_status_writes_total", &["deployment"]);
-        (a >= want_a && d >= want_d).then_some(())
+        let records = !m.contains("modelgate_records_written_total")
+            || cluster::sum_series(&m, "modelgate_records_written_total", &[]) >= want_r;
+        (a >= want_a && d >= want_d && records).then_some(())
     })
     .await?;
     // Confirm from the API server itself (the counters would also count a

@@ -121,6 +121,17 @@ pub struct Evidence {
     pub description: Option<String>,
 }
 
+impl ModelApproval {
+    /// The conditions of its status (reviewers' gates and the operator's),
+    /// none when it has no status yet.
+    pub fn conditions(&self) -> &[Condition] {
+        self.status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default()
+    }
+}
+
 /// Where an approval stands.
 #[derive(JsonSchema, Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 pub enum ApprovalPhase {
@@ -200,6 +211,15 @@ pub struct ModelApprovalStatus {
     /// How many older history entries were dropped to keep the object small.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history_dropped: Option<i64>,
+    /// The hash of the newest history entry: the head of the chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub history_head: Option<String>,
+    /// The hash the oldest kept entry links to, once older ones were dropped,
+    /// so the chain stays checkable from the first kept entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub history_base: Option<String>,
 }
 
 /// The state of one gate as the operator last saw it.
@@ -237,6 +257,14 @@ pub struct HistoryEntry {
     /// The message given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// This entry's place in the hash chain: one more than the entry before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    /// SHA-256 (hex) over the canonical JSON of this entry without `hash`,
+    /// plus `prev`, the entry before's hash (docs/records.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub hash: Option<String>,
 }
 
 /// The subject of a history entry that records a phase change.

@@ -9,6 +9,7 @@ pub mod approval;
 pub mod condition;
 pub mod deployment;
 pub mod gates;
+pub mod record;
 pub mod review;
 
 pub use approval::{
@@ -21,6 +22,7 @@ pub use deployment::{
     RollbackFallback, ServedEntry, ServedModel,
 };
 pub use gates::Gate;
+pub use record::{ApprovalRecord, ApprovalRecordSpec, Envelope};
 
 /// The API group of both kinds.
 pub const GROUP: &str = "modelgate.io";

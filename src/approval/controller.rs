@@ -19,6 +19,7 @@ use super::written::Written;
 use crate::api::condition::{FALSE, TRUE};
 use crate::api::{ApprovalPhase, Gate, ModelApproval};
 use crate::deployment::index::ApprovalIndex;
+use crate::records::Recorder;
 use crate::runtime::metrics::GateLabels;
 use crate::runtime::watches::CachedApproval;
 
@@ -34,6 +35,8 @@ pub struct State {
     pub in_use: InUse,
     /// This controller's last status writes, for reads the cache is behind on.
     pub written: Arc<Written>,
+    /// Writes a signed ApprovalRecord per phase change, when configured.
+    pub recorder: Option<Arc<Recorder>>,
 }
 
 /// What this controller is started with besides the context.
@@ -48,6 +51,8 @@ pub struct Inputs {
     pub usage: UnboundedReceiver<ObjectRef<CachedApproval>>,
     /// The last-write overlay; the approval watch tells it what it observed.
     pub written: Arc<Written>,
+    /// The record writer, when records are on.
+    pub recorder: Option<Arc<Recorder>>,
 }
 
 /// The ModelApproval controller, ready to be driven until `shutdown`.
@@ -74,6 +79,7 @@ pub fn run(
         ctx,
         in_use: InUse::new(inputs.index),
         written: inputs.written,
+        recorder: inputs.recorder,
     });
     let controller = controller
         .with_config(crate::runtime::controller_config(concurrency))
@@ -97,7 +103,8 @@ fn next_expiry(approvals: &[Arc<CachedApproval>]) -> Option<f64> {
         .map(|s| s as f64)
 }
 
-/// Fetch → decide (pure) → write status → publish → mark in use → wait.
+/// Fetch → decide (pure) → write status → publish → record → mark in use →
+/// wait.
 #[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
 async fn reconcile(
     guarded: Arc<DeserializeGuard<ModelApproval>>,
@@ -112,6 +119,12 @@ async fn reconcile(
     let decision = decide_for(&state, approval);
     write_status(&state, approval, &namespace, &decision).await?;
     publish(ctx, approval, &decision).await;
+    if let Some(recorder) = &state.recorder {
+        let created = recorder
+            .write(&ctx.client, approval, &decision.status)
+            .await?;
+        ctx.metrics.records_written.inc_by(created as u64);
+    }
     let usage_known = match state.in_use.needs(approval) {
         Mark::Done => true,
         Mark::Later => false,

@@ -163,14 +163,15 @@ pub fn decide(input: Input<'_>) -> Decision {
             input.generation,
         ),
     ];
-    let transitions = transitions(
+    let mut transitions = transitions(
         previous,
         &gates,
         phase,
         &approved_conditions_message(&conditions),
         &now,
     );
-    let (history, dropped) = capped_history(previous, &transitions);
+    chain(previous, &mut transitions);
+    let (history, dropped, base) = capped_history(previous, &transitions);
     let status = ModelApprovalStatus {
         phase: Some(phase),
         conditions,
@@ -190,8 +191,13 @@ pub fn decide(input: Input<'_>) -> Decision {
         approved_at: life.approved_at,
         expires_at: life.expires_at.map(Time),
         observed_generation: input.generation,
+        history_head: history
+            .last()
+            .and_then(|e| e.hash.clone())
+            .or_else(|| previous.history_head.clone()),
         history,
         history_dropped: (dropped > 0).then_some(dropped),
+        history_base: base,
     };
     let changed = status != operator_view(previous);
     Decision {
@@ -308,21 +314,43 @@ fn valid_condition(problems: &[String]) -> Condition {
     }
 }
 
+/// Links this decision's entries into the history's hash chain.
+fn chain(previous: &ModelApprovalStatus, transitions: &mut [Transition]) {
+    let mut entries: Vec<HistoryEntry> = transitions.iter().map(|t| t.entry.clone()).collect();
+    let ever = previous.history.len() as i64 + previous.history_dropped.unwrap_or(0);
+    let linked = crate::records::chain::extend(
+        previous.history.last(),
+        previous.history_base.as_deref(),
+        ever,
+        &mut entries,
+    );
+    // Hashing our own entries cannot fail (canonical JSON of plain strings
+    // and numbers); were it to, the entries stay unhashed and any verifier
+    // names them, rather than the decision being lost.
+    if linked.is_ok() {
+        for (t, e) in transitions.iter_mut().zip(entries) {
+            t.entry = e;
+        }
+    }
+}
+
 /// The history with this decision's transitions appended, capped at
-/// [`HISTORY_LIMIT`] entries; also the count dropped so far.
+/// [`HISTORY_LIMIT`] entries; also the count dropped so far and the hash
+/// the oldest kept entry links to.
 fn capped_history(
     previous: &ModelApprovalStatus,
     transitions: &[Transition],
-) -> (Vec<HistoryEntry>, i64) {
+) -> (Vec<HistoryEntry>, i64, Option<String>) {
     let mut history = previous.history.clone();
     history.extend(transitions.iter().map(|t| t.entry.clone()));
     let mut dropped = previous.history_dropped.unwrap_or(0);
+    let mut base = previous.history_base.clone();
     if history.len() > HISTORY_LIMIT {
         let excess = history.len() - HISTORY_LIMIT;
-        history.drain(..excess);
+        base = history.drain(..excess).next_back().and_then(|e| e.hash);
         dropped += excess as i64;
     }
-    (history, dropped)
+    (history, dropped, base)
 }
 
 fn approved_conditions_message(conditions: &[Condition]) -> String {
@@ -379,6 +407,8 @@ fn transitions(
                 reviewer: g.reviewer.clone(),
                 reason: truncate(g.reason.as_deref()),
                 message: truncate(g.message.as_deref()),
+                seq: None,
+                hash: None,
             },
             reason,
             severity,
@@ -404,6 +434,8 @@ fn transitions(
                 reviewer: None,
                 reason: Some(reason.to_string()),
                 message: truncate(Some(phase_message)),
+                seq: None,
+                hash: None,
             },
             reason,
             severity,

@@ -24,7 +24,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Print both CustomResourceDefinitions as YAML, ready for `kubectl apply -f -`.
+    /// Print the CustomResourceDefinitions as YAML, ready for `kubectl apply -f -`.
     Crd {
         /// Write one file per CRD into this directory instead (how crds/ is made).
         #[arg(long)]
@@ -47,7 +47,8 @@ struct RunArgs {
     /// Elect one leader among the replicas (turn off only for a single replica).
     #[arg(long, env = "MODELGATE_LEADER_ELECT", default_value_t = true, action = clap::ArgAction::Set)]
     leader_elect: bool,
-    /// The namespace of the leader Lease (in a cluster, the pod's namespace).
+    /// The operator's own namespace: of the leader Lease and the signing key
+    /// (in a cluster, the pod's namespace).
     #[arg(long, env = "POD_NAMESPACE", default_value = "modelgate-system")]
     lease_namespace: String,
     /// The name of the leader Lease.
@@ -59,6 +60,21 @@ struct RunArgs {
     /// Reconciles run at once per controller.
     #[arg(long, env = "MODELGATE_CONCURRENCY", default_value_t = modelgate::operator::DEFAULT_CONCURRENCY)]
     concurrency: u16,
+    /// The Secret holding the records' Ed25519 signing key (in the lease's
+    /// namespace); created with a new key when it does not exist.
+    #[arg(
+        long,
+        env = "MODELGATE_SIGNING_KEY_SECRET",
+        default_value = "modelgate-signing-key"
+    )]
+    signing_key_secret: String,
+    /// The ConfigMap where every public key signing records is published.
+    #[arg(
+        long,
+        env = "MODELGATE_PUBLIC_KEYS",
+        default_value = "modelgate-public-keys"
+    )]
+    public_keys: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -130,6 +146,11 @@ fn run(args: RunArgs) -> Result<(), BoxError> {
             instance: Some(identity.clone()),
             listen: Some(args.listen),
             concurrency: args.concurrency,
+            records: Some(modelgate::records::KeyPlace {
+                namespace: args.lease_namespace.clone(),
+                secret: args.signing_key_secret.clone(),
+                public: args.public_keys.clone(),
+            }),
             leader_election: args.leader_elect.then(|| {
                 modelgate::runtime::leader::LeaderElection {
                     namespace: args.lease_namespace.clone(),

@@ -2,8 +2,10 @@
 //! per subcommand; this one holds the flags kubectl users expect and the
 //! client they configure.
 
+mod audit;
 mod history;
 mod output;
+mod report;
 mod review;
 mod status;
 mod why;
@@ -29,6 +31,9 @@ pub enum CliError {
     Kube(#[from] kube::Error),
     #[error("cannot render output: {0}")]
     Render(String),
+    /// An audit bundle that does not verify: every failing line named.
+    #[error("{0}")]
+    Unverified(String),
 }
 
 impl CliError {
@@ -37,6 +42,7 @@ impl CliError {
             CliError::Refused(_) => 3,
             CliError::NotFound(_) => 4,
             CliError::Usage(_) => 2,
+            CliError::Unverified(_) => 5,
             _ => 1,
         }
     }
@@ -62,7 +68,7 @@ pub type Result<T, E = CliError> = std::result::Result<T, E>;
     version,
     about = "Review, approve and audit AI models held by modelgate",
     long_about = "Review, approve and audit AI models held by modelgate.\n\nA ModelApproval carries five gates (technical, fairness, security, legal, business); a ModelDeployment rolls out only when all five are passed. Reviewers pass or fail their own gate here; the name on every decision is the one the cluster authenticated.",
-    after_help = "Examples:\n  kubectl modelgate status -n risk\n  kubectl modelgate approve fraud-detector-2-4-0 --gate security --reason PenTestPassed -n risk\n  kubectl modelgate why fraud-detector -n risk\n  kubectl modelgate history fraud-detector-2-4-0 -n risk"
+    after_help = "Examples:\n  kubectl modelgate status -n risk\n  kubectl modelgate approve fraud-detector-2-4-0 --gate security --reason PenTestPassed -n risk\n  kubectl modelgate why fraud-detector -n risk\n  kubectl modelgate history fraud-detector-2-4-0 -n risk\n  kubectl modelgate audit export -n risk -o risk.jsonl && kubectl modelgate audit verify risk.jsonl"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -113,6 +119,9 @@ pub enum Command {
     History(history::HistoryArgs),
     /// Why a ModelDeployment is held or revoked: its approval, the gates pending or failed, who can pass them, what serves now.
     Why(why::WhyArgs),
+    /// The signed, offline-verifiable records: export them, verify a bundle, render it for auditors.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  source <(kubectl-modelgate completion bash)\n  kubectl-modelgate completion zsh > \"${fpath[1]}/_kubectl-modelgate\"\n  kubectl-modelgate completion fish > ~/.config/fish/completions/kubectl-modelgate.fish"
@@ -174,5 +183,6 @@ pub async fn run(cli: Cli) -> Result<String> {
         Command::Reject(args) => review::reject(&cli.global.session().await?, args).await,
         Command::History(args) => history::run(&cli.global.session().await?, args).await,
         Command::Why(args) => why::run(&cli.global.session().await?, args).await,
+        Command::Audit(command) => audit::run(&cli.global, command).await,
     }
 }

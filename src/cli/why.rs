@@ -38,7 +38,7 @@ fn params_key(gate: Gate) -> String {
 
 /// The namespace of the authority params: as given, else as the policy
 /// binding says (the chart installs into any namespace), else the default.
-async fn authority_namespace(session: &Session, given: Option<&str>) -> String {
+pub(super) async fn authority_namespace(session: &Session, given: Option<&str>) -> String {
     if let Some(ns) = given {
         return ns.to_string();
     }

@@ -205,11 +205,7 @@ pub struct Decision {
 
 /// The gates of `a` that have not passed, in the usual order.
 fn pending_gates(a: &ModelApproval) -> Vec<String> {
-    let conditions = a
-        .status
-        .as_ref()
-        .map(|s| s.conditions.as_slice())
-        .unwrap_or_default();
+    let conditions = a.conditions();
     Gate::ALL
         .into_iter()
         .filter(|g| {

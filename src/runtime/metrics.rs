@@ -62,6 +62,7 @@ pub struct Metrics {
     /// The earliest expiry among Approved approvals; absent when none expires.
     pub next_expiry: Family<NoLabels, Gauge<f64, AtomicU64>>,
     pub cache_synced: Family<CacheLabels, Gauge>,
+    pub records_written: Counter,
 }
 
 impl Default for Metrics {
@@ -133,6 +134,12 @@ impl Default for Metrics {
             "1 once a watch cache of the running controllers has its first list",
             cache_synced.clone(),
         );
+        let records_written = Counter::default();
+        registry.register(
+            "records_written",
+            "Signed ApprovalRecords created",
+            records_written.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -146,6 +153,7 @@ impl Default for Metrics {
             gate_to_rollout,
             next_expiry,
             cache_synced,
+            records_written,
         }
     }
 }

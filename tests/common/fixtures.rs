@@ -201,3 +201,22 @@ pub async fn events_for(
     events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
     events
 }
+
+/// Waits up to `secs` for an Event about `name` that `wanted` accepts, and
+/// returns every Event about it then. The operator publishes an Event after
+/// the status write it describes, so a test that has just seen the status
+/// waits for the Event rather than reading once.
+pub async fn event_about(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    secs: u64,
+    wanted: impl Fn(&k8s_openapi::api::events::v1::Event) -> bool,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let what = format!("an Event about {name}");
+    eventually(secs, &what, || async {
+        let events = events_for(client, ns, name).await;
+        events.iter().any(&wanted).then_some(events)
+    })
+    .await
+}

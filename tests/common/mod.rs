@@ -9,6 +9,7 @@ pub mod chart;
 pub mod cluster;
 pub mod fixtures;
 pub mod operator;
+pub mod plugin;
 pub mod pods;
 pub mod users;
 pub mod wait;
@@ -24,6 +25,8 @@ pub use cluster::*;
 pub use fixtures::*;
 #[allow(unused_imports)]
 pub use operator::*;
+#[allow(unused_imports)]
+pub use plugin::*;
 #[allow(unused_imports)]
 pub use pods::*;
 #[allow(unused_imports)]

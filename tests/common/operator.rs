@@ -34,6 +34,9 @@ pub fn start_operator() -> std::net::SocketAddr {
                     listen: Some(([127, 0, 0, 1], 0).into()),
                     leader_election: None,
                     concurrency: 0,
+                    records: Some(modelgate::records::KeyPlace::in_namespace(
+                        "modelgate-system",
+                    )),
                 };
                 let running =
                     modelgate::operator::start(client, options, futures::future::pending())

@@ -1,0 +1,219 @@
+//! `audit export | verify | report`: the signed ApprovalRecords taken out of
+//! the cluster as JSON Lines with the public keys, checked offline, and
+//! rendered as one HTML page for an auditor.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::{Api, ListParams};
+
+use super::{CliError, Result, Session};
+use crate::api::ApprovalRecord;
+use crate::records::envelope::{self, key_id};
+use crate::records::key::{KeyPlace, public_keys_pem};
+use crate::records::verify;
+
+#[derive(Subcommand)]
+pub enum AuditCommand {
+    /// Write the signed records as JSON Lines (one DSSE envelope a line) and the public keys beside them.
+    #[command(
+        after_help = "Examples:\n  kubectl modelgate audit export -n risk -o risk-audit.jsonl\n  kubectl modelgate audit export -A --approval fraud-detector-2-4-0"
+    )]
+    Export(ExportArgs),
+    /// Check an exported bundle without a cluster: signatures, hash chains, digests, nothing missing or reordered.
+    #[command(after_help = "Example:\n  kubectl modelgate audit verify risk-audit.jsonl")]
+    Verify(BundleArgs),
+    /// Render an exported bundle as one self-contained HTML page with a timeline per approval.
+    #[command(
+        after_help = "Example:\n  kubectl modelgate audit report risk-audit.jsonl -o risk-audit.html"
+    )]
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Records of every namespace.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Only the records of this approval.
+    #[arg(long)]
+    pub approval: Option<String>,
+    /// The bundle to write; the public keys go beside it as <name>.pub.pem.
+    #[arg(short = 'o', long, default_value = "modelgate-audit.jsonl")]
+    pub out: PathBuf,
+    /// The namespace modelgate is installed in (its ConfigMap holds the
+    /// public keys). Found from the admission policy binding when not given.
+    #[arg(long, env = "MODELGATE_NAMESPACE")]
+    pub modelgate_namespace: Option<String>,
+}
+
+#[derive(Args)]
+pub struct BundleArgs {
+    /// The exported bundle (JSON Lines).
+    pub bundle: PathBuf,
+    /// The public keys (PEM); default: the bundle's <name>.pub.pem. Compare
+    /// their ids with the ones your platform team published.
+    #[arg(long)]
+    pub keys: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub bundle: BundleArgs,
+    /// The HTML page to write.
+    #[arg(short = 'o', long, default_value = "modelgate-audit.html")]
+    pub out: PathBuf,
+}
+
+/// Runs one audit subcommand. Verify and report need no cluster.
+pub async fn run(global: &super::Global, command: AuditCommand) -> Result<String> {
+    match command {
+        AuditCommand::Export(args) => export(&global.session().await?, args).await,
+        AuditCommand::Verify(args) => verify_bundle(&args),
+        AuditCommand::Report(args) => report(&args),
+    }
+}
+
+/// Where the public keys of `bundle` are kept by default.
+pub fn keys_beside(bundle: &Path) -> PathBuf {
+    bundle.with_extension("pub.pem")
+}
+
+async fn export(session: &Session, args: ExportArgs) -> Result<String> {
+    let api: Api<ApprovalRecord> = if args.all_namespaces {
+        Api::all(session.client.clone())
+    } else {
+        Api::namespaced(session.client.clone(), &session.namespace)
+    };
+    let mut records: Vec<ApprovalRecord> = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| CliError::from_api(e, "approvalrecords"))?
+        .items
+        .into_iter()
+        .filter(|r| {
+            args.approval
+                .as_ref()
+                .is_none_or(|a| *a == r.spec.approval.name)
+        })
+        .collect();
+    // Oldest first within each approval, as verification expects.
+    records.sort_by(|a, b| {
+        let key = |r: &ApprovalRecord| {
+            (
+                r.metadata.namespace.clone(),
+                r.spec.approval.name.clone(),
+                r.spec.approval.uid.clone(),
+                r.spec.seq,
+            )
+        };
+        key(a).cmp(&key(b))
+    });
+    let namespace =
+        super::why::authority_namespace(session, args.modelgate_namespace.as_deref()).await;
+    let place = KeyPlace::in_namespace(&namespace);
+    let keys = Api::<ConfigMap>::namespaced(session.client.clone(), &namespace)
+        .get(&place.public)
+        .await
+        .map_err(|e| CliError::from_api(e, &format!("ConfigMap {namespace}/{}", place.public)))?;
+    let pem = public_keys_pem(&keys);
+    let mut lines = String::new();
+    for r in &records {
+        lines.push_str(
+            &serde_json::to_string(&r.spec.envelope)
+                .map_err(|e| CliError::Render(e.to_string()))?,
+        );
+        lines.push('\n');
+    }
+    let key_path = keys_beside(&args.out);
+    write(&args.out, &lines)?;
+    write(&key_path, &pem)?;
+    let approvals: BTreeSet<&str> = records
+        .iter()
+        .map(|r| r.spec.approval.uid.as_str())
+        .collect();
+    Ok(format!(
+        "exported {} records of {} approvals to {}\npublic keys ({}) in {}\ncheck with: kubectl modelgate audit verify {}\n",
+        records.len(),
+        approvals.len(),
+        args.out.display(),
+        pem.matches("BEGIN PUBLIC KEY").count(),
+        key_path.display(),
+        args.out.display(),
+    ))
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    std::fs::write(path, text)
+        .map_err(|e| CliError::Usage(format!("cannot write {}: {e}", path.display())))
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))
+}
+
+/// The bundle's text, its verification, and the ids of the keys used.
+fn check(args: &BundleArgs) -> Result<(verify::Report, Vec<String>)> {
+    let bundle = read(&args.bundle)?;
+    let key_path = args
+        .keys
+        .clone()
+        .unwrap_or_else(|| keys_beside(&args.bundle));
+    let keys = envelope::public_keys(&read(&key_path)?)
+        .map_err(|e| CliError::Usage(format!("{}: {e}", key_path.display())))?;
+    let ids = keys.iter().map(key_id).collect();
+    Ok((verify::verify(&bundle, &keys), ids))
+}
+
+fn verify_bundle(args: &BundleArgs) -> Result<String> {
+    let (report, ids) = check(args)?;
+    let approvals: BTreeSet<&str> = report
+        .lines
+        .iter()
+        .filter_map(|l| l.statement.as_ref())
+        .map(|s| s.predicate.approval.uid.as_str())
+        .collect();
+    if report.ok() {
+        return Ok(format!(
+            "verified {} records of {} approvals in {}: signatures, hash chains and digests hold, none missing or out of order\nkeys: {}\n",
+            report.lines.len(),
+            approvals.len(),
+            args.bundle.display(),
+            ids.join(", ")
+        ));
+    }
+    let failures: Vec<String> = report.failures.iter().map(|f| f.to_string()).collect();
+    Err(CliError::Unverified(format!(
+        "{} does not verify ({} of {} lines fail):\n{}",
+        args.bundle.display(),
+        report.lines.iter().filter(|l| !l.verified).count(),
+        report.lines.len(),
+        failures.join("\n")
+    )))
+}
+
+fn report(args: &ReportArgs) -> Result<String> {
+    let (report, ids) = check(&args.bundle)?;
+    let name = args
+        .bundle
+        .bundle
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let page = super::report::render(&name, &report, &ids)?;
+    write(&args.out, &page)?;
+    Ok(format!(
+        "wrote {} ({} records, {})\n",
+        args.out.display(),
+        report.lines.len(),
+        if report.ok() {
+            "all verified"
+        } else {
+            "verification FAILED: see the page"
+        }
+    ))
+}

@@ -1,0 +1,15 @@
+//! Records that cannot be quietly changed: the hash chain over an
+//! approval's history, the signing key, the signed ApprovalRecords the
+//! operator writes on every phase change, and their offline verification.
+//! docs/records.md describes the formats.
+
+pub mod chain;
+pub mod envelope;
+pub mod key;
+pub mod statement;
+pub mod verify;
+pub mod writer;
+
+pub use envelope::Signer;
+pub use key::KeyPlace;
+pub use writer::Recorder;

@@ -1,0 +1,86 @@
+//! The operator's side of the records: after a status write, one signed
+//! ApprovalRecord per phase change not yet recorded.
+//!
+//! A record is created after the status that holds its phase change, so it
+//! only ever states what the status already says. Its name follows from the
+//! approval and the seq, so a second try (after a crash, or on another
+//! replica) is refused as already there and nothing is recorded twice. What
+//! has been recorded is remembered per approval uid; after a restart the
+//! newest phase change of each approval is tried once more.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use kube::api::{Api, PostParams};
+use kube::{Client, ResourceExt};
+use tracing::info;
+
+use super::envelope::Signer;
+use super::statement::{phase_changes, record, statement};
+use crate::api::{ApprovalRecord, ModelApproval, ModelApprovalStatus};
+use crate::error::{Error, Result};
+
+/// Writes records with one key and remembers what it wrote.
+pub struct Recorder {
+    signer: Signer,
+    /// Approval uid → the newest seq known to be recorded.
+    recorded: Mutex<HashMap<String, i64>>,
+}
+
+impl Recorder {
+    pub fn new(signer: Signer) -> Self {
+        Recorder {
+            signer,
+            recorded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The seqs of `approval`'s phase changes that still need a record: all
+    /// after the newest known one, or only the newest when none is known.
+    fn due(&self, approval: &ModelApproval, status: &ModelApprovalStatus) -> Vec<i64> {
+        let uid = approval.uid().unwrap_or_default();
+        let known = self.recorded.lock().ok().and_then(|m| m.get(&uid).copied());
+        let changes: Vec<i64> = phase_changes(&status.history).collect();
+        match known {
+            Some(known) => changes.into_iter().filter(|s| *s > known).collect(),
+            None => changes.last().copied().into_iter().collect(),
+        }
+    }
+
+    /// Creates the records `approval` is due, given `status`: the
+    /// operator's fields as just written. Returns how many were created.
+    pub async fn write(
+        &self,
+        client: &Client,
+        approval: &ModelApproval,
+        status: &ModelApprovalStatus,
+    ) -> Result<usize> {
+        let due = self.due(approval, status);
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let namespace = approval
+            .namespace()
+            .ok_or(Error::MissingMetadata("namespace"))?;
+        let api: Api<ApprovalRecord> = Api::namespaced(client.clone(), &namespace);
+        let mut created = 0;
+        for seq in due {
+            let Some(statement) = statement(approval, status, seq) else {
+                continue;
+            };
+            let record = record(&statement, &self.signer)?;
+            match api.create(&PostParams::default(), &record).await {
+                Ok(_) => {
+                    created += 1;
+                    info!(record = %record.name_any(), phase = %statement.predicate.phase, "recorded");
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => {}
+                Err(e) => return Err(e.into()),
+            }
+            if let Ok(mut m) = self.recorded.lock() {
+                m.insert(approval.uid().unwrap_or_default(), seq);
+            }
+        }
+        Ok(created)
+    }
+}

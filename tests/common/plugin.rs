@@ -1,0 +1,28 @@
+//! The built `kubectl-modelgate` binary, run as a person.
+
+use std::process::{Command, Output};
+
+use super::*;
+
+/// Runs the plugin as `user` in `groups` (None: as the admin) in `ns`.
+pub fn run_plugin(ns: &str, who: Option<(&str, &[&str])>, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-modelgate"));
+    cmd.arg("--kubeconfig")
+        .arg(&cluster().kubeconfig)
+        .args(["-n", ns]);
+    if let Some((user, groups)) = who {
+        cmd.args(["--as", user]);
+        for g in groups.iter().chain(&["system:authenticated"]) {
+            cmd.args(["--as-group", g]);
+        }
+    }
+    cmd.args(args).output().expect("run kubectl-modelgate")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
