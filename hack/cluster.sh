@@ -356,6 +356,8 @@ cmd_up() {
     --node-lease-duration-seconds 40 \
     --server-address 127.0.0.1:0
   local i
+  # The resources a kubelet reports, ephemeral-storage included: without it
+  # a pod that requests some (the chart's operator does) never schedules.
   for i in $(seq 0 $((KWOK_NODES - 1))); do
     kubectl_local apply -f - >/dev/null <<EOF
 apiVersion: v1
@@ -365,8 +367,8 @@ metadata:
   annotations: {kwok.x-k8s.io/node: fake}
   labels: {type: kwok, kubernetes.io/hostname: kwok-node-$i, kubernetes.io/os: linux}
 status:
-  allocatable: {cpu: "32", memory: 256Gi, pods: "1000"}
-  capacity: {cpu: "32", memory: 256Gi, pods: "1000"}
+  allocatable: {cpu: "32", memory: 256Gi, ephemeral-storage: 100Gi, pods: "1000"}
+  capacity: {cpu: "32", memory: 256Gi, ephemeral-storage: 100Gi, pods: "1000"}
 EOF
   done
   wait_for "kwok nodes" kwok 120 kubectl_local wait --for=condition=Ready nodes --all --timeout=1s

@@ -11,6 +11,7 @@ cp crds/*.yaml charts/modelgate/crds/
 {
   echo "# Rendered from charts/modelgate by hack/render.sh; do not edit."
   echo "# kubectl apply -f crds/ && kubectl apply -k deploy/"
-  "$MODELGATE_HELM" template modelgate charts/modelgate --namespace modelgate-system
+  # The chart's `helm test` pod is Helm's alone: plain manifests leave it out.
+  "$MODELGATE_HELM" template modelgate charts/modelgate --namespace modelgate-system --skip-tests
 } >deploy/modelgate.yaml
 echo "rendered crds/, charts/modelgate/crds/ and deploy/modelgate.yaml"

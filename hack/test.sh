@@ -1,42 +1,48 @@
 #!/usr/bin/env bash
 # Runs every check and test of modelgate: formatting, clippy, unit tests and
 # the integration tests against the local control plane (built and started
-# by hack/cluster.sh when KUBECONFIG names no cluster, stopped at the end).
+# by hack/cluster.sh when KUBECONFIG names no cluster, stopped at the end),
+# the chart's policy scans and its monitoring against a real Prometheus (the
+# tools installed by hack/tools.sh when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> [%s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 
-step "1/7 Rust toolchain components"
+step "1/8 Rust toolchain components"
 if command -v rustup >/dev/null 2>&1; then
   rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 command -v cargo >/dev/null 2>&1 || { echo "test: cargo is not on PATH: install Rust (rustup) first"; exit 1; }
 
-step "2/7 cargo fmt --check"
+step "2/8 cargo fmt --check"
 cargo fmt --all -- --check
 
-step "3/7 cargo clippy --workspace --all-targets -- -D warnings"
+step "3/8 cargo clippy --workspace --all-targets -- -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "4/7 headless Chromium for the browser tests (hack/browser.sh)"
+step "4/8 headless Chromium for the browser tests (hack/browser.sh)"
 hack/browser.sh
+
+step "5/8 policy and monitoring tools (hack/tools.sh: checkov, kube-score, prometheus)"
+hack/tools.sh install
+eval "$(hack/tools.sh env)"
 
 started_cluster=""
 if [ -z "${KUBECONFIG:-}" ]; then
-  step "5/7 local control plane (hack/cluster.sh up)"
+  step "6/8 local control plane (hack/cluster.sh up)"
   hack/cluster.sh up
   started_cluster=1
   trap 'hack/cluster.sh down' EXIT
   eval "$(hack/cluster.sh env)"
 else
-  step "5/7 using the cluster in KUBECONFIG=$KUBECONFIG"
+  step "6/8 using the cluster in KUBECONFIG=$KUBECONFIG"
   eval "$(hack/cluster.sh env | grep -v '^export KUBECONFIG=')"
 fi
 
-step "6/7 cargo test --workspace (unit and integration)"
+step "7/8 cargo test --workspace (unit and integration)"
 cargo test --workspace --locked --no-fail-fast -- --test-threads=4
 
-step "7/7 benchmark smoke run (hack/bench.sh --smoke; timings reported, not asserted)"
+step "8/8 benchmark smoke run (hack/bench.sh --smoke; timings reported, not asserted)"
 hack/bench.sh --smoke --out target/bench/smoke.json
 [ -z "$started_cluster" ] || step "stopping the local control plane"

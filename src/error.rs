@@ -18,6 +18,10 @@ pub enum Error {
 }
 
 impl Error {
+    /// Every `metric_label`, so each error counter can start at zero.
+    pub const METRIC_LABELS: [&'static str; 4] =
+        ["kube", "invalid", "missing_metadata", "serialize"];
+
     /// A short, fixed name for metrics and logs (never built from data).
     pub fn metric_label(&self) -> &'static str {
         match self {
@@ -39,3 +43,25 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_label_is_listed() {
+        let json = serde_json::from_str::<u8>("x").expect_err("not a number");
+        for error in [
+            Error::Kube(kube::Error::LinesCodecMaxLineLengthExceeded),
+            Error::Invalid("bad".into()),
+            Error::MissingMetadata("name"),
+            Error::Serialize(json),
+        ] {
+            assert!(
+                Error::METRIC_LABELS.contains(&error.metric_label()),
+                "{} is not in Error::METRIC_LABELS",
+                error.metric_label()
+            );
+        }
+    }
+}

@@ -83,6 +83,9 @@ pub async fn start(
     let done = tokio::spawn(async move {
         match options.leader_election {
             None => {
+                // Without election this replica is the one that writes:
+                // alerts on "nobody leads" must not fire for it.
+                ctx.metrics.leader.set(1);
                 controllers(ctx, records, shutdown).await;
                 Ok(())
             }
@@ -134,8 +137,8 @@ async fn controllers(
     // Every cache must fill before the operator is ready: the approvals
     // (shared by both controllers) here, the ModelDeployments and the
     // Deployments in the deployment controller; each takes a marker.
-    let synced = Synced::new(ctx.health.clone());
-    let mut mark_synced = synced.marker();
+    let synced = Synced::new(ctx.health.clone(), ctx.metrics.cache_synced.clone());
+    let mut mark_synced = synced.marker("approvals");
     let written = Arc::new(crate::approval::written::Written::default());
     let observed = written.clone();
     let inspect = move |event: &kube::runtime::watcher::Event<watches::CachedApproval>| {

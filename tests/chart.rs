@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -13,35 +13,6 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use modelgate::api::ModelDeployment;
 use serde_json::Value;
-
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/modelgate");
-
-fn helm(args: &[&str]) -> Output {
-    let c = cluster();
-    Command::new(&c.helm)
-        .arg("--kubeconfig")
-        .arg(&c.kubeconfig)
-        .args(args)
-        .output()
-        .expect("run helm")
-}
-
-fn render(extra: &[&str]) -> Vec<Value> {
-    let mut args = vec![
-        "template",
-        "modelgate",
-        CHART,
-        "--namespace",
-        "modelgate-system",
-    ];
-    args.extend(extra);
-    let out = helm(&args);
-    assert!(out.status.success(), "helm template: {}", text(&out));
-    serde_yaml_ng::Deserializer::from_slice(&out.stdout)
-        .filter_map(|d| serde::Deserialize::deserialize(d).ok())
-        .filter(|v: &Value| !v.is_null())
-        .collect()
-}
 
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
     docs.iter()
@@ -57,6 +28,7 @@ fn generated_manifests_are_current() {
         CHART,
         "--namespace",
         "modelgate-system",
+        "--skip-tests",
     ]);
     let rendered = String::from_utf8_lossy(&out.stdout);
     let committed = std::fs::read_to_string(concat!(
@@ -273,6 +245,13 @@ fn bad_values_are_refused_by_the_schema() {
         ("tolerations[0].operator=Maybe", "operator"),
         ("resources.request.cpu=1", "request"),
         (
+            "metrics.prometheusRule.expiringWithinDays=0",
+            "expiringWithinDays",
+        ),
+        ("metrics.prometheusRule.job=", "job"),
+        ("metrics.grafanaDashboard.lables.a=b", "lables"),
+        ("tests.image.digest=latest", "digest"),
+        (
             "replicaCount=2,leaderElection.enabled=false",
             "replicaCount 2 needs leaderElection.enabled=true",
         ),
@@ -312,6 +291,17 @@ async fn helm_install_then_two_replicas_as_the_charts_service_account_fail_over(
         "replicaCount=2",
     ]);
     assert!(out.status.success(), "helm install: {}", text(&out));
+    // The pods of this release's template, not the last one's: an upgrade
+    // whose new pods cannot schedule leaves the old ones Running.
+    let rollout = kubectl(&[
+        "rollout",
+        "status",
+        "deployment/modelgate",
+        "-n",
+        "modelgate-system",
+        "--timeout=90s",
+    ]);
+    assert!(rollout.status.success(), "rollout: {}", text(&rollout));
     let pods = eventually(60, "operator pods on kwok nodes", || async {
         let out = kubectl(&[
             "get",
@@ -459,4 +449,128 @@ async fn helm_install_then_two_replicas_as_the_charts_service_account_fail_over(
         "lease still held by {new_leader}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What Artifact Hub shows from Chart.yaml is what the chart ships.
+#[test]
+fn chart_metadata_says_what_the_chart_ships() {
+    let chart_yaml =
+        std::fs::read_to_string(Path::new(CHART).join("Chart.yaml")).expect("Chart.yaml");
+    let chart: Value = serde_yaml_ng::from_str(&chart_yaml).expect("Chart.yaml is YAML");
+    for key in ["home", "icon"] {
+        assert!(
+            chart[key].as_str().is_some_and(|v| !v.is_empty()),
+            "no {key}"
+        );
+    }
+    for key in ["sources", "maintainers"] {
+        assert!(
+            chart[key].as_array().is_some_and(|v| !v.is_empty()),
+            "no {key}"
+        );
+    }
+    let annotation = |key: &str| -> Value {
+        let raw = chart["annotations"][key]
+            .as_str()
+            .unwrap_or_else(|| panic!("no annotation {key}"));
+        serde_yaml_ng::from_str(raw).unwrap_or_else(|e| panic!("{key} is not YAML: {e}"))
+    };
+    assert_eq!(
+        chart["annotations"]["artifacthub.io/license"],
+        env!("CARGO_PKG_LICENSE")
+    );
+    // The image listed is the one the chart runs by default.
+    let docs = render(&[]);
+    let image = &find(&docs, "Deployment", "modelgate")["spec"]["template"]["spec"]["containers"]
+        [0]["image"];
+    let images = annotation("artifacthub.io/images");
+    assert!(
+        images
+            .as_array()
+            .is_some_and(|l| l.iter().any(|i| &i["image"] == image)),
+        "artifacthub.io/images does not list {image}: {images}"
+    );
+    // The CRDs listed are the ones in crds/, with their served versions.
+    let listed: std::collections::BTreeSet<(String, String, String)> =
+        annotation("artifacthub.io/crds")
+            .as_array()
+            .expect("a list of CRDs")
+            .iter()
+            .map(|c| {
+                (
+                    c["name"].as_str().unwrap_or_default().into(),
+                    c["kind"].as_str().unwrap_or_default().into(),
+                    c["version"].as_str().unwrap_or_default().into(),
+                )
+            })
+            .collect();
+    let shipped: std::collections::BTreeSet<(String, String, String)> = modelgate::crd::all()
+        .iter()
+        .flat_map(|crd| {
+            let name = crd.metadata.name.clone().unwrap_or_default();
+            let kind = crd.spec.names.kind.clone();
+            crd.spec
+                .versions
+                .iter()
+                .filter(|v| v.served)
+                .map(move |v| (name.clone(), kind.clone(), v.name.clone()))
+        })
+        .collect();
+    assert_eq!(listed, shipped, "artifacthub.io/crds");
+    let kinds = [
+        "added",
+        "changed",
+        "deprecated",
+        "removed",
+        "fixed",
+        "security",
+    ];
+    for change in annotation("artifacthub.io/changes")
+        .as_array()
+        .expect("changes")
+    {
+        assert!(
+            change["kind"].as_str().is_some_and(|k| kinds.contains(&k))
+                && change["description"]
+                    .as_str()
+                    .is_some_and(|d| !d.is_empty()),
+            "{change}"
+        );
+    }
+    // `helm test` asks /readyz through the metrics Service; plain manifests
+    // leave the test pod out.
+    let pod = find(&docs, "Pod", "modelgate-test-readyz");
+    assert_eq!(pod["metadata"]["annotations"]["helm.sh/hook"], "test");
+    let command = pod["spec"]["containers"][0]["command"].to_string();
+    assert!(
+        command.contains("http://modelgate-metrics.modelgate-system.svc:8080/readyz"),
+        "{command}"
+    );
+    assert!(!render(&["--skip-tests"]).iter().any(|d| d["kind"] == "Pod"));
+}
+
+/// The examples Artifact Hub shows are accepted by the API server.
+#[tokio::test(flavor = "multi_thread")]
+async fn chart_crd_examples_are_accepted() {
+    let client = install_crds().await;
+    let ns = TestNamespace::new(&client, "chart-examples").await;
+    let chart_yaml =
+        std::fs::read_to_string(Path::new(CHART).join("Chart.yaml")).expect("Chart.yaml");
+    let chart: Value = serde_yaml_ng::from_str(&chart_yaml).expect("Chart.yaml is YAML");
+    let examples: Vec<Value> = serde_yaml_ng::from_str(
+        chart["annotations"]["artifacthub.io/crdsExamples"]
+            .as_str()
+            .expect("crdsExamples"),
+    )
+    .expect("crdsExamples is YAML");
+    // The kinds people write; ApprovalRecords are the operator's alone.
+    let kinds: Vec<&str> = examples.iter().filter_map(|e| e["kind"].as_str()).collect();
+    assert_eq!(kinds, ["ModelApproval", "ModelDeployment"], "crdsExamples");
+    for example in &examples {
+        let out = kubectl_stdin(
+            &["apply", "--dry-run=server", "-n", &ns.name, "-f", "-"],
+            Some(&serde_json::to_string(&example).unwrap_or_default()),
+        );
+        assert!(out.status.success(), "{}: {}", example["kind"], text(&out));
+    }
 }

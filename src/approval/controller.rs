@@ -71,6 +71,7 @@ pub fn run(
     inputs: Inputs,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
+    ctx.metrics.start_at_zero(CONTROLLER, &Error::METRIC_LABELS);
     let controller = Controller::for_shared_stream(inputs.changes, inputs.store.clone())
         .reconcile_on(inputs.usage);
     let observer = crate::runtime::count_phases(
@@ -78,6 +79,10 @@ pub fn run(
         ctx.metrics.approvals.clone(),
         ApprovalPhase::ALL.map(|p| p.as_str()).to_vec(),
         |a| Some(a.status.as_ref()?.phase?.as_str()),
+        {
+            let metrics = ctx.metrics.clone();
+            move |approvals| metrics.set_next_expiry(next_expiry(approvals))
+        },
     );
     let concurrency = ctx.concurrency;
     let state = Arc::new(State {
@@ -104,6 +109,21 @@ pub fn run(
             ),
         }
     }
+}
+
+/// The earliest expiry (Unix seconds) among the Approved approvals: the
+/// one a platform team must hear about before it lapses. Expired ones are
+/// left out, or one lapse would stand for the soonest forever.
+fn next_expiry(approvals: &[Arc<CachedApproval>]) -> Option<f64> {
+    approvals
+        .iter()
+        .filter_map(|a| {
+            let status = a.0.as_ref().ok()?.status.as_ref()?;
+            (status.phase? == ApprovalPhase::Approved)
+                .then_some(status.expires_at.as_ref()?.0.as_second())
+        })
+        .min()
+        .map(|s| s as f64)
 }
 
 /// Fetch → decide (pure) → write status → publish → mark in use → record →

@@ -67,11 +67,12 @@ pub fn run(
     inputs: Inputs,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
+    ctx.metrics.start_at_zero(CONTROLLER, &Error::METRIC_LABELS);
     let client = ctx.client.clone();
     let index = inputs.index;
 
     let synced = inputs.synced;
-    let mut synced_mds = synced.marker::<DeserializeGuard<ModelDeployment>>();
+    let mut synced_mds = synced.marker::<DeserializeGuard<ModelDeployment>>("modeldeployments");
     let (md_reader, md_writer) = reflector::store();
     let observed = index.clone();
     let mds = watcher(
@@ -95,6 +96,7 @@ pub fn run(
         ctx.metrics.deployments.clone(),
         DeploymentPhase::ALL.map(|p| p.as_str()).to_vec(),
         |md| Some(md.status.as_ref()?.phase?.as_str()),
+        |_| {},
     );
     let state = Arc::new(State {
         ctx,
@@ -127,7 +129,7 @@ fn watch_deployments(
     Store<Deployment>,
     impl Stream<Item = std::result::Result<Deployment, watcher::Error>> + Send + 'static,
 ) {
-    let mut synced_deployments = synced.marker::<Deployment>();
+    let mut synced_deployments = synced.marker::<Deployment>("deployments");
     let (reader, writer) = reflector::store();
     let managed = config
         .clone()
@@ -350,7 +352,12 @@ async fn act(
                 info!(approval = %approval.name_any(), "rolling back to the newest earlier approved version");
             }
             match release(state, target, approval, live).await? {
-                Ok(written) => (written, None),
+                Ok(written) => {
+                    if matches!(plan, Plan::Release(_)) && written.is_some() {
+                        observe_rollout(state, approval, live);
+                    }
+                    (written, None)
+                }
                 Err(refused) => (None, Some(refused)),
             }
         }
@@ -360,6 +367,25 @@ async fn act(
         },
         Plan::Hold => (None, None),
     })
+}
+
+/// Gate-to-rollout latency, once per approval a Deployment is first
+/// applied for: re-applies over drift and rollbacks to an old approval are
+/// not the wait this measures.
+fn observe_rollout(state: &State, approval: &ModelApproval, live: Option<&Deployment>) {
+    let served = decide::served(live).map(|m| m.approval);
+    if served.as_deref() == Some(approval.name_any().as_str()) {
+        return;
+    }
+    let Some(approved) = approval
+        .status
+        .as_ref()
+        .and_then(|s| s.approved_at.as_ref())
+    else {
+        return;
+    };
+    let waited = now_seconds().duration_since(approved.0).as_secs_f64();
+    state.ctx.metrics.gate_to_rollout.observe(waited.max(0.0));
 }
 
 /// Writes the status when it changed and announces a phase change.

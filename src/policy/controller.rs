@@ -31,7 +31,8 @@ pub fn run(
     synced: Arc<Synced>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> (Store<ApprovalPolicy>, impl Future<Output = ()>) {
-    let mut marker = synced.marker::<ApprovalPolicy>();
+    ctx.metrics.start_at_zero(CONTROLLER, &Error::METRIC_LABELS);
+    let mut marker = synced.marker::<ApprovalPolicy>("approvalpolicies");
     let (store, writer) = reflector::store();
     let stream = watcher(Api::<ApprovalPolicy>::all(ctx.client.clone()), config)
         .default_backoff()

@@ -2,6 +2,7 @@
 //! set (controller names, error kinds, phases, gates), never from object
 //! names, so the number of series stays bounded whatever the cluster holds.
 
+use std::sync::atomic::AtomicU64;
 use std::time::Instant;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -33,6 +34,17 @@ pub struct GateLabels {
     pub result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub cache: &'static str,
+}
+
+/// A series without labels that can be absent: a Family keyed by this holds
+/// at most one, and removing it says "nothing to report" instead of a
+/// made-up value.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NoLabels {}
+
 /// All metrics, registered once; cheap to share behind an `Arc`.
 pub struct Metrics {
     pub registry: Registry,
@@ -44,6 +56,12 @@ pub struct Metrics {
     pub gate_decisions: Family<GateLabels, Counter>,
     pub leader: Gauge,
     pub status_writes: Family<ControllerLabels, Counter>,
+    /// From an approval's last gate passing to the Deployment first applied
+    /// for it.
+    pub gate_to_rollout: Histogram,
+    /// The earliest expiry among Approved approvals; absent when none expires.
+    pub next_expiry: Family<NoLabels, Gauge<f64, AtomicU64>>,
+    pub cache_synced: Family<CacheLabels, Gauge>,
     pub records_written: Counter,
 }
 
@@ -96,6 +114,26 @@ impl Default for Metrics {
             "Status writes made, by controller",
             status_writes.clone(),
         );
+        // Half a second to a day and a half (0.5 × 4^n): a rollout follows
+        // the last gate within a second, unless its ModelDeployment came later.
+        let gate_to_rollout = Histogram::new(exponential_buckets(0.5, 4.0, 10));
+        registry.register(
+            "gate_to_rollout_seconds",
+            "From an approval's last gate passing to its Deployment first applied",
+            gate_to_rollout.clone(),
+        );
+        let next_expiry = Family::<NoLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "approval_next_expiry_timestamp_seconds",
+            "When the first Approved ModelApproval expires (Unix time); absent when none expires",
+            next_expiry.clone(),
+        );
+        let cache_synced = Family::<CacheLabels, Gauge>::default();
+        registry.register(
+            "cache_synced",
+            "1 once a watch cache of the running controllers has its first list",
+            cache_synced.clone(),
+        );
         let records_written = Counter::default();
         registry.register(
             "records_written",
@@ -112,6 +150,9 @@ impl Default for Metrics {
             gate_decisions,
             leader,
             status_writes,
+            gate_to_rollout,
+            next_expiry,
+            cache_synced,
             records_written,
         }
     }
@@ -130,10 +171,36 @@ impl Metrics {
         }
     }
 
+    /// Creates a controller's counters at zero: a rate over a counter that
+    /// does not exist yet is no series at all, so a dashboard would show
+    /// nothing and an alert on errors could not be told from a broken scrape.
+    pub fn start_at_zero(&self, controller: &'static str, errors: &[&'static str]) {
+        let labels = ControllerLabels { controller };
+        let _ = self.reconciles.get_or_create(&labels);
+        let _ = self.status_writes.get_or_create(&labels);
+        for &error in errors {
+            let _ = self
+                .errors
+                .get_or_create(&ErrorLabels { controller, error });
+        }
+    }
+
     pub fn error(&self, controller: &'static str, error: &'static str) {
         self.errors
             .get_or_create(&ErrorLabels { controller, error })
             .inc();
+    }
+
+    /// Sets the earliest expiry (Unix seconds) or, with None, removes it.
+    pub fn set_next_expiry(&self, earliest: Option<f64>) {
+        match earliest {
+            Some(at) => {
+                self.next_expiry.get_or_create(&NoLabels {}).set(at);
+            }
+            None => {
+                self.next_expiry.remove(&NoLabels {});
+            }
+        }
     }
 
     /// The text exposition of every metric.
@@ -228,6 +295,42 @@ mod tests {
         assert!(
             text.contains("modelgate_reconcile_duration_seconds_count{controller=\"approval\"} 1"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn counters_start_at_zero_and_new_gauges_encode() {
+        let m = Metrics::default();
+        assert!(
+            !m.encode()
+                .contains("modelgate_approval_next_expiry_timestamp_seconds "),
+            "no expiry reported before one is known"
+        );
+        m.start_at_zero("deployment", &["kube", "invalid"]);
+        m.gate_to_rollout.observe(3.0);
+        m.set_next_expiry(Some(1_900_000_000.0));
+        m.cache_synced
+            .get_or_create(&CacheLabels { cache: "approvals" })
+            .set(1);
+        let text = m.encode();
+        for line in [
+            "modelgate_gate_to_rollout_seconds_count 1",
+            "modelgate_gate_to_rollout_seconds_bucket{le=\"8.0\"} 1",
+            "modelgate_gate_to_rollout_seconds_bucket{le=\"2.0\"} 0",
+            "modelgate_approval_next_expiry_timestamp_seconds 1900000000.0",
+            "modelgate_cache_synced{cache=\"approvals\"} 1",
+            "modelgate_reconcile_errors_total{controller=\"deployment\",error=\"invalid\"} 0",
+            "modelgate_status_writes_total{controller=\"deployment\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
+        // Once nothing expires, the series goes rather than keep a stale time.
+        m.set_next_expiry(None);
+        assert!(
+            !m.encode()
+                .contains("modelgate_approval_next_expiry_timestamp_seconds "),
+            "{}",
+            m.encode()
         );
     }
 }

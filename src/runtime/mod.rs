@@ -20,7 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use tokio::task::JoinHandle;
 
 use health::Health;
-use metrics::PhaseLabels;
+use metrics::{CacheLabels, PhaseLabels};
 
 /// Drives a controller's result stream to its end, then stops the phase
 /// counter that went with it. Results are dropped: the error policy has
@@ -41,23 +41,26 @@ const GAUGE_REFRESH: Duration = Duration::from_secs(5);
 
 /// Keeps the per-phase gauges of `family` counted from the objects in
 /// `store` (by `phase_of`, over `phases`) until aborted. Malformed objects
-/// count nowhere.
+/// count nowhere. `also` is handed the same snapshot each round, for gauges
+/// of one kind's own (the approvals' next expiry).
 pub fn count_phases<K>(
     store: Store<DeserializeGuard<K>>,
     family: Family<PhaseLabels, Gauge>,
     phases: Vec<&'static str>,
     phase_of: fn(&K) -> Option<&'static str>,
+    also: impl Fn(&[Arc<DeserializeGuard<K>>]) + Send + 'static,
 ) -> JoinHandle<()>
 where
     K: Resource<DynamicType = ()> + Clone + Send + Sync + 'static,
 {
     tokio::spawn(async move {
         loop {
-            let observed = store.state();
-            let observed = observed
+            let snapshot = store.state();
+            let observed = snapshot
                 .iter()
                 .map(|o| o.0.as_ref().ok().and_then(phase_of));
             metrics::set_phase_counts(&family, &phases, observed);
+            also(&snapshot);
             tokio::time::sleep(GAUGE_REFRESH).await;
         }
     })
@@ -72,6 +75,8 @@ where
 /// forgotten in a literal count.
 pub struct Synced {
     health: Arc<Health>,
+    /// One 0/1 gauge per cache, so an alert can name the one that is stuck.
+    gauges: Family<CacheLabels, Gauge>,
     /// Markers handed out.
     streams: AtomicUsize,
     /// Markers whose stream has not finished its first list yet.
@@ -80,9 +85,10 @@ pub struct Synced {
 
 impl Synced {
     /// A tracker with no streams yet; each `marker` adds one.
-    pub fn new(health: Arc<Health>) -> Arc<Synced> {
+    pub fn new(health: Arc<Health>, gauges: Family<CacheLabels, Gauge>) -> Arc<Synced> {
         Arc::new(Synced {
             health,
+            gauges,
             streams: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
         })
@@ -93,16 +99,23 @@ impl Synced {
         self.streams.load(Ordering::Acquire) > 0 && self.pending.load(Ordering::Acquire) == 0
     }
 
-    /// An inspector for one stream's events; counts its first `InitDone`.
-    /// Hand out every marker before driving any stream.
-    pub fn marker<K>(self: &Arc<Self>) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+    /// An inspector for one stream's events (`cache` names it in metrics);
+    /// counts its first `InitDone`. Hand out every marker before driving any
+    /// stream.
+    pub fn marker<K>(
+        self: &Arc<Self>,
+        cache: &'static str,
+    ) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
         self.streams.fetch_add(1, Ordering::AcqRel);
         self.pending.fetch_add(1, Ordering::AcqRel);
+        let gauge = self.gauges.get_or_create(&CacheLabels { cache }).clone();
+        gauge.set(0);
         let synced = self.clone();
         let mut seen = false;
         move |event| {
             if !seen && matches!(event, watcher::Event::InitDone) {
                 seen = true;
+                gauge.set(1);
                 if synced.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
                     synced.health.caches_synced();
                     tracing::info!("watch caches synced");

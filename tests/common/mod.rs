@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod argocd;
+pub mod chart;
 pub mod cluster;
 pub mod fixtures;
 pub mod operator;
@@ -16,6 +17,8 @@ pub mod wait;
 // Each test binary uses part of the harness; the rest is not dead.
 #[allow(unused_imports)]
 pub use argocd::*;
+#[allow(unused_imports)]
+pub use chart::*;
 #[allow(unused_imports)]
 pub use cluster::*;
 #[allow(unused_imports)]
