@@ -106,7 +106,10 @@ impl Console {
             .recv_timeout(Duration::from_secs(30))
             .expect("the console says where it listens");
         let url = first.trim().trim_end_matches('/').to_string();
-        assert!(url.starts_with("http://127.0.0.1:"), "console said {first:?}");
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "console said {first:?}"
+        );
         Console {
             child,
             url,
@@ -115,7 +118,11 @@ impl Console {
     }
 
     fn port(&self) -> u16 {
-        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).expect("a port")
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
     }
 }
 
@@ -189,7 +196,11 @@ async fn decide(browser: &Client, gate: Gate, pass: bool, reason: &str, message:
     let deadline = Instant::now() + Duration::from_secs(20);
     let answered = "return window.leaving !== true && document.readyState === 'complete'";
     while browser.execute(answered, vec![]).await.ok() != Some(serde_json::Value::Bool(true)) {
-        assert!(Instant::now() < deadline, "no answer to the form on {}", gate);
+        assert!(
+            Instant::now() < deadline,
+            "no answer to the form on {}",
+            gate
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -202,7 +213,9 @@ async fn screenshot(browser: &Client, dir: &Path, name: &str) -> PathBuf {
     let shot = dir.join(name);
     std::fs::write(&shot, &png).expect("write screenshot");
     if std::env::var_os("MODELGATE_SCREENSHOTS").is_some() {
-        let docs = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images").join(name);
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs/images")
+            .join(name);
         std::fs::copy(&shot, docs).expect("copy the screenshot into docs/images");
     }
     shot
@@ -224,12 +237,71 @@ async fn fit_page(browser: &Client) {
 
 /// The five reviewers of the demo: gate, user, reason, message.
 const REVIEWERS: [(Gate, &str, &str, &str); 5] = [
-    (Gate::Technical, "tess@example.com", "HoldoutMetricsMet", "AUC 0.94 on the 2026-Q3 holdout set"),
-    (Gate::Fairness, "fay@example.com", "DisparityWithinBounds", "max disparity 1.04 across the protected groups"),
-    (Gate::Security, "sam@example.com", "PenTestPassed", "no findings above low in the 2026-11 pen test"),
-    (Gate::Legal, "lee@example.com", "LicencesCleared", "training data licences confirmed for every source"),
-    (Gate::Business, "bea@example.com", "BusinessCaseApproved", "expected fraud loss reduction 12%"),
+    (
+        Gate::Technical,
+        "tess@example.com",
+        "HoldoutMetricsMet",
+        "AUC 0.94 on the 2026-Q3 holdout set",
+    ),
+    (
+        Gate::Fairness,
+        "fay@example.com",
+        "DisparityWithinBounds",
+        "max disparity 1.04 across the protected groups",
+    ),
+    (
+        Gate::Security,
+        "sam@example.com",
+        "PenTestPassed",
+        "no findings above low in the 2026-11 pen test",
+    ),
+    (
+        Gate::Legal,
+        "lee@example.com",
+        "LicencesCleared",
+        "training data licences confirmed for every source",
+    ),
+    (
+        Gate::Business,
+        "bea@example.com",
+        "BusinessCaseApproved",
+        "expected fraud loss reduction 12%",
+    ),
 ];
+
+const FAIRNESS_REPORT: &str = "https://reports.example.com/fraud-detector/2.4.0/fairness.html";
+
+/// The approval of the demo with its evidence, and a ModelDeployment
+/// serving through it.
+async fn with_evidence(
+    client: &kube::Client,
+    ns: &str,
+) -> (
+    kube::Api<modelgate::api::ModelApproval>,
+    kube::Api<modelgate::api::ModelDeployment>,
+) {
+    let mut approval = approval_manifest(APPROVAL, "2.4.0", Some("2160h"));
+    approval.spec.evidence = serde_json::from_value(serde_json::json!([
+        {"gate": "FairnessReview", "uri": FAIRNESS_REPORT, "description": "Disparity report, 2026-Q3 holdout set"},
+        {"gate": "SecurityReview", "uri": "https://security.example.com/pentests/2026-11", "description": "Pen test report, November 2026"},
+        {"gate": "LegalReview", "uri": "https://legal.example.com/licences/fraud-detector", "description": "Training data licence register"},
+    ]))
+    .expect("evidence");
+    let approvals = kube::Api::namespaced(client.clone(), ns);
+    let mds = kube::Api::namespaced(client.clone(), ns);
+    let create = kube::api::PostParams::default();
+    approvals
+        .create(&create, &approval)
+        .await
+        .expect("approval");
+    mds.create(
+        &create,
+        &deployment_manifest("fraud-detector", APPROVAL, Some(1), "Hold"),
+    )
+    .await
+    .expect("md");
+    (approvals, mds)
+}
 
 fn reviewer_console(ns: &str, gate: Gate, user: &str) -> Console {
     Console::start(ns, user, &[gate.default_group()])
@@ -241,7 +313,7 @@ async fn five_reviewers_approve_through_their_consoles_and_the_model_rolls_out()
     let client = install_modelgate().await;
     let ns = TestNamespace::new(&client, "console").await;
     let n = ns.name.as_str();
-    let (_, mds) = create_model(&client, n, "fraud-detector", APPROVAL, "2.4.0", Some("2160h")).await;
+    let (_, mds) = with_evidence(&client, n).await;
     phase(&mds, "fraud-detector", DeploymentPhase::AwaitingApproval).await;
     let shots = tempdir("console-shots");
     let driver = Driver::start();
@@ -257,6 +329,18 @@ async fn five_reviewers_approve_through_their_consoles_and_the_model_rolls_out()
         .await
         .expect("open the approval page");
     shows(&watching, "#summary", "0 of 5 gates passed", 10).await;
+    let link = watching
+        .find(Locator::Css("#gate-fairness .evidence a"))
+        .await
+        .expect("the fairness evidence, as a link");
+    assert_eq!(
+        link.attr("href").await.expect("href").as_deref(),
+        Some(FAIRNESS_REPORT)
+    );
+    assert_eq!(
+        link.text().await.expect("text"),
+        "Disparity report, 2026-Q3 holdout set"
+    );
     shows(&watching, "#live-indicator", "Live", 10).await;
     watching
         .execute("window.notReloaded = true", vec![])
@@ -266,7 +350,10 @@ async fn five_reviewers_approve_through_their_consoles_and_the_model_rolls_out()
     let acting = driver.browser().await;
     for (i, (gate, user, reason, message)) in REVIEWERS[..4].iter().enumerate() {
         let console = reviewer_console(n, *gate, user);
-        acting.goto(&format!("{}/", console.url)).await.expect("inbox");
+        acting
+            .goto(&format!("{}/", console.url))
+            .await
+            .expect("inbox");
         let waiting = text_of(&acting, "section[aria-labelledby=waiting-h]").await;
         assert!(waiting.contains(APPROVAL), "{user}'s inbox: {waiting}");
         assert!(
@@ -278,7 +365,9 @@ async fn five_reviewers_approve_through_their_consoles_and_the_model_rolls_out()
             screenshot(&acting, &shots, "console-inbox.png").await;
         }
         acting
-            .find(Locator::Css(&format!("#inbox-lists a[href='/approvals/{APPROVAL}']")))
+            .find(Locator::Css(&format!(
+                "#inbox-lists a[href='/approvals/{APPROVAL}']"
+            )))
             .await
             .expect("the approval's link")
             .click()
@@ -287,26 +376,50 @@ async fn five_reviewers_approve_through_their_consoles_and_the_model_rolls_out()
         decide(&acting, *gate, true, reason, message).await;
         let recorded = text_of(&acting, ".notice.ok[role=status]").await;
         assert!(recorded.contains(title(*gate)), "{recorded}");
-        let card = shows(&acting, &format!("#gate-{}-state", gate.short_name()), "Passed", 10).await;
+        let card = shows(
+            &acting,
+            &format!("#gate-{}-state", gate.short_name()),
+            "Passed",
+            10,
+        )
+        .await;
         assert!(card.contains(&format!("by {user}")), "{card}");
         assert!(card.contains(reason) && card.contains(message), "{card}");
         // The open page of another person follows, with no reload.
-        shows(&watching, "#summary", &format!("{} of 5 gates passed", i + 1), 20).await;
+        shows(
+            &watching,
+            "#summary",
+            &format!("{} of 5 gates passed", i + 1),
+            20,
+        )
+        .await;
     }
     let still = watching
         .execute("return window.notReloaded === true", vec![])
         .await
         .expect("read the mark");
-    assert_eq!(still, serde_json::Value::Bool(true), "the page updated in place");
+    assert_eq!(
+        still,
+        serde_json::Value::Bool(true),
+        "the page updated in place"
+    );
     let history = shows(&watching, "#history", "Security review: Passed", 10).await;
     assert!(history.contains("by sam@example.com"), "{history}");
     fit_page(&watching).await;
     screenshot(&watching, &shots, "console-approval.png").await;
+    let size = watching.source().await.expect("source").len();
+    eprintln!("approval page: {size} bytes of HTML");
 
     // The last gate, from the page that has been open all along.
     watching.set_window_size(1366, 1000).await.expect("resize");
     decide(&watching, b_gate, true, b_reason, b_message).await;
-    shows(&watching, "#gate-business-state", &format!("by {b_user}"), 10).await;
+    shows(
+        &watching,
+        "#gate-business-state",
+        &format!("by {b_user}"),
+        10,
+    )
+    .await;
     shows(&watching, "#summary", "Approved", 30).await;
     phase(&mds, "fraud-detector", DeploymentPhase::Available).await;
 
@@ -316,7 +429,10 @@ async fn five_reviewers_approve_through_their_consoles_and_the_model_rolls_out()
         .expect("deployments page");
     let row = shows(&watching, "#md-fraud-detector", "Available", 30).await;
     assert!(row.contains(APPROVAL) && row.contains("2.4.0"), "{row}");
-    assert!(row.contains(&digest_of("2.4.0")), "the digest served: {row}");
+    assert!(
+        row.contains(&digest_of("2.4.0")),
+        "the digest served: {row}"
+    );
     screenshot(&watching, &shots, "console-deployments.png").await;
     eprintln!(
         "five reviewers through the console in {:.1}s",
@@ -367,7 +483,13 @@ async fn refusals_appear_beside_the_form_in_the_api_servers_words() {
         ),
         "{refusal}"
     );
-    assert!(browser.title().await.expect("title").starts_with("Refused:"));
+    assert!(
+        browser
+            .title()
+            .await
+            .expect("title")
+            .starts_with("Refused:")
+    );
     let card = text_of(&browser, "#gate-security-state").await;
     assert!(card.contains("Waiting for a decision"), "{card}");
     let reason = browser
@@ -377,9 +499,16 @@ async fn refusals_appear_beside_the_form_in_the_api_servers_words() {
         .prop("value")
         .await
         .expect("value");
-    assert_eq!(reason.as_deref(), Some("LooksFine"), "what was typed is kept");
+    assert_eq!(
+        reason.as_deref(),
+        Some("LooksFine"),
+        "what was typed is kept"
+    );
     let a: modelgate::api::ModelApproval = approvals.get(APPROVAL).await.expect("approval");
-    assert!(condition_of(&a, "SecurityReview").is_none(), "nothing was written");
+    assert!(
+        condition_of(&a, "SecurityReview").is_none(),
+        "nothing was written"
+    );
 
     // A person in two groups passes one gate, then may not pass the other.
     let sam = Console::start(
@@ -391,7 +520,14 @@ async fn refusals_appear_beside_the_form_in_the_api_servers_words() {
         .goto(&format!("{}/approvals/{APPROVAL}", sam.url))
         .await
         .expect("approval page");
-    decide(&browser, Gate::Security, true, "PenTestPassed", "no findings").await;
+    decide(
+        &browser,
+        Gate::Security,
+        true,
+        "PenTestPassed",
+        "no findings",
+    )
+    .await;
     shows(&browser, "#gate-security-state", "by sam@example.com", 10).await;
     let advice = shows(&browser, "#gate-legal-state", "separation of duties", 10).await;
     assert!(advice.contains("You passed Security review"), "{advice}");
@@ -415,7 +551,9 @@ async fn refusals_appear_beside_the_form_in_the_api_servers_words() {
 /// A raw HTTP request to a console: (status code, headers and body).
 fn http(port: u16, request: &str) -> (u16, String) {
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
     stream.write_all(request.as_bytes()).expect("send");
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
@@ -428,7 +566,9 @@ fn http(port: u16, request: &str) -> (u16, String) {
 }
 
 fn post(port: u16, host: &str, origin: Option<&str>, body: &str) -> (u16, String) {
-    let origin = origin.map(|o| format!("Origin: {o}\r\n")).unwrap_or_default();
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
     http(
         port,
         &format!(
@@ -453,13 +593,22 @@ async fn forms_from_elsewhere_and_other_hosts_are_refused() {
     let body = "authenticity_token=forged&decision=approve&reason=Passed&message=";
 
     // A page read: served, with the headers that keep other pages out.
-    let (code, page) = http(port, &format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"));
+    let (code, page) = http(
+        port,
+        &format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    );
     assert_eq!(code, 200, "{page}");
     let lower = page.to_ascii_lowercase();
-    assert!(lower.contains("content-security-policy: default-src 'none'"), "{page}");
+    assert!(
+        lower.contains("content-security-policy: default-src 'none'"),
+        "{page}"
+    );
     assert!(lower.contains("x-frame-options: deny"), "{page}");
     // Another host name (DNS rebinding) is refused, reads included.
-    let (code, _) = http(port, "GET / HTTP/1.1\r\nHost: evil.example:80\r\nConnection: close\r\n\r\n");
+    let (code, _) = http(
+        port,
+        "GET / HTTP/1.1\r\nHost: evil.example:80\r\nConnection: close\r\n\r\n",
+    );
     assert_eq!(code, 421);
     // A form posted from another site, or with no Origin, is refused.
     assert_eq!(post(port, &host, Some("http://evil.example"), body).0, 403);
@@ -467,9 +616,16 @@ async fn forms_from_elsewhere_and_other_hosts_are_refused() {
     // From the console's own origin but without the session's token.
     let (code, page) = post(port, &host, Some(&own), body);
     assert_eq!(code, 400, "{page}");
-    assert!(page.contains("this form is out of date or did not come from this console"), "{page}");
+    assert!(
+        page.contains("this form is out of date or did not come from this console"),
+        "{page}"
+    );
     let a: modelgate::api::ModelApproval = approvals.get(APPROVAL).await.expect("approval");
-    assert!(condition_of(&a, "TechnicalReview").is_none(), "{:?}", a.status);
+    assert!(
+        condition_of(&a, "TechnicalReview").is_none(),
+        "{:?}",
+        a.status
+    );
 }
 
 fn tempdir(prefix: &str) -> PathBuf {
