@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -441,24 +441,33 @@ async fn five_reviewers_approve_through_their_consoles_and_the_model_rolls_out()
     let _ = (acting.close().await, watching.close().await);
 }
 
+/// What the page calls each gate.
 fn title(gate: Gate) -> &'static str {
-    match gate {
-        Gate::Technical => "Technical review",
-        Gate::Fairness => "Fairness review",
-        Gate::Security => "Security review",
-        Gate::Legal => "Legal and compliance review",
-        Gate::Business => "Business review",
-    }
+    const TITLES: [&str; 5] = [
+        "Technical review",
+        "Fairness review",
+        "Security review",
+        "Legal and compliance review",
+        "Business review",
+    ];
+    TITLES[Gate::ALL.iter().position(|g| *g == gate).unwrap_or(0)]
+}
+
+/// The operator running, and a namespace of the test's own holding the
+/// demo's approval.
+async fn one_approval(prefix: &str) -> (TestNamespace, kube::Api<modelgate::api::ModelApproval>) {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = TestNamespace::new(&client, prefix).await;
+    let approvals = kube::Api::namespaced(client.clone(), &ns.name);
+    create_approval(&approvals, APPROVAL, "2.4.0", None).await;
+    (ns, approvals)
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refusals_appear_beside_the_form_in_the_api_servers_words() {
-    start_operator();
-    let client = install_modelgate().await;
-    let ns = TestNamespace::new(&client, "console-refused").await;
+    let (ns, approvals) = one_approval("console-refused").await;
     let n = ns.name.as_str();
-    let approvals = kube::Api::namespaced(client.clone(), n);
-    create_approval(&approvals, APPROVAL, "2.4.0", None).await;
     let driver = Driver::start();
     let browser = driver.browser().await;
 
@@ -550,19 +559,7 @@ async fn refusals_appear_beside_the_form_in_the_api_servers_words() {
 
 /// A raw HTTP request to a console: (status code, headers and body).
 fn http(port: u16, request: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    stream.write_all(request.as_bytes()).expect("send");
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let code = response
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, response)
+    try_http(([127, 0, 0, 1], port).into(), request).expect("the console answers")
 }
 
 fn post(port: u16, host: &str, origin: Option<&str>, body: &str) -> (u16, String) {
@@ -580,12 +577,8 @@ fn post(port: u16, host: &str, origin: Option<&str>, body: &str) -> (u16, String
 
 #[tokio::test(flavor = "multi_thread")]
 async fn forms_from_elsewhere_and_other_hosts_are_refused() {
-    start_operator();
-    let client = install_modelgate().await;
-    let ns = TestNamespace::new(&client, "console-csrf").await;
+    let (ns, approvals) = one_approval("console-csrf").await;
     let n = ns.name.as_str();
-    let approvals = kube::Api::namespaced(client.clone(), n);
-    create_approval(&approvals, APPROVAL, "2.4.0", None).await;
     let tess = Console::start(n, "tess@example.com", &["modelgate:technical-reviewers"]);
     let port = tess.port();
     let host = format!("127.0.0.1:{port}");

@@ -120,26 +120,30 @@ pub fn problem(c: &Console, path: String, e: &CliError) -> Response {
     html(code, &page)
 }
 
-async fn approvals(c: &Console) -> Result<Vec<ModelApproval>> {
-    let api: Api<ModelApproval> = Api::namespaced(c.session.client.clone(), &c.session.namespace);
+/// Every object of kind `K` in the console's namespace, by name.
+async fn list<K>(c: &Console, what: &str) -> Result<Vec<K>>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(c.session.client.clone(), &c.session.namespace);
     let mut items = api
         .list(&ListParams::default())
         .await
-        .map_err(|e| CliError::from_api(e, "ModelApprovals"))?
+        .map_err(|e| CliError::from_api(e, what))?
         .items;
-    items.sort_by_key(|a| a.name_any());
+    items.sort_by_key(|o| o.name_any());
     Ok(items)
 }
 
+async fn approvals(c: &Console) -> Result<Vec<ModelApproval>> {
+    list(c, "ModelApprovals").await
+}
+
 async fn model_deployments(c: &Console) -> Result<Vec<ModelDeployment>> {
-    let api: Api<ModelDeployment> = Api::namespaced(c.session.client.clone(), &c.session.namespace);
-    let mut items = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| CliError::from_api(e, "ModelDeployments"))?
-        .items;
-    items.sort_by_key(|d| d.name_any());
-    Ok(items)
+    list(c, "ModelDeployments").await
 }
 
 pub async fn inbox(State(c): State<Console>) -> Response {
@@ -220,6 +224,8 @@ pub async fn approval_page(c: &Console, name: &str, token: &CsrfToken) -> Result
         t.map(|t| views::when(t.0)).unwrap_or_default()
     };
     let gates = views::gate_cards(&a, &c.me, &c.groups);
+    // The deployments that name or serve it, as `status` reports them.
+    let gated = super::super::status::view(&a, &mds).deployments;
     Ok(ApprovalPage {
         chrome: chrome(c, format!("/approvals/{name}"), "approval"),
         name: name.to_string(),
@@ -237,8 +243,9 @@ pub async fn approval_page(c: &Console, name: &str, token: &CsrfToken) -> Result
         expires_at: at(status.expires_at.clone()),
         gates,
         moments: views::timeline(&status.history),
-        deployments: views::gated_by(name, &mds)
-            .into_iter()
+        deployments: mds
+            .iter()
+            .filter(|d| gated.contains(&d.name_any()))
             .map(views::deployment_row)
             .collect(),
         token: token

@@ -242,19 +242,6 @@ pub fn deployment_row(md: &ModelDeployment) -> DeploymentRow {
     }
 }
 
-/// The deployments that name `approval` or serve it.
-pub fn gated_by<'a>(approval: &str, mds: &'a [ModelDeployment]) -> Vec<&'a ModelDeployment> {
-    mds.iter()
-        .filter(|d| {
-            d.spec.approval_ref.name == approval
-                || d.status
-                    .as_ref()
-                    .and_then(|s| s.served_model.as_ref())
-                    .is_some_and(|s| s.approval == approval)
-        })
-        .collect()
-}
-
 /// One approval in the inbox.
 pub struct InboxRow {
     pub name: String,
