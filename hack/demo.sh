@@ -123,5 +123,9 @@ show kubectl set image deployment/fraud-detector -n "$NS" server=registry.exampl
 
 printf '\n\033[1mDone in %ss.\033[0m The control plane keeps running; the operator stops with this script.\n' "$((SECONDS - T0))"
 echo "  eval \"\$(hack/cluster.sh env)\"; kubectl get modelgate -A     # look around"
+printf '\nThe reviewers'"'"' console (docs/console.md), here as the legal reviewer of this demo:\n'
+echo "  target/debug/kubectl-modelgate console -n $NS --as lee@example.com --as-group modelgate:legal-reviewers --as-group system:authenticated --open"
+echo "  # then open http://127.0.0.1:8437/ in your browser; Ctrl-C stops it"
+echo
 echo "  hack/demo.sh                                                 # run it again"
 echo "  hack/cluster.sh down                                         # stop the control plane"

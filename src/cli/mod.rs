@@ -3,6 +3,7 @@
 //! client they configure.
 
 mod audit;
+mod console;
 mod history;
 mod measure;
 mod output;
@@ -125,6 +126,8 @@ pub enum Command {
     /// The signed, offline-verifiable records: export them, verify a bundle, render it for auditors.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// The reviewers' web console on 127.0.0.1: your inbox, approvals with their decision forms, deployments. It acts as you.
+    Console(console::ConsoleArgs),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  source <(kubectl-modelgate completion bash)\n  kubectl-modelgate completion zsh > \"${fpath[1]}/_kubectl-modelgate\"\n  kubectl-modelgate completion fish > ~/.config/fish/completions/kubectl-modelgate.fish"
@@ -188,5 +191,6 @@ pub async fn run(cli: Cli) -> Result<String> {
         Command::Why(args) => why::run(&cli.global.session().await?, args).await,
         Command::Audit(command) => audit::run(&cli.global, command).await,
         Command::Measure(args) => measure::run(&cli.global.session().await?, args).await,
+        Command::Console(args) => console::run(cli.global.session().await?, args).await,
     }
 }

@@ -4,7 +4,7 @@
 
 use clap::Args;
 use jiff::Timestamp;
-use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+use k8s_openapi::api::authentication::v1::{SelfSubjectReview, UserInfo};
 use kube::api::{Api, Patch, PatchParams, PostParams};
 
 use super::{CliError, Result, Session};
@@ -51,22 +51,23 @@ pub struct RejectArgs {
     pub message: String,
 }
 
-/// Who the cluster says we are.
-pub async fn whoami(session: &Session) -> Result<String> {
+/// Who the cluster says we are: user name and groups.
+pub async fn user_info(session: &Session) -> Result<UserInfo> {
     let api: Api<SelfSubjectReview> = Api::all(session.client.clone());
     let review = api
         .create(&PostParams::default(), &SelfSubjectReview::default())
         .await
         .map_err(|e| CliError::from_api(e, "SelfSubjectReview"))?;
-    review
-        .status
-        .and_then(|s| s.user_info)
-        .and_then(|u| u.username)
-        .ok_or_else(|| {
-            CliError::Refused(
-                "the cluster did not say who you are (SelfSubjectReview has no user name)".into(),
-            )
-        })
+    Ok(review.status.and_then(|s| s.user_info).unwrap_or_default())
+}
+
+/// Who the cluster says we are.
+pub async fn whoami(session: &Session) -> Result<String> {
+    user_info(session).await?.username.ok_or_else(|| {
+        CliError::Refused(
+            "the cluster did not say who you are (SelfSubjectReview has no user name)".into(),
+        )
+    })
 }
 
 /// The field manager of one gate's writes: each gate is owned separately.

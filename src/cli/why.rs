@@ -55,7 +55,7 @@ pub(super) async fn authority_namespace(session: &Session, given: Option<&str>) 
 
 /// The reviewer group of each gate, from the authority params when they can
 /// be read, else the defaults.
-async fn groups(session: &Session, namespace: &str) -> Vec<(Gate, String)> {
+pub(super) async fn groups(session: &Session, namespace: &str) -> Vec<(Gate, String)> {
     let api: Api<ConfigMap> = Api::namespaced(session.client.clone(), namespace);
     let data = api
         .get(AUTHORITY_PARAMS)

@@ -59,10 +59,22 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 
 /// The same, None while nothing listens yet.
 pub fn try_http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, String)> {
+    let request = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
+    let (code, response) = try_http(addr, &request)?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Some((code, body))
+}
+
+/// Sends `request` as it is: (status code, the whole response with its
+/// headers), None while nothing listens.
+pub fn try_http(addr: std::net::SocketAddr, request: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).ok()?;
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").expect("send");
+    stream.write_all(request.as_bytes()).expect("send");
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     let code = response
@@ -70,11 +82,7 @@ pub fn try_http_get(addr: std::net::SocketAddr, path: &str) -> Option<(u16, Stri
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((code, body))
+    Some((code, response))
 }
 
 /// The value of one sample line in a Prometheus text exposition (0 when absent).

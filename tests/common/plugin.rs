@@ -6,6 +6,14 @@ use super::*;
 
 /// Runs the plugin as `user` in `groups` (None: as the admin) in `ns`.
 pub fn run_plugin(ns: &str, who: Option<(&str, &[&str])>, args: &[&str]) -> Output {
+    plugin_command(ns, who, args)
+        .output()
+        .expect("run kubectl-modelgate")
+}
+
+/// The plugin's command line as `user` in `groups` (None: as the admin)
+/// in `ns`, for a test that runs it itself (such as a console it keeps).
+pub fn plugin_command(ns: &str, who: Option<(&str, &[&str])>, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kubectl-modelgate"));
     cmd.arg("--kubeconfig")
         .arg(&cluster().kubeconfig)
@@ -16,7 +24,8 @@ pub fn run_plugin(ns: &str, who: Option<(&str, &[&str])>, args: &[&str]) -> Outp
             cmd.args(["--as-group", g]);
         }
     }
-    cmd.args(args).output().expect("run kubectl-modelgate")
+    cmd.args(args);
+    cmd
 }
 
 pub fn stdout(o: &Output) -> String {

@@ -1,0 +1,127 @@
+//! The one write the console makes: a person's decision on one gate, sent
+//! through the plugin's own `approve` and `reject`, so the console and the
+//! terminal write exactly the same thing under the same field manager.
+//! A refusal is shown beside the form in the API server's own words.
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum_csrf::CsrfToken;
+use serde::Deserialize;
+
+use super::Console;
+use super::pages::{self, html};
+use super::views::Typed;
+use crate::api::Gate;
+use crate::cli::review::{self, ApproveArgs, RejectArgs};
+use crate::cli::{CliError, Result};
+
+/// A gate form as the browser sends it.
+#[derive(Deserialize)]
+pub struct Decision {
+    authenticity_token: String,
+    /// approve or reject.
+    decision: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    message: String,
+}
+
+pub async fn decide(
+    State(c): State<Console>,
+    Path((name, gate)): Path<(String, String)>,
+    token: CsrfToken,
+    Form(form): Form<Decision>,
+) -> Response {
+    let path = format!("/approvals/{name}");
+    if token.verify(&form.authenticity_token).is_err() {
+        let e = CliError::Usage(
+            "this form is out of date or did not come from this console: reload the page and decide again".into(),
+        );
+        return pages::problem(&c, path, &e);
+    }
+    let gate: Gate = match gate.parse() {
+        Ok(g) => g,
+        Err(e) => return pages::problem(&c, path, &CliError::Usage(e.to_string())),
+    };
+    match write(&c, &name, gate, &form).await {
+        Ok(()) => Redirect::to(&format!(
+            "/approvals/{name}?recorded={}#gate-{}",
+            gate.short_name(),
+            gate.short_name()
+        ))
+        .into_response(),
+        Err(refusal) => refused(&c, &name, gate, &form, &token, &refusal).await,
+    }
+}
+
+/// The write, exactly as `kubectl modelgate approve|reject` makes it.
+async fn write(c: &Console, name: &str, gate: Gate, form: &Decision) -> Result<()> {
+    let reason = form.reason.trim().to_string();
+    let message = form.message.trim().to_string();
+    if form.decision == "reject" {
+        if reason.is_empty() || message.is_empty() {
+            return Err(CliError::Usage(
+                "to fail a gate, give a reason and a message: the people who must fix it need them"
+                    .into(),
+            ));
+        }
+        let args = RejectArgs {
+            name: name.into(),
+            gate,
+            reason,
+            message,
+        };
+        review::reject(&c.session, args).await?;
+    } else {
+        let args = ApproveArgs {
+            name: name.into(),
+            gate,
+            reason: if reason.is_empty() {
+                "Passed".into()
+            } else {
+                reason
+            },
+            message: (!message.is_empty()).then_some(message),
+        };
+        review::approve(&c.session, args).await?;
+    }
+    Ok(())
+}
+
+/// The approval page again, with the refusal beside this gate's form and
+/// what the person typed still in it.
+async fn refused(
+    c: &Console,
+    name: &str,
+    gate: Gate,
+    form: &Decision,
+    token: &CsrfToken,
+    refusal: &CliError,
+) -> Response {
+    let code = match refusal {
+        CliError::Refused(_) => StatusCode::FORBIDDEN,
+        CliError::Usage(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        CliError::NotFound(_) => StatusCode::NOT_FOUND,
+        _ => StatusCode::BAD_GATEWAY,
+    };
+    let mut page = match pages::approval_page(c, name, token).await {
+        Ok(page) => page,
+        Err(e) => return pages::problem(c, format!("/approvals/{name}"), &e),
+    };
+    if let Some(card) = page
+        .gates
+        .iter_mut()
+        .find(|g| g.condition == gate.condition_type())
+    {
+        card.refusal = Some(refusal.to_string());
+        card.typed = Typed {
+            approve: form.decision != "reject",
+            reason: form.reason.clone(),
+            message: form.message.clone(),
+        };
+    }
+    html(code, &page).into_response()
+}

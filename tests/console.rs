@@ -1,0 +1,628 @@
+//! The reviewers' console in a real browser: headless Chromium driven
+//! through its WebDriver (Debian's chromium and chromium-driver) against the
+//! local control plane. Each person runs their own console, the built
+//! `kubectl-modelgate console` with `--as` and `--as-group`, as a reviewer
+//! would with their own kubeconfig; every assertion reads what the page
+//! shows.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use fantoccini::{Client, ClientBuilder, Locator};
+use modelgate::api::{DeploymentPhase, Gate};
+
+const APPROVAL: &str = "fraud-detector-2-4-0";
+
+/// One chromedriver on loopback for a test, stopped when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Driver {
+    fn start() -> Driver {
+        let port = free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("start chromedriver ({e}): hack/test.sh installs it (hack/browser.sh)")
+            });
+        wait_listening(port, "chromedriver");
+        Driver {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// A new headless browser window.
+    async fn browser(&self) -> Client {
+        let caps = serde_json::json!({
+            "browserName": "chrome",
+            "goog:chromeOptions": {"args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--hide-scrollbars", "--window-size=1366,1000", "--force-device-scale-factor=1",
+            ]},
+        });
+        let serde_json::Value::Object(caps) = caps else {
+            unreachable!()
+        };
+        ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a chromium session")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One person's console: `kubectl modelgate console --port 0` as them.
+struct Console {
+    child: Child,
+    /// e.g. http://127.0.0.1:41234
+    url: String,
+    user: String,
+}
+
+impl Console {
+    fn start(ns: &str, user: &str, groups: &[&str]) -> Console {
+        let mut child = plugin_command(ns, Some((user, groups)), &["console", "--port", "0"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the console");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut first = String::new();
+            let mut lines = BufReader::new(stdout);
+            let _ = lines.read_line(&mut first);
+            let _ = tx.send(first);
+            // Keep reading so the console never blocks on a full pipe.
+            let _ = std::io::copy(&mut lines, &mut std::io::sink());
+        });
+        let first = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the console says where it listens");
+        let url = first.trim().trim_end_matches('/').to_string();
+        assert!(
+            url.starts_with("http://127.0.0.1:"),
+            "console said {first:?}"
+        );
+        Console {
+            child,
+            url,
+            user: user.into(),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
+    }
+}
+
+impl Drop for Console {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The text of the element `css`, once it contains `want` (up to `secs`).
+async fn shows(browser: &Client, css: &str, want: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut last = String::new();
+    loop {
+        if let Ok(e) = browser.find(Locator::Css(css)).await {
+            last = e.text().await.unwrap_or_default();
+            if last.contains(want) {
+                return last;
+            }
+        }
+        if Instant::now() > deadline {
+            panic!("after {secs}s, {css} shows {last:?}, not {want:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn text_of(browser: &Client, css: &str) -> String {
+    browser
+        .find(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("{css}: {e}"))
+        .text()
+        .await
+        .expect("text")
+}
+
+async fn type_into(browser: &Client, css: &str, text: &str) {
+    let field = browser.find(Locator::Css(css)).await.expect(css);
+    field.clear().await.expect("clear");
+    field.send_keys(text).await.expect("type");
+}
+
+/// Fills one gate's form on the approval page and submits it.
+async fn decide(browser: &Client, gate: Gate, pass: bool, reason: &str, message: &str) {
+    let short = gate.short_name();
+    let choice = if pass { "approve" } else { "reject" };
+    let form = format!("#gate-{short} form.decide");
+    browser
+        .find(Locator::Css(&format!("{form} input[value={choice}]")))
+        .await
+        .expect("decision radio")
+        .click()
+        .await
+        .expect("choose");
+    type_into(browser, &format!("#reason-{short}"), reason).await;
+    type_into(browser, &format!("#message-{short}"), message).await;
+    // A mark on the page that is left: the next page has none.
+    browser
+        .execute("window.leaving = true", vec![])
+        .await
+        .expect("mark the page");
+    browser
+        .find(Locator::Css(&format!("{form} button[type=submit]")))
+        .await
+        .expect("submit button")
+        .click()
+        .await
+        .expect("submit");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let answered = "return window.leaving !== true && document.readyState === 'complete'";
+    while browser.execute(answered, vec![]).await.ok() != Some(serde_json::Value::Bool(true)) {
+        assert!(
+            Instant::now() < deadline,
+            "no answer to the form on {}",
+            gate
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A screenshot of what the browser shows, into the test's temp dir; with
+/// MODELGATE_SCREENSHOTS=1 also into docs/images/.
+async fn screenshot(browser: &Client, dir: &Path, name: &str) -> PathBuf {
+    let png = browser.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG");
+    let shot = dir.join(name);
+    std::fs::write(&shot, &png).expect("write screenshot");
+    if std::env::var_os("MODELGATE_SCREENSHOTS").is_some() {
+        let docs = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("docs/images")
+            .join(name);
+        std::fs::copy(&shot, docs).expect("copy the screenshot into docs/images");
+    }
+    shot
+}
+
+/// Resizes the window to the page's full height, for a screenshot of all of it.
+async fn fit_page(browser: &Client) {
+    let height = browser
+        .execute("return document.documentElement.scrollHeight", vec![])
+        .await
+        .ok()
+        .and_then(|h| h.as_u64())
+        .unwrap_or(1000);
+    browser
+        .set_window_size(1366, height.clamp(800, 4000) as u32)
+        .await
+        .expect("resize");
+}
+
+/// The five reviewers of the demo: gate, user, reason, message.
+const REVIEWERS: [(Gate, &str, &str, &str); 5] = [
+    (
+        Gate::Technical,
+        "tess@example.com",
+        "HoldoutMetricsMet",
+        "AUC 0.94 on the 2026-Q3 holdout set",
+    ),
+    (
+        Gate::Fairness,
+        "fay@example.com",
+        "DisparityWithinBounds",
+        "max disparity 1.04 across the protected groups",
+    ),
+    (
+        Gate::Security,
+        "sam@example.com",
+        "PenTestPassed",
+        "no findings above low in the 2026-11 pen test",
+    ),
+    (
+        Gate::Legal,
+        "lee@example.com",
+        "LicencesCleared",
+        "training data licences confirmed for every source",
+    ),
+    (
+        Gate::Business,
+        "bea@example.com",
+        "BusinessCaseApproved",
+        "expected fraud loss reduction 12%",
+    ),
+];
+
+const FAIRNESS_REPORT: &str = "https://reports.example.com/fraud-detector/2.4.0/fairness.html";
+
+/// The approval of the demo with its evidence, and a ModelDeployment
+/// serving through it.
+async fn with_evidence(
+    client: &kube::Client,
+    ns: &str,
+) -> (
+    kube::Api<modelgate::api::ModelApproval>,
+    kube::Api<modelgate::api::ModelDeployment>,
+) {
+    let mut approval = approval_manifest(APPROVAL, "2.4.0", Some("2160h"));
+    approval.spec.evidence = serde_json::from_value(serde_json::json!([
+        {"gate": "FairnessReview", "uri": FAIRNESS_REPORT, "description": "Disparity report, 2026-Q3 holdout set"},
+        {"gate": "SecurityReview", "uri": "https://security.example.com/pentests/2026-11", "description": "Pen test report, November 2026"},
+        {"gate": "LegalReview", "uri": "https://legal.example.com/licences/fraud-detector", "description": "Training data licence register"},
+    ]))
+    .expect("evidence");
+    let approvals = kube::Api::namespaced(client.clone(), ns);
+    let mds = kube::Api::namespaced(client.clone(), ns);
+    let create = kube::api::PostParams::default();
+    approvals
+        .create(&create, &approval)
+        .await
+        .expect("approval");
+    mds.create(
+        &create,
+        &deployment_manifest("fraud-detector", APPROVAL, Some(1), "Hold"),
+    )
+    .await
+    .expect("md");
+    (approvals, mds)
+}
+
+fn reviewer_console(ns: &str, gate: Gate, user: &str) -> Console {
+    Console::start(ns, user, &[gate.default_group()])
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn five_reviewers_approve_through_their_consoles_and_the_model_rolls_out() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = TestNamespace::new(&client, "console").await;
+    let n = ns.name.as_str();
+    let (_, mds) = with_evidence(&client, n).await;
+    phase(&mds, "fraud-detector", DeploymentPhase::AwaitingApproval).await;
+    let shots = tempdir("console-shots");
+    let driver = Driver::start();
+    let started = Instant::now();
+
+    // The business reviewer keeps the approval page open throughout: it
+    // must follow the others' decisions without a reload.
+    let (b_gate, b_user, b_reason, b_message) = REVIEWERS[4];
+    let business = reviewer_console(n, b_gate, b_user);
+    let watching = driver.browser().await;
+    watching
+        .goto(&format!("{}/approvals/{APPROVAL}", business.url))
+        .await
+        .expect("open the approval page");
+    shows(&watching, "#summary", "0 of 5 gates passed", 10).await;
+    let link = watching
+        .find(Locator::Css("#gate-fairness .evidence a"))
+        .await
+        .expect("the fairness evidence, as a link");
+    assert_eq!(
+        link.attr("href").await.expect("href").as_deref(),
+        Some(FAIRNESS_REPORT)
+    );
+    assert_eq!(
+        link.text().await.expect("text"),
+        "Disparity report, 2026-Q3 holdout set"
+    );
+    shows(&watching, "#live-indicator", "Live", 10).await;
+    watching
+        .execute("window.notReloaded = true", vec![])
+        .await
+        .expect("mark the page");
+
+    let acting = driver.browser().await;
+    for (i, (gate, user, reason, message)) in REVIEWERS[..4].iter().enumerate() {
+        let console = reviewer_console(n, *gate, user);
+        acting
+            .goto(&format!("{}/", console.url))
+            .await
+            .expect("inbox");
+        let waiting = text_of(&acting, "section[aria-labelledby=waiting-h]").await;
+        assert!(waiting.contains(APPROVAL), "{user}'s inbox: {waiting}");
+        assert!(
+            waiting.contains(&format!("{}: Waiting for a decision", title(*gate))),
+            "{user}'s inbox names their gate: {waiting}"
+        );
+        assert_eq!(text_of(&acting, ".who strong").await, console.user);
+        if *gate == Gate::Legal {
+            screenshot(&acting, &shots, "console-inbox.png").await;
+        }
+        acting
+            .find(Locator::Css(&format!(
+                "#inbox-lists a[href='/approvals/{APPROVAL}']"
+            )))
+            .await
+            .expect("the approval's link")
+            .click()
+            .await
+            .expect("open it");
+        decide(&acting, *gate, true, reason, message).await;
+        let recorded = text_of(&acting, ".notice.ok[role=status]").await;
+        assert!(recorded.contains(title(*gate)), "{recorded}");
+        let card = shows(
+            &acting,
+            &format!("#gate-{}-state", gate.short_name()),
+            "Passed",
+            10,
+        )
+        .await;
+        assert!(card.contains(&format!("by {user}")), "{card}");
+        assert!(card.contains(reason) && card.contains(message), "{card}");
+        // The open page of another person follows, with no reload.
+        shows(
+            &watching,
+            "#summary",
+            &format!("{} of 5 gates passed", i + 1),
+            20,
+        )
+        .await;
+    }
+    let still = watching
+        .execute("return window.notReloaded === true", vec![])
+        .await
+        .expect("read the mark");
+    assert_eq!(
+        still,
+        serde_json::Value::Bool(true),
+        "the page updated in place"
+    );
+    let history = shows(&watching, "#history", "Security review: Passed", 10).await;
+    assert!(history.contains("by sam@example.com"), "{history}");
+    fit_page(&watching).await;
+    screenshot(&watching, &shots, "console-approval.png").await;
+    let size = watching.source().await.expect("source").len();
+    eprintln!("approval page: {size} bytes of HTML");
+
+    // The last gate, from the page that has been open all along.
+    watching.set_window_size(1366, 1000).await.expect("resize");
+    decide(&watching, b_gate, true, b_reason, b_message).await;
+    shows(
+        &watching,
+        "#gate-business-state",
+        &format!("by {b_user}"),
+        10,
+    )
+    .await;
+    shows(&watching, "#summary", "Approved", 30).await;
+    phase(&mds, "fraud-detector", DeploymentPhase::Available).await;
+
+    watching
+        .goto(&format!("{}/deployments", business.url))
+        .await
+        .expect("deployments page");
+    let row = shows(&watching, "#md-fraud-detector", "Available", 30).await;
+    assert!(row.contains(APPROVAL) && row.contains("2.4.0"), "{row}");
+    assert!(
+        row.contains(&digest_of("2.4.0")),
+        "the digest served: {row}"
+    );
+    screenshot(&watching, &shots, "console-deployments.png").await;
+    eprintln!(
+        "five reviewers through the console in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    let _ = (acting.close().await, watching.close().await);
+}
+
+/// What the page calls each gate.
+fn title(gate: Gate) -> &'static str {
+    const TITLES: [&str; 5] = [
+        "Technical review",
+        "Fairness review",
+        "Security review",
+        "Legal and compliance review",
+        "Business review",
+    ];
+    TITLES[Gate::ALL.iter().position(|g| *g == gate).unwrap_or(0)]
+}
+
+/// The operator running, and a namespace of the test's own holding the
+/// demo's approval.
+async fn one_approval(prefix: &str) -> (TestNamespace, kube::Api<modelgate::api::ModelApproval>) {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = TestNamespace::new(&client, prefix).await;
+    let approvals = kube::Api::namespaced(client.clone(), &ns.name);
+    create_approval(&approvals, APPROVAL, "2.4.0", None).await;
+    (ns, approvals)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refusals_appear_beside_the_form_in_the_api_servers_words() {
+    let (ns, approvals) = one_approval("console-refused").await;
+    let n = ns.name.as_str();
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+
+    // A business reviewer tries the security gate.
+    let bea = Console::start(n, "bea@example.com", &["modelgate:business-reviewers"]);
+    browser
+        .goto(&format!("{}/approvals/{APPROVAL}", bea.url))
+        .await
+        .expect("approval page");
+    browser
+        .find(Locator::Css("#gate-security details summary"))
+        .await
+        .expect("the security gate's form, behind a summary")
+        .click()
+        .await
+        .expect("open it");
+    decide(&browser, Gate::Security, true, "LooksFine", "").await;
+    let refusal = text_of(&browser, "#gate-security [role=alert]").await;
+    assert!(
+        refusal.contains(
+            "SecurityReview may only be set by members of modelgate:security-reviewers; bea@example.com is not one"
+        ),
+        "{refusal}"
+    );
+    assert!(
+        browser
+            .title()
+            .await
+            .expect("title")
+            .starts_with("Refused:")
+    );
+    let card = text_of(&browser, "#gate-security-state").await;
+    assert!(card.contains("Waiting for a decision"), "{card}");
+    let reason = browser
+        .find(Locator::Css("#reason-security"))
+        .await
+        .expect("reason")
+        .prop("value")
+        .await
+        .expect("value");
+    assert_eq!(
+        reason.as_deref(),
+        Some("LooksFine"),
+        "what was typed is kept"
+    );
+    let a: modelgate::api::ModelApproval = approvals.get(APPROVAL).await.expect("approval");
+    assert!(
+        condition_of(&a, "SecurityReview").is_none(),
+        "nothing was written"
+    );
+
+    // A person in two groups passes one gate, then may not pass the other.
+    let sam = Console::start(
+        n,
+        "sam@example.com",
+        &["modelgate:security-reviewers", "modelgate:legal-reviewers"],
+    );
+    browser
+        .goto(&format!("{}/approvals/{APPROVAL}", sam.url))
+        .await
+        .expect("approval page");
+    decide(
+        &browser,
+        Gate::Security,
+        true,
+        "PenTestPassed",
+        "no findings",
+    )
+    .await;
+    shows(&browser, "#gate-security-state", "by sam@example.com", 10).await;
+    let advice = shows(&browser, "#gate-legal-state", "separation of duties", 10).await;
+    assert!(advice.contains("You passed Security review"), "{advice}");
+    decide(&browser, Gate::Legal, true, "LicencesCleared", "").await;
+    let refusal = text_of(&browser, "#refusal-legal").await;
+    assert!(
+        refusal.contains("separation of duties: sam@example.com already passed another gate of this approval, so LegalReview needs a different reviewer"),
+        "{refusal}"
+    );
+
+    // Failing a gate needs a reason and a message: said beside the form,
+    // before anything is sent.
+    decide(&browser, Gate::Legal, false, "LicenceUnclear", "").await;
+    let refusal = text_of(&browser, "#refusal-legal").await;
+    assert!(refusal.contains("give a reason and a message"), "{refusal}");
+    let a: modelgate::api::ModelApproval = approvals.get(APPROVAL).await.expect("approval");
+    assert!(condition_of(&a, "LegalReview").is_none(), "{:?}", a.status);
+    let _ = browser.close().await;
+}
+
+/// A raw HTTP request to a console: (status code, headers and body).
+fn http(port: u16, request: &str) -> (u16, String) {
+    try_http(([127, 0, 0, 1], port).into(), request).expect("the console answers")
+}
+
+fn post(port: u16, host: &str, origin: Option<&str>, body: &str) -> (u16, String) {
+    let origin = origin
+        .map(|o| format!("Origin: {o}\r\n"))
+        .unwrap_or_default();
+    http(
+        port,
+        &format!(
+            "POST /approvals/{APPROVAL}/gates/technical HTTP/1.1\r\nHost: {host}\r\n{origin}Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forms_from_elsewhere_and_other_hosts_are_refused() {
+    let (ns, approvals) = one_approval("console-csrf").await;
+    let n = ns.name.as_str();
+    let tess = Console::start(n, "tess@example.com", &["modelgate:technical-reviewers"]);
+    let port = tess.port();
+    let host = format!("127.0.0.1:{port}");
+    let own = format!("http://{host}");
+    let body = "authenticity_token=forged&decision=approve&reason=Passed&message=";
+
+    // A page read: served, with the headers that keep other pages out.
+    let (code, page) = http(
+        port,
+        &format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+    );
+    assert_eq!(code, 200, "{page}");
+    let lower = page.to_ascii_lowercase();
+    assert!(
+        lower.contains("content-security-policy: default-src 'none'"),
+        "{page}"
+    );
+    assert!(lower.contains("x-frame-options: deny"), "{page}");
+    // Another host name (DNS rebinding) is refused, reads included.
+    let (code, _) = http(
+        port,
+        "GET / HTTP/1.1\r\nHost: evil.example:80\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(code, 421);
+    // A form posted from another site, or with no Origin, is refused.
+    assert_eq!(post(port, &host, Some("http://evil.example"), body).0, 403);
+    assert_eq!(post(port, &host, None, body).0, 403);
+    // From the console's own origin but without the session's token.
+    let (code, page) = post(port, &host, Some(&own), body);
+    assert_eq!(code, 400, "{page}");
+    assert!(
+        page.contains("this form is out of date or did not come from this console"),
+        "{page}"
+    );
+    let a: modelgate::api::ModelApproval = approvals.get(APPROVAL).await.expect("approval");
+    assert!(
+        condition_of(&a, "TechnicalReview").is_none(),
+        "{:?}",
+        a.status
+    );
+}
+
+fn tempdir(prefix: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
