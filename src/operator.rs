@@ -120,18 +120,8 @@ async fn controllers(
     records: Option<crate::records::KeyPlace>,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
-    // The operator's own namespace, where the cluster-wide default policy
-    // and the signing key live.
-    let home = records
-        .as_ref()
-        .map(|p| p.namespace.clone())
-        .unwrap_or_else(|| crate::records::key::DEFAULT_NAMESPACE.to_string());
-    let recorder = match records {
-        Some(place) => match recorder(&ctx.client, &place, shutdown.clone()).await {
-            Some(r) => Some(Arc::new(r)),
-            None => return,
-        },
-        None => None,
+    let Some((home, recorder)) = home_and_recorder(&ctx, records, shutdown.clone()).await else {
+        return;
     };
     let config = watches::config(&ctx.client).await;
     // Every cache must fill before the operator is ready: the approvals
@@ -255,6 +245,25 @@ async fn lead(
         return Err(RunError::LostLease);
     }
     Ok(())
+}
+
+/// The operator's own namespace (where the cluster-wide default policy and
+/// the signing key live) and the record writer, when records are on; None
+/// when shut down before the key could be loaded.
+async fn home_and_recorder(
+    ctx: &Context,
+    records: Option<crate::records::KeyPlace>,
+    shutdown: impl Future<Output = ()>,
+) -> Option<(String, Option<Arc<crate::records::Recorder>>)> {
+    let home = records
+        .as_ref()
+        .map(|p| p.namespace.clone())
+        .unwrap_or_else(|| crate::records::key::DEFAULT_NAMESPACE.to_string());
+    let recorder = match records {
+        Some(place) => Some(Arc::new(recorder(&ctx.client, &place, shutdown).await?)),
+        None => None,
+    };
+    Some((home, recorder))
 }
 
 /// The record writer, once its signing key is loaded (or made). Loading is

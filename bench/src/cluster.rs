@@ -173,6 +173,8 @@ pub async fn api_requests(admin: &Client) -> Result<Requests, BoxError> {
         "modeldeployments",
         "deployments",
         "events",
+        "approvalrecords",
+        "approvalpolicies",
     ] {
         for verb in ["GET", "POST", "PATCH", "APPLY", "PUT"] {
             let n = sum_series(

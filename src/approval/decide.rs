@@ -91,16 +91,7 @@ pub fn decide(input: Input<'_>) -> Decision {
     let (gates, progress) = super::gates::read(previous, policy.as_ref(), &mut problems);
     let valid_for = effective_valid_for(input.spec.valid_for.as_deref(), policy.as_ref());
     let life = lifetime(&input, previous, &gates, valid_for.as_deref());
-    let any_failed = gates.iter().find(|g| g.status == FALSE);
-    let phase = if previous.phase == Some(ApprovalPhase::Expired) || life.lapsed {
-        ApprovalPhase::Expired
-    } else if any_failed.is_some() {
-        ApprovalPhase::Rejected
-    } else if gates.iter().all(|g| g.status == TRUE) {
-        ApprovalPhase::Approved
-    } else {
-        ApprovalPhase::Pending
-    };
+    let phase = phase_of(previous, &gates, &life);
     let stamp = |c: Condition| {
         let previous = condition::find(&previous.conditions, &c.type_);
         c.stamped(previous, &now, input.generation)
@@ -140,14 +131,7 @@ pub fn decide(input: Input<'_>) -> Decision {
             gates.iter().filter(|g| g.status == TRUE).count(),
             Gate::ALL.len()
         )),
-        observed_gates: gates
-            .iter()
-            .map(|g| ObservedGate {
-                gate: g.gate.condition_type().to_string(),
-                status: g.status.to_string(),
-                reviewer: g.reviewer.clone(),
-            })
-            .collect(),
+        observed_gates: observed(&gates),
         approved_at: life.approved_at,
         expires_at: life.expires_at.map(Time),
         observed_generation: input.generation,
@@ -172,6 +156,31 @@ pub fn decide(input: Input<'_>) -> Decision {
         changed,
         expires_at: life.expires_at.filter(|_| !life.lapsed),
     }
+}
+
+/// The phase the gates and the approval's life add up to. Expired is final.
+fn phase_of(previous: &ModelApprovalStatus, gates: &[GateView], life: &Lifetime) -> ApprovalPhase {
+    if previous.phase == Some(ApprovalPhase::Expired) || life.lapsed {
+        ApprovalPhase::Expired
+    } else if gates.iter().any(|g| g.status == FALSE) {
+        ApprovalPhase::Rejected
+    } else if gates.iter().all(|g| g.status == TRUE) {
+        ApprovalPhase::Approved
+    } else {
+        ApprovalPhase::Pending
+    }
+}
+
+/// The gate states this decision acts on, for the next one to compare.
+fn observed(gates: &[GateView]) -> Vec<ObservedGate> {
+    gates
+        .iter()
+        .map(|g| ObservedGate {
+            gate: g.gate.condition_type().to_string(),
+            status: g.status.to_string(),
+            reviewer: g.reviewer.clone(),
+        })
+        .collect()
 }
 
 /// When an approval was approved, when it lapses, and whether it has.
@@ -386,34 +395,44 @@ fn transitions(
             note: format!("{} {verb}{by}{why}", g.gate),
         });
     }
-    // The first observation of a new approval (no phase yet, Pending) is not
-    // a transition; every later change of phase is.
-    let first_pending = previous.phase.is_none() && phase == ApprovalPhase::Pending;
-    if previous.phase != Some(phase) && !first_pending {
-        let (reason, severity) = match phase {
-            ApprovalPhase::Approved => ("Approved", Severity::Normal),
-            ApprovalPhase::Rejected => ("Rejected", Severity::Warning),
-            ApprovalPhase::Expired => ("Expired", Severity::Warning),
-            ApprovalPhase::Pending => ("Pending", Severity::Normal),
-        };
-        out.push(Transition {
-            entry: HistoryEntry {
-                time: now.clone(),
-                subject: PHASE_SUBJECT.to_string(),
-                from: previous.phase.map(|p| p.to_string()).unwrap_or_default(),
-                to: phase.to_string(),
-                reviewer: None,
-                reason: Some(reason.to_string()),
-                message: truncate(Some(phase_message)),
-                seq: None,
-                hash: None,
-            },
-            reason,
-            severity,
-            note: format!("phase {phase}: {phase_message}"),
-        });
-    }
+    out.extend(phase_transition(previous, phase, phase_message, now));
     out
+}
+
+/// The change of phase, if any. The first observation of a new approval (no
+/// phase yet, Pending) is not a transition; every later change of phase is.
+fn phase_transition(
+    previous: &ModelApprovalStatus,
+    phase: ApprovalPhase,
+    phase_message: &str,
+    now: &Time,
+) -> Option<Transition> {
+    let first_pending = previous.phase.is_none() && phase == ApprovalPhase::Pending;
+    if previous.phase == Some(phase) || first_pending {
+        return None;
+    }
+    let (reason, severity) = match phase {
+        ApprovalPhase::Approved => ("Approved", Severity::Normal),
+        ApprovalPhase::Rejected => ("Rejected", Severity::Warning),
+        ApprovalPhase::Expired => ("Expired", Severity::Warning),
+        ApprovalPhase::Pending => ("Pending", Severity::Normal),
+    };
+    Some(Transition {
+        entry: HistoryEntry {
+            time: now.clone(),
+            subject: PHASE_SUBJECT.to_string(),
+            from: previous.phase.map(|p| p.to_string()).unwrap_or_default(),
+            to: phase.to_string(),
+            reviewer: None,
+            reason: Some(reason.to_string()),
+            message: truncate(Some(phase_message)),
+            seq: None,
+            hash: None,
+        },
+        reason,
+        severity,
+        note: format!("phase {phase}: {phase_message}"),
+    })
 }
 
 /// The part of a status the operator owns: everything but the reviewers'

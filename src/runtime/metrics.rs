@@ -67,95 +67,98 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("modelgate");
-        let reconciles = Family::<ControllerLabels, Counter>::default();
-        registry.register(
-            "reconciles",
-            "Reconciles run, by controller",
-            reconciles.clone(),
-        );
-        let errors = Family::<ErrorLabels, Counter>::default();
-        registry.register(
-            "reconcile_errors",
-            "Reconciles that failed, by controller and error kind",
-            errors.clone(),
-        );
+        let mut r = Registry::with_prefix("modelgate");
         let duration = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.001, 2.0, 14))
         });
-        registry.register(
-            "reconcile_duration_seconds",
-            "How long a reconcile took",
-            duration.clone(),
-        );
-        let approvals = Family::<PhaseLabels, Gauge>::default();
-        registry.register("approvals", "ModelApprovals by phase", approvals.clone());
-        let deployments = Family::<PhaseLabels, Gauge>::default();
-        registry.register(
-            "deployments",
-            "ModelDeployments by phase (AwaitingApproval and Revoked are held)",
-            deployments.clone(),
-        );
-        let gate_decisions = Family::<GateLabels, Counter>::default();
-        registry.register(
-            "gate_decisions",
-            "Gate decisions observed, by gate and result",
-            gate_decisions.clone(),
-        );
-        let leader = Gauge::default();
-        registry.register(
-            "leader",
-            "1 while this replica holds the leader lease",
-            leader.clone(),
-        );
-        let status_writes = Family::<ControllerLabels, Counter>::default();
-        registry.register(
-            "status_writes",
-            "Status writes made, by controller",
-            status_writes.clone(),
-        );
         // Half a second to a day and a half (0.5 × 4^n): a rollout follows
         // the last gate within a second, unless its ModelDeployment came later.
         let gate_to_rollout = Histogram::new(exponential_buckets(0.5, 4.0, 10));
-        registry.register(
-            "gate_to_rollout_seconds",
-            "From an approval's last gate passing to its Deployment first applied",
-            gate_to_rollout.clone(),
-        );
-        let next_expiry = Family::<NoLabels, Gauge<f64, AtomicU64>>::default();
-        registry.register(
-            "approval_next_expiry_timestamp_seconds",
-            "When the first Approved ModelApproval expires (Unix time); absent when none expires",
-            next_expiry.clone(),
-        );
-        let cache_synced = Family::<CacheLabels, Gauge>::default();
-        registry.register(
-            "cache_synced",
-            "1 once a watch cache of the running controllers has its first list",
-            cache_synced.clone(),
-        );
-        let records_written = Counter::default();
-        registry.register(
-            "records_written",
-            "Signed ApprovalRecords created",
-            records_written.clone(),
-        );
         Metrics {
-            registry,
-            reconciles,
-            errors,
-            duration,
-            approvals,
-            deployments,
-            gate_decisions,
-            leader,
-            status_writes,
-            gate_to_rollout,
-            next_expiry,
-            cache_synced,
-            records_written,
+            reconciles: registered(
+                &mut r,
+                "reconciles",
+                "Reconciles run, by controller",
+                Family::default(),
+            ),
+            errors: registered(
+                &mut r,
+                "reconcile_errors",
+                "Reconciles that failed, by controller and error kind",
+                Family::default(),
+            ),
+            duration: registered(
+                &mut r,
+                "reconcile_duration_seconds",
+                "How long a reconcile took",
+                duration,
+            ),
+            approvals: registered(
+                &mut r,
+                "approvals",
+                "ModelApprovals by phase",
+                Family::default(),
+            ),
+            deployments: registered(
+                &mut r,
+                "deployments",
+                "ModelDeployments by phase (AwaitingApproval and Revoked are held)",
+                Family::default(),
+            ),
+            gate_decisions: registered(
+                &mut r,
+                "gate_decisions",
+                "Gate decisions observed, by gate and result",
+                Family::default(),
+            ),
+            leader: registered(
+                &mut r,
+                "leader",
+                "1 while this replica holds the leader lease",
+                Gauge::default(),
+            ),
+            status_writes: registered(
+                &mut r,
+                "status_writes",
+                "Status writes made, by controller",
+                Family::default(),
+            ),
+            gate_to_rollout: registered(
+                &mut r,
+                "gate_to_rollout_seconds",
+                "From an approval's last gate passing to its Deployment first applied",
+                gate_to_rollout,
+            ),
+            next_expiry: registered(
+                &mut r,
+                "approval_next_expiry_timestamp_seconds",
+                "When the first Approved ModelApproval expires (Unix time); absent when none expires",
+                Family::default(),
+            ),
+            cache_synced: registered(
+                &mut r,
+                "cache_synced",
+                "1 once a watch cache of the running controllers has its first list",
+                Family::default(),
+            ),
+            records_written: registered(
+                &mut r,
+                "records_written",
+                "Signed ApprovalRecords created",
+                Counter::default(),
+            ),
+            registry: r,
         }
     }
+}
+
+/// `metric`, once registered under `name` (a handle on the same series).
+fn registered<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
 }
 
 impl Metrics {
