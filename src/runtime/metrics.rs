@@ -68,12 +68,6 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut r = Registry::with_prefix("modelgate");
-        let duration = Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.001, 2.0, 14))
-        });
-        // Half a second to a day and a half (0.5 × 4^n): a rollout follows
-        // the last gate within a second, unless its ModelDeployment came later.
-        let gate_to_rollout = Histogram::new(exponential_buckets(0.5, 4.0, 10));
         Metrics {
             reconciles: registered(
                 &mut r,
@@ -91,7 +85,7 @@ impl Default for Metrics {
                 &mut r,
                 "reconcile_duration_seconds",
                 "How long a reconcile took",
-                duration,
+                reconcile_durations(),
             ),
             approvals: registered(
                 &mut r,
@@ -127,7 +121,7 @@ impl Default for Metrics {
                 &mut r,
                 "gate_to_rollout_seconds",
                 "From an approval's last gate passing to its Deployment first applied",
-                gate_to_rollout,
+                rollout_latencies(),
             ),
             next_expiry: registered(
                 &mut r,
@@ -150,6 +144,17 @@ impl Default for Metrics {
             registry: r,
         }
     }
+}
+
+/// A millisecond to about 8 s, doubling.
+fn reconcile_durations() -> Family<ControllerLabels, Histogram> {
+    Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.001, 2.0, 14)))
+}
+
+/// Half a second to a day and a half (0.5 × 4^n): a rollout follows the
+/// last gate within a second, unless its ModelDeployment came later.
+fn rollout_latencies() -> Histogram {
+    Histogram::new(exponential_buckets(0.5, 4.0, 10))
 }
 
 /// `metric`, once registered under `name` (a handle on the same series).
