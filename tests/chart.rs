@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use modelgate::api::ModelDeployment;
+use modelgate::api::DeploymentPhase;
 use serde_json::Value;
 
 fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
@@ -365,18 +365,7 @@ async fn helm_install_then_two_replicas_as_the_charts_service_account_fail_over(
     let ns = TestNamespace::new(&client, "chart").await;
     let (_approvals, mds) = create_model(&client, &ns.name, "fd", "fd", "8.0.0", None).await;
     approve_all(&ns.name, "fd").await;
-    let phase = |api: Api<ModelDeployment>| async move {
-        api.get("fd")
-            .await
-            .ok()?
-            .status?
-            .phase
-            .map(|p| p.to_string())
-    };
-    eventually(60, "Available under the chart's RBAC", || async {
-        (phase(mds.clone()).await.as_deref() == Some("Available")).then_some(())
-    })
-    .await;
+    phase_within(&mds, "fd", DeploymentPhase::Available, 60).await;
 
     // Only the leader writes: the standby has made no status write at all.
     let leader_port = if leader_index == 0 { port_a } else { port_b };
@@ -426,10 +415,7 @@ async fn helm_install_then_two_replicas_as_the_charts_service_account_fail_over(
     )
     .await
     .expect("revoke");
-    eventually(30, "revoked by the new leader", || async {
-        (phase(mds.clone()).await.as_deref() == Some("Revoked")).then_some(())
-    })
-    .await;
+    phase_within(&mds, "fd", DeploymentPhase::Revoked, 30).await;
     let metrics = http_get(([127, 0, 0, 1], standby_port).into(), "/metrics").1;
     assert_eq!(sample(&metrics, "modelgate_leader"), 1.0);
 

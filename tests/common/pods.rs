@@ -44,7 +44,17 @@ pub async fn phase(
     name: &str,
     want: DeploymentPhase,
 ) -> ModelDeployment {
-    eventually(90, &format!("{name} {want}"), || async {
+    phase_within(mds, name, want, 90).await
+}
+
+/// The same, waiting at most `secs`.
+pub async fn phase_within(
+    mds: &Api<ModelDeployment>,
+    name: &str,
+    want: DeploymentPhase,
+    secs: u64,
+) -> ModelDeployment {
+    eventually(secs, &format!("{name} {want}"), || async {
         let md = mds.get(name).await.ok()?;
         (md.status.as_ref()?.phase == Some(want)).then_some(md)
     })
