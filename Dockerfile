@@ -15,14 +15,16 @@ COPY src ./src
 COPY templates ./templates
 # Cargo loads every workspace member's manifest, even to build one binary.
 COPY bench ./bench
-RUN cargo build --release --locked --bin modelgate \
- && strip target/release/modelgate
+# The operator, and the plugin whose `console` the chart's console runs.
+RUN cargo build --release --locked --bin modelgate --bin kubectl-modelgate \
+ && strip target/release/modelgate target/release/kubectl-modelgate
 
 FROM gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f
 LABEL org.opencontainers.image.title="modelgate" \
       org.opencontainers.image.description="Kubernetes operator that holds AI model rollouts until a five-gate approval has passed" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /src/target/release/modelgate /usr/local/bin/modelgate
+COPY --from=build /src/target/release/kubectl-modelgate /usr/local/bin/kubectl-modelgate
 USER 65532:65532
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/modelgate"]

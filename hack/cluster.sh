@@ -3,17 +3,28 @@
 #
 #   hack/cluster.sh build   build etcd, kube-apiserver, kube-controller-manager,
 #                           kube-scheduler, kubectl, kwok and helm from their
-#                           upstream Go modules (cached; instant when built)
+#                           upstream Go modules, and the OpenID Connect provider
+#                           of hack/oidc (cached; instant when built)
 #   hack/cluster.sh up      build if needed, then start everything on loopback
 #                           and write a kubeconfig
 #   hack/cluster.sh down    stop every process `up` started and remove its state
 #   hack/cluster.sh env     print `export KUBECONFIG=… PATH=…` for eval
 #   hack/cluster.sh status  say whether the control plane is running
 #   hack/cluster.sh restart-apiserver   stop and start kube-apiserver (tests)
+#   hack/cluster.sh token USER [CLIENT]  sign USER in at the OpenID Connect
+#                           provider and print an ID token (hack/oidc/token.sh)
+#
+# Besides the admin's client certificate (the kubeconfig), kube-apiserver
+# trusts ID tokens of a real OpenID Connect provider on loopback, as the web
+# console's users sign in: hack/oidc, zitadel's example provider with the
+# users of hack/oidc/users.json, on https://127.0.0.1:$MODELGATE_OIDC_PORT
+# (default: the API port + 100). Its tokens become the user `oidc:<username>`
+# with the groups of the token's `groups` claim. MODELGATE_OIDC=0 leaves it out.
 #
 # Everything lives in $MODELGATE_CACHE (default ~/.cache/modelgate), outside
-# the repository: binaries under bin/<component>-<version>/, the running
-# cluster's certificates, data, logs and pids under cluster/.
+# the repository: binaries under bin/<component>-<version>/ (the provider's
+# as bin/oidc-provider-<hash of its sources>), the running cluster's
+# certificates, data, logs and pids under cluster/.
 set -euo pipefail
 
 K8S_VERSION=v1.37.2
@@ -26,12 +37,24 @@ STATE=${MODELGATE_CLUSTER_DIR:-$CACHE/cluster}
 API_PORT=${MODELGATE_API_PORT:-16443}
 ETCD_PORT=${MODELGATE_ETCD_PORT:-16379}
 KWOK_NODES=${MODELGATE_KWOK_NODES:-2}
+OIDC=${MODELGATE_OIDC:-1}
+OIDC_PORT=${MODELGATE_OIDC_PORT:-$((API_PORT + 100))}
+OIDC_ISSUER=https://127.0.0.1:$OIDC_PORT
+OIDC_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/oidc" && pwd)
 
 K8S_BIN=$CACHE/bin/kubernetes-$K8S_VERSION
 ETCD_BIN=$CACHE/bin/etcd-$ETCD_VERSION
 KWOK_BIN=$CACHE/bin/kwok-$KWOK_VERSION
 HELM_BIN=$CACHE/bin/helm-$HELM_VERSION
 KUBECONFIG_FILE=$STATE/kubeconfig
+
+oidc_on() { [ "$OIDC" != 0 ]; }
+# The provider's binary is named after its sources, so an edit rebuilds it.
+oidc_bin() {
+  local hash
+  hash=$(cd "$OIDC_SRC" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-12)
+  echo "$CACHE/bin/oidc-provider-$hash"
+}
 
 START=$SECONDS
 say() { printf '[cluster %3ds] %s\n' "$((SECONDS - START))" "$*" >&2; }
@@ -75,7 +98,7 @@ build_kubernetes() {
   local dir; dir=$(build_module_dir "kubernetes-$K8S_VERSION")
   local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
   local staging_version=v0.${K8S_VERSION#v1.}
-  say "[1/4] kubernetes $K8S_VERSION: resolving modules (a cold build takes about 10-15 minutes on 2 cores)"
+  say "[1/5] kubernetes $K8S_VERSION: resolving modules (a cold build takes about 10-15 minutes on 2 cores)"
   (
     cd "$dir"
     go mod edit -require="k8s.io/kubernetes@$K8S_VERSION"
@@ -114,7 +137,7 @@ build_etcd() {
   # etcd gets its own module: built together with kubernetes, minimum version
   # selection would move the etcd client libraries inside kube-apiserver.
   local dir; dir=$(build_module_dir "etcd-$ETCD_VERSION")
-  say "[2/4] etcd $ETCD_VERSION"
+  say "[2/5] etcd $ETCD_VERSION"
   (
     cd "$dir"
     with_heartbeat "resolving etcd" "$dir/get.log" go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
@@ -129,7 +152,7 @@ build_kwok() {
   [ -x "$KWOK_BIN/kwok" ] && [ -f "$KWOK_BIN/stages.yaml" ] && return 0
   need_go
   local dir; dir=$(build_module_dir "kwok-$KWOK_VERSION")
-  say "[3/4] kwok $KWOK_VERSION"
+  say "[3/5] kwok $KWOK_VERSION"
   (
     cd "$dir"
     with_heartbeat "resolving kwok" "$dir/get.log" go get "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
@@ -154,7 +177,7 @@ build_helm() {
   need_go
   local dir; dir=$(build_module_dir "helm-$HELM_VERSION")
   local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-  say "[4/4] helm $HELM_VERSION"
+  say "[4/5] helm $HELM_VERSION"
   (
     cd "$dir"
     with_heartbeat "resolving helm" "$dir/get.log" go get "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
@@ -169,11 +192,25 @@ build_helm() {
   rm -rf "$HELM_BIN" && mkdir -p "$(dirname "$HELM_BIN")" && mv "$dir/out" "$HELM_BIN"
 }
 
+# Our own small module, built from the repository (its go.sum pins it).
+build_oidc() {
+  local bin; bin=$(oidc_bin)
+  [ -x "$bin" ] && return 0
+  need_go
+  say "[5/5] oidc-provider from hack/oidc"
+  mkdir -p "$CACHE/build" "$CACHE/bin"
+  with_heartbeat "compiling the OIDC provider" "$CACHE/build/oidc-provider.log" \
+    env GOWORK=off go -C "$OIDC_SRC" build -trimpath -ldflags "-s -w" -o "$CACHE/build/oidc-provider" .
+  rm -f "$CACHE"/bin/oidc-provider-* # builds of older sources
+  mv "$CACHE/build/oidc-provider" "$bin"
+}
+
 cmd_build() {
   build_kubernetes
   build_etcd
   build_kwok
   build_helm
+  if oidc_on; then build_oidc; fi
   say "binaries ready in $CACHE/bin"
 }
 
@@ -235,6 +272,56 @@ EOF
   )
 }
 
+# The provider's serving certificate, signed by the cluster's CA; also added
+# to a pki directory made before there was a provider.
+make_oidc_cert() {
+  local pki=$STATE/pki
+  [ -f "$pki/oidc.crt" ] && [ -f "$pki/oidc.key" ] && return 0
+  (
+    cd "$pki"
+    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >oidc.ext
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=modelgate-oidc-provider" -keyout oidc.key -out oidc.csr 2>/dev/null
+    openssl x509 -req -in oidc.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile oidc.ext -out oidc.crt 2>/dev/null
+  )
+}
+
+# Whether the running provider is the build of the current sources.
+oidc_current() {
+  running oidc-provider &&
+    [ "$(readlink "/proc/$(cat "$(pidfile oidc-provider)")/exe")" = "$(oidc_bin)" ]
+}
+
+start_oidc() {
+  local pki=$STATE/pki
+  say "starting oidc-provider on $OIDC_ISSUER"
+  start oidc-provider "$(oidc_bin)" --issuer "$OIDC_ISSUER" --listen "127.0.0.1:$OIDC_PORT" \
+    --tls-cert "$pki/oidc.crt" --tls-key "$pki/oidc.key" --users "$OIDC_SRC/users.json" \
+    --short-lifetime 15s
+  wait_for "the OIDC provider" oidc-provider 60 \
+    curl -sf --cacert "$pki/ca.crt" "$OIDC_ISSUER/.well-known/openid-configuration"
+}
+
+# kube-apiserver's structured authentication configuration: ID tokens of
+# the provider for either console client, mapped to `oidc:<username>` and
+# the token's groups. Client certificates keep working beside it.
+write_authentication_config() {
+  cat >"$STATE/authentication.yaml" <<EOF
+apiVersion: apiserver.config.k8s.io/v1
+kind: AuthenticationConfiguration
+jwt:
+  - issuer:
+      url: $OIDC_ISSUER
+      audiences: [modelgate-console, modelgate-console-short]
+      audienceMatchPolicy: MatchAny
+      certificateAuthority: |
+$(sed 's/^/        /' "$STATE/pki/ca.crt")
+    claimMappings:
+      username: {claim: preferred_username, prefix: "oidc:"}
+      groups: {claim: groups, prefix: ""}
+EOF
+}
+
 write_kubeconfig() {
   local pki=$STATE/pki
   cat >"$KUBECONFIG_FILE" <<EOF
@@ -279,8 +366,12 @@ EOF2
 }
 
 start_apiserver() {
-  local pki=$STATE/pki
+  local pki=$STATE/pki authn=()
   write_audit_policy
+  if oidc_on; then
+    write_authentication_config
+    authn=(--authentication-config "$STATE/authentication.yaml")
+  fi
   say "starting kube-apiserver on https://127.0.0.1:$API_PORT"
   start kube-apiserver "$K8S_BIN/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
@@ -296,7 +387,8 @@ start_apiserver() {
     --enable-priority-and-fairness=false \
     --event-ttl 1h \
     --audit-policy-file "$STATE/audit-policy.yaml" --audit-log-path "$STATE/audit.log" \
-    --audit-log-maxsize 100 --audit-log-maxbackup 1
+    --audit-log-maxsize 100 --audit-log-maxbackup 1 \
+    "${authn[@]}"
 }
 
 # Stops kube-apiserver and starts it again with the same flags, for tests of
@@ -315,13 +407,23 @@ cmd_restart_apiserver() {
 cmd_up() {
   cmd_build
   if cmd_status >/dev/null && kubectl_local get --raw /readyz >/dev/null 2>&1; then
-    say "already running; KUBECONFIG=$KUBECONFIG_FILE"
-    return 0
+    if ! oidc_on || oidc_current; then
+      say "already running; KUBECONFIG=$KUBECONFIG_FILE"
+      return 0
+    fi
+    say "oidc-provider is not the build of the current hack/oidc: restarting everything"
+  elif [ -d "$STATE/pids" ]; then
+    say "not all of the control plane is running: restarting everything"
   fi
   cmd_down quiet
   mkdir -p "$STATE"
   make_certs
   local pki=$STATE/pki
+  # Before the API server, which fetches the provider's keys when it starts.
+  if oidc_on; then
+    make_oidc_cert
+    start_oidc
+  fi
   say "starting etcd on 127.0.0.1:$ETCD_PORT"
   start etcd "$ETCD_BIN/etcd" --data-dir "$STATE/etcd" --unsafe-no-fsync \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -380,7 +482,7 @@ cmd_down() {
   local quiet=${1:-}
   [ -d "$STATE/pids" ] || { [ -n "$quiet" ] || say "not running"; return 0; }
   local name pid
-  for name in kwok kube-scheduler kube-controller-manager kube-apiserver etcd; do
+  for name in kwok kube-scheduler kube-controller-manager kube-apiserver oidc-provider etcd; do
     [ -f "$(pidfile "$name")" ] || continue
     pid=$(cat "$(pidfile "$name")")
     if kill -0 "$pid" 2>/dev/null; then
@@ -402,11 +504,20 @@ cmd_env() {
   echo "export MODELGATE_HELM=$HELM_BIN/helm"
   echo "export MODELGATE_AUDIT_LOG=$STATE/audit.log"
   echo "export PATH=$K8S_BIN:$HELM_BIN:\$PATH"
+  if oidc_on; then
+    echo "export MODELGATE_OIDC_ISSUER=$OIDC_ISSUER"
+    echo "export MODELGATE_OIDC_CA=$STATE/pki/ca.crt"
+    echo "export MODELGATE_OIDC_CLIENT_ID=modelgate-console"
+    echo "export MODELGATE_OIDC_CLIENT_SECRET=modelgate-console-secret"
+    echo "export MODELGATE_OIDC_USERS=$OIDC_SRC/users.json"
+  fi
 }
 
 cmd_status() {
   local name ok=0
-  for name in etcd kube-apiserver kube-controller-manager kube-scheduler kwok; do
+  local names=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+  if oidc_on; then names+=(oidc-provider); fi
+  for name in "${names[@]}"; do
     if running "$name"; then echo "$name: running (pid $(cat "$(pidfile "$name")"))"; else echo "$name: stopped"; ok=1; fi
   done
   return $ok
@@ -419,5 +530,10 @@ case "${1:-}" in
   env) cmd_env ;;
   status) cmd_status ;;
   restart-apiserver) cmd_restart_apiserver ;;
-  *) echo "usage: $0 build|up|down|env|status|restart-apiserver" >&2; exit 2 ;;
+  token)
+    oidc_on || die "the OpenID Connect provider is off (MODELGATE_OIDC=0)"
+    eval "$(cmd_env)"
+    exec "$OIDC_SRC/token.sh" "${@:2}"
+    ;;
+  *) echo "usage: $0 build|up|down|env|status|restart-apiserver|token USER [CLIENT]" >&2; exit 2 ;;
 esac

@@ -127,7 +127,7 @@ pub enum Command {
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// The reviewers' web console on 127.0.0.1: your inbox, approvals with their decision forms, deployments. It acts as you.
-    Console(console::ConsoleArgs),
+    Console(Box<console::ConsoleArgs>),
     /// Print a shell completion script.
     #[command(
         after_help = "Examples:\n  source <(kubectl-modelgate completion bash)\n  kubectl-modelgate completion zsh > \"${fpath[1]}/_kubectl-modelgate\"\n  kubectl-modelgate completion fish > ~/.config/fish/completions/kubectl-modelgate.fish"
@@ -191,6 +191,6 @@ pub async fn run(cli: Cli) -> Result<String> {
         Command::Why(args) => why::run(&cli.global.session().await?, args).await,
         Command::Audit(command) => audit::run(&cli.global, command).await,
         Command::Measure(args) => measure::run(&cli.global.session().await?, args).await,
-        Command::Console(args) => console::run(cli.global.session().await?, args).await,
+        Command::Console(args) => console::run(&cli.global, *args).await,
     }
 }

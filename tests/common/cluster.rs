@@ -242,3 +242,31 @@ where
 {
     let _ = api.delete(name, &DeleteParams::default()).await;
 }
+
+/// The local control plane's OpenID provider (hack/oidc), which its API
+/// server trusts: the console's sign-in tests use it.
+pub struct Oidc {
+    pub issuer: String,
+    /// The CA of the provider's and the API server's certificates.
+    pub ca: PathBuf,
+    pub client_secret: String,
+    /// The API server's address.
+    pub api_server: String,
+}
+
+pub fn oidc() -> Oidc {
+    let script = repo().join("hack/cluster.sh");
+    let kubeconfig = Kubeconfig::read_from(&cluster().kubeconfig).expect("read kubeconfig");
+    let api_server = kubeconfig
+        .clusters
+        .first()
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+        .expect("the kubeconfig names an API server");
+    Oidc {
+        issuer: env_value(&script, "MODELGATE_OIDC_ISSUER"),
+        ca: PathBuf::from(env_value(&script, "MODELGATE_OIDC_CA")),
+        client_secret: env_value(&script, "MODELGATE_OIDC_CLIENT_SECRET"),
+        api_server,
+    }
+}

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod argocd;
+pub mod browser;
 pub mod chart;
 pub mod cluster;
 pub mod fixtures;
@@ -17,6 +18,8 @@ pub mod wait;
 // Each test binary uses part of the harness; the rest is not dead.
 #[allow(unused_imports)]
 pub use argocd::*;
+#[allow(unused_imports)]
+pub use browser::*;
 #[allow(unused_imports)]
 pub use chart::*;
 #[allow(unused_imports)]

@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::Console;
 use super::pages::{self, html};
+use super::person::Person;
 use super::views::Typed;
 use crate::api::Gate;
 use crate::cli::review::{self, ApproveArgs, RejectArgs};
@@ -31,6 +32,7 @@ pub struct Decision {
 
 pub async fn decide(
     State(c): State<Console>,
+    p: Person,
     Path((name, gate)): Path<(String, String)>,
     token: CsrfToken,
     Form(form): Form<Decision>,
@@ -40,25 +42,25 @@ pub async fn decide(
         let e = CliError::Usage(
             "this form is out of date or did not come from this console: reload the page and decide again".into(),
         );
-        return pages::problem(&c, path, &e);
+        return pages::problem(&c, &p, path, &e);
     }
     let gate: Gate = match gate.parse() {
         Ok(g) => g,
-        Err(e) => return pages::problem(&c, path, &CliError::Usage(e.to_string())),
+        Err(e) => return pages::problem(&c, &p, path, &CliError::Usage(e.to_string())),
     };
-    match write(&c, &name, gate, &form).await {
+    match write(&p, &name, gate, &form).await {
         Ok(()) => Redirect::to(&format!(
             "/approvals/{name}?recorded={}#gate-{}",
             gate.short_name(),
             gate.short_name()
         ))
         .into_response(),
-        Err(refusal) => refused(&c, &name, gate, &form, &token, &refusal).await,
+        Err(refusal) => refused(&c, &p, &name, gate, &form, &token, &refusal).await,
     }
 }
 
 /// The write, exactly as `kubectl modelgate approve|reject` makes it.
-async fn write(c: &Console, name: &str, gate: Gate, form: &Decision) -> Result<()> {
+async fn write(p: &Person, name: &str, gate: Gate, form: &Decision) -> Result<()> {
     let reason = form.reason.trim().to_string();
     let message = form.message.trim().to_string();
     if form.decision == "reject" {
@@ -74,7 +76,7 @@ async fn write(c: &Console, name: &str, gate: Gate, form: &Decision) -> Result<(
             reason,
             message,
         };
-        review::reject(&c.session, args).await?;
+        review::reject(&p.session, args).await?;
     } else {
         let args = ApproveArgs {
             name: name.into(),
@@ -86,7 +88,7 @@ async fn write(c: &Console, name: &str, gate: Gate, form: &Decision) -> Result<(
             },
             message: (!message.is_empty()).then_some(message),
         };
-        review::approve(&c.session, args).await?;
+        review::approve(&p.session, args).await?;
     }
     Ok(())
 }
@@ -95,6 +97,7 @@ async fn write(c: &Console, name: &str, gate: Gate, form: &Decision) -> Result<(
 /// what the person typed still in it.
 async fn refused(
     c: &Console,
+    p: &Person,
     name: &str,
     gate: Gate,
     form: &Decision,
@@ -107,9 +110,9 @@ async fn refused(
         CliError::NotFound(_) => StatusCode::NOT_FOUND,
         _ => StatusCode::BAD_GATEWAY,
     };
-    let mut page = match pages::approval_page(c, name, token).await {
+    let mut page = match pages::approval_page(c, p, name, token).await {
         Ok(page) => page,
-        Err(e) => return pages::problem(c, format!("/approvals/{name}"), &e),
+        Err(e) => return pages::problem(c, p, format!("/approvals/{name}"), &e),
     };
     if let Some(card) = page
         .gates

@@ -10,22 +10,36 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use openidconnect::url::Url;
+
 use super::Console;
 
-/// The names this console answers to: 127.0.0.1 and localhost on its port.
+/// The names this console answers to: run locally, 127.0.0.1 and
+/// localhost on its port; in the cluster, its external address.
 pub struct Origins {
-    hosts: [String; 2],
-    origins: [String; 2],
+    hosts: Vec<String>,
+    origins: Vec<String>,
 }
 
 impl Origins {
     pub fn loopback(port: u16) -> Origins {
-        let hosts = [format!("127.0.0.1:{port}"), format!("localhost:{port}")];
-        let origins = [
-            format!("http://{}", hosts[0]),
-            format!("http://{}", hosts[1]),
-        ];
+        let hosts = vec![format!("127.0.0.1:{port}"), format!("localhost:{port}")];
+        let origins = hosts.iter().map(|h| format!("http://{h}")).collect();
         Origins { hosts, origins }
+    }
+
+    /// The host and origin of `url` (the port only when the URL gives one,
+    /// as browsers send them).
+    pub fn of_url(url: &Url) -> Option<Origins> {
+        let host = url.host_str()?;
+        let host = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        Some(Origins {
+            origins: vec![url.origin().ascii_serialization()],
+            hosts: vec![host],
+        })
     }
 
     fn host_ok(&self, headers: &HeaderMap) -> bool {
@@ -49,10 +63,12 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; st
 
 pub async fn check(State(c): State<Console>, request: Request, next: Next) -> Response {
     let headers = request.headers();
-    if !c.origin.host_ok(headers) {
+    // The kubelet's probes name the pod's address, not the console's.
+    let probe = request.uri().path() == "/healthz";
+    if !probe && !c.origin.host_ok(headers) {
         return (
             StatusCode::MISDIRECTED_REQUEST,
-            "this console answers only to 127.0.0.1 and localhost on its own port",
+            "this console answers only to its own address (locally: 127.0.0.1 and localhost on its own port)",
         )
             .into_response();
     }

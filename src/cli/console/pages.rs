@@ -12,6 +12,7 @@ use kube::api::{Api, ListParams};
 use serde::Deserialize;
 
 use super::Console;
+use super::person::Person;
 use super::views::{self, DeploymentRow, GateCard, InboxRow, Moment, Shelf};
 use crate::api::{Gate, ModelApproval, ModelDeployment};
 use crate::cli::{CliError, Result};
@@ -25,21 +26,38 @@ pub struct Chrome {
     pub path: String,
     /// inbox, approval or deployments: the current navigation entry.
     pub current: &'static str,
+    /// In the cluster, people sign in (and out); locally they are who ran it.
+    pub signed_in: bool,
 }
 
-fn chrome(c: &Console, path: String, current: &'static str) -> Chrome {
+fn chrome(c: &Console, p: &Person, path: String, current: &'static str) -> Chrome {
     Chrome {
-        user: c.me.user.clone(),
-        groups: c
+        user: p.me.user.clone(),
+        groups: p
             .me
             .groups
             .iter()
             .filter(|g| !g.starts_with("system:"))
             .cloned()
             .collect(),
-        namespace: c.session.namespace.clone(),
+        namespace: p.session.namespace.clone(),
         path,
         current,
+        signed_in: c.sign_in().is_some(),
+    }
+}
+
+impl Chrome {
+    /// The frame of the sign-in page: no one yet.
+    pub fn signed_out(namespace: &str) -> Chrome {
+        Chrome {
+            user: String::new(),
+            groups: Vec::new(),
+            namespace: namespace.into(),
+            path: "/signin".into(),
+            current: "signin",
+            signed_in: false,
+        }
     }
 }
 
@@ -103,7 +121,7 @@ pub fn html<T: Template>(code: StatusCode, page: &T) -> Response {
 }
 
 /// A page saying what went wrong, with the API server's words.
-pub fn problem(c: &Console, path: String, e: &CliError) -> Response {
+pub fn problem(c: &Console, p: &Person, path: String, e: &CliError) -> Response {
     let code = match e {
         CliError::NotFound(_) => StatusCode::NOT_FOUND,
         CliError::Refused(_) => StatusCode::FORBIDDEN,
@@ -117,7 +135,7 @@ pub fn problem(c: &Console, path: String, e: &CliError) -> Response {
         _ => "The cluster could not be reached",
     };
     let page = Problem {
-        chrome: chrome(c, path, ""),
+        chrome: chrome(c, p, path, ""),
         title: title.into(),
         detail: e.to_string(),
     };
@@ -125,14 +143,14 @@ pub fn problem(c: &Console, path: String, e: &CliError) -> Response {
 }
 
 /// Every object of kind `K` in the console's namespace, by name.
-async fn list<K>(c: &Console, what: &str) -> Result<Vec<K>>
+async fn list<K>(p: &Person, what: &str) -> Result<Vec<K>>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug,
 {
-    let api: Api<K> = Api::namespaced(c.session.client.clone(), &c.session.namespace);
+    let api: Api<K> = Api::namespaced(p.session.client.clone(), &p.session.namespace);
     let mut items = api
         .list(&ListParams::default())
         .await
@@ -142,25 +160,25 @@ where
     Ok(items)
 }
 
-async fn approvals(c: &Console) -> Result<Vec<ModelApproval>> {
-    list(c, "ModelApprovals").await
+async fn approvals(p: &Person) -> Result<Vec<ModelApproval>> {
+    list(p, "ModelApprovals").await
 }
 
-async fn model_deployments(c: &Console) -> Result<Vec<ModelDeployment>> {
-    list(c, "ModelDeployments").await
+async fn model_deployments(p: &Person) -> Result<Vec<ModelDeployment>> {
+    list(p, "ModelDeployments").await
 }
 
-pub async fn inbox(State(c): State<Console>) -> Response {
-    match approvals(&c).await {
-        Ok(items) => html(StatusCode::OK, &inbox_page(&c, &items)),
-        Err(e) => problem(&c, "/".into(), &e),
+pub async fn inbox(State(c): State<Console>, p: Person) -> Response {
+    match approvals(&p).await {
+        Ok(items) => html(StatusCode::OK, &inbox_page(&c, &p, &items)),
+        Err(e) => problem(&c, &p, "/".into(), &e),
     }
 }
 
-fn inbox_page(c: &Console, items: &[ModelApproval]) -> Inbox {
+fn inbox_page(c: &Console, p: &Person, items: &[ModelApproval]) -> Inbox {
     let mut page = Inbox {
-        chrome: chrome(c, "/".into(), "inbox"),
-        my_gates: c
+        chrome: chrome(c, p, "/".into(), "inbox"),
+        my_gates: p
             .me
             .gates(&c.groups)
             .into_iter()
@@ -171,7 +189,7 @@ fn inbox_page(c: &Console, items: &[ModelApproval]) -> Inbox {
         other: Vec::new(),
     };
     for a in items {
-        let (shelf, row) = views::shelve(a, &c.me, &c.groups);
+        let (shelf, row) = views::shelve(a, &p.me, &c.groups);
         match shelf {
             Shelf::Waiting => page.waiting.push(row),
             Shelf::Decided => page.decided.push(row),
@@ -196,6 +214,7 @@ pub struct Recorded {
 
 pub async fn approval(
     State(c): State<Console>,
+    p: Person,
     Path(name): Path<String>,
     Query(q): Query<Recorded>,
     token: CsrfToken,
@@ -204,30 +223,35 @@ pub async fn approval(
         .recorded
         .and_then(|g| g.parse::<Gate>().ok())
         .map(views::title);
-    match approval_page(&c, &name, &token).await {
+    match approval_page(&c, &p, &name, &token).await {
         Ok(mut page) => {
             page.recorded = recorded;
             (token, html(StatusCode::OK, &page)).into_response()
         }
-        Err(e) => problem(&c, format!("/approvals/{name}"), &e),
+        Err(e) => problem(&c, &p, format!("/approvals/{name}"), &e),
     }
 }
 
 /// The approval page as it stands in the cluster now, its forms empty.
-pub async fn approval_page(c: &Console, name: &str, token: &CsrfToken) -> Result<ApprovalPage> {
-    let api: Api<ModelApproval> = Api::namespaced(c.session.client.clone(), &c.session.namespace);
+pub async fn approval_page(
+    c: &Console,
+    p: &Person,
+    name: &str,
+    token: &CsrfToken,
+) -> Result<ApprovalPage> {
+    let api: Api<ModelApproval> = Api::namespaced(p.session.client.clone(), &p.session.namespace);
     let a = api.get(name).await.map_err(|e| {
         CliError::from_api(
             e,
-            &format!("ModelApproval {name} in namespace {}", c.session.namespace),
+            &format!("ModelApproval {name} in namespace {}", p.session.namespace),
         )
     })?;
-    let mds = model_deployments(c).await?;
+    let mds = model_deployments(p).await?;
     let status = a.status.clone().unwrap_or_default();
     let at = |t: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
         t.map(|t| views::when(t.0)).unwrap_or_default()
     };
-    let gates = views::gate_cards(&a, &c.me, &c.groups);
+    let gates = views::gate_cards(&a, &p.me, &c.groups);
     // The deployments that name or serve it, and the pinned rules' progress,
     // as `status` reports them.
     let view = super::super::status::view(&a, &mds);
@@ -238,7 +262,7 @@ pub async fn approval_page(c: &Console, name: &str, token: &CsrfToken) -> Result
         .collect();
     let gated = view.deployments;
     Ok(ApprovalPage {
-        chrome: chrome(c, format!("/approvals/{name}"), "approval"),
+        chrome: chrome(c, p, format!("/approvals/{name}"), "approval"),
         name: name.to_string(),
         model: a.spec.model.name.clone(),
         version: a.spec.model.version.clone(),
@@ -268,16 +292,16 @@ pub async fn approval_page(c: &Console, name: &str, token: &CsrfToken) -> Result
     })
 }
 
-pub async fn deployments(State(c): State<Console>) -> Response {
-    match model_deployments(&c).await {
+pub async fn deployments(State(c): State<Console>, p: Person) -> Response {
+    match model_deployments(&p).await {
         Ok(mds) => html(
             StatusCode::OK,
             &Deployments {
-                chrome: chrome(&c, "/deployments".into(), "deployments"),
+                chrome: chrome(&c, &p, "/deployments".into(), "deployments"),
                 rows: mds.iter().map(views::deployment_row).collect(),
             },
         ),
-        Err(e) => problem(&c, "/deployments".into(), &e),
+        Err(e) => problem(&c, &p, "/deployments".into(), &e),
     }
 }
 

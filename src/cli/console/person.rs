@@ -1,0 +1,34 @@
+//! The person a request acts as. Run locally, that is always the caller of
+//! `kubectl modelgate console`; in the cluster, it is whoever the request's
+//! session cookie names, and a request that names no live session is sent
+//! to sign in before any handler runs, so it reads and writes nothing.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::response::Response;
+
+use super::views::Me;
+use super::{Console, People, signin};
+use crate::cli::Session;
+
+/// A person: the client that acts as them and who the cluster says they are.
+#[derive(Clone)]
+pub struct Person {
+    pub session: Arc<Session>,
+    pub me: Arc<Me>,
+}
+
+impl FromRequestParts<Console> for Person {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, c: &Console) -> Result<Person, Response> {
+        match &c.people {
+            People::Local(person) => Ok(person.clone()),
+            People::SignedIn(sign_in) => sign_in
+                .person(&parts.headers)
+                .map_err(|ended| signin::sign_in_again(parts, ended)),
+        }
+    }
+}
