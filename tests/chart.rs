@@ -232,6 +232,61 @@ fn the_rendered_chart_is_what_a_platform_team_checks() {
     );
 }
 
+/// The console in the cluster: no token of its own, nothing bound to its
+/// service account, its own pods (the operator's selectors never match
+/// them), the chart's reviewer groups and the client secret from a Secret.
+#[test]
+fn the_console_runs_with_no_token_and_no_rights_of_its_own() {
+    let docs = render(&[
+        "--set",
+        EVERYTHING_ON,
+        "--set",
+        "reviewerGroups.legal=corp:legal",
+    ]);
+    let d = find(&docs, "Deployment", "modelgate-console");
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "modelgate-console");
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    let sa = find(&docs, "ServiceAccount", "modelgate-console");
+    assert_eq!(sa["automountServiceAccountToken"], false);
+    for binding in docs.iter().filter(|o| {
+        matches!(
+            o["kind"].as_str(),
+            Some("RoleBinding" | "ClusterRoleBinding")
+        )
+    }) {
+        assert!(
+            !binding["subjects"]
+                .to_string()
+                .contains("modelgate-console"),
+            "nothing is bound to the console: {binding}"
+        );
+    }
+    let container = &pod["containers"][0];
+    let args = container["args"].to_string();
+    for want in [
+        "--oidc-issuer=https://sso.example.com",
+        "--external-url=https://modelgate.example.com",
+        "--reviewer-group=legal=corp:legal",
+        "--api-ca-file=/etc/modelgate/kube-ca/ca.crt",
+        "--oidc-client-secret-file=/etc/modelgate/oidc-client/client-secret",
+    ] {
+        assert!(args.contains(want), "{want} in {args}");
+    }
+    let volumes = pod["volumes"].to_string();
+    assert!(volumes.contains("modelgate-console-oidc"), "{volumes}");
+    let operator = find(&docs, "Deployment", "modelgate");
+    let selector = &operator["spec"]["selector"]["matchLabels"];
+    let console_labels = &d["spec"]["template"]["metadata"]["labels"];
+    assert_ne!(
+        selector["app.kubernetes.io/name"], console_labels["app.kubernetes.io/name"],
+        "the operator's selector does not take the console's pods"
+    );
+    let ingress = find(&docs, "Ingress", "modelgate-console");
+    assert_eq!(ingress["spec"]["rules"][0]["host"], "modelgate.example.com");
+    find(&docs, "NetworkPolicy", "modelgate-console");
+}
+
 #[test]
 fn bad_values_are_refused_by_the_schema() {
     for (set, says) in [
@@ -259,6 +314,14 @@ fn bad_values_are_refused_by_the_schema() {
             "metrics.serviceMonitor.enabled=true,metrics.service.enabled=false",
             "needs metrics.service.enabled=true",
         ),
+        ("console.enabled=true", "needs console.oidc.issuerURL"),
+        (
+            "console.enabled=true,console.oidc.issuerURL=https://sso.example.com",
+            "needs console.externalURL",
+        ),
+        ("console.oidc.issuerURL=http://sso.example.com", "issuerURL"),
+        ("console.sessionMaxAge=forever", "sessionMaxAge"),
+        ("console.oidc.scopes={profile}", "scopes"),
     ] {
         let out = helm(&["template", "modelgate", CHART, "--set", set]);
         let said = text(&out);

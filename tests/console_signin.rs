@@ -35,11 +35,13 @@ impl SignedInConsole {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
         let home = tempdir("console-signin-home");
+        // As the chart gives it: a file from a Secret.
+        let secret = home.join("client-secret");
+        std::fs::write(&secret, format!("{}\n", oidc.client_secret)).expect("write the secret");
         let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-modelgate"))
             // Nothing to fall back on: no kubeconfig, no ~/.kube.
             .env_remove("KUBECONFIG")
             .env("HOME", &home)
-            .env("MODELGATE_OIDC_CLIENT_SECRET", &oidc.client_secret)
             .args([
                 "console",
                 "-n",
@@ -49,6 +51,8 @@ impl SignedInConsole {
             ])
             .args(["--external-url", &url, "--oidc-issuer", &oidc.issuer])
             .args(["--oidc-client-id", client_id])
+            .arg("--oidc-client-secret-file")
+            .arg(&secret)
             .arg("--oidc-ca-file")
             .arg(&oidc.ca)
             .args(["--api-server", &oidc.api_server])
@@ -349,6 +353,36 @@ async fn requests_without_a_session_or_with_a_forged_one_write_nothing() {
         "GET /signin HTTP/1.1\r\nHost: evil.example\r\nConnection: close\r\n\r\n",
     );
     assert_eq!(code, 421);
+
+    // The console's own service account (the chart binds nothing to it
+    // and mounts no token; here acted as outright) may not decide a gate.
+    let console_sa = client_as(
+        Some("system:serviceaccount:modelgate-system:modelgate-console"),
+        &[
+            "system:serviceaccounts",
+            "system:serviceaccounts:modelgate-system",
+            "system:authenticated",
+        ],
+    )
+    .await;
+    let as_console: kube::Api<ModelApproval> = kube::Api::namespaced(console_sa, &ns.name);
+    let gate = serde_json::json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
+        "status": {"conditions": [{"type": "LegalReview", "status": "True", "reason": "Passed",
+            "message": "", "lastTransitionTime": "2026-12-01T00:00:00Z"}]},
+    });
+    let refused = as_console
+        .patch_status(
+            APPROVAL,
+            &kube::api::PatchParams::apply("console-attempt").force(),
+            &kube::api::Patch::Apply(&gate),
+        )
+        .await
+        .expect_err("the console's own identity may not write");
+    assert!(
+        matches!(&refused, kube::Error::Api(s) if s.code == 403),
+        "{refused}"
+    );
 
     let after = approvals.get(APPROVAL).await.expect("approval");
     assert_eq!(

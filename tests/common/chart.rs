@@ -10,7 +10,7 @@ pub const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/charts/modelgate")
 
 /// Every optional object of the chart switched on, so that checks of the
 /// rendered chart see every template.
-pub const EVERYTHING_ON: &str = "networkPolicy.enabled=true,metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true";
+pub const EVERYTHING_ON: &str = "networkPolicy.enabled=true,metrics.serviceMonitor.enabled=true,metrics.prometheusRule.enabled=true,metrics.grafanaDashboard.enabled=true,console.enabled=true,console.ingress.enabled=true,console.ingress.host=modelgate.example.com,console.externalURL=https://modelgate.example.com,console.oidc.issuerURL=https://sso.example.com,console.oidc.clientSecret.name=modelgate-console-oidc";
 
 /// Runs helm against the cluster.
 pub fn helm(args: &[&str]) -> Output {

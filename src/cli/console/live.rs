@@ -33,6 +33,10 @@ where
                 Ok(watcher::Event::Apply(o) | watcher::Event::Delete(o)) => {
                     Some(format!("{kind} {}", o.name_any()))
                 }
+                // The watch starts after the page was drawn: once it has
+                // listed, the page looks again, so that a change in between
+                // is not missed.
+                Ok(watcher::Event::InitDone) => Some(format!("{kind} *")),
                 Ok(_) => None,
                 Err(e) => {
                     tracing::debug!(error = %e, "watch of {kind} failed; retrying");

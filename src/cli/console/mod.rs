@@ -71,20 +71,23 @@ pub struct SignInArgs {
     /// The OpenID provider people sign in with (its issuer URL). With it,
     /// no kubeconfig identity is used: every call carries the signed-in
     /// person's ID token, which the API server must trust.
-    #[arg(long, env = "MODELGATE_OIDC_ISSUER")]
+    #[arg(long)]
     pub oidc_issuer: Option<String>,
     /// The console's client id at the provider (the token's audience).
-    #[arg(
-        long,
-        env = "MODELGATE_OIDC_CLIENT_ID",
-        default_value = "modelgate-console"
-    )]
+    #[arg(long, default_value = "modelgate-console")]
     pub oidc_client_id: String,
     /// The console's client secret (none: a public client, PKCE alone).
-    #[arg(long, env = "MODELGATE_OIDC_CLIENT_SECRET", hide_env_values = true)]
+    #[arg(long, env = "MODELGATE_CONSOLE_CLIENT_SECRET", hide_env_values = true)]
     pub oidc_client_secret: Option<String>,
+    /// A file holding the client secret (the chart mounts its Secret there).
+    #[arg(
+        long,
+        env = "MODELGATE_CONSOLE_CLIENT_SECRET_FILE",
+        conflicts_with = "oidc_client_secret"
+    )]
+    pub oidc_client_secret_file: Option<PathBuf>,
     /// CA certificates (PEM) to trust for the provider, besides the usual roots.
-    #[arg(long, env = "MODELGATE_OIDC_CA")]
+    #[arg(long)]
     pub oidc_ca_file: Option<PathBuf>,
     /// The scopes to ask for; the groups must reach the ID token.
     #[arg(
@@ -221,7 +224,7 @@ async fn run_signing_in(global: &Global, args: SignInArgs) -> Result<String> {
     let provider = oidc::Provider::new(oidc::ProviderSettings {
         issuer: issuer.clone(),
         client_id: args.oidc_client_id.clone(),
-        client_secret: args.oidc_client_secret.clone(),
+        client_secret: client_secret(&args)?,
         ca_file: args.oidc_ca_file.clone(),
         scopes: args.oidc_scopes.clone(),
         redirect: redirect.to_string(),
@@ -251,6 +254,21 @@ async fn run_signing_in(global: &Global, args: SignInArgs) -> Result<String> {
     };
     announce(external.as_str(), &said, false);
     serve(listener, console).await
+}
+
+/// The client secret, given or read from its file (without the newline an
+/// editor leaves at the end).
+fn client_secret(args: &SignInArgs) -> Result<Option<String>> {
+    let Some(path) = &args.oidc_client_secret_file else {
+        return Ok(args.oidc_client_secret.clone());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CliError::Usage(format!(
+            "cannot read the client secret from {}: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()))
 }
 
 /// Every gate's group: the one given, else the default.
