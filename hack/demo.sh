@@ -24,9 +24,10 @@ if [ -z "${KUBECONFIG:-}" ]; then
   step 1 "local control plane (the first run builds it from source: about 10-15 minutes; later runs take seconds)"
   hack/cluster.sh up
   eval "$(hack/cluster.sh env)"
+  local_cluster=1
 else
   step 1 "using the cluster in KUBECONFIG"
-  eval "$(hack/cluster.sh env | grep -v '^export KUBECONFIG=')"
+  eval "$(hack/cluster.sh env | grep -v '^export KUBECONFIG=' | grep -v '_OIDC_')"
 fi
 kubectl() { "$MODELGATE_KUBECTL" "$@"; }
 
@@ -120,12 +121,25 @@ show kubectl modelgate audit report "$audit_dir/demo-audit.jsonl" -o "$audit_dir
 echo "# a shortcut around the gates is refused, even for a cluster admin:"
 show kubectl run shortcut -n "$NS" --image=registry.example.com/model-server:1.8 || true
 show kubectl set image deployment/fraud-detector -n "$NS" server=registry.example.com/other:1 || true
+if [ -n "${local_cluster:-}" ] && [ -n "${MODELGATE_OIDC_ISSUER:-}" ]; then
+  echo "# the API server trusts the local OpenID provider too: a token from its sign-in is lena herself"
+  api=$(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}')
+  echo '$ kubectl --kubeconfig /dev/null --server "$api" --certificate-authority "$MODELGATE_OIDC_CA" --token "$(hack/cluster.sh token lena)" auth whoami'
+  kubectl --kubeconfig /dev/null --server "$api" --certificate-authority "$MODELGATE_OIDC_CA" \
+    --token "$(hack/cluster.sh token lena)" auth whoami
+fi
 
 printf '\n\033[1mDone in %ss.\033[0m The control plane keeps running; the operator stops with this script.\n' "$((SECONDS - T0))"
 echo "  eval \"\$(hack/cluster.sh env)\"; kubectl get modelgate -A     # look around"
 printf '\nThe reviewers'"'"' console (docs/console.md), here as the legal reviewer of this demo:\n'
 echo "  target/debug/kubectl-modelgate console -n $NS --as lee@example.com --as-group modelgate:legal-reviewers --as-group system:authenticated --open"
 echo "  # then open http://127.0.0.1:8437/ in your browser; Ctrl-C stops it"
+if [ -n "${local_cluster:-}" ] && [ -n "${MODELGATE_OIDC_ISSUER:-}" ]; then
+  printf '\nThe console as it runs in the cluster: people sign in (lena, bo, ada, sam, fatima; password modelgate-test):\n'
+  echo "  target/debug/kubectl-modelgate console -n $NS --listen 127.0.0.1:8080 --external-url http://127.0.0.1:8080 \\"
+  echo "    --oidc-issuer $MODELGATE_OIDC_ISSUER --oidc-ca-file $MODELGATE_OIDC_CA \\"
+  echo "    --oidc-client-secret-file <(printf %s $MODELGATE_OIDC_CLIENT_SECRET) --api-server $api --api-ca-file $MODELGATE_OIDC_CA"
+fi
 echo
 echo "  hack/demo.sh                                                 # run it again"
 echo "  hack/cluster.sh down                                         # stop the control plane"
