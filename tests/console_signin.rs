@@ -116,7 +116,32 @@ async fn sign_in(browser: &Client, console: &SignedInConsole, path: &str, user: 
     type_into(browser, "#username", user).await;
     type_into(browser, "#password", PASSWORD).await;
     click(browser, "button[type=submit]").await;
-    shows(browser, "#who", &format!("oidc:{user}"), 20).await;
+    // Signed in, or the sign-in page says why not (which then fails here
+    // with its words).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(e) = browser.find(Locator::Css("#signin-error")).await {
+            panic!(
+                "the sign-in did not go through: {}",
+                e.text().await.unwrap_or_default()
+            );
+        }
+        if let Ok(e) = browser.find(Locator::Css("#who")).await
+            && e.text().await.unwrap_or_default() == format!("oidc:{user}")
+        {
+            break;
+        }
+        let at = browser
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        assert!(
+            Instant::now() < deadline,
+            "not signed in as {user} after 30 s, at {at}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let back = browser.current_url().await.expect("url");
     assert_eq!(back.path(), path, "back on the page asked for: {back}");
 }
@@ -137,6 +162,14 @@ async fn one_approval(prefix: &str) -> (TestNamespace, kube::Api<ModelApproval>)
     let ns = TestNamespace::new(&client, prefix).await;
     let approvals = kube::Api::namespaced(client.clone(), &ns.name);
     create_approval(&approvals, APPROVAL, "2.4.0", None).await;
+    // The operator's first write (Pending, the pinned policy) is done
+    // before a test compares what was written.
+    eventually(30, "the operator's first status", || async {
+        let a = approvals.get(APPROVAL).await.ok()?;
+        let status = a.status?;
+        (status.phase.is_some() && status.policy.is_some()).then_some(())
+    })
+    .await;
     (ns, approvals)
 }
 
@@ -338,14 +371,44 @@ async fn requests_without_a_session_or_with_a_forged_one_write_nothing() {
         let (code, _) = get(port, "/deployments", cookie);
         assert_eq!(code, 303);
     }
-    // A callback that no sign-in of this browser started opens no session.
-    let (code, answer) = get(port, "/callback?code=stolen&state=guessed", None);
-    assert_eq!(code, 401, "{answer}");
-    assert!(answer.contains("start it again"), "{answer}");
-    assert!(
-        !answer.contains("set-cookie: modelgate-session="),
-        "{answer}"
+    // A callback that no sign-in of this browser started opens no session:
+    // without the sign-in cookie, with one forged to match the state, or
+    // with a real one and another state.
+    let started = get(port, "/signin/start?next=%2F", None).1;
+    let real = started
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: modelgate-signin="))
+        .and_then(|v| v.split(';').next())
+        .expect("the sign-in cookie")
+        .to_string();
+    for cookie in [
+        String::new(),
+        "Cookie: modelgate-signin=guessed\r\n".to_string(),
+        format!("Cookie: modelgate-signin={real}\r\n"),
+    ] {
+        let (code, answer) = request(
+            port,
+            &format!(
+                "GET /callback?code=stolen&state=guessed HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{cookie}Connection: close\r\n\r\n"
+            ),
+        );
+        assert_eq!(code, 401, "{cookie}: {answer}");
+        assert!(answer.contains("start it again"), "{answer}");
+        assert!(
+            !answer.contains("set-cookie: modelgate-session="),
+            "{answer}"
+        );
+    }
+    // A form from another site is refused before any session is looked at.
+    let body = "authenticity_token=forged&decision=approve&reason=Passed&message=";
+    let (code, answer) = request(
+        port,
+        &format!(
+            "POST /approvals/{APPROVAL}/gates/legal HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: https://evil.example\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
     );
+    assert_eq!(code, 403, "{answer}");
     // The sign-in page itself is open to all, and only on the console's own name.
     assert_eq!(get(port, "/signin", None).0, 200);
     let (code, _) = request(

@@ -19,13 +19,19 @@ use super::Console;
 pub struct Origins {
     hosts: Vec<String>,
     origins: Vec<String>,
+    /// Served as https (behind an ingress): browsers are told to keep it so.
+    https: bool,
 }
 
 impl Origins {
     pub fn loopback(port: u16) -> Origins {
         let hosts = vec![format!("127.0.0.1:{port}"), format!("localhost:{port}")];
         let origins = hosts.iter().map(|h| format!("http://{h}")).collect();
-        Origins { hosts, origins }
+        Origins {
+            hosts,
+            origins,
+            https: false,
+        }
     }
 
     /// The host and origin of `url` (the port only when the URL gives one,
@@ -39,6 +45,7 @@ impl Origins {
         Some(Origins {
             origins: vec![url.origin().ascii_serialization()],
             hosts: vec![host],
+            https: url.scheme() == "https",
         })
     }
 
@@ -91,6 +98,12 @@ pub async fn check(State(c): State<Console>, request: Request, next: Next) -> Re
         (header::REFERRER_POLICY, "same-origin"),
     ] {
         h.insert(name, HeaderValue::from_static(value));
+    }
+    if c.origin.https {
+        h.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
     }
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));

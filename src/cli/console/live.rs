@@ -8,7 +8,12 @@
 use std::convert::Infallible;
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
 use futures::{Stream, StreamExt};
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -47,13 +52,63 @@ where
         })
 }
 
+/// The most live pages one person has open at once: each is a watch of
+/// its own on the API server, and a person's tabs should not be able to
+/// wear the console (or the API server) down.
+const MAX_LIVE_PAGES: usize = 8;
+
+/// One of a person's live pages, counted while its stream lasts.
+struct LivePage(Arc<AtomicUsize>);
+
+impl LivePage {
+    fn open(count: &Arc<AtomicUsize>) -> Option<LivePage> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < MAX_LIVE_PAGES).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| LivePage(count.clone()))
+    }
+}
+
+impl Drop for LivePage {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The event stream a page subscribes to: the person's own watch of the
-/// namespace's approvals and deployments, ended when the page goes.
-pub async fn events(p: Person) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+/// namespace's approvals and deployments, ended when the page goes or the
+/// person's session does (its token would no longer list them anyway).
+/// Past the live pages a person may have, a page is told 429 and works on
+/// without following the cluster.
+pub async fn events(p: Person) -> Response {
+    let Some(page) = LivePage::open(&p.live_pages) else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many pages of this console follow the cluster at once: close some",
+        )
+            .into_response();
+    };
     let approvals: Api<ModelApproval> =
         Api::namespaced(p.session.client.clone(), &p.session.namespace);
     let mds: Api<ModelDeployment> = Api::namespaced(p.session.client.clone(), &p.session.namespace);
+    let left = p
+        .ends
+        // Past its end already: zero, the stream ends at once.
+        .map(|end| {
+            Duration::try_from(end.duration_since(jiff::Timestamp::now())).unwrap_or_default()
+        })
+        .unwrap_or(Duration::MAX);
+    let ended = tokio::time::sleep(left.min(Duration::from_secs(365 * 86_400)));
     let stream = futures::stream::select(changes(approvals), changes(mds))
-        .map(|change| Ok(Event::default().event("change").data(change)));
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .take_until(ended)
+        .map(move |change| {
+            // The count drops when the stream does.
+            let _open = &page;
+            Ok::<_, Infallible>(Event::default().event("change").data(change))
+        });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }

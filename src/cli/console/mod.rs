@@ -122,8 +122,8 @@ pub struct SignInArgs {
 
 fn parse_duration(text: &str) -> Result<SignedDuration, String> {
     match text.parse::<SignedDuration>() {
-        Ok(d) if d.is_positive() => Ok(d),
-        Ok(_) => Err("give a length of time above zero, e.g. 8h".into()),
+        Ok(d) if d.is_positive() && d <= SignedDuration::from_hours(24 * 7) => Ok(d),
+        Ok(_) => Err("give a length of time above zero and at most a week, e.g. 8h".into()),
         Err(e) => Err(format!("{e} (e.g. 8h or 30m)")),
     }
 }
@@ -185,10 +185,7 @@ pub async fn run(global: &Global, args: ConsoleArgs) -> Result<String> {
     let groups = super::why::groups(&session, &authority).await;
     let listener = listen(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port))).await?;
     let port = local_port(&listener)?;
-    let person = Person {
-        session: Arc::new(session),
-        me: Arc::new(me),
-    };
+    let person = Person::new(session, me, None);
     let url = format!("http://127.0.0.1:{port}/");
     let said = format!(
         "modelgate console for {} in namespace {}: open {url} in your browser; Ctrl-C stops it.",
@@ -216,6 +213,7 @@ async fn run_signing_in(global: &Global, args: SignInArgs) -> Result<String> {
         None => Url::parse(&format!("http://127.0.0.1:{}/", local_port(&listener)?))
             .map_err(|e| CliError::Usage(e.to_string()))?,
     };
+    refuse_plain_http(&external)?;
     let origin = guard::Origins::of_url(&external)
         .ok_or_else(|| CliError::Usage(format!("--external-url {external}: it needs a host")))?;
     let redirect = external
@@ -243,8 +241,9 @@ async fn run_signing_in(global: &Global, args: SignInArgs) -> Result<String> {
         namespace,
         session_max: args.session_max,
         secure,
+        names: signin::CookieNames::new(secure),
+        key: cookie::Key::generate(),
         sessions: sessions::Expiring::sessions(),
-        pending: sessions::Expiring::pending(),
     };
     let console = Console {
         people: People::SignedIn(Arc::new(sign_in)),
@@ -269,6 +268,21 @@ fn client_secret(args: &SignInArgs) -> Result<Option<String>> {
         ))
     })?;
     Ok(Some(text.trim_end_matches(['\r', '\n']).to_string()))
+}
+
+/// Over plain http, the session cookie and every page cross the network in
+/// the clear: only a loopback address (a port-forward) may use it.
+fn refuse_plain_http(external: &Url) -> Result<()> {
+    let loopback = matches!(
+        external.host_str(),
+        Some("127.0.0.1" | "localhost" | "[::1]")
+    );
+    if external.scheme() == "https" || (external.scheme() == "http" && loopback) {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "--external-url {external}: people's sessions would cross the network in the clear; give an https address (plain http only on 127.0.0.1 or localhost, as with a port-forward)"
+    )))
 }
 
 /// Every gate's group: the one given, else the default.

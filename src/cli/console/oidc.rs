@@ -62,9 +62,16 @@ pub struct Provider {
     discovered: OnceCell<Discovered>,
 }
 
-/// A sign-in under way: what the callback needs to finish it.
-#[derive(Clone)]
+/// A sign-in under way: what the callback needs to finish it. It travels
+/// in the browser's sign-in cookie, encrypted and authenticated with the
+/// console's key, so the console holds nothing for a sign-in that anyone
+/// may start.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub struct Started {
+    /// The state sent to the provider, which must come back with the code.
+    pub state: String,
+    /// When it runs out (Unix seconds).
+    pub until: i64,
     pub verifier: String,
     pub nonce: String,
     /// Where to go once signed in (a path of this console).
@@ -136,7 +143,7 @@ impl Provider {
 
     /// The provider's address to send the browser to, and what the
     /// callback needs; the state goes in the browser's cookie.
-    pub async fn start(&self, next: String) -> Result<(String, CsrfToken, Started), SignInError> {
+    pub async fn start(&self, next: String, until: i64) -> Result<(String, Started), SignInError> {
         let client = self.client().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client.authorize_url(
@@ -149,11 +156,13 @@ impl Provider {
         }
         let (url, state, nonce) = request.set_pkce_challenge(challenge).url();
         let started = Started {
+            state: state.secret().clone(),
+            until,
             verifier: verifier.secret().clone(),
             nonce: nonce.secret().clone(),
             next,
         };
-        Ok((url.to_string(), state, started))
+        Ok((url.to_string(), started))
     }
 
     /// Exchanges the code and verifies the ID token it brings.

@@ -4,6 +4,7 @@
 //! to sign in before any handler runs, so it reads and writes nothing.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -18,6 +19,21 @@ use crate::cli::Session;
 pub struct Person {
     pub session: Arc<Session>,
     pub me: Arc<Me>,
+    /// When a signed-in session ends (None: the local console's caller).
+    pub ends: Option<jiff::Timestamp>,
+    /// How many live pages (each a watch of its own) the person has open.
+    pub live_pages: Arc<AtomicUsize>,
+}
+
+impl Person {
+    pub fn new(session: Session, me: Me, ends: Option<jiff::Timestamp>) -> Person {
+        Person {
+            session: Arc::new(session),
+            me: Arc::new(me),
+            ends,
+            live_pages: Arc::default(),
+        }
+    }
 }
 
 impl FromRequestParts<Console> for Person {

@@ -1,8 +1,8 @@
 //! Who is signed in to the console in the cluster: a session per browser,
 //! kept in memory under a random identifier (the cookie holds nothing but
-//! that identifier, so a forged or replayed cookie names no one), and the
-//! sign-ins under way, each waiting for the provider to send its browser
-//! back. Both maps are bounded: anyone can start a sign-in.
+//! that identifier, so a forged or replayed cookie names no one). The map
+//! is bounded; the sign-ins under way are kept by the browsers themselves
+//! (`signin`), so nothing here grows with requests nobody signed in for.
 //!
 //! Pure bookkeeping with the clock passed in; the handlers in `signin` do
 //! the talking.
@@ -10,14 +10,11 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::Timestamp;
 
-/// The most sign-ins under way at once; the oldest goes first.
-const MAX_PENDING: usize = 4096;
-/// How long a browser may take on the provider's login page.
-pub const PENDING_FOR: SignedDuration = SignedDuration::from_mins(10);
-/// The most sessions at once; the one nearest its end goes first.
-const MAX_SESSIONS: usize = 10_000;
+/// The most sessions at once; the one nearest its end goes first. Each
+/// holds a client of its own (docs/console.md gives its memory).
+const MAX_SESSIONS: usize = 1000;
 
 /// A fresh random identifier: 32 bytes from the operating system, as hex.
 pub fn random_id() -> Result<String, getrandom::Error> {
@@ -43,11 +40,6 @@ impl<T: Clone> Expiring<T> {
     /// Sessions of signed-in people.
     pub fn sessions() -> Self {
         Self::with_max(MAX_SESSIONS)
-    }
-
-    /// Sign-ins under way.
-    pub fn pending() -> Self {
-        Self::with_max(MAX_PENDING)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Timestamp, T)>> {
@@ -82,13 +74,6 @@ impl<T: Clone> Expiring<T> {
             }
             Some((_, value)) => Lookup::Live(value.clone()),
         }
-    }
-
-    /// Takes the value under `id` out, for a one-time use.
-    pub fn take(&self, id: &str, now: Timestamp) -> Lookup<T> {
-        let found = self.get(id, now);
-        self.lock().remove(id);
-        found
     }
 
     pub fn remove(&self, id: &str) {
@@ -126,14 +111,6 @@ mod tests {
         assert_eq!(s.get("a", t(60)), Lookup::Ended);
         assert_eq!(s.get("a", t(61)), Lookup::Unknown, "an ended one is gone");
         assert_eq!(s.get("forged", t(0)), Lookup::Unknown);
-    }
-
-    #[test]
-    fn a_pending_sign_in_is_used_once() {
-        let p = Expiring::pending();
-        p.insert("state".into(), "verifier", t(600), t(0));
-        assert_eq!(p.take("state", t(1)), Lookup::Live("verifier"));
-        assert_eq!(p.take("state", t(2)), Lookup::Unknown);
     }
 
     #[test]

@@ -10,20 +10,46 @@ use axum::extract::{Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
-use cookie::{Cookie, SameSite};
+use cookie::{Cookie, CookieJar, SameSite};
 use jiff::{SignedDuration, Timestamp};
 use openidconnect::url::form_urlencoded;
 use serde::Deserialize;
 
 use super::apiserver::ApiServer;
-use super::oidc::{Provider, SignInError, Started};
+use super::oidc::{Provider, SignInError, Started, Verified};
 use super::pages::{Chrome, html};
 use super::person::Person;
 use super::sessions::{self, Expiring, Lookup};
 use super::{Console, views};
 
-const SESSION_COOKIE: &str = "modelgate-session";
-const SIGNIN_COOKIE: &str = "modelgate-signin";
+/// How long a browser may take on the provider's login page.
+const PENDING_FOR: SignedDuration = SignedDuration::from_mins(10);
+/// The longest `next` kept: a page of this console needs no more.
+const MAX_NEXT: usize = 2048;
+
+/// The cookies' names: with https, the `__Host-` prefix, so that no other
+/// host of the same site can set them (a browser takes such a cookie only
+/// from this host, Secure, for the path `/`).
+pub struct CookieNames {
+    session: &'static str,
+    signin: &'static str,
+}
+
+impl CookieNames {
+    pub fn new(secure: bool) -> CookieNames {
+        if secure {
+            CookieNames {
+                session: "__Host-modelgate-session",
+                signin: "__Host-modelgate-signin",
+            }
+        } else {
+            CookieNames {
+                session: "modelgate-session",
+                signin: "modelgate-signin",
+            }
+        }
+    }
+}
 
 pub struct SignIn {
     pub provider: Provider,
@@ -33,8 +59,11 @@ pub struct SignIn {
     pub session_max: SignedDuration,
     /// Cookies marked Secure: the console's address is https.
     pub secure: bool,
+    pub names: CookieNames,
+    /// Encrypts the sign-in cookie; made at start (a restart ends only
+    /// the sign-ins under way).
+    pub key: cookie::Key,
     pub sessions: Expiring<Person>,
-    pub pending: Expiring<Started>,
 }
 
 /// The value of the cookie `name` in a request.
@@ -52,7 +81,7 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 impl SignIn {
     /// The person this request's session names, or why there is none.
     pub fn person(&self, headers: &HeaderMap) -> Result<Person, Lookup<()>> {
-        let Some(id) = cookie_value(headers, SESSION_COOKIE) else {
+        let Some(id) = cookie_value(headers, self.names.session) else {
             return Err(Lookup::Unknown);
         };
         match self.sessions.get(&id, Timestamp::now()) {
@@ -62,7 +91,12 @@ impl SignIn {
         }
     }
 
-    fn cookie(&self, name: &'static str, value: String, max_age: Option<SignedDuration>) -> String {
+    fn cookie(
+        &self,
+        name: &'static str,
+        value: String,
+        max_age: Option<SignedDuration>,
+    ) -> Cookie<'static> {
         let mut c = Cookie::build((name, value))
             .path("/")
             .http_only(true)
@@ -73,11 +107,37 @@ impl SignIn {
         if let Some(age) = max_age {
             c = c.max_age(cookie::time::Duration::seconds(age.as_secs()));
         }
-        c.build().to_string()
+        c.build()
     }
 
     fn cleared(&self, name: &'static str) -> String {
         self.cookie(name, String::new(), Some(SignedDuration::ZERO))
+            .to_string()
+    }
+
+    /// The sign-in cookie holding `started`, sealed with the console's key.
+    fn sealed(&self, started: &Started) -> Result<String, SignInError> {
+        let value =
+            serde_json::to_string(started).map_err(|e| SignInError::Internal(e.to_string()))?;
+        let mut jar = CookieJar::new();
+        jar.private_mut(&self.key)
+            .add(self.cookie(self.names.signin, value, Some(PENDING_FOR)));
+        jar.delta()
+            .next()
+            .map(|c| c.to_string())
+            .ok_or_else(|| SignInError::Internal("no sign-in cookie was made".into()))
+    }
+
+    /// The sign-in this browser started, if its cookie is ours, whole and
+    /// not run out, and `state` is the one it sent.
+    fn unsealed(&self, headers: &HeaderMap, state: &str) -> Option<Started> {
+        let raw = cookie_value(headers, self.names.signin)?;
+        let mut jar = CookieJar::new();
+        jar.add_original(Cookie::new(self.names.signin, raw));
+        let opened = jar.private(&self.key).get(self.names.signin)?;
+        let started: Started = serde_json::from_str(opened.value()).ok()?;
+        let fresh = started.until > Timestamp::now().as_second();
+        (fresh && started.state == state).then_some(started)
     }
 
     /// Finishes a sign-in: the session cookie, and where to go.
@@ -86,21 +146,24 @@ impl SignIn {
         headers: &HeaderMap,
         q: Callback,
     ) -> Result<(String, String), SignInError> {
+        // The state first: an answer this browser did not ask for is not
+        // shown, not even its error text.
+        let state = q.state.as_deref().ok_or(SignInError::Stale)?;
+        let started = self.unsealed(headers, state).ok_or(SignInError::Stale)?;
         if let Some(error) = q.error {
             return Err(SignInError::Denied(q.error_description.unwrap_or(error)));
         }
-        let now = Timestamp::now();
-        let state = q.state.ok_or(SignInError::Stale)?;
-        if cookie_value(headers, SIGNIN_COOKIE).as_deref() != Some(state.as_str()) {
-            return Err(SignInError::Stale);
-        }
-        let Lookup::Live(started) = self.pending.take(&state, now) else {
-            return Err(SignInError::Stale);
-        };
         let code = q
             .code
             .ok_or_else(|| SignInError::Denied("no authorization code came back".into()))?;
         let token = self.provider.finish(code, &started).await?;
+        let id = self.open_session(&token).await?;
+        let cookie = self.cookie(self.names.session, id, None).to_string();
+        Ok((cookie, started.next))
+    }
+
+    /// A session for the person `token` names, as the API server says.
+    async fn open_session(&self, token: &Verified) -> Result<String, SignInError> {
         let session = self
             .api
             .session_for(&token.raw, &self.namespace)
@@ -110,23 +173,31 @@ impl SignIn {
             .await
             .map_err(|e| SignInError::NotTrusted(e.to_string()))?;
         let me = views::me(&info);
-        let ends = token.expires.min(now + self.session_max);
+        let now = Timestamp::now();
+        let latest = now.checked_add(self.session_max).unwrap_or(token.expires);
+        let ends = token.expires.min(latest);
         tracing::info!(user = %me.user, until = %ends, sessions = self.sessions.len() + 1, "signed in");
-        let person = Person {
-            session: session.into(),
-            me: me.into(),
-        };
+        let person = Person::new(session, me, Some(ends));
         let id = sessions::random_id().map_err(|e| SignInError::Internal(e.to_string()))?;
         self.sessions.insert(id.clone(), person, ends, now);
-        Ok((self.cookie(SESSION_COOKIE, id, None), started.next))
+        Ok(id)
     }
 }
 
 /// A path of this console to return to; anything else (another site,
-/// `//host`) becomes the inbox.
+/// `//host`, a path with a space, tab or control character, which a
+/// browser may drop to read `//host`, or an overlong one) becomes the inbox.
 fn local_path(next: Option<&str>) -> String {
     match next {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') => p.into(),
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && p.len() <= MAX_NEXT
+                && p.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            p.into()
+        }
         _ => "/".into(),
     }
 }
@@ -220,20 +291,25 @@ pub async fn start(State(c): State<Console>, Query(q): Query<SignInQuery>) -> Re
         return not_found();
     };
     let next = local_path(q.next.as_deref());
-    match s.provider.start(next.clone()).await {
-        Ok((url, state, started)) => {
-            let now = Timestamp::now();
-            let state = state.secret().clone();
-            s.pending
-                .insert(state.clone(), started, now + sessions::PENDING_FOR, now);
-            let cookie = s.cookie(SIGNIN_COOKIE, state, Some(sessions::PENDING_FOR));
-            (
-                AppendHeaders([(header::SET_COOKIE, cookie)]),
-                Redirect::to(&url),
-            )
-                .into_response()
-        }
-        Err(e) => page(s, StatusCode::BAD_GATEWAY, next, None, Some(e.to_string())),
+    let until = (Timestamp::now() + PENDING_FOR).as_second();
+    let started = match s.provider.start(next.clone(), until).await {
+        Ok(started) => started,
+        Err(e) => return page(s, StatusCode::BAD_GATEWAY, next, None, Some(e.to_string())),
+    };
+    let (url, started) = started;
+    match s.sealed(&started) {
+        Ok(cookie) => (
+            AppendHeaders([(header::SET_COOKIE, cookie)]),
+            Redirect::to(&url),
+        )
+            .into_response(),
+        Err(e) => page(
+            s,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            next,
+            None,
+            Some(e.to_string()),
+        ),
     }
 }
 
@@ -258,7 +334,7 @@ pub async fn callback(
         Ok((cookie, next)) => (
             AppendHeaders([
                 (header::SET_COOKIE, cookie),
-                (header::SET_COOKIE, s.cleared(SIGNIN_COOKIE)),
+                (header::SET_COOKIE, s.cleared(s.names.signin)),
             ]),
             Redirect::to(&next),
         )
@@ -281,11 +357,11 @@ pub async fn sign_out(State(c): State<Console>, headers: HeaderMap) -> Response 
     let Some(s) = c.sign_in() else {
         return not_found();
     };
-    if let Some(id) = cookie_value(&headers, SESSION_COOKIE) {
+    if let Some(id) = cookie_value(&headers, s.names.session) {
         s.sessions.remove(&id);
     }
     (
-        AppendHeaders([(header::SET_COOKIE, s.cleared(SESSION_COOKIE))]),
+        AppendHeaders([(header::SET_COOKIE, s.cleared(s.names.session))]),
         Redirect::to(&sign_in_url("/", Some("signed-out"))),
     )
         .into_response()
@@ -294,6 +370,20 @@ pub async fn sign_out(State(c): State<Console>, headers: HeaderMap) -> Response 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_path_a_browser_would_read_as_another_site_is_not_returned_to() {
+        for trick in [
+            "/\t/evil.example/",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "/a\u{7f}",
+        ] {
+            assert_eq!(local_path(Some(trick)), "/", "{trick:?}");
+        }
+        let long = format!("/{}", "a".repeat(MAX_NEXT));
+        assert_eq!(local_path(Some(&long)), "/");
+    }
 
     #[test]
     fn only_paths_of_this_console_are_returned_to() {
@@ -331,8 +421,9 @@ mod tests {
             header::COOKIE,
             "modelgate-session=abc".parse().expect("header"),
         );
-        assert_eq!(cookie_value(&h, SESSION_COOKIE).as_deref(), Some("abc"));
-        assert_eq!(cookie_value(&h, SIGNIN_COOKIE).as_deref(), Some("s"));
+        let names = CookieNames::new(false);
+        assert_eq!(cookie_value(&h, names.session).as_deref(), Some("abc"));
+        assert_eq!(cookie_value(&h, names.signin).as_deref(), Some("s"));
         assert_eq!(cookie_value(&h, "none"), None);
     }
 }
