@@ -81,7 +81,13 @@ pub fn run(
         |a| Some(a.status.as_ref()?.phase?.as_str()),
         {
             let metrics = ctx.metrics.clone();
-            move |approvals| metrics.set_next_expiry(next_expiry(approvals))
+            let recorder = inputs.recorder.clone();
+            move |approvals| {
+                metrics.set_next_expiry(next_expiry(approvals));
+                if let Some(recorder) = &recorder {
+                    recorder.keep_only(approvals.iter().filter_map(|a| a.0.as_ref().ok()?.uid()));
+                }
+            }
         },
     );
     let concurrency = ctx.concurrency;

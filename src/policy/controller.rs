@@ -59,6 +59,7 @@ async fn reconcile(policy: Arc<ApprovalPolicy>, ctx: Arc<Context>) -> Result<Act
         &policy.spec,
         policy.meta().generation,
         policy.status.as_ref(),
+        now_seconds(),
     );
     if policy.status.as_ref() != Some(&status) {
         let _: ApprovalPolicy = ctx
@@ -74,6 +75,7 @@ pub fn status_of(
     spec: &ApprovalPolicySpec,
     generation: Option<i64>,
     previous: Option<&ApprovalPolicyStatus>,
+    now: jiff::Timestamp,
 ) -> ApprovalPolicyStatus {
     let rules: Vec<RuleStatus> = spec
         .gates
@@ -113,7 +115,7 @@ pub fn status_of(
     ApprovalPolicyStatus {
         conditions: vec![ready.stamped(
             previous_ready,
-            &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now_seconds()),
+            &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
             generation,
         )],
         rules,
@@ -176,13 +178,23 @@ mod tests {
                 },
             ],
         };
-        let good = status_of(&spec("m.auc >= 0.9"), Some(1), None);
+        let t0 = jiff::Timestamp::from_second(1_800_000_000).expect("time");
+        let good = status_of(&spec("m.auc >= 0.9"), Some(1), None, t0);
         assert_eq!(good.conditions[0].status, TRUE);
         assert_eq!(
             good.summary.as_deref(),
             Some("TechnicalReview rule (Decide); SecurityReview 2 reviewers")
         );
-        let bad = status_of(&spec("m.auc >= "), Some(2), None);
+        // Later, with nothing changed, the status is the same: no write.
+        let later = t0 + jiff::SignedDuration::from_hours(1);
+        let again = status_of(&spec("m.auc >= 0.9"), Some(1), Some(&good), later);
+        assert_eq!(again, good);
+        let bad = status_of(&spec("m.auc >= "), Some(2), Some(&good), later);
+        assert_eq!(
+            bad.conditions[0].last_transition_time.as_ref().map(|t| t.0),
+            Some(later),
+            "a change of Ready is stamped with its own time"
+        );
         assert_eq!(bad.conditions[0].status, FALSE);
         assert!(
             bad.conditions[0]

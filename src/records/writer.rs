@@ -35,6 +35,23 @@ impl Recorder {
         }
     }
 
+    /// Forgets the approvals not in `live` (the cache's, read now and
+    /// then): a deleted approval's entry goes with it. Forgetting is safe:
+    /// for an approval it does not know, the writer tries only the newest
+    /// record again, which the API server answers 409 when it exists.
+    pub fn keep_only(&self, live: impl IntoIterator<Item = String>) {
+        let live: std::collections::HashSet<String> = live.into_iter().collect();
+        if let Ok(mut recorded) = self.recorded.lock() {
+            recorded.retain(|uid, _| live.contains(uid));
+        }
+    }
+
+    /// How many approvals it knows the newest record of.
+    #[cfg(test)]
+    fn known(&self) -> usize {
+        self.recorded.lock().map(|m| m.len()).unwrap_or_default()
+    }
+
     /// The seqs of `approval`'s phase changes that still need a record: all
     /// after the newest known one, or only the newest when none is known.
     fn due(&self, approval: &ModelApproval, status: &ModelApprovalStatus) -> Vec<i64> {
@@ -94,4 +111,28 @@ fn terminating(status: &kube::core::Status) -> bool {
         .details
         .as_ref()
         .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deleted_approval_is_forgotten_and_the_others_kept() {
+        let recorder = Recorder::new(Signer::generate().expect("key"));
+        if let Ok(mut m) = recorder.recorded.lock() {
+            m.insert("kept".into(), 3);
+            m.insert("deleted".into(), 5);
+        }
+        recorder.keep_only(["kept".to_string(), "never-recorded".to_string()]);
+        assert_eq!(recorder.known(), 1);
+        assert_eq!(
+            recorder
+                .recorded
+                .lock()
+                .ok()
+                .and_then(|m| m.get("kept").copied()),
+            Some(3)
+        );
+    }
 }
