@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::Instant;
 
 use common::*;
@@ -18,8 +18,7 @@ const APPROVAL: &str = "fraud-detector-2-4-0";
 
 /// One person's console: `kubectl modelgate console --port 0` as them.
 struct Console {
-    child: Child,
-    /// e.g. http://127.0.0.1:41234
+    process: ConsoleProcess,
     url: String,
     user: String,
 }
@@ -38,25 +37,17 @@ impl Console {
             "console said {first:?}"
         );
         Console {
-            child,
+            process: ConsoleProcess {
+                child,
+                url: url.clone(),
+            },
             url,
             user: user.into(),
         }
     }
 
     fn port(&self) -> u16 {
-        self.url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("a port")
-    }
-}
-
-impl Drop for Console {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.port()
     }
 }
 

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -23,69 +23,46 @@ const PASSWORD: &str = "modelgate-test";
 const SHORT_CLIENT: &str = "modelgate-console-short";
 
 /// A console that signs people in, stopped when dropped.
-struct SignedInConsole {
-    child: Child,
-    /// e.g. http://127.0.0.1:41234
-    url: String,
-}
-
-impl SignedInConsole {
-    fn start(ns: &str, client_id: &str) -> SignedInConsole {
-        let oidc = oidc();
-        let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
-        let home = tempdir("console-signin-home");
-        // As the chart gives it: a file from a Secret.
-        let secret = home.join("client-secret");
-        std::fs::write(&secret, format!("{}\n", oidc.client_secret)).expect("write the secret");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-modelgate"))
-            // Nothing to fall back on: no kubeconfig, no ~/.kube.
-            .env_remove("KUBECONFIG")
-            .env("HOME", &home)
-            .args([
-                "console",
-                "-n",
-                ns,
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .args(["--external-url", &url, "--oidc-issuer", &oidc.issuer])
-            .args(["--oidc-client-id", client_id])
-            .arg("--oidc-client-secret-file")
-            .arg(&secret)
-            .arg("--oidc-ca-file")
-            .arg(&oidc.ca)
-            .args(["--api-server", &oidc.api_server])
-            .arg("--api-ca-file")
-            .arg(&oidc.ca)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start the console");
-        let first = announced(&mut child);
-        assert_eq!(
-            first.trim().trim_end_matches('/'),
-            url,
-            "console said {first:?}"
-        );
-        wait_listening(port, "the console");
-        SignedInConsole { child, url }
-    }
-
-    fn port(&self) -> u16 {
-        self.url
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("a port")
-    }
-}
-
-impl Drop for SignedInConsole {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn signed_in_console(ns: &str, client_id: &str) -> ConsoleProcess {
+    let oidc = oidc();
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let home = tempdir("console-signin-home");
+    // As the chart gives it: a file from a Secret.
+    let secret = home.join("client-secret");
+    std::fs::write(&secret, format!("{}\n", oidc.client_secret)).expect("write the secret");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubectl-modelgate"))
+        // Nothing to fall back on: no kubeconfig, no ~/.kube.
+        .env_remove("KUBECONFIG")
+        .env("HOME", &home)
+        .args([
+            "console",
+            "-n",
+            ns,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--external-url", &url, "--oidc-issuer", &oidc.issuer])
+        .args(["--oidc-client-id", client_id])
+        .arg("--oidc-client-secret-file")
+        .arg(&secret)
+        .arg("--oidc-ca-file")
+        .arg(&oidc.ca)
+        .args(["--api-server", &oidc.api_server])
+        .arg("--api-ca-file")
+        .arg(&oidc.ca)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the console");
+    let first = announced(&mut child);
+    assert_eq!(
+        first.trim().trim_end_matches('/'),
+        url,
+        "console said {first:?}"
+    );
+    wait_listening(port, "the console");
+    ConsoleProcess { child, url }
 }
 
 /// A browser that accepts the provider's certificate (signed by the local
@@ -97,7 +74,7 @@ async fn browser(driver: &Driver) -> Client {
 /// Opens `path` on the console, is sent to sign in, and signs in as `user`
 /// on the provider's own login page; returns once the page asked for shows
 /// who is signed in.
-async fn sign_in(browser: &Client, console: &SignedInConsole, path: &str, user: &str) {
+async fn sign_in(browser: &Client, console: &ConsoleProcess, path: &str, user: &str) {
     browser
         .goto(&format!("{}{path}", console.url))
         .await
@@ -144,6 +121,16 @@ async fn sign_in(browser: &Client, console: &SignedInConsole, path: &str, user: 
     }
     let back = browser.current_url().await.expect("url");
     assert_eq!(back.path(), path, "back on the page asked for: {back}");
+}
+
+/// The session cookie's value, as a person could copy it.
+async fn session_cookie(browser: &Client) -> String {
+    browser
+        .get_named_cookie("modelgate-session")
+        .await
+        .expect("the session cookie")
+        .value()
+        .to_string()
 }
 
 async fn click(browser: &Client, css: &str) {
@@ -195,7 +182,7 @@ async fn audited_write(ns: &str, user: &str) -> serde_json::Value {
 async fn a_reviewer_signs_in_with_the_provider_and_decides_as_themselves() {
     let (ns, approvals) = one_approval("signin").await;
     let n = ns.name.as_str();
-    let console = SignedInConsole::start(n, "modelgate-console");
+    let console = signed_in_console(n, "modelgate-console");
     let driver = Driver::start();
     let browser = browser(&driver).await;
     let shots = tempdir("console-signin-shots");
@@ -243,12 +230,7 @@ async fn a_reviewer_signs_in_with_the_provider_and_decides_as_themselves() {
     assert!(write.get("impersonatedUser").is_none(), "{write}");
 
     // Signing out forgets the session: a copy of its cookie names no one.
-    let cookie = browser
-        .get_named_cookie("modelgate-session")
-        .await
-        .expect("the session cookie")
-        .value()
-        .to_string();
+    let cookie = session_cookie(&browser).await;
     click(&browser, "#signout-button").await;
     shows(&browser, "#signin-notice", "You have signed out.", 15).await;
     let (code, answer) = get(console.port(), "/", Some(&cookie));
@@ -261,7 +243,7 @@ async fn a_reviewer_signs_in_with_the_provider_and_decides_as_themselves() {
 async fn a_token_without_the_group_is_refused_and_an_ended_session_signs_in_again() {
     let (ns, approvals) = one_approval("signin-refused").await;
     let n = ns.name.as_str();
-    let console = SignedInConsole::start(n, SHORT_CLIENT);
+    let console = signed_in_console(n, SHORT_CLIENT);
     let driver = Driver::start();
     let browser = browser(&driver).await;
 
@@ -284,12 +266,7 @@ async fn a_token_without_the_group_is_refused_and_an_ended_session_signs_in_agai
     );
 
     // The short client's ID token lives 15 s; the session ends with it.
-    let cookie = browser
-        .get_named_cookie("modelgate-session")
-        .await
-        .expect("the session cookie")
-        .value()
-        .to_string();
+    let cookie = session_cookie(&browser).await;
     let ended = signed_in + Duration::from_secs(17);
     tokio::time::sleep(ended.saturating_duration_since(Instant::now())).await;
     browser.refresh().await.expect("reload");
@@ -352,7 +329,7 @@ fn post_decision(port: u16, cookie: Option<&str>) -> (u16, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_without_a_session_or_with_a_forged_one_write_nothing() {
     let (ns, approvals) = one_approval("signin-forged").await;
-    let console = SignedInConsole::start(&ns.name, "modelgate-console");
+    let console = signed_in_console(&ns.name, "modelgate-console");
     let port = console.port();
     let before = approvals.get(APPROVAL).await.expect("approval");
     let forged = "a".repeat(64);

@@ -84,6 +84,30 @@ pub fn wait_listening(port: u16, what: &str) {
     }
 }
 
+/// A console process, stopped when dropped.
+pub struct ConsoleProcess {
+    pub child: Child,
+    /// e.g. http://127.0.0.1:41234
+    pub url: String,
+}
+
+impl ConsoleProcess {
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
+    }
+}
+
+impl Drop for ConsoleProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// The first line a console prints (where it listens); the rest of its
 /// output is read and dropped so that it never blocks on a full pipe.
 pub fn announced(child: &mut Child) -> String {
