@@ -245,6 +245,16 @@ wait_for() {
   die "$what did not come up in $((tries / 2))s; logs in $STATE/logs"
 }
 
+# serving_cert NAME CN SAN: NAME.crt and NAME.key for SAN, signed by the
+# cluster's CA (run in the pki directory).
+serving_cert() {
+  local name=$1 cn=$2 san=$3
+  printf 'subjectAltName=%s\nextendedKeyUsage=serverAuth\n' "$san" >"$name.ext"
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=$cn" -keyout "$name.key" -out "$name.csr" 2>/dev/null
+  openssl x509 -req -in "$name.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
+    -extfile "$name.ext" -out "$name.crt" 2>/dev/null
+}
+
 make_certs() {
   local pki=$STATE/pki
   [ -f "$pki/admin.crt" ] && return 0
@@ -253,13 +263,8 @@ make_certs() {
     cd "$pki"
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=modelgate-local-ca" \
       -keyout ca.key -out ca.crt 2>/dev/null
-    cat >server.ext <<EOF
-subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
-extendedKeyUsage=serverAuth
-EOF
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" -keyout server.key -out server.csr 2>/dev/null
-    openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
-      -extfile server.ext -out server.crt 2>/dev/null
+    serving_cert server kube-apiserver \
+      IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc
     # The admin identity may impersonate any user and group, which is how the
     # tests act as reviewers and as the operator's service account.
     echo "extendedKeyUsage=clientAuth" >client.ext
@@ -277,13 +282,7 @@ EOF
 make_oidc_cert() {
   local pki=$STATE/pki
   [ -f "$pki/oidc.crt" ] && [ -f "$pki/oidc.key" ] && return 0
-  (
-    cd "$pki"
-    printf 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >oidc.ext
-    openssl req -newkey rsa:2048 -nodes -subj "/CN=modelgate-oidc-provider" -keyout oidc.key -out oidc.csr 2>/dev/null
-    openssl x509 -req -in oidc.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 3650 \
-      -extfile oidc.ext -out oidc.crt 2>/dev/null
-  )
+  (cd "$pki" && serving_cert oidc modelgate-oidc-provider IP:127.0.0.1)
 }
 
 # Whether the running provider is the build of the current sources.

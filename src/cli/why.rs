@@ -63,16 +63,14 @@ pub(super) async fn groups(session: &Session, namespace: &str) -> Vec<(Gate, Str
         .ok()
         .and_then(|c| c.data)
         .unwrap_or_default();
+    groups_or_defaults(|g| data.get(&params_key(g)).cloned())
+}
+
+/// Every gate with its reviewer group: the one `found`, else the default.
+pub(super) fn groups_or_defaults(found: impl Fn(Gate) -> Option<String>) -> Vec<(Gate, String)> {
     Gate::ALL
         .into_iter()
-        .map(|g| {
-            (
-                g,
-                data.get(&params_key(g))
-                    .cloned()
-                    .unwrap_or_else(|| g.default_group().to_string()),
-            )
-        })
+        .map(|g| (g, found(g).unwrap_or_else(|| g.default_group().to_string())))
         .collect()
 }
 

@@ -93,14 +93,18 @@ pub async fn events(p: Person) -> Response {
     let approvals: Api<ModelApproval> =
         Api::namespaced(p.session.client.clone(), &p.session.namespace);
     let mds: Api<ModelDeployment> = Api::namespaced(p.session.client.clone(), &p.session.namespace);
-    let left = p
-        .ends
-        // Past its end already: zero, the stream ends at once.
-        .map(|end| {
-            Duration::try_from(end.duration_since(jiff::Timestamp::now())).unwrap_or_default()
-        })
-        .unwrap_or(Duration::MAX);
-    let ended = tokio::time::sleep(left.min(Duration::from_secs(365 * 86_400)));
+    let ends = p.ends;
+    let ended = async move {
+        match ends {
+            // Past its end already: zero, the stream ends at once.
+            Some(end) => {
+                let left = end.duration_since(jiff::Timestamp::now());
+                tokio::time::sleep(Duration::try_from(left).unwrap_or_default()).await;
+            }
+            // The local console's caller: for as long as the page is open.
+            None => futures::future::pending::<()>().await,
+        }
+    };
     let stream = futures::stream::select(changes(approvals), changes(mds))
         .take_until(ended)
         .map(move |change| {

@@ -241,7 +241,6 @@ async fn run_signing_in(global: &Global, args: SignInArgs) -> Result<String> {
         namespace,
         session_max: args.session_max,
         secure,
-        names: signin::CookieNames::new(secure),
         key: cookie::Key::generate(),
         sessions: sessions::Expiring::sessions(),
     };
@@ -285,20 +284,15 @@ fn refuse_plain_http(external: &Url) -> Result<()> {
     )))
 }
 
-/// Every gate's group: the one given, else the default.
+/// Every gate's group: the one given last, else the default.
 fn reviewer_groups(given: &[(Gate, String)]) -> Vec<(Gate, String)> {
-    Gate::ALL
-        .iter()
-        .map(|gate| {
-            let group = given
-                .iter()
-                .rev()
-                .find(|(g, _)| g == gate)
-                .map(|(_, group)| group.clone())
-                .unwrap_or_else(|| gate.default_group().to_string());
-            (*gate, group)
-        })
-        .collect()
+    super::why::groups_or_defaults(|gate| {
+        given
+            .iter()
+            .rev()
+            .find(|(g, _)| *g == gate)
+            .map(|(_, group)| group.clone())
+    })
 }
 
 async fn listen(address: SocketAddr) -> Result<tokio::net::TcpListener> {

@@ -10,6 +10,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::Response;
 
+use super::sessions::Lookup;
 use super::views::Me;
 use super::{Console, People, signin};
 use crate::cli::Session;
@@ -42,9 +43,11 @@ impl FromRequestParts<Console> for Person {
     async fn from_request_parts(parts: &mut Parts, c: &Console) -> Result<Person, Response> {
         match &c.people {
             People::Local(person) => Ok(person.clone()),
-            People::SignedIn(sign_in) => sign_in
-                .person(&parts.headers)
-                .map_err(|ended| signin::sign_in_again(parts, ended)),
+            People::SignedIn(sign_in) => match sign_in.person(&parts.headers) {
+                Lookup::Live(person) => Ok(person),
+                Lookup::Ended => Err(signin::sign_in_again(parts, true)),
+                Lookup::Unknown => Err(signin::sign_in_again(parts, false)),
+            },
         }
     }
 }

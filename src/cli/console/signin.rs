@@ -30,13 +30,13 @@ const MAX_NEXT: usize = 2048;
 /// The cookies' names: with https, the `__Host-` prefix, so that no other
 /// host of the same site can set them (a browser takes such a cookie only
 /// from this host, Secure, for the path `/`).
-pub struct CookieNames {
+struct CookieNames {
     session: &'static str,
     signin: &'static str,
 }
 
 impl CookieNames {
-    pub fn new(secure: bool) -> CookieNames {
+    fn new(secure: bool) -> CookieNames {
         if secure {
             CookieNames {
                 session: "__Host-modelgate-session",
@@ -57,9 +57,9 @@ pub struct SignIn {
     pub namespace: String,
     /// The longest a session lasts, however long its token would.
     pub session_max: SignedDuration,
-    /// Cookies marked Secure: the console's address is https.
+    /// Cookies marked Secure (and named `__Host-…`): the console's address
+    /// is https.
     pub secure: bool,
-    pub names: CookieNames,
     /// Encrypts the sign-in cookie; made at start (a restart ends only
     /// the sign-ins under way).
     pub key: cookie::Key,
@@ -79,15 +79,15 @@ fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
 }
 
 impl SignIn {
+    fn names(&self) -> CookieNames {
+        CookieNames::new(self.secure)
+    }
+
     /// The person this request's session names, or why there is none.
-    pub fn person(&self, headers: &HeaderMap) -> Result<Person, Lookup<()>> {
-        let Some(id) = cookie_value(headers, self.names.session) else {
-            return Err(Lookup::Unknown);
-        };
-        match self.sessions.get(&id, Timestamp::now()) {
-            Lookup::Live(person) => Ok(person),
-            Lookup::Ended => Err(Lookup::Ended),
-            Lookup::Unknown => Err(Lookup::Unknown),
+    pub fn person(&self, headers: &HeaderMap) -> Lookup<Person> {
+        match cookie_value(headers, self.names().session) {
+            Some(id) => self.sessions.get(&id, Timestamp::now()),
+            None => Lookup::Unknown,
         }
     }
 
@@ -121,7 +121,7 @@ impl SignIn {
             serde_json::to_string(started).map_err(|e| SignInError::Internal(e.to_string()))?;
         let mut jar = CookieJar::new();
         jar.private_mut(&self.key)
-            .add(self.cookie(self.names.signin, value, Some(PENDING_FOR)));
+            .add(self.cookie(self.names().signin, value, Some(PENDING_FOR)));
         jar.delta()
             .next()
             .map(|c| c.to_string())
@@ -131,10 +131,10 @@ impl SignIn {
     /// The sign-in this browser started, if its cookie is ours, whole and
     /// not run out, and `state` is the one it sent.
     fn unsealed(&self, headers: &HeaderMap, state: &str) -> Option<Started> {
-        let raw = cookie_value(headers, self.names.signin)?;
+        let raw = cookie_value(headers, self.names().signin)?;
         let mut jar = CookieJar::new();
-        jar.add_original(Cookie::new(self.names.signin, raw));
-        let opened = jar.private(&self.key).get(self.names.signin)?;
+        jar.add_original(Cookie::new(self.names().signin, raw));
+        let opened = jar.private(&self.key).get(self.names().signin)?;
         let started: Started = serde_json::from_str(opened.value()).ok()?;
         let fresh = started.until > Timestamp::now().as_second();
         (fresh && started.state == state).then_some(started)
@@ -158,7 +158,7 @@ impl SignIn {
             .ok_or_else(|| SignInError::Denied("no authorization code came back".into()))?;
         let token = self.provider.finish(code, &started).await?;
         let id = self.open_session(&token).await?;
-        let cookie = self.cookie(self.names.session, id, None).to_string();
+        let cookie = self.cookie(self.names().session, id, None).to_string();
         Ok((cookie, started.next))
     }
 
@@ -212,14 +212,15 @@ fn sign_in_url(next: &str, why: Option<&str>) -> String {
 }
 
 /// Where a request without a live session goes: the sign-in page, which
-/// brings the person back to the page they asked for.
-pub fn sign_in_again(parts: &Parts, why: Lookup<()>) -> Response {
+/// brings the person back to the page they asked for (and says so when
+/// the session has `ended`).
+pub fn sign_in_again(parts: &Parts, ended: bool) -> Response {
     let next = if parts.method == Method::GET {
         local_path(parts.uri.path_and_query().map(|p| p.as_str()))
     } else {
         "/".into()
     };
-    let why = matches!(why, Lookup::Ended).then_some("ended");
+    let why = ended.then_some("ended");
     Redirect::to(&sign_in_url(&next, why)).into_response()
 }
 
@@ -334,7 +335,7 @@ pub async fn callback(
         Ok((cookie, next)) => (
             AppendHeaders([
                 (header::SET_COOKIE, cookie),
-                (header::SET_COOKIE, s.cleared(s.names.signin)),
+                (header::SET_COOKIE, s.cleared(s.names().signin)),
             ]),
             Redirect::to(&next),
         )
@@ -357,11 +358,11 @@ pub async fn sign_out(State(c): State<Console>, headers: HeaderMap) -> Response 
     let Some(s) = c.sign_in() else {
         return not_found();
     };
-    if let Some(id) = cookie_value(&headers, s.names.session) {
+    if let Some(id) = cookie_value(&headers, s.names().session) {
         s.sessions.remove(&id);
     }
     (
-        AppendHeaders([(header::SET_COOKIE, s.cleared(s.names.session))]),
+        AppendHeaders([(header::SET_COOKIE, s.cleared(s.names().session))]),
         Redirect::to(&sign_in_url("/", Some("signed-out"))),
     )
         .into_response()
