@@ -91,7 +91,7 @@ fn allowed(ns: &str, attack: &str, args: &[&str]) {
 }
 
 /// Watches every pod of `ns` from now on and records each version of each.
-async fn watch_pods(client: &kube::Client, ns: &str) -> Arc<Mutex<Vec<Seen>>> {
+async fn watch_pods(client: &kube::Client, ns: &str) -> Arc<Mutex<Vec<Pod>>> {
     let record = Arc::new(Mutex::new(Vec::new()));
     let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
@@ -103,7 +103,7 @@ async fn watch_pods(client: &kube::Client, ns: &str) -> Arc<Mutex<Vec<Seen>>> {
             match event {
                 Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
                     if let Ok(mut all) = sink.lock() {
-                        all.push(seen(&p));
+                        all.push(p);
                     }
                 }
                 Ok(watcher::Event::InitDone) => {
@@ -480,7 +480,10 @@ async fn a_developer_cannot_run_an_unapproved_model_in_a_governed_namespace() {
     .await;
 
     // Every pod the namespace ever had ran the approved server and model.
-    let all = record.lock().map(|r| r.clone()).unwrap_or_default();
+    let all: Vec<Seen> = record
+        .lock()
+        .map(|r| r.iter().map(seen).collect())
+        .unwrap_or_default();
     assert!(!all.is_empty(), "the watch saw the serving pods");
     let bad: Vec<&Seen> = all
         .iter()
@@ -742,4 +745,370 @@ async fn a_deleted_approval_in_use_revokes_and_stays_until_unused() {
         .expect("delete md");
     // The approval goes once nothing uses it.
     gone(&approvals, "fd-v1", 60).await;
+}
+
+/// The name of the ReplicaSet of `md` whose pods run `digest`.
+async fn replicaset_of(client: &kube::Client, ns: &str, md: &str, digest: &str) -> String {
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+    let selector = format!("modelgate.io/model-deployment={md}");
+    eventually(
+        60,
+        &format!("the ReplicaSet of {md} for {digest}"),
+        || async {
+            api.list(&ListParams::default().labels(&selector))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|r| {
+                    r.spec
+                        .template
+                        .as_ref()
+                        .and_then(|t| t.metadata.as_ref())
+                        .and_then(|m| m.annotations.as_ref())
+                        .and_then(|a| a.get("modelgate.io/model-digest"))
+                        == Some(&digest.to_string())
+                })
+                .and_then(|r| r.metadata.name)
+        },
+    )
+    .await
+}
+
+/// One attack of a table: what it tries, the kubectl arguments, and what
+/// the refusal must say.
+type Attack<'a> = (&'a str, Vec<String>, Vec<&'a str>);
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Runs every attack of `table` as `who` and asserts each refusal.
+fn all_refused(ns: &str, who: (&str, &str), table: &[Attack<'_>]) {
+    for (attack, list, says) in table {
+        let list: Vec<&str> = list.iter().map(String::as_str).collect();
+        refused_as(ns, who, attack, &list, None, says);
+    }
+}
+
+/// A version rejected after a newer one replaced it never runs again, and a
+/// revoked one never grows: every way to bring back or keep the pods of a
+/// model that is no longer approved, at each level between the
+/// ModelDeployment and the pod, is refused, and the status says what runs.
+#[tokio::test]
+async fn a_rejected_version_never_runs_again() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, "no-way-back").await;
+    let n = ns.name.as_str();
+    let record = watch_pods(&client, n).await;
+    let (approvals, mds) = create_model(&client, n, "fd", "fd-v1", "1.0.0", None).await;
+    approve_all(n, "fd-v1").await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    approve_all(n, "fd-v2").await;
+    let (v1, v2) = (digest_of("1.0.0"), digest_of("2.0.0"));
+    let repoint = r#"{"spec":{"approvalRef":{"name":"fd-v2"}}}"#;
+    let out = as_dev(
+        n,
+        &["patch", "md", "fd", "--type=merge", "-p", repoint],
+        None,
+    );
+    assert!(out.status.success(), "re-point: {}", text(&out));
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    let pods = pods_serve(&client, n, "fd", &v2).await;
+    let pod = pods[0].metadata.name.clone().unwrap_or_default();
+    let old_rs = replicaset_of(&client, n, "fd", &v1).await;
+    let new_rs = replicaset_of(&client, n, "fd", &v2).await;
+    set_gate(
+        n,
+        "fd-v1",
+        "SecurityReview",
+        "False",
+        "securityreview@example.com",
+    )
+    .await
+    .expect("reject v1");
+    let rejected_v1 = jiff::Timestamp::now();
+
+    let rs_table: Vec<Attack> = [&old_rs, &new_rs]
+        .into_iter()
+        .flat_map(|rs| {
+            let target = format!("rs/{rs}");
+            vec![
+                (
+                    "relabel a ReplicaSet out of its Deployment",
+                    args(&[
+                        "label",
+                        &target,
+                        "modelgate.io/model-deployment=detached",
+                        "--overwrite",
+                    ]),
+                    vec![GOVERNED, "never change here"],
+                ),
+                (
+                    "remove a ReplicaSet's pod-template-hash",
+                    args(&["label", &target, "pod-template-hash-"]),
+                    vec![GOVERNED, "never change here"],
+                ),
+                (
+                    "add a modelgate label to a ReplicaSet",
+                    args(&["label", &target, "modelgate.io/extra=1"]),
+                    vec![GOVERNED, "never change here"],
+                ),
+                (
+                    "scale a ReplicaSet (scale subresource)",
+                    args(&["scale", &target, "--replicas=3"]),
+                    vec![GOVERNED, "never scaled directly"],
+                ),
+                (
+                    "patch a ReplicaSet's replicas",
+                    args(&["patch", &target, "-p", r#"{"spec":{"replicas":3}}"#]),
+                    vec![GOVERNED, "set only by the Deployment controller"],
+                ),
+                (
+                    "stall a ReplicaSet with minReadySeconds",
+                    args(&[
+                        "patch",
+                        &target,
+                        "-p",
+                        r#"{"spec":{"minReadySeconds":300}}"#,
+                    ]),
+                    vec![GOVERNED, "set only by the Deployment controller"],
+                ),
+                (
+                    "remove a ReplicaSet's ownerReferences",
+                    args(&[
+                        "patch",
+                        &target,
+                        "--type=json",
+                        "-p",
+                        r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
+                    ]),
+                    vec![GOVERNED, "ownerReferences"],
+                ),
+            ]
+        })
+        .collect();
+    let pod_target = format!("pod/{pod}");
+    let rest: Vec<Attack> = vec![
+        (
+            "take a pod out of its ReplicaSet by its label",
+            args(&["label", &pod_target, "modelgate.io/model-deployment-"]),
+            vec![GOVERNED, "never change here"],
+        ),
+        (
+            "change a pod's pod-template-hash",
+            args(&[
+                "label",
+                &pod_target,
+                "pod-template-hash=other",
+                "--overwrite",
+            ]),
+            vec![GOVERNED, "never change here"],
+        ),
+        (
+            "remove a pod's ownerReferences",
+            args(&[
+                "patch",
+                &pod_target,
+                "--type=json",
+                "-p",
+                r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
+            ]),
+            vec![GOVERNED, "ownerReferences"],
+        ),
+        (
+            "kubectl scale the Deployment",
+            args(&["scale", "deployment/fd", "--replicas=8"]),
+            vec![GOVERNED, "set spec.replicas on the ModelDeployment"],
+        ),
+        (
+            "kubectl rollout pause",
+            args(&["rollout", "pause", "deployment/fd"]),
+            vec!["rollout settings", "change ModelDeployment fd instead"],
+        ),
+        (
+            "stall the rollout with minReadySeconds",
+            args(&[
+                "patch",
+                "deployment/fd",
+                "-p",
+                r#"{"spec":{"minReadySeconds":300}}"#,
+            ]),
+            vec!["rollout settings"],
+        ),
+        (
+            "change the rollout strategy",
+            args(&[
+                "patch",
+                "deployment/fd",
+                "-p",
+                r#"{"spec":{"strategy":{"rollingUpdate":{"maxUnavailable":0,"maxSurge":1}}}}"#,
+            ]),
+            vec!["rollout settings"],
+        ),
+        (
+            "kubectl rollout undo to the rejected version",
+            args(&["rollout", "undo", "deployment/fd"]),
+            vec!["change ModelDeployment fd instead"],
+        ),
+    ];
+    all_refused(n, (DEV, DEV_GROUP), &rs_table);
+    all_refused(n, (DEV, DEV_GROUP), &rest);
+    // A cluster admin is held to the same rules.
+    let admin = ("platform-admin@example.com", "system:masters");
+    all_refused(n, admin, &rs_table[..4]);
+    all_refused(n, admin, &rest[..5]);
+
+    // v2 is revoked under onRevoke Hold: its pods stay, and never grow.
+    set_gate(
+        n,
+        "fd-v2",
+        "LegalReview",
+        "False",
+        "legalreview@example.com",
+    )
+    .await
+    .expect("reject v2");
+    let revoked = phase(&mds, "fd", DeploymentPhase::Revoked).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
+    eventually(60, "the held-replicas mark", || async {
+        let d = deployments.get("fd").await.ok()?;
+        d.metadata
+            .annotations?
+            .get("modelgate.io/held-replicas")
+            .cloned()
+    })
+    .await;
+    let grow = [
+        (
+            "scale a held Deployment",
+            args(&["scale", "deployment/fd", "--replicas=8"]),
+            vec![GOVERNED],
+        ),
+        (
+            "patch a held Deployment's replicas",
+            args(&["patch", "deployment/fd", "-p", r#"{"spec":{"replicas":8}}"#]),
+            vec!["held at 1 replicas", "onRevoke: Hold"],
+        ),
+    ];
+    all_refused(n, (DEV, DEV_GROUP), &grow);
+    all_refused(n, admin, &grow[1..]);
+    let status = revoked.status.clone().unwrap_or_default();
+    assert_eq!(status.served_model.map(|m| m.digest), Some(v2.clone()));
+
+    // An orphaning delete stops the model all the same.
+    let out = as_dev(
+        n,
+        &["delete", "md", "fd", "--cascade=orphan", "--wait=false"],
+        None,
+    );
+    assert!(out.status.success(), "delete md: {}", text(&out));
+    gone(&deployments, "fd", 60).await;
+    event_about(&client, n, "fd", 30, |e| {
+        e.reason.as_deref() == Some("OrphanDeleted")
+    })
+    .await;
+
+    // No pod ran a model that was not Approved when the pod was created.
+    let all = record.lock().map(|r| r.clone()).unwrap_or_default();
+    let late: Vec<String> = all
+        .iter()
+        .filter(|p| {
+            let born = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            seen(p).2.contains(&v1) && born.is_some_and(|t| t > rejected_v1)
+        })
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    assert!(
+        late.is_empty(),
+        "pods of the rejected v1 created after its rejection: {late:?}"
+    );
+    assert!(
+        all.iter()
+            .all(|p| seen(p).2.iter().all(|d| *d == v1 || *d == v2))
+    );
+}
+
+/// What admission cannot stop (no policy installed, an ungoverned
+/// namespace, the operator's own identity) the operator puts back: a
+/// ReplicaSet of a rejected version scaled up goes back to zero, a paused
+/// Deployment is resumed, and the status names what the pods run.
+#[tokio::test]
+async fn the_operator_puts_back_stray_replicasets_and_pauses() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = TestNamespace::new(&client, "strays").await;
+    let n = ns.name.as_str();
+    let (approvals, mds) = create_model(&client, n, "fd", "fd-v1", "1.0.0", None).await;
+    approve_all(n, "fd-v1").await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    approve_all(n, "fd-v2").await;
+    let patch = serde_json::json!({"spec": {"approvalRef": {"name": "fd-v2"}}});
+    mds.patch("fd", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("re-point");
+    let (v1, v2) = (digest_of("1.0.0"), digest_of("2.0.0"));
+    pods_serve(&client, n, "fd", &v2).await;
+    let old_rs = replicaset_of(&client, n, "fd", &v1).await;
+    set_gate(
+        n,
+        "fd-v1",
+        "SecurityReview",
+        "False",
+        "securityreview@example.com",
+    )
+    .await
+    .expect("reject v1");
+
+    // Outside a governed namespace, a developer may take a ReplicaSet out
+    // of its Deployment and scale it.
+    let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), n);
+    let detach = serde_json::json!({
+        "metadata": {"labels": {"modelgate.io/model-deployment": "detached"}},
+        "spec": {"replicas": 3},
+    });
+    rs.patch(&old_rs, &PatchParams::default(), &Patch::Merge(&detach))
+        .await
+        .expect("scale the old ReplicaSet");
+    eventually(
+        60,
+        "the rejected version's ReplicaSet back at zero",
+        || async {
+            let r = rs.get(&old_rs).await.ok()?;
+            (r.spec.replicas == Some(0)).then_some(())
+        },
+    )
+    .await;
+    event_about(&client, n, &old_rs, 30, |e| {
+        e.reason.as_deref() == Some("UnapprovedReplicaSetScaledDown")
+    })
+    .await;
+
+    // A pause that got past admission is lifted by the next apply.
+    let drift: Api<Deployment> = Api::namespaced(operator_client().await, n);
+    let pause = serde_json::json!({"spec": {"paused": true}});
+    drift
+        .patch("fd", &PatchParams::default(), &Patch::Merge(&pause))
+        .await
+        .expect("pause as the operator's identity");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
+    eventually(60, "the Deployment resumed", || async {
+        let d = deployments.get("fd").await.ok()?;
+        (d.spec.paused != Some(true)).then_some(())
+    })
+    .await;
+
+    // The status says what the pods run.
+    let md = phase(&mds, "fd", DeploymentPhase::Available).await;
+    let status = md.status.unwrap_or_default();
+    let running: Vec<(String, i32)> = status
+        .running
+        .iter()
+        .map(|r| (r.digest.clone(), r.pods))
+        .collect();
+    assert_eq!(running, [(v2.clone(), 1)]);
+    assert_eq!(status.served_model.map(|m| m.digest), Some(v2));
 }

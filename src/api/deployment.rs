@@ -180,9 +180,16 @@ pub struct ModelDeploymentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = crate::api::gates::Gate::ALL.len()))]
     pub pending_gates: Vec<String>,
-    /// The model the Deployment's pods serve now.
+    /// The model the pods serve now: the one every running pod runs, or,
+    /// while pods of several models run (a rollout) or none do, the one
+    /// the Deployment's template carries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub served_model: Option<ServedModel>,
+    /// Every model that pods of this ModelDeployment run now, read from
+    /// their ReplicaSets, with the number of pods of each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = RUNNING_LIMIT))]
+    pub running: Vec<RunningModel>,
     /// The managed Deployment's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployment_name: Option<String>,
@@ -226,6 +233,37 @@ impl ServedEntry {
     pub fn is(&self, approval: &super::ModelApproval) -> bool {
         approval.metadata.name.as_deref() == Some(self.approval.as_str())
             && approval.metadata.uid.as_deref() == Some(self.uid.as_str())
+    }
+}
+
+/// The most entries status.running keeps (also its schema's bound).
+pub const RUNNING_LIMIT: usize = 16;
+
+/// A model that pods run, and how many.
+#[derive(KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct RunningModel {
+    /// The ModelApproval the pods' template names.
+    pub approval: String,
+    /// The model's name.
+    pub name: String,
+    /// The model's version.
+    pub version: String,
+    /// The exact artifact.
+    pub digest: String,
+    /// The pods that run it.
+    pub pods: i32,
+}
+
+impl RunningModel {
+    /// The model, without the count.
+    pub fn model(&self) -> ServedModel {
+        ServedModel {
+            approval: self.approval.clone(),
+            name: self.name.clone(),
+            version: self.version.clone(),
+            digest: self.digest.clone(),
+        }
     }
 }
 

@@ -20,7 +20,7 @@ pub use approval::{
 pub use condition::Condition;
 pub use deployment::{
     DeploymentPhase, ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus, OnRevoke,
-    RollbackFallback, ServedEntry, ServedModel,
+    RollbackFallback, RunningModel, ServedEntry, ServedModel,
 };
 pub use gates::Gate;
 pub use policy::ApprovalPolicy;

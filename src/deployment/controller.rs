@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Future, Stream, TryStreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
@@ -19,8 +19,11 @@ use tracing::{info, instrument, warn};
 
 use super::applied::{self, Applied};
 use super::decide::{self, ApplyFailure, Input, Linked, Plan};
-use super::desired::{self, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MODEL_DEPLOYMENT_LABEL};
+use super::desired::{
+    self, HELD_REPLICAS_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MODEL_DEPLOYMENT_LABEL,
+};
 use super::index::ApprovalIndex;
+use super::{orphans, replicasets};
 use crate::api::{DeploymentPhase, ModelApproval, ModelDeployment};
 use crate::runtime::Synced;
 use crate::runtime::watches::{CachedApproval, slim};
@@ -42,6 +45,8 @@ pub struct State {
     pub synced: Arc<Synced>,
     pub approvals: Store<CachedApproval>,
     pub deployments: Store<Deployment>,
+    /// The ReplicaSets of managed Deployments: what the pods run.
+    pub replicasets: Store<ReplicaSet>,
     /// What the last apply left on each Deployment.
     pub applied: Arc<Applied>,
 }
@@ -61,11 +66,12 @@ pub struct Inputs {
     pub index: ApprovalIndex,
 }
 
-/// The ModelDeployment controller, ready to be driven until `shutdown`.
+/// The ModelDeployment controller, ready to be driven until `shutdown`,
+/// with the stray ReplicaSet controller and the orphan sweep beside it.
 pub fn run(
     ctx: Arc<Context>,
     inputs: Inputs,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+    shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
 ) -> impl Future<Output = ()> {
     ctx.metrics.start_at_zero(CONTROLLER, &Error::METRIC_LABELS);
     let client = ctx.client.clone();
@@ -89,8 +95,18 @@ pub fn run(
     .applied_objects();
 
     let applied = Arc::new(Applied::default());
-    let (deployment_reader, deployments) =
-        watch_deployments(client, &inputs.config, &synced, applied.clone());
+    let (orphan_tx, orphan_rx) = orphans::channel();
+    let (deployment_reader, deployments) = watch_deployments(
+        client.clone(),
+        &inputs.config,
+        &synced,
+        applied.clone(),
+        orphan_tx.clone(),
+    );
+    let Some(rs) = replicasets::watch(client, &inputs.config, &synced) else {
+        warn!("cannot subscribe to the ReplicaSet cache; no deployment controller started");
+        return futures::future::Either::Left(futures::future::ready(()));
+    };
     let observer = crate::runtime::count_phases(
         md_reader.clone(),
         ctx.metrics.deployments.clone(),
@@ -98,23 +114,56 @@ pub fn run(
         |md| Some(md.status.as_ref()?.phase?.as_str()),
         |_| {},
     );
+    let strays = replicasets::run_strays(
+        ctx.clone(),
+        (rs.store.clone(), rs.for_strays),
+        inputs.approvals.clone(),
+        deployment_reader.clone(),
+        synced.clone(),
+        shutdown.clone(),
+    );
+    let sweep = orphans::run(ctx.clone(), orphan_tx, orphan_rx);
     let state = Arc::new(State {
         ctx,
         synced: synced.clone(),
         approvals: inputs.approvals,
         deployments: deployment_reader,
+        replicasets: rs.store,
         applied,
     });
     let concurrency = state.ctx.concurrency;
     let controller = Controller::for_stream(mds, md_reader)
         .watches_stream(deployments, owning_model_deployment)
+        .watches_shared_stream(rs.for_deployments, |r| {
+            let name = r.labels().get(MODEL_DEPLOYMENT_LABEL)?;
+            Some(ObjectRef::new(name).within(&r.namespace()?))
+        })
         .watches_shared_stream(inputs.approval_changes, move |approval| {
             index.lookup(&approval)
         })
         .with_config(crate::runtime::controller_config(concurrency))
-        .graceful_shutdown_on(shutdown)
+        .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, state);
-    crate::runtime::drive(controller, observer)
+    let watch = rs.watch;
+    futures::future::Either::Right(async move {
+        // The watch and the sweep run until shutdown; the controllers end
+        // on it by themselves.
+        let until_shutdown = |work: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>| {
+            let shutdown = shutdown.clone();
+            async move {
+                tokio::select! {
+                    _ = work => {},
+                    _ = shutdown => {},
+                }
+            }
+        };
+        futures::join!(
+            crate::runtime::drive(controller, observer),
+            strays,
+            until_shutdown(watch),
+            until_shutdown(Box::pin(sweep)),
+        );
+    })
 }
 
 /// The managed Deployments' cache and its change stream. Deletions count
@@ -125,6 +174,7 @@ fn watch_deployments(
     config: &watcher::Config,
     synced: &Arc<Synced>,
     applied: Arc<Applied>,
+    orphans: tokio::sync::mpsc::UnboundedSender<orphans::Suspect>,
 ) -> (
     Store<Deployment>,
     impl Stream<Item = std::result::Result<Deployment, watcher::Error>> + Send + 'static,
@@ -139,8 +189,14 @@ fn watch_deployments(
         .modify(slim)
         .reflect(writer)
         .inspect_ok(move |event| {
-            if let watcher::Event::Delete(d) = event {
-                applied.forget(d);
+            match event {
+                watcher::Event::Delete(d) => applied.forget(d),
+                watcher::Event::Apply(d) | watcher::Event::InitApply(d) if orphans::unowned(d) => {
+                    if let (Some(ns), Some(name)) = (d.namespace(), d.metadata.name.clone()) {
+                        let _ = orphans.send((ns, name));
+                    }
+                }
+                _ => {}
             }
             synced_deployments(event)
         })
@@ -269,11 +325,17 @@ async fn release(
         target.owner.clone(),
     );
     let print = applied::fingerprint(&desired);
+    let held = live.is_some_and(|d| d.annotations().contains_key(HELD_REPLICAS_ANNOTATION));
     // An orphan is re-adopted by applying: its owner reference is missing.
-    if live.is_some_and(|d| {
-        controlled_by(d, &target.owner.uid) && state.applied.in_sync(d, &desired, print)
-    }) {
+    if !held
+        && live.is_some_and(|d| {
+            controlled_by(d, &target.owner.uid) && state.applied.in_sync(d, &desired, print)
+        })
+    {
         return Ok(Ok(None));
+    }
+    if let Some(d) = live.filter(|_| held) {
+        release_hold(state, target, d).await?;
     }
     let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
     // force: the template is the operator's alone; an edit by anyone else
@@ -324,6 +386,64 @@ async fn scale_to_zero(
     Ok(Some(written))
 }
 
+/// The replicas a held Deployment keeps: those it had when it was first
+/// held, or, on first sight, those it has now.
+fn held_replicas(live: &Deployment) -> i32 {
+    live.annotations()
+        .get(HELD_REPLICAS_ANNOTATION)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| live.spec.replicas.unwrap_or(1))
+}
+
+/// Holds the Deployment of a withdrawn approval (onRevoke Hold) at the
+/// replicas it had then, under the revoke field manager: its annotation
+/// tells admission to refuse any change of replicas by anyone else, and a
+/// change that got past admission is put back here.
+async fn freeze(
+    state: &State,
+    target: &Target<'_>,
+    live: &Deployment,
+) -> Result<Option<Deployment>> {
+    let replicas = held_replicas(live);
+    let marked = live.annotations().get(HELD_REPLICAS_ANNOTATION) == Some(&replicas.to_string());
+    if marked && live.spec.replicas == Some(replicas) {
+        return Ok(None);
+    }
+    let patch = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {
+            "name": target.name, "namespace": target.namespace,
+            "annotations": {HELD_REPLICAS_ANNOTATION: replicas.to_string()},
+        },
+        "spec": {"replicas": replicas},
+    });
+    let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
+    let params = PatchParams::apply(REVOKE_FIELD_MANAGER).force();
+    let written = api
+        .patch(&target.name, &params, &Patch::Apply(&patch))
+        .await?;
+    info!(
+        replicas,
+        "held at its replicas: the serving approval was withdrawn (onRevoke: Hold)"
+    );
+    Ok(Some(written))
+}
+
+/// Lifts a hold before an approved model is applied: the revoke field
+/// manager gives up the annotation and keeps only the replicas as they are.
+async fn release_hold(state: &State, target: &Target<'_>, live: &Deployment) -> Result<()> {
+    let patch = serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": target.name, "namespace": target.namespace},
+        "spec": {"replicas": live.spec.replicas.unwrap_or(1)},
+    });
+    let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
+    let params = PatchParams::apply(REVOKE_FIELD_MANAGER).force();
+    api.patch(&target.name, &params, &Patch::Apply(&patch))
+        .await?;
+    Ok(())
+}
+
 /// Carries out the plan: returns the Deployment as the write left it (when
 /// there was one) or why it could not be applied. `found` says whether a
 /// Deployment of the name exists at all, ours or not.
@@ -363,6 +483,10 @@ async fn act(
         }
         Plan::ScaleToZero => match live {
             Some(d) => (scale_to_zero(state, target, d).await?, None),
+            None => (None, None),
+        },
+        Plan::Freeze => match live {
+            Some(d) => (freeze(state, target, d).await?, None),
             None => (None, None),
         },
         Plan::Hold => (None, None),
@@ -477,6 +601,7 @@ async fn reconcile(
         served_approval: served_approval.as_ref(),
         deployment: live.as_ref(),
         served_before: &served_before,
+        running: &replicasets::running(&state.replicasets, &target.namespace, &target.name),
         now: now_seconds(),
     };
 

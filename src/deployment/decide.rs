@@ -7,10 +7,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::desired::served_model;
 use crate::api::condition::{self, Condition, FALSE, TRUE};
+use crate::api::deployment::RUNNING_LIMIT;
 use crate::api::deployment::SERVED_HISTORY_LIMIT;
 use crate::api::{
     ApprovalPhase, DeploymentPhase, Gate, ModelApproval, ModelDeployment, ModelDeploymentStatus,
-    OnRevoke, RollbackFallback, ServedEntry, ServedModel,
+    OnRevoke, RollbackFallback, RunningModel, ServedEntry, ServedModel,
 };
 use crate::vocabulary::Severity;
 
@@ -37,6 +38,8 @@ pub struct Input<'a> {
     pub deployment: Option<&'a Deployment>,
     /// The approvals named in status.servedHistory, as found (for Rollback).
     pub served_before: &'a [ModelApproval],
+    /// What the pods run now, from their ReplicaSets.
+    pub running: &'a [RunningModel],
     pub now: Timestamp,
 }
 
@@ -47,6 +50,10 @@ pub enum Plan<'a> {
     Release(&'a ModelApproval),
     /// Leave the Deployment as it is (or absent).
     Hold,
+    /// The serving approval was withdrawn and onRevoke (or the rollback's
+    /// fallback) is Hold: keep the pods, at the replicas they had, and let
+    /// nothing grow or roll out.
+    Freeze,
     /// The serving approval was revoked and onRevoke is ScaleToZero (or
     /// Rollback found nothing and falls back to it).
     ScaleToZero,
@@ -98,12 +105,12 @@ pub fn plan<'a>(input: &Input<'a>) -> Plan<'a> {
         _ => match serving_revoked(input) {
             None => Plan::Hold,
             Some(r) => match input.md.spec.on_revoke {
-                OnRevoke::Hold => Plan::Hold,
+                OnRevoke::Hold => Plan::Freeze,
                 OnRevoke::ScaleToZero => Plan::ScaleToZero,
                 OnRevoke::Rollback => match rollback_target(input, &r.served.approval) {
                     Some(a) => Plan::Rollback(a),
                     None => match input.md.spec.rollback_fallback.unwrap_or_default() {
-                        RollbackFallback::Hold => Plan::Hold,
+                        RollbackFallback::Hold => Plan::Freeze,
                         RollbackFallback::ScaleToZero => Plan::ScaleToZero,
                     },
                 },
@@ -231,6 +238,7 @@ pub struct ApplyFailure {
 fn progress(
     d: Option<&Deployment>,
     failure: Option<&ApplyFailure>,
+    running: &[RunningModel],
 ) -> (DeploymentPhase, Condition, Condition) {
     if let Some(f) = failure {
         return (
@@ -276,7 +284,59 @@ fn progress(
             ),
         );
     }
-    rollout(d, &status, find("Available"))
+    let (phase, progressing, available) = rollout(d, &status, find("Available"));
+    match stale_pods(d, running) {
+        Some(others) if phase == DeploymentPhase::Available => (
+            DeploymentPhase::RollingOut,
+            Condition::new(
+                PROGRESSING,
+                TRUE,
+                "OtherModelsRunning",
+                format!("pods still run {others}"),
+            ),
+            Condition::new(
+                AVAILABLE,
+                FALSE,
+                "OtherModelsRunning",
+                format!("pods still run {others}"),
+            ),
+        ),
+        _ => (phase, progressing, available),
+    }
+}
+
+/// The models pods run other than the one the template carries, described,
+/// when there are any: the Deployment's own status counts only the pods of
+/// the ReplicaSets it owns.
+fn stale_pods(d: &Deployment, running: &[RunningModel]) -> Option<String> {
+    let template = served(Some(d));
+    let others: Vec<String> = running
+        .iter()
+        .filter(|r| {
+            template
+                .as_ref()
+                .is_none_or(|t| t.approval != r.approval || t.digest != r.digest)
+        })
+        .map(describe_running)
+        .collect();
+    (!others.is_empty()).then(|| others.join(", "))
+}
+
+fn describe_running(r: &RunningModel) -> String {
+    format!(
+        "version {} (approval {}, {} pods)",
+        r.version, r.approval, r.pods
+    )
+}
+
+/// The model the pods serve: the one all running pods run; the template's
+/// while several run or none does.
+fn serving_now(deployment: Option<&Deployment>, running: &[RunningModel]) -> Option<ServedModel> {
+    let template = served(deployment);
+    match running {
+        [only] => Some(only.model()),
+        _ => template,
+    }
 }
 
 /// Progress of a rollout that has not failed: Available once every
@@ -356,7 +416,7 @@ pub fn status(
             (p, s, g, None)
         }
         Linked::Found(a) if is_approved(a) => {
-            let (phase, progressing, available) = progress(deployment, failure);
+            let (phase, progressing, available) = progress(deployment, failure, input.running);
             let satisfied = Condition::new(
                 APPROVAL_SATISFIED,
                 TRUE,
@@ -375,7 +435,7 @@ pub fn status(
         }
     };
     // Held phases describe the Deployment as it stands, untouched.
-    let available = available.unwrap_or_else(|| standing(deployment));
+    let available = available.unwrap_or_else(|| standing(deployment, input.running));
     let find = |t: &str| condition::find(&previous.conditions, t);
     let status = ModelDeploymentStatus {
         phase: Some(phase),
@@ -385,7 +445,8 @@ pub fn status(
             available.stamped(find(AVAILABLE), &now, generation),
         ],
         pending_gates: pending,
-        served_model: served(deployment),
+        served_model: serving_now(deployment, input.running),
+        running: input.running.iter().take(RUNNING_LIMIT).cloned().collect(),
         deployment_name: deployment.and_then(|d| d.metadata.name.clone()),
         ready: deployment.map(ready),
         observed_generation: generation,
@@ -548,12 +609,22 @@ fn holding(
     )
 }
 
-/// Available, for a Deployment the operator is not rolling out.
-fn standing(deployment: Option<&Deployment>) -> Condition {
-    match deployment
+/// Available, for a Deployment the operator is not rolling out: what the
+/// pods run, read from their ReplicaSets when any run.
+fn standing(deployment: Option<&Deployment>, running: &[RunningModel]) -> Condition {
+    let available = deployment
         .and_then(|d| d.status.as_ref())
-        .and_then(|s| s.available_replicas)
-    {
+        .and_then(|s| s.available_replicas);
+    if !running.is_empty() && available.is_some_and(|n| n > 0) {
+        let what: Vec<String> = running.iter().map(describe_running).collect();
+        return Condition::new(
+            AVAILABLE,
+            TRUE,
+            "PreviousVersionServing",
+            format!("pods run {}", what.join(", ")),
+        );
+    }
+    match available {
         Some(n) if n > 0 => Condition::new(
             AVAILABLE,
             TRUE,

@@ -3,9 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use crate::api::{ModelArtifact, ModelDeployment, ServedModel};
 
@@ -26,6 +29,10 @@ pub const MODEL_URI_ANNOTATION: &str = "modelgate.io/model-uri";
 /// On a Deployment whose replicas the ModelDeployment sets: tells the
 /// admission policy to refuse replica changes by anyone but the operator.
 pub const REPLICAS_MANAGED_ANNOTATION: &str = "modelgate.io/replicas-managed";
+
+/// On a Deployment held after its approval was withdrawn (onRevoke Hold):
+/// the replicas it had then, which it keeps until an approved model serves.
+pub const HELD_REPLICAS_ANNOTATION: &str = "modelgate.io/held-replicas";
 
 /// The environment variables injected into every container.
 pub const MODEL_ENV: [&str; 4] = ["MODEL_NAME", "MODEL_VERSION", "MODEL_URI", "MODEL_DIGEST"];
@@ -67,13 +74,35 @@ pub fn deployment(
                 approval_name,
                 model,
             ),
-            ..DeploymentSpec::default()
+            ..rollout_settings()
         },
         status: None,
     }
 }
 
 /// The user's pod template with the model's identity added.
+/// The rollout settings, written out so that they are the operator's: a
+/// paused Deployment, or one whose rollout cannot progress, would keep
+/// serving a model after its approval was withdrawn. The values are the
+/// API server's defaults.
+fn rollout_settings() -> DeploymentSpec {
+    let quarter = || Some(IntOrString::String("25%".into()));
+    DeploymentSpec {
+        paused: Some(false),
+        min_ready_seconds: Some(0),
+        progress_deadline_seconds: Some(600),
+        revision_history_limit: Some(10),
+        strategy: Some(DeploymentStrategy {
+            type_: Some("RollingUpdate".into()),
+            rolling_update: Some(RollingUpdateDeployment {
+                max_surge: quarter(),
+                max_unavailable: quarter(),
+            }),
+        }),
+        ..DeploymentSpec::default()
+    }
+}
+
 pub fn pod_template(
     template: &PodTemplateSpec,
     md_name: &str,

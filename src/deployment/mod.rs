@@ -8,3 +8,5 @@ pub mod controller;
 pub mod decide;
 pub mod desired;
 pub mod index;
+pub mod orphans;
+pub mod replicasets;

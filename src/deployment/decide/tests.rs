@@ -66,6 +66,7 @@ fn input<'a>(
         served_approval: served,
         deployment: d,
         served_before: &[],
+        running: &[],
         now: "2026-11-25T10:00:00Z"
             .parse()
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
@@ -157,7 +158,7 @@ fn a_new_pending_version_keeps_the_old_one_serving() {
 
 #[test]
 fn revocation_holds_or_scales_to_zero() {
-    for (on_revoke, want) in [("Hold", Plan::Hold), ("ScaleToZero", Plan::ScaleToZero)] {
+    for (on_revoke, want) in [("Hold", Plan::Freeze), ("ScaleToZero", Plan::ScaleToZero)] {
         let m = md("v1", on_revoke, None);
         let a = approval("v1", "1.0", Some("Rejected"), 4);
         let live = serving(&m, &a, 2);
@@ -176,7 +177,7 @@ fn revocation_holds_or_scales_to_zero() {
 
 #[test]
 fn deleting_the_serving_approval_revokes_with_its_own_reason() {
-    for (on_revoke, want) in [("Hold", Plan::Hold), ("ScaleToZero", Plan::ScaleToZero)] {
+    for (on_revoke, want) in [("Hold", Plan::Freeze), ("ScaleToZero", Plan::ScaleToZero)] {
         let m = md("v1", on_revoke, None);
         let mut a = approval("v1", "1.0", Some("Approved"), 5);
         let live = serving(&m, &a, 2);
@@ -405,9 +406,9 @@ fn rollback_never_picks_a_recreated_or_lapsed_approval_and_falls_back() {
     let recreated = with_uid(approval("v1", "1.0", Some("Approved"), 5), "another-uid");
     let expired = with_uid(approval("v1", "1.0", Some("Expired"), 5), "uid-v1");
     for (v1, fallback, want) in [
-        (&recreated, None, Plan::Hold),
+        (&recreated, None, Plan::Freeze),
         (&recreated, Some("ScaleToZero"), Plan::ScaleToZero),
-        (&expired, Some("Hold"), Plan::Hold),
+        (&expired, Some("Hold"), Plan::Freeze),
     ] {
         let m = rollback_case(v1, &v2, fallback);
         let live = serving(&m, &v2, 2);
@@ -428,4 +429,58 @@ fn rollback_never_picks_a_recreated_or_lapsed_approval_and_falls_back() {
             c.status
         );
     }
+}
+
+fn running_model(a: &ModelApproval, pods: i32) -> RunningModel {
+    RunningModel {
+        approval: a.metadata.name.clone().unwrap_or_default(),
+        name: a.spec.model.name.clone(),
+        version: a.spec.model.version.clone(),
+        digest: a.spec.model.digest.clone(),
+        pods,
+    }
+}
+
+#[test]
+fn the_status_says_what_the_pods_run_not_only_the_template() {
+    let m = md("v1", "Rollback", None);
+    let v1 = approval("v1", "1.0", Some("Approved"), 5);
+    let mut v2 = approval("v2", "2.0", Some("Rejected"), 4);
+    v2.spec.model.digest = format!("sha256:{}", "c".repeat(64));
+    // The template went back to v1, but the pods still run v2 (a paused
+    // rollout): not Available, and SERVING names v2.
+    let live = serving(&m, &v1, 2);
+    let stale = [running_model(&v2, 2)];
+    let i = Input {
+        running: &stale,
+        ..input(&m, Linked::Found(&v1), None, Some(&live))
+    };
+    let d = status(&i, Some(&live), None);
+    assert_eq!(d.status.phase, Some(DeploymentPhase::RollingOut));
+    let available = cond(&d.status, AVAILABLE);
+    assert_eq!(available.reason.as_deref(), Some("OtherModelsRunning"));
+    assert!(
+        available
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("version 2.0 (approval v2, 2 pods)"))
+    );
+    assert_eq!(
+        d.status.served_model.map(|s| s.version),
+        Some("2.0".to_string())
+    );
+    assert_eq!(d.status.running, stale);
+
+    // Once every pod runs the template's model: Available, serving v1.
+    let settled = [running_model(&v1, 2)];
+    let i = Input {
+        running: &settled,
+        ..input(&m, Linked::Found(&v1), None, Some(&live))
+    };
+    let d = status(&i, Some(&live), None);
+    assert_eq!(d.status.phase, Some(DeploymentPhase::Available));
+    assert_eq!(
+        d.status.served_model.map(|s| s.version),
+        Some("1.0".to_string())
+    );
 }
