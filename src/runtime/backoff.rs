@@ -11,11 +11,14 @@ use std::time::Duration;
 const FIRST: Duration = Duration::from_millis(250);
 const MAX: Duration = Duration::from_secs(60);
 
-/// The key of an object: namespace/name.
+/// The key of an object: its Rust type (the kind; the controllers share one
+/// Backoff, and an approval and a ModelDeployment may share a name), then
+/// namespace/name.
 fn key<K: kube::Resource>(object: &K) -> String {
     let meta = object.meta();
     format!(
-        "{}/{}",
+        "{}:{}/{}",
+        std::any::type_name::<K>(),
         meta.namespace.as_deref().unwrap_or_default(),
         meta.name.as_deref().unwrap_or_default()
     )
@@ -71,5 +74,29 @@ mod tests {
         assert_eq!(b.failed(&other).as_millis(), 250);
         b.succeeded(&a);
         assert_eq!(b.failed(&a).as_millis(), 250);
+    }
+
+    #[test]
+    fn objects_of_two_kinds_with_one_name_keep_their_own_count() {
+        use k8s_openapi::api::core::v1::Secret;
+        let b = Backoff::default();
+        let cm = object("risk", "fd");
+        let mut secret = Secret::default();
+        secret.metadata.namespace = Some("risk".into());
+        secret.metadata.name = Some("fd".into());
+        for _ in 0..3 {
+            b.failed(&cm);
+        }
+        assert_eq!(
+            b.failed(&secret).as_millis(),
+            250,
+            "a first failure of its own"
+        );
+        b.succeeded(&secret);
+        assert_eq!(
+            b.failed(&cm).as_millis(),
+            2000,
+            "untouched by the other's success"
+        );
     }
 }
