@@ -75,7 +75,8 @@ pub struct GateRule {
     /// How many distinct members of the gate's group must approve (default
     /// 1). Any one rejection fails the gate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 10))]
+    // int32: the formats the API server knows (uint32 draws a warning).
+    #[schemars(range(min = 1, max = MAX_REVIEWERS), extend("format" = "int32"))]
     pub reviewers: Option<u32>,
     /// A rule over measured evidence that decides the gate or advises the
     /// reviewers.
@@ -164,6 +165,7 @@ pub struct PinnedPolicy {
 pub struct PinnedGate {
     pub gate: String,
     /// Distinct approvals needed (1: the gate's condition, as without policies).
+    #[schemars(extend("format" = "int32"))]
     pub reviewers: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automatic: Option<Automatic>,
