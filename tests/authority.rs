@@ -543,7 +543,7 @@ async fn the_operator_holds_no_verb_it_does_not_use() {
     let unbound = "system:serviceaccount:modelgate-system:unbound";
     let baseline = rules_of(client_as(Some(unbound), &OPERATOR_GROUPS).await, "default").await;
     got.retain(|r| !baseline.contains(r));
-    let crds = "[modelapprovals.modelgate.io,modeldeployments.modelgate.io,approvalrecords.modelgate.io,approvalpolicies.modelgate.io]";
+    let crds = "[modelapprovals.modelgate.io,modeldeployments.modelgate.io,approvalrecords.modelgate.io,approvalpolicies.modelgate.io,recordcheckpoints.modelgate.io]";
     let mut want: Vec<String> = vec![
         "modelgate.io/modelapprovals:get",
         "modelgate.io/modelapprovals:list",
@@ -561,6 +561,10 @@ async fn the_operator_holds_no_verb_it_does_not_use() {
         "apps/deployments:patch",
         "events.k8s.io/events:create",
         "modelgate.io/approvalrecords:create",
+        "modelgate.io/approvalrecords:list",
+        "modelgate.io/recordcheckpoints:get",
+        "modelgate.io/recordcheckpoints:create",
+        "modelgate.io/recordcheckpoints:patch",
         "modelgate.io/approvalpolicies:get",
         "modelgate.io/approvalpolicies:list",
         "modelgate.io/approvalpolicies:watch",
