@@ -11,6 +11,9 @@
 #   hack/cluster.sh env     print `export KUBECONFIG=… PATH=…` for eval
 #   hack/cluster.sh status  say whether the control plane is running
 #   hack/cluster.sh restart-apiserver   stop and start kube-apiserver (tests)
+#   hack/cluster.sh admission   copy hack/static-admission/ (the static
+#                           admission manifests) to the running API server's
+#                           directory; it loads them within a minute
 #   hack/cluster.sh token USER [CLIENT]  sign USER in at the OpenID Connect
 #                           provider and print an ID token (hack/oidc/token.sh)
 #
@@ -364,9 +367,56 @@ rules:
 EOF2
 }
 
+# Static admission manifests (Kubernetes manifest-based admission control,
+# KEP-5793): the governed-namespace and managed-Deployment rules, rendered
+# from the chart into hack/static-admission/ by hack/render.sh, loaded by
+# the API server from a directory of its own. Nobody can delete or change
+# them through the API. The API server reads the directory again every
+# minute, so `hack/cluster.sh admission` after a re-render updates a running
+# cluster; a file it cannot load keeps the rules it had (and, at start,
+# stops the API server with the reason in its log).
+ADMISSION_DIR=$STATE/admission/validating-policies
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+copy_static_admission() {
+  local src=$REPO/hack/static-admission tmp f
+  ls "$src"/*.static.k8s.io.yaml >/dev/null 2>&1 || die "no static admission manifests in $src: run hack/render.sh"
+  mkdir -p "$ADMISSION_DIR"
+  # Each file is replaced whole (a rename), so a reload never reads half a file.
+  tmp=$(mktemp -d "$STATE/admission/.new.XXXXXX")
+  cp "$src"/*.static.k8s.io.yaml "$tmp/"
+  # The directory holds only what hack/static-admission/ holds now.
+  for f in "$ADMISSION_DIR"/*; do
+    if [ -e "$f" ] && [ ! -e "$tmp/$(basename "$f")" ]; then rm -f "$f"; fi
+  done
+  mv -f "$tmp"/*.yaml "$ADMISSION_DIR/"
+  rmdir "$tmp"
+}
+
+write_admission_config() {
+  copy_static_admission
+  cat >"$STATE/admission/admission-configuration.yaml" <<EOF
+apiVersion: apiserver.config.k8s.io/v1
+kind: AdmissionConfiguration
+plugins:
+  - name: ValidatingAdmissionPolicy
+    configuration:
+      apiVersion: apiserver.config.k8s.io/v1
+      kind: ValidatingAdmissionPolicyConfiguration
+      staticManifestsDir: $ADMISSION_DIR
+EOF
+}
+
+cmd_admission() {
+  running kube-apiserver || die "kube-apiserver is not running"
+  copy_static_admission
+  say "copied $(ls "$ADMISSION_DIR" | wc -l) static admission manifests to $ADMISSION_DIR; the API server loads them within a minute"
+}
+
 start_apiserver() {
   local pki=$STATE/pki authn=()
   write_audit_policy
+  write_admission_config
   if oidc_on; then
     write_authentication_config
     authn=(--authentication-config "$STATE/authentication.yaml")
@@ -387,6 +437,8 @@ start_apiserver() {
     --event-ttl 1h \
     --audit-policy-file "$STATE/audit-policy.yaml" --audit-log-path "$STATE/audit.log" \
     --audit-log-maxsize 100 --audit-log-maxbackup 1 \
+    --feature-gates ManifestBasedAdmissionControlConfig=true \
+    --admission-control-config-file "$STATE/admission/admission-configuration.yaml" \
     "${authn[@]}"
 }
 
@@ -502,6 +554,7 @@ cmd_env() {
   echo "export MODELGATE_KUBECTL=$K8S_BIN/kubectl"
   echo "export MODELGATE_HELM=$HELM_BIN/helm"
   echo "export MODELGATE_AUDIT_LOG=$STATE/audit.log"
+  echo "export MODELGATE_STATIC_ADMISSION=$ADMISSION_DIR"
   echo "export PATH=$K8S_BIN:$HELM_BIN:\$PATH"
   if oidc_on; then
     echo "export MODELGATE_OIDC_ISSUER=$OIDC_ISSUER"
@@ -529,10 +582,11 @@ case "${1:-}" in
   env) cmd_env ;;
   status) cmd_status ;;
   restart-apiserver) cmd_restart_apiserver ;;
+  admission) cmd_admission ;;
   token)
     oidc_on || die "the OpenID Connect provider is off (MODELGATE_OIDC=0)"
     eval "$(cmd_env)"
     exec "$OIDC_SRC/token.sh" "${@:2}"
     ;;
-  *) echo "usage: $0 build|up|down|env|status|restart-apiserver|token USER [CLIENT]" >&2; exit 2 ;;
+  *) echo "usage: $0 build|up|down|env|status|restart-apiserver|admission|token USER [CLIENT]" >&2; exit 2 ;;
 esac

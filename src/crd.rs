@@ -12,7 +12,9 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 use serde_json::Value;
 
-use crate::api::{ApprovalPolicy, ApprovalRecord, ModelApproval, ModelDeployment};
+use crate::api::{
+    ApprovalPolicy, ApprovalRecord, ModelApproval, ModelDeployment, RecordCheckpoint,
+};
 
 /// How many levels below `spec.template` keep their descriptions: enough for
 /// `kubectl explain modeldeployment.spec.template.spec.containers` to explain
@@ -26,6 +28,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         model_deployment(),
         ApprovalRecord::crd(),
         ApprovalPolicy::crd(),
+        RecordCheckpoint::crd(),
     ]
 }
 

@@ -18,4 +18,5 @@ pub mod operator;
 pub mod policy;
 pub mod records;
 pub mod runtime;
+pub mod static_admission;
 pub mod vocabulary;

@@ -543,7 +543,7 @@ async fn the_operator_holds_no_verb_it_does_not_use() {
     let unbound = "system:serviceaccount:modelgate-system:unbound";
     let baseline = rules_of(client_as(Some(unbound), &OPERATOR_GROUPS).await, "default").await;
     got.retain(|r| !baseline.contains(r));
-    let crds = "[modelapprovals.modelgate.io,modeldeployments.modelgate.io,approvalrecords.modelgate.io,approvalpolicies.modelgate.io]";
+    let crds = "[modelapprovals.modelgate.io,modeldeployments.modelgate.io,approvalrecords.modelgate.io,approvalpolicies.modelgate.io,recordcheckpoints.modelgate.io]";
     let mut want: Vec<String> = vec![
         "modelgate.io/modelapprovals:get",
         "modelgate.io/modelapprovals:list",
@@ -566,6 +566,10 @@ async fn the_operator_holds_no_verb_it_does_not_use() {
         "apps/replicasets:patch",
         "events.k8s.io/events:create",
         "modelgate.io/approvalrecords:create",
+        "modelgate.io/approvalrecords:list",
+        "modelgate.io/recordcheckpoints:get",
+        "modelgate.io/recordcheckpoints:create",
+        "modelgate.io/recordcheckpoints:patch",
         "modelgate.io/approvalpolicies:get",
         "modelgate.io/approvalpolicies:list",
         "modelgate.io/approvalpolicies:watch",
@@ -610,4 +614,153 @@ async fn the_operator_holds_no_verb_it_does_not_use() {
         extra, want,
         "the operator's rules in {home} differ from the verbs it uses"
     );
+}
+
+/// Puts the API-installed policies back (as `kubectl apply -k deploy/`),
+/// also when the test that deleted them fails.
+struct RestorePolicies;
+
+impl Drop for RestorePolicies {
+    fn drop(&mut self) {
+        let deploy = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/");
+        let out = kubectl(&["apply", "--server-side", "--force-conflicts", "-k", deploy]);
+        assert!(out.status.success(), "restore the policies: {}", text(&out));
+    }
+}
+
+/// The governed-namespace and managed-Deployment rules also run as static
+/// admission manifests (hack/cluster.sh loads hack/static-admission/): a
+/// cluster admin can neither delete nor shadow them through the API, and
+/// with the chart's copies deleted the rules still hold, for the admin too.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cluster_admin_cannot_delete_the_static_rules() {
+    use k8s_openapi::api::admissionregistration::v1::{
+        ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    };
+    use k8s_openapi::api::core::v1::Pod;
+    use kube::api::DeleteParams;
+    // Alone: the chart's copies of shared policies go for a moment.
+    let _params = PARAMS.write().await;
+    let admin = install_modelgate().await;
+    let ns = TestNamespace::new(&admin, "static").await;
+    let out = kubectl(&["label", "namespace", &ns.name, "modelgate.io/governed=true"]);
+    assert!(out.status.success(), "label namespace: {}", text(&out));
+    let managed: Deployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "fd", "labels": {"app": "fd", "app.kubernetes.io/managed-by": "modelgate", "modelgate.io/model-deployment": "fd"}},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "fd"}},
+                 "template": {"metadata": {"labels": {"app": "fd"}}, "spec": {"containers": [{"name": "s", "image": "serve:1"}]}}},
+    }))
+    .expect("deployment");
+    let as_operator: Api<Deployment> = Api::namespaced(operator_client().await, &ns.name);
+    as_operator
+        .patch(
+            "fd",
+            &PatchParams::apply("modelgate").force(),
+            &Patch::Apply(&managed),
+        )
+        .await
+        .expect("the operator creates its Deployment");
+
+    let policies: Api<ValidatingAdmissionPolicy> = Api::all(admin.clone());
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(admin.clone());
+    let _restore = RestorePolicies;
+    for rule in modelgate::static_admission::POLICIES {
+        let name = format!("{rule}{}", modelgate::static_admission::SUFFIX);
+        refused(
+            &format!("the cluster admin deletes the static policy {name}"),
+            policies.delete(&name, &DeleteParams::default()).await,
+            "not found",
+        );
+        refused(
+            &format!("the cluster admin deletes the static binding {name}"),
+            bindings.delete(&name, &DeleteParams::default()).await,
+            "not found",
+        );
+        let shadow: ValidatingAdmissionPolicy = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name},
+            "spec": {"matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["*"], "resources": ["deployments"], "operations": ["CREATE"]}]},
+                     "validations": [{"expression": "true"}]},
+        }))
+        .expect("policy");
+        refused(
+            &format!("the cluster admin creates a policy named {name}"),
+            policies.create(&PostParams::default(), &shadow).await,
+            "reserved for static manifest-based configurations",
+        );
+        // The chart's copy goes: only the static one is left to refuse.
+        allowed(
+            &format!("the cluster admin deletes the chart's binding {rule}"),
+            bindings.delete(rule, &DeleteParams::default()).await,
+        );
+        allowed(
+            &format!("the cluster admin deletes the chart's policy {rule}"),
+            policies.delete(rule, &DeleteParams::default()).await,
+        );
+    }
+
+    let as_admin: Api<Deployment> = Api::namespaced(admin.clone(), &ns.name);
+    let ed_binding = serde_json::json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "editor", "namespace": ns.name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "ed@example.com"}],
+    });
+    let out = kubectl_stdin(&["apply", "-f", "-"], Some(&ed_binding.to_string()));
+    assert!(out.status.success(), "{}", text(&out));
+    let as_ed: Api<Deployment> = Api::namespaced(person("ed@example.com", &[]).await, &ns.name);
+    // The API server drops a deleted policy within moments; until then the
+    // refusal may still name the chart's copy.
+    let static_refusal = eventually(30, "a refusal by the static policy", || async {
+        match set_image(&as_ed, "fd", "unapproved:6").await {
+            Err(e) if e.to_string().contains("modelgate-managed-deployments.static.k8s.io") => {
+                Some(e)
+            }
+            Err(_) => None,
+            Ok(_) => panic!(
+                "a non-operator changed the managed Deployment's template with the chart's policy deleted: \
+                 is the API server running with hack/static-admission/ (hack/cluster.sh starts it so)?"
+            ),
+        }
+    })
+    .await;
+    refused(
+        "an editor changes the managed Deployment's template, the chart's policy deleted",
+        Err::<(), _>(static_refusal),
+        "the pod template of Deployment fd is managed by modelgate",
+    );
+    refused(
+        "the cluster admin changes the managed Deployment's template",
+        set_image(&as_admin, "fd", "unapproved:6").await,
+        "ValidatingAdmissionPolicy 'modelgate-managed-deployments.static.k8s.io'",
+    );
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "stray"},
+        "spec": {"containers": [{"name": "s", "image": "unapproved:6"}]},
+    }))
+    .expect("pod");
+    refused(
+        "the cluster admin creates a pod in a governed namespace",
+        Api::<Pod>::namespaced(admin.clone(), &ns.name)
+            .create(&PostParams::default(), &pod)
+            .await,
+        "ValidatingAdmissionPolicy 'modelgate-governed-workloads.static.k8s.io'",
+    );
+    // Nothing changed.
+    let now = as_admin.get("fd").await.expect("deployment");
+    let images: Vec<Option<String>> = now
+        .spec
+        .template
+        .spec
+        .map(|p| p.containers.into_iter().map(|c| c.image).collect())
+        .unwrap_or_default();
+    assert_eq!(images, [Some("serve:1".to_string())]);
+    assert!(
+        Api::<Pod>::namespaced(admin, &ns.name)
+            .get_opt("stray")
+            .await
+            .expect("get pod")
+            .is_none()
+    );
+    report("a_cluster_admin_cannot_delete_the_static_rules");
 }

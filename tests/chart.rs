@@ -45,6 +45,43 @@ fn generated_manifests_are_current() {
         body == rendered,
         "deploy/modelgate.yaml is stale: run hack/render.sh"
     );
+    // The local control plane's static admission manifests.
+    let out = helm(&[
+        "template",
+        "modelgate",
+        CHART,
+        "--namespace",
+        "modelgate-system",
+        "--skip-tests",
+        "-f",
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/hack/static-admission-values.yaml"
+        ),
+    ]);
+    let files = modelgate::static_admission::render(&String::from_utf8_lossy(&out.stdout))
+        .expect("static manifests");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("hack/static-admission");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    assert_eq!(
+        names,
+        files.iter().map(|f| f.name.clone()).collect::<Vec<_>>(),
+        "hack/static-admission/ is stale: run hack/render.sh"
+    );
+    for file in files {
+        assert!(
+            std::fs::read_to_string(dir.join(&file.name)).unwrap_or_default() == file.text,
+            "hack/static-admission/{} is stale: run hack/render.sh",
+            file.name
+        );
+    }
     for crd in modelgate::crd::all() {
         let file = modelgate::crd::file_name(&crd);
         let chart =
@@ -165,14 +202,14 @@ fn the_rendered_chart_is_what_a_platform_team_checks() {
     );
     assert_eq!(params["data"]["exemptGroups"], "");
     // Approval authority, managed Deployments, governed namespaces,
-    // approval records.
+    // approval records, record checkpoints.
     for kind in [
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     ] {
         assert_eq!(
             docs.iter().filter(|d| d["kind"] == kind).count(),
-            4,
+            5,
             "{kind}"
         );
     }

@@ -13,8 +13,9 @@ use base64::engine::general_purpose::STANDARD;
 use common::*;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use modelgate::api::{ApprovalPhase, ApprovalRecord, Envelope, ModelApproval};
+use modelgate::api::{ApprovalPhase, ApprovalRecord, Envelope, ModelApproval, RecordCheckpoint};
 use modelgate::records::Signer;
+use modelgate::records::checkpoint::Checkpoint;
 
 /// The records of approval `name` in `ns`, oldest first, once there are `n`.
 async fn records_of(client: &kube::Client, ns: &str, name: &str, n: usize) -> Vec<ApprovalRecord> {
@@ -475,4 +476,125 @@ fn refused(who: &str, what: &str, result: kube::Result<()>) {
         }
         other => panic!("{who} could {what}: {other:?}"),
     }
+}
+
+/// The seq of approval `uid`'s newest record that the namespace's
+/// checkpoint names, once it names one.
+async fn checkpointed(client: &kube::Client, ns: &str, uid: &str, seq: i64) -> RecordCheckpoint {
+    let api: Api<RecordCheckpoint> = Api::namespaced(client.clone(), ns);
+    eventually(60, &format!("the checkpoint to name seq {seq}"), || async {
+        let cp = api.get_opt("approval-records").await.ok()??;
+        let named = Checkpoint::read_unverified(&cp.spec.envelope)?;
+        (named.head(uid)?.seq >= seq).then_some(cp)
+    })
+    .await
+}
+
+/// A cluster admin removes an approval's newest record, through the one
+/// identity the records policy lets delete (the namespace controller, by
+/// impersonation); the signed checkpoint, which the admin can neither
+/// rewrite nor delete as themselves, makes `audit verify` of the export
+/// name what is missing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_removed_newest_record_is_named_by_the_checkpoint() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = TestNamespace::new(&client, "records-cut").await;
+    let n = ns.name.as_str();
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
+    create_approval(&approvals, "fd-v3", "3.0.0", None).await;
+    approve_all(n, "fd-v3").await;
+    wait_phase(&approvals, "fd-v3", ApprovalPhase::Approved).await;
+    set_gate(
+        n,
+        "fd-v3",
+        "SecurityReview",
+        "False",
+        "securityreview@example.com",
+    )
+    .await
+    .expect("fail security");
+    wait_phase(&approvals, "fd-v3", ApprovalPhase::Rejected).await;
+    let records = records_of(&client, n, "fd-v3", 2).await;
+    let (kept, newest) = (records[0].spec.seq, records[1].spec.seq);
+    let uid = records[1].spec.approval.uid.clone();
+    let checkpoint = checkpointed(&client, n, &uid, newest).await;
+    let out = kubectl(&["get", "recordcheckpoints", "-n", n]);
+    assert!(
+        text(&out).contains("approval-records"),
+        "kubectl lists it: {}",
+        text(&out)
+    );
+
+    // The admin may neither rewrite nor delete the checkpoint as themselves.
+    let admin = client_as(Some("root@example.com"), &["system:masters"]).await;
+    let as_admin: Api<RecordCheckpoint> = Api::namespaced(admin, n);
+    let patch = serde_json::json!({"spec": {"approvals": 0}});
+    let rewritten = as_admin
+        .patch(
+            "approval-records",
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await;
+    refused(
+        "the cluster admin",
+        "rewrite the checkpoint",
+        rewritten.map(|_| ()),
+    );
+    let deleted = as_admin
+        .delete("approval-records", &DeleteParams::default())
+        .await;
+    refused(
+        "the cluster admin",
+        "delete the checkpoint",
+        deleted.map(|_| ()),
+    );
+    let after: Api<RecordCheckpoint> = Api::namespaced(client.clone(), n);
+    assert_eq!(
+        after
+            .get("approval-records")
+            .await
+            .expect("checkpoint")
+            .spec,
+        checkpoint.spec,
+        "the checkpoint is unchanged"
+    );
+
+    // As the namespace controller, the newest record goes.
+    let controller = client_as(
+        Some("system:serviceaccount:kube-system:namespace-controller"),
+        &[
+            "system:serviceaccounts",
+            "system:serviceaccounts:kube-system",
+            "system:authenticated",
+        ],
+    )
+    .await;
+    let newest_name = records[1].metadata.name.clone().expect("name");
+    Api::<ApprovalRecord>::namespaced(controller, n)
+        .delete(&newest_name, &DeleteParams::default())
+        .await
+        .expect("the namespace controller deletes the newest record");
+
+    let dir = scratch("cut");
+    let bundle = dir.join("cut.jsonl");
+    let out = run_plugin(
+        n,
+        None,
+        &["audit", "export", "-o", &bundle.to_string_lossy()],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("exported 1 records of 1 approvals and 1 signed checkpoints"),
+        "{}",
+        stdout(&out)
+    );
+    let (code, said) = verify(n, &bundle, &dir.join("cut.pub.pem"));
+    assert_eq!(code, Some(5), "{said}");
+    let want =
+        format!("approval {n}/fd-v3: records after seq {kept} are missing; the checkpoint of ");
+    assert!(said.contains(&want), "no {want:?} in:\n{said}");
+    assert!(said.contains(&format!("names seq {newest}")), "{said}");
+    eprintln!("verify names what is missing:\n{said}");
 }

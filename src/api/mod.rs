@@ -24,7 +24,7 @@ pub use deployment::{
 };
 pub use gates::Gate;
 pub use policy::ApprovalPolicy;
-pub use record::{ApprovalRecord, ApprovalRecordSpec, Envelope};
+pub use record::{ApprovalRecord, ApprovalRecordSpec, Envelope, RecordCheckpoint};
 
 /// The API group of both kinds.
 pub const GROUP: &str = "modelgate.io";

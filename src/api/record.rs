@@ -113,3 +113,43 @@ pub struct Signature {
     #[schemars(length(max = 128))]
     pub sig: String,
 }
+
+/// The signed checkpoint of a namespace's records: the newest recorded seq
+/// and history head of every approval there (deleted ones included), so
+/// that an export missing an approval's newest records shows it. One per
+/// namespace, named [`CHECKPOINT_NAME`], written only by the operator.
+#[derive(CustomResource, KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[kube(
+    group = "modelgate.io",
+    version = "v1alpha1",
+    kind = "RecordCheckpoint",
+    namespaced,
+    derive = "PartialEq",
+    shortname = "mrc",
+    category = "modelgate",
+    doc = "The signed checkpoint of the ApprovalRecords of a namespace: the newest recorded seq and history head of every approval, in a DSSE envelope signed with the operator's Ed25519 key. Written only by the operator; `kubectl modelgate audit export` includes it and `audit verify` names each approval whose newest records are missing.",
+    printcolumn(name = "Approvals", type_ = "integer", json_path = ".spec.approvals"),
+    printcolumn(name = "Signed", type_ = "date", json_path = ".spec.time"),
+    printcolumn(
+        name = "Key",
+        type_ = "string",
+        json_path = ".spec.keyId",
+        priority = 1
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordCheckpointSpec {
+    /// When the operator signed it.
+    pub time: Time,
+    /// How many approvals it names.
+    pub approvals: i64,
+    /// The signing key's id.
+    #[schemars(length(max = 64))]
+    pub key_id: String,
+    /// The signed checkpoint (payload type
+    /// application/vnd.modelgate.checkpoint+json).
+    pub envelope: Envelope,
+}
+
+/// The name of the one checkpoint of a namespace.
+pub const CHECKPOINT_NAME: &str = "approval-records";

@@ -30,6 +30,20 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Render the governed-namespace and managed-Deployment rules as static
+    /// admission manifests (`*.static.k8s.io`) for the API server's
+    /// staticManifestsDir, from the chart's rendered manifests.
+    #[command(
+        after_help = "Examples:\n  helm template modelgate charts/modelgate -n modelgate-system -f my-values.yaml \\\n    | modelgate static-admission --dir /etc/kubernetes/admission/validating-policies\n  modelgate static-admission --from deploy/modelgate.yaml --dir /etc/kubernetes/admission/validating-policies"
+    )]
+    StaticAdmission {
+        /// The rendered manifests (`helm template` output, or deploy/modelgate.yaml); default: standard input.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// The directory to write `<policy>.static.k8s.io.yaml` into (created when missing).
+        #[arg(long)]
+        dir: PathBuf,
+    },
 }
 
 /// Without a subcommand, modelgate runs the controllers.
@@ -87,6 +101,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Crd { dir }) => print_crds(dir),
+        Some(Command::StaticAdmission { from, dir }) => static_admission(from, &dir),
         None => run(cli.run),
     };
     match result {
@@ -210,6 +225,21 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
     tracing::info!("shutdown requested; finishing in-flight reconciles");
+}
+
+/// Writes the static admission manifests rendered from `from` (or stdin).
+fn static_admission(from: Option<PathBuf>, dir: &std::path::Path) -> Result<(), BoxError> {
+    let manifests = match from {
+        Some(path) => std::fs::read_to_string(&path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?,
+        None => std::io::read_to_string(std::io::stdin())?,
+    };
+    std::fs::create_dir_all(dir)?;
+    for file in modelgate::static_admission::render(&manifests)? {
+        std::fs::write(dir.join(&file.name), file.text)?;
+        eprintln!("wrote {}", dir.join(&file.name).display());
+    }
+    Ok(())
 }
 
 fn print_crds(dir: Option<PathBuf>) -> Result<(), BoxError> {

@@ -10,20 +10,22 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 
 use super::{CliError, Result, Session};
-use crate::api::ApprovalRecord;
+use crate::api::{ApprovalRecord, RecordCheckpoint};
 use crate::records::envelope::{self, key_id};
 use crate::records::key::{KeyPlace, public_keys_pem};
 use crate::records::verify;
 
 #[derive(Subcommand)]
 pub enum AuditCommand {
-    /// Write the signed records as JSON Lines (one DSSE envelope a line) and the public keys beside them.
+    /// Write the signed records and each namespace's signed checkpoint as JSON Lines (one DSSE envelope a line) and the public keys beside them.
     #[command(
         after_help = "Examples:\n  kubectl modelgate audit export -n risk -o risk-audit.jsonl\n  kubectl modelgate audit export -A --approval fraud-detector-2-4-0"
     )]
     Export(ExportArgs),
-    /// Check an exported bundle without a cluster: signatures, hash chains, digests, nothing missing or reordered.
-    #[command(after_help = "Example:\n  kubectl modelgate audit verify risk-audit.jsonl")]
+    /// Check an exported bundle without a cluster: signatures, hash chains, digests, nothing missing or reordered, and against the signed checkpoint, no newest record removed.
+    #[command(
+        after_help = "Examples:\n  kubectl modelgate audit verify risk-audit.jsonl\n  kubectl modelgate audit verify fd.jsonl --approval fraud-detector-2-4-0"
+    )]
     Verify(BundleArgs),
     /// Render an exported bundle as one self-contained HTML page with a timeline per approval.
     #[command(
@@ -57,6 +59,10 @@ pub struct BundleArgs {
     /// their ids with the ones your platform team published.
     #[arg(long)]
     pub keys: Option<PathBuf>,
+    /// The bundle was exported with --approval NAME: look for that
+    /// approval's records only, not for every approval the checkpoint names.
+    #[arg(long)]
+    pub approval: Option<String>,
 }
 
 #[derive(Args)]
@@ -120,11 +126,15 @@ async fn export(session: &Session, args: ExportArgs) -> Result<String> {
         .await
         .map_err(|e| CliError::from_api(e, &format!("ConfigMap {namespace}/{}", place.public)))?;
     let pem = public_keys_pem(&keys);
+    let checkpoints = checkpoints(session, args.all_namespaces).await?;
     let mut lines = String::new();
-    for r in &records {
+    let envelopes = records
+        .iter()
+        .map(|r| &r.spec.envelope)
+        .chain(checkpoints.iter().map(|c| &c.spec.envelope));
+    for envelope in envelopes {
         lines.push_str(
-            &serde_json::to_string(&r.spec.envelope)
-                .map_err(|e| CliError::Render(e.to_string()))?,
+            &serde_json::to_string(envelope).map_err(|e| CliError::Render(e.to_string()))?,
         );
         lines.push('\n');
     }
@@ -135,15 +145,38 @@ async fn export(session: &Session, args: ExportArgs) -> Result<String> {
         .iter()
         .map(|r| r.spec.approval.uid.as_str())
         .collect();
+    let scope = args
+        .approval
+        .as_ref()
+        .map(|a| format!(" --approval {a}"))
+        .unwrap_or_default();
     Ok(format!(
-        "exported {} records of {} approvals to {}\npublic keys ({}) in {}\ncheck with: kubectl modelgate audit verify {}\n",
+        "exported {} records of {} approvals and {} signed checkpoints to {}\npublic keys ({}) in {}\ncheck with: kubectl modelgate audit verify {}{scope}\n",
         records.len(),
         approvals.len(),
+        checkpoints.len(),
         args.out.display(),
         pem.matches("BEGIN PUBLIC KEY").count(),
         key_path.display(),
         args.out.display(),
     ))
+}
+
+/// The signed checkpoints of the namespace (or all): the newest record of
+/// every approval, against which verify finds removed newest records.
+async fn checkpoints(session: &Session, all: bool) -> Result<Vec<RecordCheckpoint>> {
+    let api: Api<RecordCheckpoint> = if all {
+        Api::all(session.client.clone())
+    } else {
+        Api::namespaced(session.client.clone(), &session.namespace)
+    };
+    let mut items = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| CliError::from_api(e, "recordcheckpoints"))?
+        .items;
+    items.sort_by(|a, b| a.metadata.namespace.cmp(&b.metadata.namespace));
+    Ok(items)
 }
 
 fn write(path: &Path, text: &str) -> Result<()> {
@@ -166,7 +199,10 @@ fn check(args: &BundleArgs) -> Result<(verify::Report, Vec<String>)> {
     let keys = envelope::public_keys(&read(&key_path)?)
         .map_err(|e| CliError::Usage(format!("{}: {e}", key_path.display())))?;
     let ids = keys.iter().map(key_id).collect();
-    Ok((verify::verify(&bundle, &keys), ids))
+    Ok((
+        verify::verify_scoped(&bundle, &keys, args.approval.as_deref()),
+        ids,
+    ))
 }
 
 fn verify_bundle(args: &BundleArgs) -> Result<String> {
@@ -178,20 +214,29 @@ fn verify_bundle(args: &BundleArgs) -> Result<String> {
         .map(|s| s.predicate.approval.uid.as_str())
         .collect();
     if report.ok() {
+        let against: Vec<String> = report
+            .checkpoints
+            .iter()
+            .filter_map(|c| c.checkpoint.as_ref())
+            .map(|c| format!("{} of {}", c.namespace, c.time.0))
+            .collect();
         return Ok(format!(
-            "verified {} records of {} approvals in {}: signatures, hash chains and digests hold, none missing or out of order\nkeys: {}\n",
+            "verified {} records of {} approvals in {}: signatures, hash chains and digests hold, none missing or out of order\nnone of the newest records missing, by the signed checkpoints: {}\nkeys: {}\n",
             report.lines.len(),
             approvals.len(),
             args.bundle.display(),
+            against.join(", "),
             ids.join(", ")
         ));
     }
     let failures: Vec<String> = report.failures.iter().map(|f| f.to_string()).collect();
     Err(CliError::Unverified(format!(
-        "{} does not verify ({} of {} lines fail):\n{}",
+        "{} does not verify ({} of {} records and {} of {} checkpoints fail their own checks):\n{}",
         args.bundle.display(),
         report.lines.iter().filter(|l| !l.verified).count(),
         report.lines.len(),
+        report.checkpoints.iter().filter(|c| !c.verified).count(),
+        report.checkpoints.len(),
         failures.join("\n")
     )))
 }

@@ -110,11 +110,24 @@ impl Signer {
         &self.id
     }
 
-    /// `payload` in a DSSE envelope with this key's signature.
+    /// The public half, to check what this key signed.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.key.verifying_key()
+    }
+
+    /// `payload` (an in-toto Statement) in a DSSE envelope with this key's
+    /// signature.
     pub fn seal(&self, payload: &[u8]) -> Envelope {
-        let signature = self.key.sign(&pae(PAYLOAD_TYPE, payload));
+        self.seal_as(PAYLOAD_TYPE, payload)
+    }
+
+    /// `payload` of `payload_type` in a DSSE envelope with this key's
+    /// signature. The type is signed too (DSSE's PAE), so a payload of one
+    /// type is never taken for another.
+    pub fn seal_as(&self, payload_type: &str, payload: &[u8]) -> Envelope {
+        let signature = self.key.sign(&pae(payload_type, payload));
         Envelope {
-            payload_type: PAYLOAD_TYPE.to_string(),
+            payload_type: payload_type.to_string(),
             payload: STANDARD.encode(payload),
             signatures: vec![Signature {
                 keyid: self.id.clone(),

@@ -4,6 +4,7 @@
 //! docs/records.md describes the formats.
 
 pub mod chain;
+pub mod checkpoint;
 pub mod envelope;
 pub mod key;
 pub mod statement;

@@ -7,6 +7,12 @@
 //! lines, per approval: records come oldest first, none is missing between
 //! two (each names the seq of the one before), and where two records carry
 //! the same history entry it is the same entry.
+//!
+//! A line may also be a namespace's signed checkpoint (its own payload
+//! type): the newest seq and head of every approval there. Against it, an
+//! approval whose newest records are missing from the bundle is named; a
+//! namespace whose records come without a checkpoint is a failure, since
+//! nothing then shows whether its newest records were removed.
 
 use std::collections::HashMap;
 
@@ -16,6 +22,7 @@ use ed25519_dalek::VerifyingKey;
 use serde_json::Value;
 
 use super::chain;
+use super::checkpoint::{self, Checkpoint};
 use super::envelope::{PAYLOAD_TYPE, open};
 use super::statement::{PREDICATE_TYPE, STATEMENT_TYPE, Statement};
 use crate::api::Envelope;
@@ -30,8 +37,21 @@ pub struct Failure {
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "line {}: {}", self.line, self.reason)
+        match self.line {
+            // Of the bundle as a whole.
+            0 => write!(f, "{}", self.reason),
+            line => write!(f, "line {line}: {}", self.reason),
+        }
     }
+}
+
+/// A checkpoint line as read: the checkpoint when its payload could be
+/// read, and whether its signature verified.
+#[derive(Clone, Debug)]
+pub struct CheckpointLine {
+    pub line: usize,
+    pub checkpoint: Option<Checkpoint>,
+    pub verified: bool,
 }
 
 /// One line as read: its statement when the payload could be read at all,
@@ -47,6 +67,7 @@ pub struct Line {
 #[derive(Clone, Debug, Default)]
 pub struct Report {
     pub lines: Vec<Line>,
+    pub checkpoints: Vec<CheckpointLine>,
     pub failures: Vec<Failure>,
 }
 
@@ -67,6 +88,13 @@ struct Seen {
 
 /// Verifies every line of `bundle` with `keys`.
 pub fn verify(bundle: &str, keys: &[VerifyingKey]) -> Report {
+    verify_scoped(bundle, keys, None)
+}
+
+/// Verifies `bundle`; with `approval`, the bundle is an export of that
+/// approval's records only, and the checkpoint's other approvals are not
+/// looked for.
+pub fn verify_scoped(bundle: &str, keys: &[VerifyingKey], approval: Option<&str>) -> Report {
     let mut report = Report::default();
     let mut approvals: HashMap<String, Seen> = HashMap::new();
     for (index, text) in bundle.lines().enumerate() {
@@ -74,6 +102,10 @@ pub fn verify(bundle: &str, keys: &[VerifyingKey]) -> Report {
             continue;
         }
         let line = index + 1;
+        if let Some(read) = checkpoint_line(text, line, keys, &mut report.failures) {
+            report.checkpoints.push(read);
+            continue;
+        }
         let mut reasons = Vec::new();
         let statement = check_line(text, keys, &mut reasons);
         if let Some(s) = &statement {
@@ -97,7 +129,118 @@ pub fn verify(bundle: &str, keys: &[VerifyingKey]) -> Report {
             reason: "the bundle holds no records".into(),
         });
     }
+    let missing = heads(&report, approval);
+    report.failures.extend(missing);
     report
+}
+
+/// The line as a checkpoint, when it is one (by its payload type); a
+/// failure for each thing wrong with it.
+fn checkpoint_line(
+    text: &str,
+    line: usize,
+    keys: &[VerifyingKey],
+    failures: &mut Vec<Failure>,
+) -> Option<CheckpointLine> {
+    let envelope: Envelope = serde_json::from_str(text).ok()?;
+    if envelope.payload_type != checkpoint::PAYLOAD_TYPE {
+        return None;
+    }
+    let (checkpoint, verified) = match Checkpoint::open(&envelope, keys) {
+        Ok(c) => (Some(c), true),
+        Err(e) => {
+            let claimed = Checkpoint::read_unverified(&envelope);
+            let of = claimed
+                .as_ref()
+                .map(|c| format!(" of namespace {}", c.namespace))
+                .unwrap_or_default();
+            failures.push(Failure {
+                line,
+                reason: format!("the checkpoint{of} does not verify: {e}"),
+            });
+            (claimed, false)
+        }
+    };
+    Some(CheckpointLine {
+        line,
+        checkpoint,
+        verified,
+    })
+}
+
+/// Each approval whose newest records the bundle lacks, by the newest
+/// verified checkpoint of its namespace; each namespace with records and no
+/// such checkpoint.
+fn heads(report: &Report, approval: Option<&str>) -> Vec<Failure> {
+    let mut newest: HashMap<&str, &Statement> = HashMap::new();
+    for s in report.lines.iter().filter_map(|l| l.statement.as_ref()) {
+        let uid = s.predicate.approval.uid.as_str();
+        if newest
+            .get(uid)
+            .is_none_or(|n| n.predicate.seq < s.predicate.seq)
+        {
+            newest.insert(uid, s);
+        }
+    }
+    let mut latest: HashMap<&str, (&Checkpoint, usize)> = HashMap::new();
+    for c in report.checkpoints.iter().filter(|c| c.verified) {
+        let Some(cp) = &c.checkpoint else { continue };
+        if latest
+            .get(cp.namespace.as_str())
+            .is_none_or(|(l, _)| l.time.0 < cp.time.0)
+        {
+            latest.insert(&cp.namespace, (cp, c.line));
+        }
+    }
+    let mut failures = Vec::new();
+    let mut namespaces: Vec<&str> = newest
+        .values()
+        .map(|s| s.predicate.approval.namespace.as_str())
+        .filter(|ns| !latest.contains_key(ns))
+        .collect();
+    namespaces.sort();
+    namespaces.dedup();
+    failures.extend(namespaces.into_iter().map(|ns| Failure {
+        line: 0,
+        reason: format!(
+            "the bundle has no verified checkpoint of namespace {ns}: whether the newest records of its approvals were removed cannot be told"
+        ),
+    }));
+    let mut checked: Vec<_> = latest.into_values().collect();
+    checked.sort_by_key(|(_, line)| *line);
+    for (cp, line) in checked {
+        let named = cp
+            .approvals
+            .iter()
+            .filter(|h| approval.is_none_or(|a| a == h.name));
+        for head in named {
+            if let Some(reason) = behind(cp, head, newest.get(head.uid.as_str()).copied()) {
+                failures.push(Failure { line, reason });
+            }
+        }
+    }
+    failures
+}
+
+/// What is missing of `head`'s approval, given its newest record in the
+/// bundle.
+fn behind(cp: &Checkpoint, head: &checkpoint::Head, newest: Option<&Statement>) -> Option<String> {
+    let who = format!("approval {}/{}", cp.namespace, head.name);
+    let names = format!("the checkpoint of {} names seq {}", cp.time.0, head.seq);
+    match newest.map(|s| &s.predicate) {
+        None => Some(format!(
+            "{who}: none of its records are in the bundle; {names}"
+        )),
+        Some(p) if p.seq < head.seq => Some(format!(
+            "{who}: records after seq {} are missing; {names}",
+            p.seq
+        )),
+        Some(p) if p.seq == head.seq && p.history_head != head.head => Some(format!(
+            "{who}: its record of seq {} is not the one {names}: the record was replaced",
+            p.seq
+        )),
+        Some(_) => None,
+    }
 }
 
 /// The checks of one line on its own; the statement when it can be read.

@@ -15,6 +15,7 @@ use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use tracing::info;
 
+use super::checkpoint::{Checkpoints, Head};
 use super::envelope::Signer;
 use super::statement::{phase_changes, record, statement};
 use crate::api::{ApprovalRecord, ModelApproval, ModelApprovalStatus};
@@ -25,6 +26,8 @@ pub struct Recorder {
     signer: Signer,
     /// Approval uid → the newest seq known to be recorded.
     recorded: Mutex<HashMap<String, i64>>,
+    /// The signed checkpoint of each namespace's records.
+    checkpoints: Checkpoints,
 }
 
 impl Recorder {
@@ -32,6 +35,7 @@ impl Recorder {
         Recorder {
             signer,
             recorded: Mutex::new(HashMap::new()),
+            checkpoints: Checkpoints::default(),
         }
     }
 
@@ -94,14 +98,28 @@ impl Recorder {
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
                 // A namespace being deleted takes its records with it; there
                 // is nothing to keep, and retrying would only fail again.
-                Err(kube::Error::Api(s)) if terminating(&s) => {}
+                Err(kube::Error::Api(s)) if terminating(&s) => {
+                    self.remember(approval, seq);
+                    continue;
+                }
                 Err(e) => return Err(e.into()),
             }
-            if let Ok(mut m) = self.recorded.lock() {
-                m.insert(approval.uid().unwrap_or_default(), seq);
-            }
+            // Only once the checkpoint names the record is it known as
+            // recorded: a failed checkpoint write is tried again with the
+            // record's next try (answered 409).
+            self.checkpoints
+                .advance(client, &self.signer, &namespace, Head::of(&statement))
+                .await?;
+            self.remember(approval, seq);
         }
         Ok(created)
+    }
+
+    /// Notes `seq` as the newest recorded of `approval`.
+    fn remember(&self, approval: &ModelApproval, seq: i64) {
+        if let Ok(mut m) = self.recorded.lock() {
+            m.insert(approval.uid().unwrap_or_default(), seq);
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use crate::api::{
     Envelope, HistoryEntry, ModelApproval, ModelApprovalSpec, ModelApprovalStatus, ModelArtifact,
 };
 use crate::records::chain::test_entry as entry;
+use crate::records::checkpoint::{Checkpoint, Head, PAYLOAD_TYPE as CHECKPOINT_PAYLOAD};
 use crate::records::envelope::{Signer, public_keys};
 use crate::records::statement::{record, statement};
 
@@ -59,18 +60,55 @@ fn approval() -> ModelApproval {
     }
 }
 
-/// The bundle the operator would write for `approval`, one line a record.
-fn bundle(signer: &Signer) -> Vec<String> {
+/// The bundle the operator would write for `approval`: one line a record,
+/// then the namespace's checkpoint naming the newest record up to `upto`.
+fn bundle_upto(signer: &Signer, upto: i64) -> Vec<String> {
     let a = approval();
     let status = a.status.clone().unwrap_or_default();
-    [6, 8]
+    let mut checkpoint = Checkpoint::new("risk");
+    checkpoint.time = entry(30, "Phase", "Rejected", None).time;
+    let mut lines: Vec<String> = [6, 8]
         .into_iter()
         .map(|seq| {
             let s = statement(&a, &status, seq).expect("statement");
+            if seq <= upto {
+                checkpoint.advance(Head::of(&s));
+            }
             let r = record(&s, signer).expect("record");
             serde_json::to_string(&r.spec.envelope).expect("json")
         })
-        .collect()
+        .collect();
+    let sealed = checkpoint.seal(signer).expect("checkpoint");
+    lines.push(serde_json::to_string(&sealed.spec.envelope).expect("json"));
+    lines
+}
+
+fn bundle(signer: &Signer) -> Vec<String> {
+    bundle_upto(signer, 8)
+}
+
+/// The bundle's checkpoint line with its checkpoint edited by `edit`;
+/// re-signed with `resign` when given, else left with its old signature.
+fn checkpoint_edited(
+    lines: &[String],
+    resign: Option<&Signer>,
+    edit: impl FnOnce(&mut Checkpoint),
+) -> Vec<String> {
+    let mut lines = lines.to_vec();
+    let at = lines.len() - 1;
+    let envelope: Envelope = serde_json::from_str(&lines[at]).expect("envelope");
+    let mut checkpoint = Checkpoint::read_unverified(&envelope).expect("checkpoint");
+    edit(&mut checkpoint);
+    let payload = serde_json::to_vec(&checkpoint).expect("json");
+    let envelope = match resign {
+        Some(signer) => signer.seal_as(CHECKPOINT_PAYLOAD, &payload),
+        None => Envelope {
+            payload: STANDARD.encode(&payload),
+            ..envelope
+        },
+    };
+    lines[at] = serde_json::to_string(&envelope).expect("json");
+    lines
 }
 
 fn keys(signer: &Signer) -> Vec<VerifyingKey> {
@@ -121,6 +159,7 @@ fn an_untampered_bundle_verifies() {
     let report = verify(&lines.join("\n"), &keys(&signer));
     assert!(report.ok(), "{:?}", report.failures);
     assert_eq!(report.lines.len(), 2);
+    assert_eq!(report.checkpoints.len(), 1);
 }
 
 #[test]
@@ -264,4 +303,121 @@ fn garbage_lines_are_refused_not_panicked_on() {
     assert!(has(&r, "line 1: not a DSSE envelope"), "{r:?}");
     assert!(has(&r, "line 2: not a DSSE envelope"), "{r:?}");
     assert!(has(&reasons(&[], &signer), "no records"));
+}
+
+const CHECKPOINT_TIME: &str = "2026-09-21T14:13:50Z";
+
+#[test]
+fn the_newest_record_dropped_is_named_by_the_checkpoint() {
+    let signer = Signer::generate().expect("key");
+    let lines = bundle(&signer);
+    let truncated = vec![lines[0].clone(), lines[2].clone()];
+    let r = reasons(&truncated, &signer);
+    assert_eq!(
+        r,
+        [format!(
+            "line 2: approval risk/fd-v1: records after seq 6 are missing; the checkpoint of {CHECKPOINT_TIME} names seq 8"
+        )]
+    );
+}
+
+#[test]
+fn every_record_of_an_approval_dropped_is_named() {
+    let signer = Signer::generate().expect("key");
+    let lines = bundle(&signer);
+    let r = reasons(&lines[2..], &signer);
+    assert!(
+        has(
+            &r,
+            &format!(
+                "line 1: approval risk/fd-v1: none of its records are in the bundle; the checkpoint of {CHECKPOINT_TIME} names seq 8"
+            )
+        ),
+        "{r:?}"
+    );
+    // An export of another approval's records does not look for them.
+    let scoped = verify_scoped(&lines[2..].join("\n"), &keys(&signer), Some("other"));
+    assert!(
+        !scoped.failures.iter().any(|f| f.reason.contains("fd-v1")),
+        "{:?}",
+        scoped.failures
+    );
+}
+
+#[test]
+fn records_newer_than_the_checkpoint_verify() {
+    let signer = Signer::generate().expect("key");
+    let lines = bundle_upto(&signer, 6);
+    let report = verify(&lines.join("\n"), &keys(&signer));
+    assert!(report.ok(), "{:?}", report.failures);
+}
+
+#[test]
+fn a_forged_checkpoint_fails_its_signature_and_hides_nothing() {
+    let signer = Signer::generate().expect("key");
+    let other = Signer::generate().expect("key");
+    let lines = bundle(&signer);
+    // The newest record removed, and the checkpoint edited to match.
+    let hide = |c: &mut Checkpoint| c.approvals[0].seq = 6;
+    for (forged, says) in [
+        (
+            checkpoint_edited(&lines, None, hide),
+            "the signature does not verify".to_string(),
+        ),
+        (
+            checkpoint_edited(&lines, Some(&other), hide),
+            format!(
+                "signed with key {}, which is not among the public keys given",
+                other.id()
+            ),
+        ),
+    ] {
+        let truncated = vec![forged[0].clone(), forged[2].clone()];
+        let r = reasons(&truncated, &signer);
+        assert!(
+            has(
+                &r,
+                &format!("line 2: the checkpoint of namespace risk does not verify: {says}")
+            ),
+            "{r:?}"
+        );
+        assert!(
+            has(
+                &r,
+                "the bundle has no verified checkpoint of namespace risk"
+            ),
+            "{r:?}"
+        );
+    }
+}
+
+#[test]
+fn a_record_is_never_taken_for_a_checkpoint() {
+    let signer = Signer::generate().expect("key");
+    let lines = bundle(&signer);
+    let mut envelope: Envelope = serde_json::from_str(&lines[1]).expect("envelope");
+    envelope.payload_type = CHECKPOINT_PAYLOAD.into();
+    let relabelled = vec![
+        lines[0].clone(),
+        serde_json::to_string(&envelope).expect("json"),
+    ];
+    let r = reasons(&relabelled, &signer);
+    assert!(has(&r, "line 2: the checkpoint does not verify"), "{r:?}");
+    assert!(has(&r, "no verified checkpoint of namespace risk"), "{r:?}");
+}
+
+#[test]
+fn a_replaced_newest_record_is_named() {
+    let signer = Signer::generate().expect("key");
+    let lines = checkpoint_edited(&bundle(&signer), Some(&signer), |c| {
+        c.approvals[0].head = "00".repeat(32);
+    });
+    let r = reasons(&lines, &signer);
+    assert!(
+        has(
+            &r,
+            "line 3: approval risk/fd-v1: its record of seq 8 is not the one the checkpoint"
+        ),
+        "{r:?}"
+    );
 }
