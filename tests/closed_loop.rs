@@ -775,6 +775,22 @@ async fn replicaset_of(client: &kube::Client, ns: &str, md: &str, digest: &str) 
     .await
 }
 
+/// ModelDeployment fd served 1.0.0 (approval fd-v1), then was re-pointed
+/// at 2.0.0 (fd-v2), which now serves; both approvals stand.
+async fn v2_replaced_v1(client: &kube::Client, n: &str) -> Api<ModelDeployment> {
+    let (approvals, mds) = create_model(client, n, "fd", "fd-v1", "1.0.0", None).await;
+    approve_all(n, "fd-v1").await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    approve_all(n, "fd-v2").await;
+    let patch = serde_json::json!({"spec": {"approvalRef": {"name": "fd-v2"}}});
+    mds.patch("fd", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("re-point");
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    mds
+}
+
 /// One attack of a table: what it tries, the kubectl arguments, and what
 /// the refusal must say.
 type Attack<'a> = (&'a str, Vec<String>, Vec<&'a str>);
@@ -802,33 +818,13 @@ async fn a_rejected_version_never_runs_again() {
     let ns = governed_namespace(&client, "no-way-back").await;
     let n = ns.name.as_str();
     let record = watch_pods(&client, n).await;
-    let (approvals, mds) = create_model(&client, n, "fd", "fd-v1", "1.0.0", None).await;
-    approve_all(n, "fd-v1").await;
-    phase(&mds, "fd", DeploymentPhase::Available).await;
-    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
-    approve_all(n, "fd-v2").await;
+    let mds = v2_replaced_v1(&client, n).await;
     let (v1, v2) = (digest_of("1.0.0"), digest_of("2.0.0"));
-    let repoint = r#"{"spec":{"approvalRef":{"name":"fd-v2"}}}"#;
-    let out = as_dev(
-        n,
-        &["patch", "md", "fd", "--type=merge", "-p", repoint],
-        None,
-    );
-    assert!(out.status.success(), "re-point: {}", text(&out));
-    phase(&mds, "fd", DeploymentPhase::Available).await;
     let pods = pods_serve(&client, n, "fd", &v2).await;
     let pod = pods[0].metadata.name.clone().unwrap_or_default();
     let old_rs = replicaset_of(&client, n, "fd", &v1).await;
     let new_rs = replicaset_of(&client, n, "fd", &v2).await;
-    set_gate(
-        n,
-        "fd-v1",
-        "SecurityReview",
-        "False",
-        "securityreview@example.com",
-    )
-    .await
-    .expect("reject v1");
+    fail_gate(n, "fd-v1", "SecurityReview").await;
     let rejected_v1 = jiff::Timestamp::now();
 
     let rs_table: Vec<Attack> = [&old_rs, &new_rs]
@@ -962,15 +958,7 @@ async fn a_rejected_version_never_runs_again() {
     all_refused(n, admin, &rest[..5]);
 
     // v2 is revoked under onRevoke Hold: its pods stay, and never grow.
-    set_gate(
-        n,
-        "fd-v2",
-        "LegalReview",
-        "False",
-        "legalreview@example.com",
-    )
-    .await
-    .expect("reject v2");
+    fail_gate(n, "fd-v2", "LegalReview").await;
     let revoked = phase(&mds, "fd", DeploymentPhase::Revoked).await;
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
     eventually(60, "the held-replicas mark", || async {
@@ -1041,27 +1029,11 @@ async fn the_operator_puts_back_stray_replicasets_and_pauses() {
     let client = install_modelgate().await;
     let ns = TestNamespace::new(&client, "strays").await;
     let n = ns.name.as_str();
-    let (approvals, mds) = create_model(&client, n, "fd", "fd-v1", "1.0.0", None).await;
-    approve_all(n, "fd-v1").await;
-    phase(&mds, "fd", DeploymentPhase::Available).await;
-    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
-    approve_all(n, "fd-v2").await;
-    let patch = serde_json::json!({"spec": {"approvalRef": {"name": "fd-v2"}}});
-    mds.patch("fd", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("re-point");
+    let mds = v2_replaced_v1(&client, n).await;
     let (v1, v2) = (digest_of("1.0.0"), digest_of("2.0.0"));
     pods_serve(&client, n, "fd", &v2).await;
     let old_rs = replicaset_of(&client, n, "fd", &v1).await;
-    set_gate(
-        n,
-        "fd-v1",
-        "SecurityReview",
-        "False",
-        "securityreview@example.com",
-    )
-    .await
-    .expect("reject v1");
+    fail_gate(n, "fd-v1", "SecurityReview").await;
 
     // Outside a governed namespace, a developer may take a ReplicaSet out
     // of its Deployment and scale it.

@@ -67,6 +67,15 @@ pub async fn approve_all(ns: &str, name: &str) {
     }
 }
 
+/// Fails one gate, as that gate's reviewer in `approve_all`: any one
+/// failed gate rejects the approval.
+pub async fn fail_gate(ns: &str, name: &str, gate: &str) {
+    let reviewer = format!("{}@example.com", gate.to_ascii_lowercase());
+    set_gate(ns, name, gate, "False", &reviewer)
+        .await
+        .unwrap_or_else(|e| panic!("fail {gate} of {name}: {e}"));
+}
+
 /// A ModelDeployment manifest serving through `approval`.
 pub fn deployment_manifest(
     name: &str,
