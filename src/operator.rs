@@ -258,7 +258,7 @@ async fn home_and_recorder(
     let home = records
         .as_ref()
         .map(|p| p.namespace.clone())
-        .unwrap_or_else(|| crate::records::key::DEFAULT_NAMESPACE.to_string());
+        .unwrap_or_else(|| crate::vocabulary::DEFAULT_NAMESPACE.to_string());
     let recorder = match records {
         Some(place) => Some(Arc::new(recorder(&ctx.client, &place, shutdown).await?)),
         None => None,

@@ -2,6 +2,9 @@
 //! server-side applies and the severity of its Events. A leaf module: it
 //! imports nothing of this crate, so anything may depend on it.
 
+/// Where the plain manifests and the chart's defaults install modelgate.
+pub const DEFAULT_NAMESPACE: &str = "modelgate-system";
+
 /// The field manager of every write the operator makes. Server-side apply
 /// records it as the owner of the operator's fields, and the admission
 /// policies recognise the operator's writes by the service account that

@@ -63,7 +63,7 @@ struct RunArgs {
     leader_elect: bool,
     /// The operator's own namespace: of the leader Lease and the signing key
     /// (in a cluster, the pod's namespace).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "modelgate-system")]
+    #[arg(long, env = "POD_NAMESPACE", default_value = modelgate::vocabulary::DEFAULT_NAMESPACE)]
     lease_namespace: String,
     /// The name of the leader Lease.
     #[arg(long, default_value = "modelgate-leader")]

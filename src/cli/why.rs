@@ -29,8 +29,6 @@ pub struct WhyArgs {
 const AUTHORITY_BINDING: &str = "modelgate-approval-authority";
 /// The params ConfigMap.
 const AUTHORITY_PARAMS: &str = "modelgate-authority";
-/// Where the plain manifests install modelgate.
-const DEFAULT_NAMESPACE: &str = "modelgate-system";
 
 /// The params key that names a gate's reviewer group.
 fn params_key(gate: Gate) -> String {
@@ -50,7 +48,7 @@ pub(super) async fn authority_namespace(session: &Session, given: Option<&str>) 
         .ok()
         .flatten()
         .and_then(|b| b.spec.param_ref?.namespace)
-        .unwrap_or_else(|| DEFAULT_NAMESPACE.to_string())
+        .unwrap_or_else(|| crate::vocabulary::DEFAULT_NAMESPACE.to_string())
 }
 
 /// The reviewer group of each gate, from the authority params when they can

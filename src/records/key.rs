@@ -18,9 +18,6 @@ pub const PRIVATE_KEY: &str = "signing-key.pem";
 /// The key in the ConfigMap's data that names the key signing now.
 pub const CURRENT: &str = "current";
 
-/// Where the plain manifests install modelgate.
-pub const DEFAULT_NAMESPACE: &str = "modelgate-system";
-
 /// Where the key and the public keys are kept.
 #[derive(Clone, Debug)]
 pub struct KeyPlace {
