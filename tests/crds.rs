@@ -530,7 +530,7 @@ fn the_crds_install_without_a_warning() {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     files.sort();
-    assert_eq!(files.len(), 4, "the four CRDs");
+    assert!(files.len() >= 4, "every CRD: {files:?}");
     for file in files {
         let crd = std::fs::read_to_string(&file).expect("read a CRD");
         let fresh = crd.replace("modelgate.io", "warncheck.example.com");
