@@ -873,6 +873,22 @@ async fn a_rejected_version_never_runs_again() {
                     vec![GOVERNED, "set only by the Deployment controller"],
                 ),
                 (
+                    "delete a ReplicaSet, orphaning its pods",
+                    args(&["delete", &target, "--cascade=orphan", "--wait=false"]),
+                    vec![GOVERNED, "deleted only by"],
+                ),
+                (
+                    "hold a ReplicaSet with a finalizer",
+                    args(&[
+                        "patch",
+                        &target,
+                        "--type=merge",
+                        "-p",
+                        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+                    ]),
+                    vec![GOVERNED, "finalizers"],
+                ),
+                (
                     "remove a ReplicaSet's ownerReferences",
                     args(&[
                         "patch",
@@ -915,6 +931,28 @@ async fn a_rejected_version_never_runs_again() {
             vec![GOVERNED, "ownerReferences"],
         ),
         (
+            "hold a pod with a finalizer",
+            args(&[
+                "patch",
+                &pod_target,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+            ]),
+            vec![GOVERNED, "finalizers"],
+        ),
+        (
+            "hold the Deployment with a finalizer",
+            args(&[
+                "patch",
+                "deployment/fd",
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+            ]),
+            vec![GOVERNED, "finalizers"],
+        ),
+        (
             "kubectl scale the Deployment",
             args(&["scale", "deployment/fd", "--replicas=8"]),
             vec![GOVERNED, "set spec.replicas on the ModelDeployment"],
@@ -955,7 +993,7 @@ async fn a_rejected_version_never_runs_again() {
     // A cluster admin is held to the same rules.
     let admin = ("platform-admin@example.com", "system:masters");
     all_refused(n, admin, &rs_table[..4]);
-    all_refused(n, admin, &rest[..5]);
+    all_refused(n, admin, &rest[..7]);
 
     // v2 is revoked under onRevoke Hold: its pods stay, and never grow.
     fail_gate(n, "fd-v2", "LegalReview").await;

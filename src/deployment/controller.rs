@@ -369,12 +369,22 @@ async fn scale_to_zero(
     target: &Target<'_>,
     live: &Deployment,
 ) -> Result<Option<Deployment>> {
-    if live.spec.replicas == Some(0) {
+    if live.spec.replicas == Some(0)
+        && live
+            .annotations()
+            .get(HELD_REPLICAS_ANNOTATION)
+            .map(String::as_str)
+            == Some("0")
+    {
         return Ok(None);
     }
+    // Marked held at zero: admission then refuses any growth by anyone else.
     let patch = serde_json::json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": target.name, "namespace": target.namespace},
+        "metadata": {
+            "name": target.name, "namespace": target.namespace,
+            "annotations": {HELD_REPLICAS_ANNOTATION: "0"},
+        },
         "spec": {"replicas": 0},
     });
     let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);

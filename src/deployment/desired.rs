@@ -35,6 +35,11 @@ pub const REPLICAS_MANAGED_ANNOTATION: &str = "modelgate.io/replicas-managed";
 pub const HELD_REPLICAS_ANNOTATION: &str = "modelgate.io/held-replicas";
 
 /// The environment variables injected into every container.
+/// The most a managed pod may take to stop (seconds), and the API
+/// server's default.
+pub const MAX_TERMINATION_GRACE_SECONDS: i64 = 300;
+const DEFAULT_TERMINATION_GRACE_SECONDS: i64 = 30;
+
 pub const MODEL_ENV: [&str; 4] = ["MODEL_NAME", "MODEL_VERSION", "MODEL_URI", "MODEL_DIGEST"];
 
 /// The Deployment that serves `approval`'s artifact for `md`, owned by `md`.
@@ -125,6 +130,13 @@ pub fn pod_template(
         annotations.insert(key.into(), value.into());
     }
     if let Some(spec) = template.spec.as_mut() {
+        // A revoked model's pods must stop: a grace period of a year (with a
+        // preStop sleep) would keep them Terminating, and still reachable.
+        spec.termination_grace_period_seconds = Some(
+            spec.termination_grace_period_seconds
+                .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS)
+                .clamp(0, MAX_TERMINATION_GRACE_SECONDS),
+        );
         for c in spec
             .containers
             .iter_mut()
@@ -207,6 +219,25 @@ mod tests {
             .flatten()
             .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
             .collect()
+    }
+
+    #[test]
+    fn a_pod_stops_within_the_bounded_grace_period() {
+        let grace = |t: serde_json::Value| {
+            deployment(&md(t, Some(1)), "fd-2-4-0", &model(), owner())
+                .spec
+                .template
+                .spec
+                .and_then(|s| s.termination_grace_period_seconds)
+        };
+        let year = serde_json::json!({"spec": {"terminationGracePeriodSeconds": 31_536_000,
+            "containers": [{"name": "s", "image": "s:1"}]}});
+        assert_eq!(grace(year), Some(MAX_TERMINATION_GRACE_SECONDS));
+        let unset = serde_json::json!({"spec": {"containers": [{"name": "s", "image": "s:1"}]}});
+        assert_eq!(grace(unset), Some(30));
+        let short = serde_json::json!({"spec": {"terminationGracePeriodSeconds": 5,
+            "containers": [{"name": "s", "image": "s:1"}]}});
+        assert_eq!(grace(short), Some(5));
     }
 
     #[test]
