@@ -49,6 +49,11 @@ impl Console {
     fn port(&self) -> u16 {
         self.process.port()
     }
+
+    /// The cookies a browser that opened the printed address holds.
+    fn cookies(&self) -> String {
+        String::new()
+    }
 }
 
 /// The five reviewers of the demo: gate, user, reason, message.
@@ -434,5 +439,121 @@ async fn forms_from_elsewhere_and_other_hosts_are_refused() {
         condition_of(&a, "TechnicalReview").is_none(),
         "{:?}",
         a.status
+    );
+}
+
+/// A page read as a browser of this console would make it: (status code,
+/// headers and body, the CSRF cookie it set as `name=value`).
+fn get_page(port: u16, path: &str, cookies: &str) -> (u16, String, String) {
+    let host = format!("127.0.0.1:{port}");
+    let cookie = if cookies.is_empty() {
+        String::new()
+    } else {
+        format!("Cookie: {cookies}\r\n")
+    };
+    let (code, page) = http(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n"),
+    );
+    let set = page
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .filter_map(|c| c.split(';').next())
+        .collect::<Vec<_>>()
+        .join("; ");
+    (code, page, set)
+}
+
+/// The value of the hidden input `name` on a page.
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).map(|i| i + marker.len());
+    start
+        .and_then(|s| page[s..].split('"').next())
+        .unwrap_or_default()
+        .replace("&#x2F;", "/")
+        .replace("&#47;", "/")
+        .replace("&#x2B;", "+")
+        .replace("&#43;", "+")
+        .replace("&#x3D;", "=")
+        .replace("&#61;", "=")
+        .replace("&amp;", "&")
+}
+
+fn form_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_for_an_approval_re_created_since_its_page_is_refused() {
+    let (ns, approvals) = one_approval("console-bound").await;
+    let n = ns.name.as_str();
+    let sam = Console::start(n, "sam@example.com", &["modelgate:security-reviewers"]);
+    let port = sam.port();
+    let host = format!("127.0.0.1:{port}");
+    let cookies = sam.cookies();
+
+    // Sam opens the approval page: digest A, with its uid, in the form.
+    let (code, page, csrf) = get_page(port, &format!("/approvals/{APPROVAL}"), &cookies);
+    assert_eq!(code, 200, "{page}");
+    let first = approvals.get(APPROVAL).await.expect("approval");
+    let uid = hidden(&page, "uid");
+    assert_eq!(Some(uid.as_str()), first.metadata.uid.as_deref(), "{page}");
+    assert_eq!(hidden(&page, "digest"), digest_of("2.4.0"));
+    let token = hidden(&page, "authenticity_token");
+
+    // Meanwhile the approval is deleted and re-created with digest B.
+    approvals
+        .delete(APPROVAL, &Default::default())
+        .await
+        .expect("delete");
+    gone(&approvals, APPROVAL, 30).await;
+    create_approval(&approvals, APPROVAL, "6.6.6", None).await;
+
+    // Sam's form, sent as the page rendered it, is refused and says why.
+    let body = format!(
+        "authenticity_token={}&uid={}&digest={}&decision=approve&reason=PenTestPassed&message=",
+        form_escape(&token),
+        form_escape(&uid),
+        form_escape(&digest_of("2.4.0")),
+    );
+    let all = [cookies.as_str(), csrf.as_str()]
+        .iter()
+        .filter(|c| !c.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("; ");
+    let (code, answer) = http(
+        port,
+        &format!(
+            "POST /approvals/{APPROVAL}/gates/security HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nCookie: {all}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(code, 409, "{answer}");
+    let said = format!(
+        "this approval changed since you opened it: it now names digest {}",
+        digest_of("6.6.6")
+    );
+    assert!(answer.contains(&said), "{answer}");
+    assert!(answer.contains("reload and review again"), "{answer}");
+    let now = approvals.get(APPROVAL).await.expect("approval");
+    assert!(
+        condition_of(&now, "SecurityReview").is_none(),
+        "the new approval's gate is untouched: {:?}",
+        now.status
+    );
+    // The re-rendered form is bound to the new object and starts empty.
+    assert_eq!(
+        Some(hidden(&answer, "uid").as_str()),
+        now.metadata.uid.as_deref()
     );
 }
