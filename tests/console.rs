@@ -19,7 +19,10 @@ const APPROVAL: &str = "fraud-detector-2-4-0";
 /// One person's console: `kubectl modelgate console --port 0` as them.
 struct Console {
     process: ConsoleProcess,
+    /// e.g. http://127.0.0.1:41234 (no key: a browser must open `printed` first).
     url: String,
+    /// The address it printed: http://127.0.0.1:41234/?token=KEY.
+    printed: String,
     user: String,
 }
 
@@ -31,23 +34,57 @@ impl Console {
             .spawn()
             .expect("start the console");
         let first = announced(&mut child);
-        let url = first.trim().trim_end_matches('/').to_string();
+        let printed = first.trim().to_string();
+        let (base, key) = printed
+            .split_once("/?token=")
+            .unwrap_or_else(|| panic!("console said {first:?}: no key in its address"));
         assert!(
-            url.starts_with("http://127.0.0.1:"),
+            base.starts_with("http://127.0.0.1:") && key.len() == 64,
             "console said {first:?}"
         );
+        let url = base.to_string();
         Console {
             process: ConsoleProcess {
                 child,
                 url: url.clone(),
             },
             url,
+            printed,
             user: user.into(),
         }
     }
 
     fn port(&self) -> u16 {
         self.process.port()
+    }
+
+    /// What the person does first: open the printed address (the console
+    /// sets its key's cookie and drops the key from the address), then go
+    /// to `path`.
+    async fn open(&self, browser: &fantoccini::Client, path: &str) {
+        browser
+            .goto(&self.printed)
+            .await
+            .expect("the printed address");
+        let at = browser.current_url().await.expect("where it went");
+        assert!(!at.as_str().contains("token="), "the key stays in {at}");
+        browser
+            .goto(&format!("{}{path}", self.url))
+            .await
+            .expect("a page of the console");
+    }
+
+    /// The key's cookie, as a browser that opened the printed address
+    /// holds it (`name=value`).
+    fn cookies(&self) -> String {
+        let path = self.printed.trim_start_matches(&self.url);
+        let (code, answer, cookie) = get_page(self.port(), path, "");
+        assert_eq!(code, 303, "{answer}");
+        assert!(
+            answer.contains("HttpOnly") && answer.contains("SameSite=Strict"),
+            "{answer}"
+        );
+        cookie
     }
 }
 
@@ -140,10 +177,9 @@ async fn five_reviewers_approve_through_their_consoles_and_the_model_rolls_out()
     let (b_gate, b_user, b_reason, b_message) = REVIEWERS[4];
     let business = reviewer_console(n, b_gate, b_user);
     let watching = driver.browser().await;
-    watching
-        .goto(&format!("{}/approvals/{APPROVAL}", business.url))
-        .await
-        .expect("open the approval page");
+    business
+        .open(&watching, &format!("/approvals/{APPROVAL}"))
+        .await;
     shows(&watching, "#summary", "0 of 5 gates passed", 10).await;
     let link = watching
         .find(Locator::Css("#gate-fairness .evidence a"))
@@ -166,10 +202,7 @@ async fn five_reviewers_approve_through_their_consoles_and_the_model_rolls_out()
     let acting = driver.browser().await;
     for (i, (gate, user, reason, message)) in REVIEWERS[..4].iter().enumerate() {
         let console = reviewer_console(n, *gate, user);
-        acting
-            .goto(&format!("{}/", console.url))
-            .await
-            .expect("inbox");
+        console.open(&acting, "/").await;
         let waiting = text_of(&acting, "section[aria-labelledby=waiting-h]").await;
         assert!(waiting.contains(APPROVAL), "{user}'s inbox: {waiting}");
         assert!(
@@ -239,10 +272,7 @@ async fn five_reviewers_approve_through_their_consoles_and_the_model_rolls_out()
     shows(&watching, "#summary", "Approved", 30).await;
     phase(&mds, "fraud-detector", DeploymentPhase::Available).await;
 
-    watching
-        .goto(&format!("{}/deployments", business.url))
-        .await
-        .expect("deployments page");
+    business.open(&watching, "/deployments").await;
     let row = shows(&watching, "#md-fraud-detector", "Available", 30).await;
     assert!(row.contains(APPROVAL) && row.contains("2.4.0"), "{row}");
     assert!(
@@ -289,10 +319,7 @@ async fn refusals_appear_beside_the_form_in_the_api_servers_words() {
 
     // A business reviewer tries the security gate.
     let bea = Console::start(n, "bea@example.com", &["modelgate:business-reviewers"]);
-    browser
-        .goto(&format!("{}/approvals/{APPROVAL}", bea.url))
-        .await
-        .expect("approval page");
+    bea.open(&browser, &format!("/approvals/{APPROVAL}")).await;
     browser
         .find(Locator::Css("#gate-security details summary"))
         .await
@@ -341,10 +368,7 @@ async fn refusals_appear_beside_the_form_in_the_api_servers_words() {
         "sam@example.com",
         &["modelgate:security-reviewers", "modelgate:legal-reviewers"],
     );
-    browser
-        .goto(&format!("{}/approvals/{APPROVAL}", sam.url))
-        .await
-        .expect("approval page");
+    sam.open(&browser, &format!("/approvals/{APPROVAL}")).await;
     decide(
         &browser,
         Gate::Security,
@@ -378,10 +402,11 @@ fn http(port: u16, request: &str) -> (u16, String) {
     try_http(([127, 0, 0, 1], port).into(), request).expect("the console answers")
 }
 
-fn post(port: u16, host: &str, origin: Option<&str>, body: &str) -> (u16, String) {
+fn post(port: u16, host: &str, origin: Option<&str>, cookie: &str, body: &str) -> (u16, String) {
     let origin = origin
         .map(|o| format!("Origin: {o}\r\n"))
         .unwrap_or_default();
+    let origin = format!("{origin}Cookie: {cookie}\r\n");
     http(
         port,
         &format!(
@@ -400,11 +425,12 @@ async fn forms_from_elsewhere_and_other_hosts_are_refused() {
     let host = format!("127.0.0.1:{port}");
     let own = format!("http://{host}");
     let body = "authenticity_token=forged&decision=approve&reason=Passed&message=";
+    let key = tess.cookies();
 
     // A page read: served, with the headers that keep other pages out.
     let (code, page) = http(
         port,
-        &format!("GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
+        &format!("GET / HTTP/1.1\r\nHost: {host}\r\nCookie: {key}\r\nConnection: close\r\n\r\n"),
     );
     assert_eq!(code, 200, "{page}");
     let lower = page.to_ascii_lowercase();
@@ -420,10 +446,13 @@ async fn forms_from_elsewhere_and_other_hosts_are_refused() {
     );
     assert_eq!(code, 421);
     // A form posted from another site, or with no Origin, is refused.
-    assert_eq!(post(port, &host, Some("http://evil.example"), body).0, 403);
-    assert_eq!(post(port, &host, None, body).0, 403);
+    assert_eq!(
+        post(port, &host, Some("http://evil.example"), &key, body).0,
+        403
+    );
+    assert_eq!(post(port, &host, None, &key, body).0, 403);
     // From the console's own origin but without the session's token.
-    let (code, page) = post(port, &host, Some(&own), body);
+    let (code, page) = post(port, &host, Some(&own), &key, body);
     assert_eq!(code, 400, "{page}");
     assert!(
         page.contains("this form is out of date or did not come from this console"),
@@ -435,4 +464,182 @@ async fn forms_from_elsewhere_and_other_hosts_are_refused() {
         "{:?}",
         a.status
     );
+}
+
+/// A page read as a browser of this console would make it: (status code,
+/// headers and body, the CSRF cookie it set as `name=value`).
+fn get_page(port: u16, path: &str, cookies: &str) -> (u16, String, String) {
+    let host = format!("127.0.0.1:{port}");
+    let cookie = if cookies.is_empty() {
+        String::new()
+    } else {
+        format!("Cookie: {cookies}\r\n")
+    };
+    let (code, page) = http(
+        port,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{cookie}Connection: close\r\n\r\n"),
+    );
+    let set = page
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .filter_map(|c| c.split(';').next())
+        .collect::<Vec<_>>()
+        .join("; ");
+    (code, page, set)
+}
+
+/// The value of the hidden input `name` on a page.
+fn hidden(page: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = page.find(&marker).map(|i| i + marker.len());
+    start
+        .and_then(|s| page[s..].split('"').next())
+        .unwrap_or_default()
+        .replace("&#x2F;", "/")
+        .replace("&#47;", "/")
+        .replace("&#x2B;", "+")
+        .replace("&#43;", "+")
+        .replace("&#x3D;", "=")
+        .replace("&#61;", "=")
+        .replace("&amp;", "&")
+}
+
+fn form_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_for_an_approval_re_created_since_its_page_is_refused() {
+    let (ns, approvals) = one_approval("console-bound").await;
+    let n = ns.name.as_str();
+    let sam = Console::start(n, "sam@example.com", &["modelgate:security-reviewers"]);
+    let port = sam.port();
+    let host = format!("127.0.0.1:{port}");
+    let cookies = sam.cookies();
+
+    // Sam opens the approval page: digest A, with its uid, in the form.
+    let (code, page, csrf) = get_page(port, &format!("/approvals/{APPROVAL}"), &cookies);
+    assert_eq!(code, 200, "{page}");
+    let first = approvals.get(APPROVAL).await.expect("approval");
+    let uid = hidden(&page, "uid");
+    assert_eq!(Some(uid.as_str()), first.metadata.uid.as_deref(), "{page}");
+    assert_eq!(hidden(&page, "digest"), digest_of("2.4.0"));
+    let token = hidden(&page, "authenticity_token");
+
+    // Meanwhile the approval is deleted and re-created with digest B.
+    approvals
+        .delete(APPROVAL, &Default::default())
+        .await
+        .expect("delete");
+    gone(&approvals, APPROVAL, 30).await;
+    create_approval(&approvals, APPROVAL, "6.6.6", None).await;
+
+    // Sam's form, sent as the page rendered it, is refused and says why.
+    let body = format!(
+        "authenticity_token={}&uid={}&digest={}&decision=approve&reason=PenTestPassed&message=",
+        form_escape(&token),
+        form_escape(&uid),
+        form_escape(&digest_of("2.4.0")),
+    );
+    let all = [cookies.as_str(), csrf.as_str()]
+        .iter()
+        .filter(|c| !c.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("; ");
+    let (code, answer) = http(
+        port,
+        &format!(
+            "POST /approvals/{APPROVAL}/gates/security HTTP/1.1\r\nHost: {host}\r\nOrigin: http://{host}\r\nCookie: {all}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(code, 409, "{answer}");
+    let said = format!(
+        "this approval changed since you opened it: it now names digest {}",
+        digest_of("6.6.6")
+    );
+    assert!(answer.contains(&said), "{answer}");
+    assert!(answer.contains("reload and review again"), "{answer}");
+    let now = approvals.get(APPROVAL).await.expect("approval");
+    assert!(
+        condition_of(&now, "SecurityReview").is_none(),
+        "the new approval's gate is untouched: {:?}",
+        now.status
+    );
+    // The re-rendered form is bound to the new object and starts empty.
+    assert_eq!(
+        Some(hidden(&answer, "uid").as_str()),
+        now.metadata.uid.as_deref()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_local_process_without_the_printed_key_is_refused() {
+    let (ns, approvals) = one_approval("console-key").await;
+    let n = ns.name.as_str();
+    let sam = Console::start(n, "sam@example.com", &["modelgate:security-reviewers"]);
+    let port = sam.port();
+    let host = format!("127.0.0.1:{port}");
+    let own = format!("http://{host}");
+
+    // Another process sets Host and Origin as it likes, but has no key:
+    // no page, no CSRF token, no approval, no live stream.
+    let forged_cookie = format!("modelgate-console-{port}-key={}", "0".repeat(64));
+    for (path, cookie) in [
+        ("/".to_string(), String::new()),
+        (format!("/approvals/{APPROVAL}"), String::new()),
+        (
+            format!("/approvals/{APPROVAL}?token=guessed"),
+            String::new(),
+        ),
+        ("/events".to_string(), String::new()),
+        (format!("/approvals/{APPROVAL}"), forged_cookie.clone()),
+    ] {
+        let (code, answer, set) = get_page(port, &path, &cookie);
+        assert_eq!(code, 401, "{path}: {answer}");
+        assert!(
+            answer.contains("Open the address it printed in the terminal"),
+            "{answer}"
+        );
+        for leak in ["authenticity_token", APPROVAL, "sha256:", "set-cookie"] {
+            assert!(
+                !answer
+                    .to_ascii_lowercase()
+                    .contains(&leak.to_ascii_lowercase()),
+                "{path} shows {leak}: {answer}"
+            );
+        }
+        assert!(set.is_empty(), "{set}");
+    }
+    let body = "authenticity_token=x&uid=x&digest=x&decision=approve&reason=Passed&message=";
+    let (code, answer) = http(
+        port,
+        &format!(
+            "POST /approvals/{APPROVAL}/gates/security HTTP/1.1\r\nHost: {host}\r\nOrigin: {own}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(code, 401, "{answer}");
+    let a: modelgate::api::ModelApproval = approvals.get(APPROVAL).await.expect("approval");
+    assert!(
+        condition_of(&a, "SecurityReview").is_none(),
+        "{:?}",
+        a.status
+    );
+
+    // The person who started it: the printed address sets the cookie and
+    // goes on without the key; with the cookie the page is served.
+    let key = sam.cookies();
+    let (code, page, _) = get_page(port, &format!("/approvals/{APPROVAL}"), &key);
+    assert_eq!(code, 200, "{page}");
+    assert!(page.contains("authenticity_token"), "{page}");
 }

@@ -300,3 +300,62 @@ fn completion_and_help_cover_every_subcommand() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_decision_names_the_digest_and_uid_it_was_about() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = TestNamespace::new(&client, "plugin-bound").await;
+    let approvals: Api<modelgate::api::ModelApproval> = Api::namespaced(client.clone(), &ns.name);
+    let first = create_approval(&approvals, "fd-8", "8.0.0", None).await;
+    let old_uid = first.metadata.uid.clone().unwrap_or_default();
+    // Re-created under the same name with other bytes.
+    approvals
+        .delete("fd-8", &Default::default())
+        .await
+        .expect("delete");
+    gone(&approvals, "fd-8", 30).await;
+    let second = create_approval(&approvals, "fd-8", "8.0.1", None).await;
+    let (sec, sec_groups) = reviewer(Gate::Security);
+    let who = Some((sec.as_str(), &sec_groups[..]));
+
+    // The digest reviewed, or the uid read before, is no longer there.
+    let wrong_digest = digest_of("8.0.0");
+    for (flag, value) in [
+        ("--digest", wrong_digest.as_str()),
+        ("--uid", old_uid.as_str()),
+    ] {
+        let out = run_plugin(
+            &ns.name,
+            who,
+            &["approve", "fd-8", "--gate", "security", flag, value],
+        );
+        assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+        let said = format!(
+            "this approval changed since you opened it: it now names digest {}",
+            digest_of("8.0.1")
+        );
+        assert!(stderr(&out).contains(&said), "{}", stderr(&out));
+        let now = approvals.get("fd-8").await.expect("approval");
+        assert!(
+            condition_of(&now, "SecurityReview").is_none(),
+            "{:?}",
+            now.status
+        );
+    }
+
+    // The one it names: passed, and the output says on what.
+    let digest = digest_of("8.0.1");
+    let out = run_plugin(
+        &ns.name,
+        who,
+        &["approve", "fd-8", "--gate", "security", "--digest", &digest],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let uid = second.metadata.uid.clone().unwrap_or_default();
+    assert!(
+        stdout(&out).contains(&format!("on digest {digest} (approval uid {uid})")),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -4,10 +4,11 @@
 
 use clap::Args;
 use jiff::Timestamp;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 
+use super::bound::{self, Expect};
 use super::review::whoami;
-use super::{CliError, Result, Session};
+use super::{Result, Session};
 use crate::api::ModelApproval;
 use crate::api::review::{MeasurementInput, measurement_manager, measurement_patch};
 
@@ -27,6 +28,14 @@ pub struct MeasureArgs {
     /// The digest of that report, e.g. sha256:….
     #[arg(long)]
     pub source_digest: Option<String>,
+    /// The model digest that was evaluated: refused when the approval
+    /// names another (the values are about those bytes).
+    #[arg(long)]
+    pub digest: Option<String>,
+    /// The approval's uid that was evaluated: refused when it was deleted
+    /// and re-created since.
+    #[arg(long)]
+    pub uid: Option<String>,
 }
 
 /// `name=value` with a finite number.
@@ -52,6 +61,12 @@ pub async fn run(session: &Session, args: MeasureArgs) -> Result<String> {
         args.name, session.namespace
     );
     let mut out = String::new();
+    // Every value is bound to the approval (uid and digest) given or first
+    // read: the API server refuses it for an object that changed since.
+    let mut expect = Expect {
+        uid: args.uid.clone(),
+        digest: args.digest.clone(),
+    };
     // One apply per measurement, each under a manager of its own, so that a
     // later run with other metrics never removes these.
     for (name, value) in &args.metrics {
@@ -61,17 +76,14 @@ pub async fn run(session: &Session, args: MeasureArgs) -> Result<String> {
             source: args.source.as_deref(),
             source_digest: args.source_digest.as_deref(),
         };
-        let patch = measurement_patch(&args.name, &input, &me, Timestamp::now());
-        api.patch_status(
-            &args.name,
-            &PatchParams::apply(&measurement_manager(name)).force(),
-            &Patch::Apply(&patch),
-        )
-        .await
-        .map_err(|e| CliError::from_api(e, &what))?;
+        let (_, seen) = bound::apply_status(&api, &args.name, &what, &mut expect, |_| {
+            let patch = measurement_patch(&args.name, &input, &me, Timestamp::now());
+            Ok((patch, measurement_manager(name)))
+        })
+        .await?;
         out.push_str(&format!(
-            "{name} = {value} recorded on {}/{} as {me}\n",
-            session.namespace, args.name
+            "{name} = {value} recorded on {}/{} (digest {}, uid {}) as {me}\n",
+            session.namespace, args.name, seen.digest, seen.uid
         ));
     }
     Ok(out)

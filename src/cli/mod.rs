@@ -3,6 +3,7 @@
 //! client they configure.
 
 mod audit;
+pub(crate) mod bound;
 mod console;
 mod history;
 mod measure;
@@ -27,6 +28,10 @@ pub enum CliError {
     Connect(String),
     #[error("{0}")]
     NotFound(String),
+    /// The approval is not the one the writer saw (another uid or digest,
+    /// or deleted): nothing was written.
+    #[error("{0}")]
+    Changed(String),
     #[error("{0}")]
     Usage(String),
     #[error("kubernetes API request failed: {0}")]
@@ -41,7 +46,7 @@ pub enum CliError {
 impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Refused(_) => 3,
+            CliError::Refused(_) | CliError::Changed(_) => 3,
             CliError::NotFound(_) => 4,
             CliError::Usage(_) => 2,
             CliError::Unverified(_) => 5,

@@ -5,8 +5,9 @@
 use clap::Args;
 use jiff::Timestamp;
 use k8s_openapi::api::authentication::v1::{SelfSubjectReview, UserInfo};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 
+use super::bound::{self, Expect};
 use super::{CliError, Result, Session};
 use crate::api::condition::{FALSE, TRUE};
 use crate::api::review::{gate_patch, review_manager, review_patch};
@@ -31,6 +32,13 @@ pub struct ApproveArgs {
     /// What you checked and found.
     #[arg(long, short = 'm')]
     pub message: Option<String>,
+    /// The model digest you reviewed: refused when the approval names another.
+    #[arg(long)]
+    pub digest: Option<String>,
+    /// The approval's uid you reviewed (as `status -o yaml` shows it):
+    /// refused when it was deleted and re-created since.
+    #[arg(long)]
+    pub uid: Option<String>,
 }
 
 #[derive(Args)]
@@ -49,6 +57,13 @@ pub struct RejectArgs {
     /// What you found, for the people who must fix it.
     #[arg(long, short = 'm')]
     pub message: String,
+    /// The model digest you reviewed: refused when the approval names another.
+    #[arg(long)]
+    pub digest: Option<String>,
+    /// The approval's uid you reviewed (as `status -o yaml` shows it):
+    /// refused when it was deleted and re-created since.
+    #[arg(long)]
+    pub uid: Option<String>,
 }
 
 /// Who the cluster says we are: user name and groups.
@@ -120,29 +135,33 @@ fn decision_write(
     }
 }
 
-async fn set(
-    session: &Session,
-    name: &str,
+/// One decision: what it is about, and what it says.
+struct Decision<'a> {
+    name: &'a str,
     gate: Gate,
     pass: bool,
-    reason: &str,
-    message: Option<&str>,
-) -> Result<String> {
+    reason: &'a str,
+    message: Option<&'a str>,
+    expect: Expect,
+}
+
+async fn set(session: &Session, d: Decision<'_>) -> Result<String> {
+    let Decision {
+        name, gate, pass, ..
+    } = d;
     let reviewer = whoami(session).await?;
     let api: Api<ModelApproval> = Api::namespaced(session.client.clone(), &session.namespace);
     let what = format!("ModelApproval {name} in namespace {}", session.namespace);
-    let approval = api
-        .get(name)
-        .await
-        .map_err(|e| CliError::from_api(e, &what))?;
-    let (patch, manager) = decision_write(&approval, gate, pass, reason, message, &reviewer)?;
-    // force: the entry is this reviewer's to set; the admission policy,
-    // not field ownership, decides who that may be.
-    let params = PatchParams::apply(&manager).force();
-    let updated = api
-        .patch_status(name, &params, &Patch::Apply(&patch))
-        .await
-        .map_err(|e| CliError::from_api(e, &what))?;
+    let mut expect = d.expect.clone();
+    let mut quorum = false;
+    // Bound to the uid and digest read (or given): the API server refuses
+    // the apply when the approval changed since.
+    let (updated, seen) = bound::apply_status(&api, name, &what, &mut expect, |approval| {
+        let write = decision_write(approval, gate, pass, d.reason, d.message, &reviewer)?;
+        quorum = write.0["status"].get("reviews").is_some();
+        Ok(write)
+    })
+    .await?;
     let phase = updated
         .status
         .as_ref()
@@ -150,41 +169,47 @@ async fn set(
         .map(|p| p.to_string())
         .unwrap_or_else(|| "Pending".into());
     let verb = if pass { "passed" } else { "failed" };
-    let quorum = patch["status"].get("reviews").is_some();
+    let on = format!("on digest {} (approval uid {})", seen.digest, seen.uid);
     Ok(if quorum {
         format!(
-            "your review of {gate} on {}/{name}: {} (the gate needs a quorum; kubectl modelgate status {name} shows its progress)\n",
+            "your review of {gate} on {}/{name}: {} {on} (the gate needs a quorum; kubectl modelgate status {name} shows its progress)\n",
             session.namespace,
             if pass { APPROVE } else { REJECT }
         )
     } else {
         format!(
-            "{gate} of {}/{name} {verb} by {reviewer} (approval phase: {phase}; the operator updates it in a moment)\n",
+            "{gate} of {}/{name} {verb} by {reviewer} {on} (approval phase: {phase}; the operator updates it in a moment)\n",
             session.namespace
         )
     })
 }
 
 pub async fn approve(session: &Session, args: ApproveArgs) -> Result<String> {
-    set(
-        session,
-        &args.name,
-        args.gate,
-        true,
-        &args.reason,
-        args.message.as_deref(),
-    )
-    .await
+    let d = Decision {
+        name: &args.name,
+        gate: args.gate,
+        pass: true,
+        reason: &args.reason,
+        message: args.message.as_deref(),
+        expect: Expect {
+            uid: args.uid.clone(),
+            digest: args.digest.clone(),
+        },
+    };
+    set(session, d).await
 }
 
 pub async fn reject(session: &Session, args: RejectArgs) -> Result<String> {
-    set(
-        session,
-        &args.name,
-        args.gate,
-        false,
-        &args.reason,
-        Some(&args.message),
-    )
-    .await
+    let d = Decision {
+        name: &args.name,
+        gate: args.gate,
+        pass: false,
+        reason: &args.reason,
+        message: Some(&args.message),
+        expect: Expect {
+            uid: args.uid.clone(),
+            digest: args.digest.clone(),
+        },
+    };
+    set(session, d).await
 }

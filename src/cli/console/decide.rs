@@ -15,6 +15,7 @@ use super::pages::{self, html};
 use super::person::Person;
 use super::views::Typed;
 use crate::api::Gate;
+use crate::cli::bound::Expect;
 use crate::cli::review::{self, ApproveArgs, RejectArgs};
 use crate::cli::{CliError, Result};
 
@@ -28,6 +29,27 @@ pub struct Decision {
     reason: String,
     #[serde(default)]
     message: String,
+    /// The uid and digest of the approval the page showed: the decision
+    /// is about that object and no other.
+    #[serde(default)]
+    uid: String,
+    #[serde(default)]
+    digest: String,
+}
+
+impl Decision {
+    /// What the page showed; a form without it is from an older page.
+    fn expect(&self) -> Result<Expect> {
+        if self.uid.is_empty() || self.digest.is_empty() {
+            return Err(CliError::Usage(
+                "this form does not say which approval it was shown for: reload the page and decide again".into(),
+            ));
+        }
+        Ok(Expect {
+            uid: Some(self.uid.clone()),
+            digest: Some(self.digest.clone()),
+        })
+    }
 }
 
 pub async fn decide(
@@ -61,6 +83,7 @@ pub async fn decide(
 
 /// The write, exactly as `kubectl modelgate approve|reject` makes it.
 async fn write(p: &Person, name: &str, gate: Gate, form: &Decision) -> Result<()> {
+    let expect = form.expect()?;
     let reason = form.reason.trim().to_string();
     let message = form.message.trim().to_string();
     if form.decision == "reject" {
@@ -75,6 +98,8 @@ async fn write(p: &Person, name: &str, gate: Gate, form: &Decision) -> Result<()
             gate,
             reason,
             message,
+            uid: expect.uid,
+            digest: expect.digest,
         };
         review::reject(&p.session, args).await?;
     } else {
@@ -87,6 +112,8 @@ async fn write(p: &Person, name: &str, gate: Gate, form: &Decision) -> Result<()
                 reason
             },
             message: (!message.is_empty()).then_some(message),
+            uid: expect.uid,
+            digest: expect.digest,
         };
         review::approve(&p.session, args).await?;
     }
@@ -106,6 +133,7 @@ async fn refused(
 ) -> Response {
     let code = match refusal {
         CliError::Refused(_) => StatusCode::FORBIDDEN,
+        CliError::Changed(_) => StatusCode::CONFLICT,
         CliError::Usage(_) => StatusCode::UNPROCESSABLE_ENTITY,
         CliError::NotFound(_) => StatusCode::NOT_FOUND,
         _ => StatusCode::BAD_GATEWAY,
@@ -120,6 +148,11 @@ async fn refused(
         .find(|g| g.condition == gate.condition_type())
     {
         card.refusal = Some(refusal.to_string());
+        // For another object, the form starts empty: the person reviews
+        // the new one before deciding again.
+        if matches!(refusal, CliError::Changed(_)) {
+            return html(code, &page).into_response();
+        }
         card.typed = Typed {
             approve: form.decision != "reject",
             reason: form.reason.clone(),

@@ -20,6 +20,7 @@ mod assets;
 mod decide;
 mod guard;
 mod live;
+mod local;
 mod oidc;
 mod pages;
 mod person;
@@ -157,6 +158,8 @@ struct Console {
     csrf: CsrfConfig,
     /// The only host and origin requests and forms may come from.
     origin: Arc<guard::Origins>,
+    /// Run locally: the key only the person who started it has.
+    local_key: Option<Arc<local::LocalKey>>,
 }
 
 impl Console {
@@ -186,9 +189,10 @@ pub async fn run(global: &Global, args: ConsoleArgs) -> Result<String> {
     let listener = listen(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port))).await?;
     let port = local_port(&listener)?;
     let person = Person::new(session, me, None);
-    let url = format!("http://127.0.0.1:{port}/");
+    let key = local::LocalKey::generate(port)?;
+    let url = key.url(&format!("http://127.0.0.1:{port}/"));
     let said = format!(
-        "modelgate console for {} in namespace {}: open {url} in your browser; Ctrl-C stops it.",
+        "modelgate console for {} in namespace {}: open the address above in your browser (it holds the console's key: keep it to yourself); Ctrl-C stops it.",
         person.me.user, person.session.namespace
     );
     let console = Console {
@@ -199,6 +203,7 @@ pub async fn run(global: &Global, args: ConsoleArgs) -> Result<String> {
         // and cookies do not tell ports apart.
         csrf: csrf_config(&format!("modelgate-console-{port}"), false),
         origin: Arc::new(guard::Origins::loopback(port)),
+        local_key: Some(Arc::new(key)),
     };
     announce(&url, &said, args.open);
     serve(listener, console).await
@@ -249,6 +254,7 @@ async fn run_signing_in(global: &Global, args: SignInArgs) -> Result<String> {
         groups: Arc::new(reviewer_groups(&args.reviewer_groups)),
         csrf: csrf_config("modelgate-console-csrf", secure),
         origin: Arc::new(origin),
+        local_key: None,
     };
     announce(external.as_str(), &said, false);
     serve(listener, console).await
@@ -354,6 +360,11 @@ fn router(console: Console) -> Router {
         .route("/events", get(live::events))
         .route("/assets/{file}", get(assets::serve))
         .route("/healthz", get(|| async { "ok" }))
+        // Inside the guard, so that a refusal carries its headers too.
+        .layer(axum::middleware::from_fn_with_state(
+            console.clone(),
+            local::check,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             console.clone(),
             guard::check,

@@ -80,6 +80,9 @@ pub struct ApprovalPage {
     version: String,
     uri: String,
     digest: String,
+    /// The approval's uid: with the digest, the forms carry what was shown,
+    /// and a decision for an object that changed since is refused.
+    uid: String,
     phase: String,
     gates_passed: usize,
     valid_for: String,
@@ -125,12 +128,14 @@ pub fn problem(c: &Console, p: &Person, path: String, e: &CliError) -> Response 
     let code = match e {
         CliError::NotFound(_) => StatusCode::NOT_FOUND,
         CliError::Refused(_) => StatusCode::FORBIDDEN,
+        CliError::Changed(_) => StatusCode::CONFLICT,
         CliError::Usage(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::BAD_GATEWAY,
     };
     let title = match e {
         CliError::NotFound(_) => "Not found",
         CliError::Refused(_) => "The cluster refused this",
+        CliError::Changed(_) => "This approval changed since you opened it",
         CliError::Usage(_) => "That request cannot be served",
         _ => "The cluster could not be reached",
     };
@@ -268,6 +273,7 @@ pub async fn approval_page(
         version: a.spec.model.version.clone(),
         uri: a.spec.model.uri.clone(),
         digest: a.spec.model.digest.clone(),
+        uid: a.metadata.uid.clone().unwrap_or_default(),
         phase: status
             .phase
             .map(|p| p.to_string())
