@@ -72,7 +72,7 @@ pub struct ModelApprovalSpec {
     /// Leave it out for an approval that does not lapse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(h|m|s|ms))+$') && duration(self) > duration('0s')").message("validFor must be a positive duration made of hours, minutes and seconds, such as 2160h or 720h30m"))]
+    #[x_kube(validation = Rule::new(super::valid_for::RULE).message(super::valid_for::MESSAGE))]
     pub valid_for: Option<String>,
     /// Links to the material reviewers rely on, such as a fairness report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
