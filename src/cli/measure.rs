@@ -64,7 +64,7 @@ pub async fn run(session: &Session, args: MeasureArgs) -> Result<String> {
         let patch = measurement_patch(&args.name, &input, &me, Timestamp::now());
         api.patch_status(
             &args.name,
-            &PatchParams::apply(&measurement_manager(name)).force(),
+            &PatchParams::apply(&measurement_manager(name, &me)).force(),
             &Patch::Apply(&patch),
         )
         .await
