@@ -641,4 +641,32 @@ async fn one_gates_evaluator_neither_overwrites_nor_decides_another_gate() {
         message.contains("auc=0.5") && !message.contains(FAIR_EVAL),
         "{message}"
     );
+
+    // The evaluators live in ml-pipelines: independent of this namespace.
+    let independent = |p: &ApprovalPolicy| {
+        p.status
+            .as_ref()
+            .and_then(|s| modelgate::api::condition::find(&s.conditions, "EvaluatorsIndependent"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let p = policy_status(&client, n, "default").await;
+    assert_eq!(independent(&p).status, "True");
+    // An evaluator in the approvals' own namespace is flagged, by name.
+    let local = format!("system:serviceaccount:{n}:evaluator");
+    let mut body = body.clone();
+    body["metadata"]["name"] = "local-evaluator".into();
+    body["spec"]["gates"][0]["automatic"]["measuredBy"] = serde_json::json!([local]);
+    apply_policy(&client, n, &body).await;
+    let flagged = independent(&policy_status(&client, n, "local-evaluator").await);
+    assert_eq!(flagged.status, "False");
+    assert_eq!(
+        flagged.reason.as_deref(),
+        Some("EvaluatorInApprovalsNamespace")
+    );
+    let said = flagged.message.unwrap_or_default();
+    assert!(
+        said.contains(&local) && said.contains("serviceaccounts/token"),
+        "{said}"
+    );
 }
