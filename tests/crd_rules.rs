@@ -527,6 +527,41 @@ fn cases() -> Vec<Case> {
             &[VALID_FOR],
             Row,
         ),
+        ap(
+            "validfor-out-of-order",
+            "/spec/validFor",
+            json!("1s1m"),
+            &[VALID_FOR],
+            Row,
+        ),
+        ap(
+            "validfor-hours-after-minutes",
+            "/spec/validFor",
+            json!("1m2159h"),
+            &[VALID_FOR],
+            Row,
+        ),
+        ap(
+            "validfor-fraction",
+            "/spec/validFor",
+            json!("1.5h"),
+            &[VALID_FOR],
+            Row,
+        ),
+        ap(
+            "validfor-empty",
+            "/spec/validFor",
+            json!(""),
+            &[VALID_FOR],
+            Row,
+        ),
+        case(
+            "policy-validfor-out-of-order",
+            ApprovalPolicy,
+            with(policy(), "/spec/validFor", json!("1m2159h")),
+            &[("spec.validFor", "validFor must be a positive duration")],
+            NoRow,
+        ),
         Case {
             old: Some(a()),
             ..case(

@@ -191,6 +191,26 @@ fn bad_cases() -> Vec<BadCase> {
             expect: &["spec.validFor", "positive duration"],
         },
         BadCase {
+            id: "validfor-out-of-order",
+            manifest: with(a(), "spec/validFor", json!("1s1m")),
+            expect: &["spec.validFor", "in that order", "such as 2160h"],
+        },
+        BadCase {
+            id: "validfor-hours-after-minutes",
+            manifest: with(a(), "spec/validFor", json!("1m2159h")),
+            expect: &["spec.validFor", "in that order", "such as 2160h"],
+        },
+        BadCase {
+            id: "validfor-fraction",
+            manifest: with(a(), "spec/validFor", json!("1.5h")),
+            expect: &["spec.validFor", "whole hours"],
+        },
+        BadCase {
+            id: "validfor-empty",
+            manifest: with(a(), "spec/validFor", json!("")),
+            expect: &["spec.validFor", "such as 2160h"],
+        },
+        BadCase {
             id: "validfor-number",
             manifest: with(a(), "spec/validFor", json!(3600)),
             expect: &["spec.validFor", "string"],
@@ -543,4 +563,54 @@ fn the_crds_install_without_a_warning() {
             file.display()
         );
     }
+}
+
+/// `validFor` has one grammar: what the API server takes, the operator
+/// reads (src/api/valid_for.rs proves that half). Go's durations that the
+/// operator cannot read are refused here, on approvals and policies alike,
+/// with the accepted form in the message; the documented forms are taken.
+#[test]
+fn valid_for_is_refused_unless_the_operator_can_read_it() {
+    install_client_side();
+    let ns = format!("crd-validfor-{}", std::process::id());
+    kubectl_retry(&["create", "namespace", &ns]);
+    let policy = |name: &str| {
+        json!({
+            "apiVersion": "modelgate.io/v1alpha1",
+            "kind": "ApprovalPolicy",
+            "metadata": {"name": name},
+            "spec": {"gates": []}
+        })
+    };
+    let create = |doc: Value| {
+        let doc = with(doc, "metadata/namespace", json!(ns));
+        kubectl_stdin(&["create", "-f", "-"], Some(&doc.to_string()))
+    };
+    for (i, bad) in ["1s1m", "1m2159h", "0h", "-1h", "1.5h"].iter().enumerate() {
+        for doc in [approval(&format!("bad-{i}")), policy(&format!("bad-{i}"))] {
+            let out = create(with(doc, "spec/validFor", json!(bad)));
+            let said = text(&out);
+            assert!(!out.status.success(), "{bad} accepted");
+            assert!(
+                said.contains("spec.validFor") && said.contains(modelgate::api::valid_for::MESSAGE),
+                "{bad}: {said}"
+            );
+        }
+    }
+    let listed = kubectl(&[
+        "get",
+        "modelapprovals,approvalpolicies",
+        "-n",
+        &ns,
+        "-o",
+        "name",
+    ]);
+    assert_eq!(text(&listed).trim(), "", "nothing was created");
+    for (i, good) in ["2160h", "720h30m", "45m", "1h30m15s"].iter().enumerate() {
+        for doc in [approval(&format!("good-{i}")), policy(&format!("good-{i}"))] {
+            let out = create(with(doc, "spec/validFor", json!(good)));
+            assert!(out.status.success(), "{good}: {}", text(&out));
+        }
+    }
+    let _ = kubectl(&["delete", "namespace", &ns, "--wait=false"]);
 }

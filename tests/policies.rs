@@ -503,3 +503,170 @@ async fn a_pinned_approval_keeps_its_rules_and_a_broken_rule_is_reported() {
         "{table}"
     );
 }
+
+const TECH_EVAL: &str = "system:serviceaccount:ml-pipelines:tech-eval";
+const FAIR_EVAL: &str = "system:serviceaccount:ml-pipelines:fair-eval";
+
+/// `who` writes `name=value` as the CLI does: under its own name and a
+/// field manager of its own.
+async fn measure_as(who: &str, ns: &str, name: &str, value: f64) -> kube::Result<ModelApproval> {
+    let client = client_as(Some(who), &EVALUATOR_GROUPS).await;
+    let input = MeasurementInput {
+        name,
+        value,
+        source: None,
+        source_digest: None,
+    };
+    let patch = measurement_patch("fd-v1", &input, who, jiff::Timestamp::now());
+    let manager = modelgate::api::review::measurement_manager(name, who);
+    Api::<ModelApproval>::namespaced(client, ns)
+        .patch_status(
+            "fd-v1",
+            &PatchParams::apply(&manager).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+}
+
+/// The measurements as (name, value, author), sorted.
+fn measurements_of(a: &ModelApproval) -> Vec<(String, String, String)> {
+    let mut m: Vec<_> = a
+        .status
+        .iter()
+        .flat_map(|s| &s.measurements)
+        .map(|m| (m.name.clone(), m.value.to_string(), m.measured_by.clone()))
+        .collect();
+    m.sort();
+    m
+}
+
+/// With TechnicalReview decided by tech-eval's measurements and
+/// FairnessReview advised by fair-eval's, fair-eval can neither overwrite
+/// nor remove tech-eval's `auc` (refused, named, nothing changed), and its
+/// own `auc=0.99` does not pass TechnicalReview.
+#[tokio::test(flavor = "multi_thread")]
+async fn one_gates_evaluator_neither_overwrites_nor_decides_another_gate() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = TestNamespace::new(&client, "measured-by").await;
+    let n = ns.name.as_str();
+    for who in [TECH_EVAL, FAIR_EVAL] {
+        let name = who.rsplit(':').next().unwrap_or("evaluator");
+        let bound = kubectl(&[
+            "create",
+            "rolebinding",
+            name,
+            "--clusterrole=modelgate-evaluator",
+            &format!("--user={who}"),
+            "-n",
+            n,
+        ]);
+        assert!(bound.status.success(), "{}", text(&bound));
+    }
+    let body = serde_json::json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ApprovalPolicy",
+        "metadata": {"name": "default", "namespace": n},
+        "spec": {"gates": [
+            {"gate": "TechnicalReview", "automatic": {"rule": "m.auc >= 0.92", "measuredBy": [TECH_EVAL], "mode": "Decide"}},
+            {"gate": "FairnessReview", "automatic": {"rule": "m.auc >= 0.5", "measuredBy": [FAIR_EVAL], "mode": "Advise"}},
+        ]},
+    });
+    apply_policy(&client, n, &body).await;
+    let (approvals, _) = create_model(&client, n, "fd", "fd-v1", "1.0.0", None).await;
+    approval_when(&approvals, "fd-v1", "rules pinned", |a| {
+        a.status.as_ref().is_some_and(|s| s.policy.is_some())
+    })
+    .await;
+
+    // tech-eval measures a failing value: TechnicalReview False, by tech-eval.
+    measure_as(TECH_EVAL, n, "auc", 0.5)
+        .await
+        .expect("tech-eval measures");
+    let before = approval_when(&approvals, "fd-v1", "TechnicalReview False", |a| {
+        gate_status(a, "TechnicalReview") == "False"
+    })
+    .await;
+    let tech_only = vec![("auc".to_string(), "0.5".to_string(), TECH_EVAL.to_string())];
+    assert_eq!(measurements_of(&before), tech_only);
+
+    // fair-eval replaces tech-eval's entry with its own value: refused.
+    let fair =
+        Api::<ModelApproval>::namespaced(client_as(Some(FAIR_EVAL), &EVALUATOR_GROUPS).await, n);
+    for (what, entry) in [
+        (
+            "tech-eval's entry changed",
+            serde_json::json!({"name": "auc", "value": 0.99, "measuredBy": TECH_EVAL}),
+        ),
+        (
+            "tech-eval's entry replaced by fair-eval's",
+            serde_json::json!({"name": "auc", "value": 0.99, "measuredBy": FAIR_EVAL}),
+        ),
+    ] {
+        let patch = serde_json::json!({"status": {"measurements": [entry]}});
+        let result = fair
+            .patch_status("fd-v1", &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
+        let said = refusal(what, result);
+        assert!(
+            said.contains(&format!("measurement auc was written by {TECH_EVAL}"))
+                && said.contains("only its author may change or remove it"),
+            "{said}"
+        );
+    }
+    let after = approvals.get("fd-v1").await.expect("get the approval");
+    assert_eq!(measurements_of(&after), tech_only, "nothing changed");
+    assert_eq!(gate_status(&after, "TechnicalReview"), "False");
+
+    // fair-eval's own auc=0.99 sits beside tech-eval's and advises
+    // FairnessReview; TechnicalReview still reads tech-eval's 0.5 only.
+    measure_as(FAIR_EVAL, n, "auc", 0.99)
+        .await
+        .expect("fair-eval measures its own");
+    let a = approval_when(&approvals, "fd-v1", "fair-eval's advice shown", |a| {
+        a.status.as_ref().is_some_and(|s| {
+            s.progress
+                .iter()
+                .any(|p| p.gate == "FairnessReview" && p.result == "True")
+        })
+    })
+    .await;
+    assert_eq!(measurements_of(&a).len(), 2, "{:?}", measurements_of(&a));
+    let technical = condition_of(&a, "TechnicalReview")
+        .cloned()
+        .expect("TechnicalReview");
+    assert_eq!(technical.status, "False");
+    assert_eq!(technical.reviewer.as_deref(), Some(TECH_EVAL));
+    let message = technical.message.unwrap_or_default();
+    assert!(
+        message.contains("auc=0.5") && !message.contains(FAIR_EVAL),
+        "{message}"
+    );
+
+    // The evaluators live in ml-pipelines: independent of this namespace.
+    let independent = |p: &ApprovalPolicy| {
+        p.status
+            .as_ref()
+            .and_then(|s| modelgate::api::condition::find(&s.conditions, "EvaluatorsIndependent"))
+            .cloned()
+            .unwrap_or_default()
+    };
+    let p = policy_status(&client, n, "default").await;
+    assert_eq!(independent(&p).status, "True");
+    // An evaluator in the approvals' own namespace is flagged, by name.
+    let local = format!("system:serviceaccount:{n}:evaluator");
+    let mut body = body.clone();
+    body["metadata"]["name"] = "local-evaluator".into();
+    body["spec"]["gates"][0]["automatic"]["measuredBy"] = serde_json::json!([local]);
+    apply_policy(&client, n, &body).await;
+    let flagged = independent(&policy_status(&client, n, "local-evaluator").await);
+    assert_eq!(flagged.status, "False");
+    assert_eq!(
+        flagged.reason.as_deref(),
+        Some("EvaluatorInApprovalsNamespace")
+    );
+    let said = flagged.message.unwrap_or_default();
+    assert!(
+        said.contains(&local) && said.contains("serviceaccounts/token"),
+        "{said}"
+    );
+}

@@ -72,7 +72,7 @@ pub struct ModelApprovalSpec {
     /// Leave it out for an approval that does not lapse.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(h|m|s|ms))+$') && duration(self) > duration('0s')").message("validFor must be a positive duration made of hours, minutes and seconds, such as 2160h or 720h30m"))]
+    #[x_kube(validation = Rule::new(super::valid_for::RULE).message(super::valid_for::MESSAGE))]
     pub valid_for: Option<String>,
     /// Links to the material reviewers rely on, such as a fairness report.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -238,10 +238,12 @@ pub struct ModelApprovalStatus {
     #[x_kube(merge_strategy = ListMerge::Map(vec!["gate".into(), "reviewer".into()]))]
     pub reviews: Vec<Review>,
     /// Measured evidence for automatic gates, written only by the
-    /// identities the pinned rule names.
+    /// identities the pinned rule names. One entry per name and author: an
+    /// entry is its author's alone (the admission policy refuses anyone
+    /// else's change), and a gate's rule reads only its own evaluators'.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
-    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into(), "measuredBy".into()]))]
     pub measurements: Vec<Measurement>,
     /// Quorum progress and rule results of the gates one person does not
     /// decide alone.
@@ -262,7 +264,8 @@ pub struct ModelApprovalStatus {
 #[derive(KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct ObservedInput {
-    /// `Review/<gate>/<reviewer>` or `Measurement/<name>`.
+    /// `Review/<gate>/<reviewer>` or `Measurement/<name>/<measuredBy>`
+    /// (`Measurement/<name>` before measurements were keyed by author).
     pub key: String,
     /// The decision, or the value as text.
     pub value: String,

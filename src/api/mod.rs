@@ -12,6 +12,7 @@ pub mod gates;
 pub mod policy;
 pub mod record;
 pub mod review;
+pub mod valid_for;
 
 pub use approval::{
     ApprovalPhase, HistoryEntry, ModelApproval, ModelApprovalSpec, ModelApprovalStatus,

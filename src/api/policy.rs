@@ -53,7 +53,7 @@ pub struct ApprovalPolicySpec {
     /// its maximum: an approval's own validFor may only be shorter.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(h|m|s|ms))+$') && duration(self) > duration('0s')").message("validFor must be a positive duration made of hours, minutes and seconds, such as 2160h"))]
+    #[x_kube(validation = Rule::new(super::valid_for::RULE).message(super::valid_for::MESSAGE))]
     pub valid_for: Option<String>,
     /// One entry per gate that is not decided by one reviewer; a gate left
     /// out needs one reviewer of its group.

@@ -108,9 +108,13 @@ pub fn measurement_patch(
     status_patch(approval, json!({"measurements": [entry]}))
 }
 
-/// The field manager of one measurement's writes.
-pub fn measurement_manager(name: &str) -> String {
-    format!("measure-{name}")
+/// The field manager of one identity's writes of one measurement. Each
+/// author needs a manager of its own: with a shared one, one evaluator's
+/// apply would remove (and so try to change) another's entry of the name.
+pub fn measurement_manager(name: &str, measured_by: &str) -> String {
+    use sha2::Digest;
+    let who = hex::encode(sha2::Sha256::digest(measured_by.as_bytes()));
+    format!("measure-{name}-{}", &who[..16])
 }
 
 fn status_patch(approval: &str, status: Value) -> Value {

@@ -66,12 +66,9 @@ pub struct Transition {
     pub note: String,
 }
 
-/// Parses `validFor` (whole h/m/s/ms units, as the CRD allows).
+/// Parses `validFor` with the CRD's own grammar (see [`crate::api::valid_for`]).
 pub fn parse_valid_for(valid_for: &str) -> Option<SignedDuration> {
-    valid_for
-        .parse::<SignedDuration>()
-        .ok()
-        .filter(|d| d.is_positive())
+    crate::api::valid_for::parse(valid_for)
 }
 
 pub(super) fn truncate(text: Option<&str>) -> Option<String> {
@@ -164,7 +161,7 @@ fn phase_of(previous: &ModelApprovalStatus, gates: &[GateView], life: &Lifetime)
         ApprovalPhase::Expired
     } else if gates.iter().any(|g| g.status == FALSE) {
         ApprovalPhase::Rejected
-    } else if gates.iter().all(|g| g.status == TRUE) {
+    } else if gates.iter().all(|g| g.status == TRUE) && !life.unreadable {
         ApprovalPhase::Approved
     } else {
         ApprovalPhase::Pending
@@ -188,6 +185,9 @@ struct Lifetime {
     approved_at: Option<Time>,
     expires_at: Option<Timestamp>,
     lapsed: bool,
+    /// A validFor is given but cannot be read (or its expiry cannot be
+    /// written): never "forever", so the approval is held back instead.
+    unreadable: bool,
 }
 
 /// approvedAt is the first time all gates passed and never moves, so
@@ -198,20 +198,28 @@ fn lifetime(
     gates: &[GateView],
     valid_for: Option<&str>,
 ) -> Lifetime {
+    let duration = valid_for.map(parse_valid_for);
+    // Only validFor itself can be checked before approval; the expiry's
+    // overflow only once there is an approvedAt.
+    let mut unreadable = matches!(duration, Some(None));
     let all_passed = gates.iter().all(|g| g.status == TRUE);
     let approved_at = previous
         .approved_at
         .clone()
-        .or_else(|| all_passed.then_some(Time(input.now)));
-    let valid_for = valid_for.and_then(parse_valid_for);
-    let expires_at = match (&approved_at, valid_for) {
-        (Some(at), Some(d)) => at.0.checked_add(d).ok(),
+        .or_else(|| (all_passed && !unreadable).then_some(Time(input.now)));
+    let expires_at = match (&approved_at, duration.flatten()) {
+        (Some(at), Some(d)) => {
+            let expiry = at.0.checked_add(d).ok();
+            unreadable |= expiry.is_none();
+            expiry
+        }
         _ => None,
     };
     Lifetime {
         lapsed: expires_at.is_some_and(|e| input.now >= e),
         approved_at,
         expires_at,
+        unreadable,
     }
 }
 
@@ -238,6 +246,16 @@ fn approved_condition(
                 "the approval lapsed at {} (validFor {}); create a new ModelApproval to re-certify",
                 life.expires_at.map(|e| e.to_string()).unwrap_or_default(),
                 valid_for.unwrap_or_default()
+            ),
+        ),
+        (ApprovalPhase::Pending, None) if life.unreadable => Condition::new(
+            APPROVED_CONDITION,
+            FALSE,
+            "InvalidValidFor",
+            format!(
+                "validFor {:?} cannot be read, so the approval is not granted: {}; create a new ModelApproval with a validFor in that form",
+                valid_for.unwrap_or_default(),
+                crate::api::valid_for::MESSAGE
             ),
         ),
         (_, Some(failed)) => Condition::new(
@@ -452,8 +470,11 @@ pub fn operator_view(status: &ModelApprovalStatus) -> ModelApprovalStatus {
 fn effective_valid_for(spec: Option<&str>, policy: Option<&PinnedPolicy>) -> Option<String> {
     let cap = policy.and_then(|p| p.valid_for.clone());
     match (spec, cap) {
+        // An unreadable one wins, so that it holds the approval back
+        // rather than lifting the policy's cap.
         (Some(own), Some(cap)) => match (parse_valid_for(own), parse_valid_for(&cap)) {
             (Some(a), Some(b)) if b < a => Some(cap),
+            (Some(_), None) => Some(cap),
             _ => Some(own.to_string()),
         },
         (Some(own), None) => Some(own.to_string()),

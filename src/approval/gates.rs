@@ -3,7 +3,9 @@
 
 use crate::api::condition::{self, Condition, FALSE, TRUE, UNKNOWN};
 use crate::api::gates::is_operator_condition;
-use crate::api::policy::{GateProgress, Measurement, PinnedGate, PinnedPolicy, Review, RuleMode};
+use crate::api::policy::{
+    Automatic, GateProgress, Measurement, PinnedGate, PinnedPolicy, Review, RuleMode,
+};
 use crate::api::{Gate, ModelApprovalStatus};
 use crate::policy::pin::{Decider, rule_of};
 use crate::policy::quorum::{Tally, tally};
@@ -198,6 +200,7 @@ fn by_rule(
     let Some(automatic) = &rule.automatic else {
         return GateView::pending(gate);
     };
+    let measurements = &own_measurements(automatic, measurements);
     let (status, reason, message) = verdict(&automatic.rule, measurements);
     let measurers: Vec<&str> = {
         let mut m: Vec<&str> = measurements
@@ -239,6 +242,7 @@ fn advise(
     else {
         return;
     };
+    let measurements = &own_measurements(automatic, measurements);
     let (status, _, message) = verdict(&automatic.rule, measurements);
     progress.push(GateProgress {
         gate: gate.condition_type().into(),
@@ -247,6 +251,31 @@ fn advise(
         message,
         mode: Some(RuleMode::Advise),
     });
+}
+
+/// The measurements a gate's rule may see: only those its own pinned
+/// `measuredBy` identities wrote, so that one gate's evaluator never decides
+/// another gate. When two of its identities wrote the same name, the newest
+/// counts (the rule reads one value per name).
+pub fn own_measurements(automatic: &Automatic, measurements: &[Measurement]) -> Vec<Measurement> {
+    let mut own: Vec<Measurement> = measurements
+        .iter()
+        .filter(|m| automatic.measured_by.contains(&m.measured_by))
+        .cloned()
+        .collect();
+    own.sort_by(|a, b| {
+        a.time
+            .as_ref()
+            .map(|t| t.0)
+            .cmp(&b.time.as_ref().map(|t| t.0))
+    });
+    let mut newest: Vec<Measurement> = Vec::new();
+    for m in own.into_iter().rev() {
+        if !newest.iter().any(|n| n.name == m.name) {
+            newest.push(m);
+        }
+    }
+    newest
 }
 
 /// A rule's verdict as (status, reason, message).
@@ -269,5 +298,81 @@ fn verdict(rule: &str, measurements: &[Measurement]) -> (&'static str, &'static 
             format!("rule `{rule}` waits for measurement {name}"),
         ),
         Verdict::Broken(why) => (UNKNOWN, "RuleBroken", format!("rule `{rule}`: {why}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TECH: &str = "system:serviceaccount:ml:tech-eval";
+    const FAIR: &str = "system:serviceaccount:ml:fair-eval";
+
+    fn automatic(gate: Gate, rule: &str, by: &str, mode: RuleMode) -> PinnedGate {
+        PinnedGate {
+            gate: gate.condition_type().into(),
+            reviewers: 1,
+            automatic: Some(Automatic {
+                rule: rule.into(),
+                measured_by: vec![by.into()],
+                mode,
+            }),
+        }
+    }
+
+    fn policy() -> PinnedPolicy {
+        PinnedPolicy {
+            name: "ns/default".into(),
+            gates: vec![
+                automatic(Gate::Technical, "m.auc >= 0.92", TECH, RuleMode::Decide),
+                automatic(Gate::Fairness, "m.auc >= 0.5", FAIR, RuleMode::Advise),
+            ],
+            ..PinnedPolicy::default()
+        }
+    }
+
+    fn measured(name: &str, value: f64, by: &str) -> Measurement {
+        Measurement {
+            name: name.into(),
+            value,
+            measured_by: by.into(),
+            ..Measurement::default()
+        }
+    }
+
+    fn technical(measurements: Vec<Measurement>) -> GateView {
+        let status = ModelApprovalStatus {
+            measurements,
+            ..ModelApprovalStatus::default()
+        };
+        let (views, _) = read(&status, Some(&policy()), &mut Vec::new());
+        views
+            .into_iter()
+            .find(|v| v.gate == Gate::Technical)
+            .expect("the technical gate")
+    }
+
+    /// FairnessReview's evaluator measuring `auc` does not pass
+    /// TechnicalReview: its rule sees tech-eval's value only.
+    #[test]
+    fn a_gate_sees_only_its_own_evaluators_measurements() {
+        let alone = technical(vec![measured("auc", 0.99, FAIR)]);
+        assert_eq!(alone.status, UNKNOWN, "{alone:?}");
+        assert_eq!(alone.reason.as_deref(), Some("AwaitingMeasurement"));
+
+        let both = technical(vec![
+            measured("auc", 0.99, FAIR),
+            measured("auc", 0.5, TECH),
+        ]);
+        assert_eq!(both.status, FALSE, "{both:?}");
+        assert_eq!(both.reviewer.as_deref(), Some(TECH));
+        assert!(!both.message.unwrap_or_default().contains(FAIR));
+
+        let own = technical(vec![
+            measured("auc", 0.95, TECH),
+            measured("auc", 0.1, FAIR),
+        ]);
+        assert_eq!(own.status, TRUE);
+        assert_eq!(own.reviewer.as_deref(), Some(TECH));
     }
 }

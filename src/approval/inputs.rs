@@ -45,9 +45,12 @@ pub fn recorded(status: &ModelApprovalStatus, now: &Time) -> (Vec<Transition>, V
         });
     }
     for m in &status.measurements {
-        let key = format!("Measurement/{}", m.name);
+        // Keyed by author too: two gates' evaluators may both measure a
+        // name. The older key (name only) is read so that an upgrade does
+        // not record every measurement again.
+        let key = format!("Measurement/{}/{}", m.name, m.measured_by);
         let value = format!("{}", m.value);
-        let was = before(&key);
+        let was = before(&key).or_else(|| before(&format!("Measurement/{}", m.name)));
         if was.as_deref() != Some(value.as_str()) {
             out.push(Transition {
                 entry: entry(

@@ -78,7 +78,7 @@ pub async fn run(session: &Session, args: MeasureArgs) -> Result<String> {
         };
         let (_, seen) = bound::apply_status(&api, &args.name, &what, &mut expect, |_| {
             let patch = measurement_patch(&args.name, &input, &me, Timestamp::now());
-            Ok((patch, measurement_manager(name)))
+            Ok((patch, measurement_manager(name, &me)))
         })
         .await?;
         out.push_str(&format!(

@@ -57,6 +57,7 @@ async fn reconcile(policy: Arc<ApprovalPolicy>, ctx: Arc<Context>) -> Result<Act
         .ok_or(Error::MissingMetadata("namespace"))?;
     let status = status_of(
         &policy.spec,
+        &namespace,
         policy.meta().generation,
         policy.status.as_ref(),
         now_seconds(),
@@ -73,6 +74,7 @@ async fn reconcile(policy: Arc<ApprovalPolicy>, ctx: Arc<Context>) -> Result<Act
 /// and the rules at a glance.
 pub fn status_of(
     spec: &ApprovalPolicySpec,
+    namespace: &str,
     generation: Option<i64>,
     previous: Option<&ApprovalPolicyStatus>,
     now: jiff::Timestamp,
@@ -111,13 +113,16 @@ pub fn status_of(
     } else {
         Condition::new("Ready", FALSE, "RuleDoesNotCompile", broken.join("; "))
     };
-    let previous_ready = previous.and_then(|p| crate::api::condition::find(&p.conditions, "Ready"));
+    let at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
+    let stamp = |c: Condition| {
+        let before = previous.and_then(|p| crate::api::condition::find(&p.conditions, &c.type_));
+        c.stamped(before, &at, generation)
+    };
     ApprovalPolicyStatus {
-        conditions: vec![ready.stamped(
-            previous_ready,
-            &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
-            generation,
-        )],
+        conditions: vec![
+            stamp(ready),
+            stamp(super::evaluators::condition(spec, namespace)),
+        ],
         rules,
         summary: Some(summary(spec)),
         observed_generation: generation,
@@ -179,7 +184,7 @@ mod tests {
             ],
         };
         let t0 = jiff::Timestamp::from_second(1_800_000_000).expect("time");
-        let good = status_of(&spec("m.auc >= 0.9"), Some(1), None, t0);
+        let good = status_of(&spec("m.auc >= 0.9"), "risk", Some(1), None, t0);
         assert_eq!(good.conditions[0].status, TRUE);
         assert_eq!(
             good.summary.as_deref(),
@@ -187,9 +192,9 @@ mod tests {
         );
         // Later, with nothing changed, the status is the same: no write.
         let later = t0 + jiff::SignedDuration::from_hours(1);
-        let again = status_of(&spec("m.auc >= 0.9"), Some(1), Some(&good), later);
+        let again = status_of(&spec("m.auc >= 0.9"), "risk", Some(1), Some(&good), later);
         assert_eq!(again, good);
-        let bad = status_of(&spec("m.auc >= "), Some(2), Some(&good), later);
+        let bad = status_of(&spec("m.auc >= "), "risk", Some(2), Some(&good), later);
         assert_eq!(
             bad.conditions[0].last_transition_time.as_ref().map(|t| t.0),
             Some(later),

@@ -280,12 +280,51 @@ fn valid_for_parses_the_crd_units() {
         parse_valid_for("720h30m"),
         Some(SignedDuration::from_mins(720 * 60 + 30))
     );
-    assert_eq!(
-        parse_valid_for("1500ms"),
-        Some(SignedDuration::from_millis(1500))
-    );
+    assert_eq!(parse_valid_for("1500ms"), None);
     assert_eq!(parse_valid_for("0s"), None);
     assert_eq!(parse_valid_for("90d-ish"), None);
+}
+
+/// A validFor the operator cannot read (stored before the CRD refused it)
+/// never means "approved forever": every gate passes, yet the approval is
+/// held back with a condition that names the accepted form, and the
+/// policy's cap does not paper over it.
+#[test]
+fn an_unreadable_valid_for_is_never_approved_forever() {
+    for (own, cap) in [
+        ("1s1m", None),
+        ("1m2159h", Some("2160h")),
+        ("5s", Some("1s1m")),
+    ] {
+        let s = spec(Some(own));
+        let pin = PinnedPolicy {
+            valid_for: cap.map(str::to_string),
+            ..PinnedPolicy::default()
+        };
+        let mut status = ModelApprovalStatus::default();
+        for g in Gate::ALL {
+            set(&mut status, gate(g, TRUE, "rita"));
+        }
+        let d = decide(Input {
+            spec: &s,
+            generation: Some(1),
+            status: Some(&status),
+            now: t0(),
+            pin: cap.map(|_| &pin),
+        });
+        assert_eq!(
+            d.status.phase,
+            Some(ApprovalPhase::Pending),
+            "{own} {cap:?}"
+        );
+        assert_eq!(d.status.approved_at, None);
+        let approved = condition::find(&d.status.conditions, APPROVED_CONDITION).cloned();
+        let approved = approved.unwrap_or_default();
+        assert_eq!(approved.status, FALSE);
+        assert_eq!(approved.reason.as_deref(), Some("InvalidValidFor"));
+        let message = approved.message.unwrap_or_default();
+        assert!(message.contains("such as 2160h"), "{message}");
+    }
 }
 
 fn arb_status() -> impl Strategy<Value = &'static str> {
