@@ -11,9 +11,8 @@
 FROM rust:1.95-bookworm@sha256:6258907abe69656e41cd992e0b705cdcfabcbbe3db374f92ed2d47121282d4a1 AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-COPY templates ./templates
 # Cargo loads every workspace member's manifest, even to build one binary.
+COPY crates ./crates
 COPY bench ./bench
 # The operator, and the plugin whose `console` the chart's console runs.
 RUN cargo build --release --locked --bin modelgate --bin kubectl-modelgate \

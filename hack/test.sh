@@ -41,6 +41,9 @@ else
 fi
 
 step "7/8 cargo test --workspace (unit and integration)"
+# The integration tests run the operator's and the plugin's binaries, which
+# belong to other crates: build them first (the harness refuses stale ones).
+cargo build --workspace --bins --locked
 cargo test --workspace --locked --no-fail-fast -- --test-threads=4
 
 step "8/8 benchmark smoke run (hack/bench.sh --smoke; timings reported, not asserted)"

@@ -1,0 +1,231 @@
+//! The objects tests make: approvals, deployments, gate decisions, and the
+//! Events they leave.
+
+use kube::Client;
+use kube::api::{Api, Patch, PatchParams};
+
+use crate::{users::*, wait::*};
+
+/// A distinct, valid digest for each model version.
+pub fn digest_of(version: &str) -> String {
+    let hex: String = version.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex:0>64}")
+}
+
+/// A ModelApproval manifest for `fraud-detector` at `version`.
+pub fn approval_manifest(
+    name: &str,
+    version: &str,
+    valid_for: Option<&str>,
+) -> modelgate::api::ModelApproval {
+    let mut spec = serde_json::json!({
+        "model": {"name": "fraud-detector", "version": version, "uri": format!("s3://models/fraud-detector/{version}/"), "digest": digest_of(version)},
+    });
+    if let Some(v) = valid_for {
+        spec["validFor"] = v.into();
+    }
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+    .expect("approval manifest")
+}
+
+/// Creates the ModelApproval `name` for `fraud-detector` at `version`.
+pub async fn create_approval(
+    api: &Api<modelgate::api::ModelApproval>,
+    name: &str,
+    version: &str,
+    valid_for: Option<&str>,
+) -> modelgate::api::ModelApproval {
+    api.create(
+        &kube::api::PostParams::default(),
+        &approval_manifest(name, version, valid_for),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("create approval {name}: {e}"))
+}
+
+/// Sets all five gates True, each by a reviewer of its own.
+pub async fn approve_all(ns: &str, name: &str) {
+    for gate in [
+        "TechnicalReview",
+        "FairnessReview",
+        "SecurityReview",
+        "LegalReview",
+        "BusinessReview",
+    ] {
+        set_gate(
+            ns,
+            name,
+            gate,
+            "True",
+            &format!("{}@example.com", gate.to_ascii_lowercase()),
+        )
+        .await
+        .expect("set gate");
+    }
+}
+
+/// Fails one gate, as that gate's reviewer in `approve_all`: any one
+/// failed gate rejects the approval.
+pub async fn fail_gate(ns: &str, name: &str, gate: &str) {
+    let reviewer = format!("{}@example.com", gate.to_ascii_lowercase());
+    set_gate(ns, name, gate, "False", &reviewer)
+        .await
+        .unwrap_or_else(|e| panic!("fail {gate} of {name}: {e}"));
+}
+
+/// A ModelDeployment manifest serving through `approval`.
+pub fn deployment_manifest(
+    name: &str,
+    approval: &str,
+    replicas: Option<i32>,
+    on_revoke: &str,
+) -> modelgate::api::ModelDeployment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {
+            "approvalRef": {"name": approval}, "replicas": replicas, "onRevoke": on_revoke,
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
+                {"name": "server", "image": "registry.example.com/model-server:1.8", "env": [{"name": "LOG_LEVEL", "value": "info"}]}
+            ]}},
+        },
+    }))
+    .expect("deployment manifest")
+}
+
+/// Creates, in `ns`, the ModelApproval `approval` for `fraud-detector` at
+/// `version` and the ModelDeployment `md` serving through it (one replica,
+/// Hold on revoke); returns the two APIs of the namespace.
+pub async fn create_model(
+    client: &kube::Client,
+    ns: &str,
+    md: &str,
+    approval: &str,
+    version: &str,
+    valid_for: Option<&str>,
+) -> (
+    kube::Api<modelgate::api::ModelApproval>,
+    kube::Api<modelgate::api::ModelDeployment>,
+) {
+    let approvals = kube::Api::namespaced(client.clone(), ns);
+    let mds = kube::Api::namespaced(client.clone(), ns);
+    let create = kube::api::PostParams::default();
+    approvals
+        .create(&create, &approval_manifest(approval, version, valid_for))
+        .await
+        .expect("approval");
+    mds.create(&create, &deployment_manifest(md, approval, Some(1), "Hold"))
+        .await
+        .expect("md");
+    (approvals, mds)
+}
+
+/// The condition of `type_` on an approval's status, if set.
+pub fn condition_of<'a>(
+    a: &'a modelgate::api::ModelApproval,
+    type_: &str,
+) -> Option<&'a modelgate::api::Condition> {
+    modelgate::api::condition::find(&a.status.as_ref()?.conditions, type_)
+}
+
+/// Sets one gate as a reviewer would: as that reviewer, a member of the
+/// gate's default group, with server-side apply of that one condition on the
+/// status subresource, under a field manager of its own.
+pub async fn set_gate(
+    ns: &str,
+    name: &str,
+    gate: &str,
+    status: &str,
+    reviewer: &str,
+) -> Result<(), kube::Error> {
+    let groups: Vec<&str> = group_of(gate).into_iter().collect();
+    let reviewer_client = person(
+        if reviewer.is_empty() {
+            "anonymous-reviewer@example.com"
+        } else {
+            reviewer
+        },
+        &groups,
+    )
+    .await;
+    set_gate_as(&reviewer_client, ns, name, gate, status, reviewer).await
+}
+
+/// Sets one gate with `client`'s identity, whatever `reviewer` says.
+pub async fn set_gate_as(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    gate: &str,
+    status: &str,
+    reviewer: &str,
+) -> kube::Result<()> {
+    use modelgate::api::Gate;
+    let api: Api<modelgate::api::ModelApproval> = Api::namespaced(client.clone(), ns);
+    let reason = if status == "True" { "Passed" } else { "Failed" };
+    let message = format!("{gate} reviewed by {reviewer}");
+    // Some tests write a condition type that is no gate, to see it refused
+    // or reported: the same write as a gate's, with that type instead.
+    let known = Gate::from_condition_type(gate);
+    let mut patch = modelgate::api::review::gate_patch(
+        name,
+        known.unwrap_or(Gate::Technical),
+        status,
+        reason,
+        Some(&message),
+        reviewer,
+        jiff::Timestamp::now(),
+    );
+    if known.is_none() {
+        patch["status"]["conditions"][0]["type"] = gate.into();
+    }
+    let manager = format!("reviewer-{}", gate.to_ascii_lowercase());
+    api.patch_status(
+        name,
+        &PatchParams::apply(&manager).force(),
+        &Patch::Apply(&patch),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The events.k8s.io Events about object `name` in `ns`, oldest first.
+pub async fn events_for(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), ns);
+    let mut events: Vec<_> = api
+        .list(&Default::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name))
+        .collect();
+    events.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+    events
+}
+
+/// Waits up to `secs` for an Event about `name` that `wanted` accepts, and
+/// returns every Event about it then. The operator publishes an Event after
+/// the status write it describes, so a test that has just seen the status
+/// waits for the Event rather than reading once.
+pub async fn event_about(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    secs: u64,
+    wanted: impl Fn(&k8s_openapi::api::events::v1::Event) -> bool,
+) -> Vec<k8s_openapi::api::events::v1::Event> {
+    let what = format!("an Event about {name}");
+    eventually(secs, &what, || async {
+        let events = events_for(client, ns, name).await;
+        events.iter().any(&wanted).then_some(events)
+    })
+    .await
+}

@@ -1,0 +1,33 @@
+//! Who acts: the operator's service account and people in groups, each
+//! through impersonation by the cluster admin.
+
+use kube::Client;
+
+use crate::cluster::*;
+
+/// The operator's identity, as its service account authenticates.
+pub const OPERATOR_USER: &str = "system:serviceaccount:modelgate-system:modelgate";
+
+pub const OPERATOR_GROUPS: [&str; 3] = [
+    "system:serviceaccounts",
+    "system:serviceaccounts:modelgate-system",
+    "system:authenticated",
+];
+
+/// A client that acts as the operator's service account, so the admission
+/// policies see exactly the identity they see in a cluster.
+pub async fn operator_client() -> Client {
+    client_as(Some(OPERATOR_USER), &OPERATOR_GROUPS).await
+}
+
+/// The default reviewer group of a gate (None for anything else).
+pub fn group_of(gate: &str) -> Option<&'static str> {
+    modelgate::api::Gate::from_condition_type(gate).map(|g| g.default_group())
+}
+
+/// A client for a person in `groups` (authenticated, like any real user).
+pub async fn person(user: &str, groups: &[&str]) -> Client {
+    let mut all: Vec<&str> = groups.to_vec();
+    all.push("system:authenticated");
+    client_as(Some(user), &all).await
+}

@@ -1,0 +1,1122 @@
+//! The closed loop against the real control plane: in a governed namespace a
+//! developer with the built-in `edit` role and the model-owner role tries
+//! every way we know to get a model running that did not pass all five
+//! gates. A pod watch opened before the first attempt sees every pod the
+//! namespace ever had; none may run an image or a model digest that was not
+//! approved. Also: the operator heals drift admission cannot stop, and an
+//! approval in use survives its deletion until nothing uses it.
+
+use std::collections::BTreeSet;
+use std::process::Output;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use modelgate::api::{DeploymentPhase, ModelApproval, ModelDeployment};
+use modelgate_e2e::{cluster::*, fixtures::*, operator::*, pods::*, users::*, wait::*};
+
+const DEV: &str = "dev@example.com";
+const DEV_GROUP: &str = "ml-developers";
+const SERVER_IMAGE: &str = "registry.example.com/model-server:1.8";
+const EVIL_IMAGE: &str = "evil.example/backdoor:1";
+const GOVERNED: &str =
+    "this namespace is governed by modelgate: serve models through a ModelDeployment";
+
+/// A governed namespace with a developer bound to `edit` and model-owner.
+async fn governed_namespace(client: &kube::Client, prefix: &str) -> TestNamespace {
+    let ns = TestNamespace::new(client, prefix).await;
+    let out = kubectl(&["label", "namespace", &ns.name, "modelgate.io/governed=true"]);
+    assert!(out.status.success(), "label namespace: {}", text(&out));
+    for role in ["edit", "modelgate-model-owner"] {
+        let binding = format!(
+            "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {{name: dev-{role}, namespace: {ns}}}\n\
+             roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: {role}}}\n\
+             subjects: [{{kind: User, name: {DEV}, apiGroup: rbac.authorization.k8s.io}}]\n",
+            ns = ns.name
+        );
+        let out = kubectl_stdin(&["apply", "-f", "-"], Some(&binding));
+        assert!(out.status.success(), "bind {role}: {}", text(&out));
+    }
+    ns
+}
+
+/// kubectl as the developer, in `ns`.
+fn as_dev(ns: &str, args: &[&str], stdin: Option<&str>) -> Output {
+    as_person(ns, (DEV, DEV_GROUP), args, stdin)
+}
+
+/// kubectl as `who` (user, group), in `ns`.
+fn as_person(ns: &str, who: (&str, &str), args: &[&str], stdin: Option<&str>) -> Output {
+    let mut all = vec!["-n", ns, "--as", who.0, "--as-group", who.1];
+    all.extend_from_slice(args);
+    kubectl_stdin(&all, stdin)
+}
+
+/// Runs one attack and asserts that it was refused with every phrase of
+/// `says` in the message (the message must tell the person what to do).
+fn refused(ns: &str, attack: &str, args: &[&str], stdin: Option<&str>, says: &[&str]) {
+    refused_as(ns, (DEV, DEV_GROUP), attack, args, stdin, says)
+}
+
+fn refused_as(
+    ns: &str,
+    who: (&str, &str),
+    attack: &str,
+    args: &[&str],
+    stdin: Option<&str>,
+    says: &[&str],
+) {
+    let out = as_person(ns, who, args, stdin);
+    let message = text(&out);
+    assert!(!out.status.success(), "{attack}: was allowed: {message}");
+    for phrase in says {
+        assert!(
+            message.contains(phrase),
+            "{attack}: the refusal does not say {phrase:?}: {message}"
+        );
+    }
+    eprintln!("refused as expected: {attack}");
+}
+
+/// Runs one attack the API allows (the operator is what stops it).
+fn allowed(ns: &str, attack: &str, args: &[&str]) {
+    let out = as_dev(ns, args, None);
+    assert!(out.status.success(), "{attack}: {}", text(&out));
+    eprintln!("allowed, for the operator to answer: {attack}");
+}
+
+/// Watches every pod of `ns` from now on and records each version of each.
+async fn watch_pods(client: &kube::Client, ns: &str) -> Arc<Mutex<Vec<Pod>>> {
+    let record = Arc::new(Mutex::new(Vec::new()));
+    let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let sink = record.clone();
+    tokio::spawn(async move {
+        let mut listed = Some(listed_tx);
+        let mut events = std::pin::pin!(watcher(pods, watcher::Config::default()));
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(watcher::Event::Apply(p) | watcher::Event::InitApply(p)) => {
+                    if let Ok(mut all) = sink.lock() {
+                        all.push(p);
+                    }
+                }
+                Ok(watcher::Event::InitDone) => {
+                    if let Some(tx) = listed.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                _ => {}
+            }
+        }
+    });
+    listed_rx.await.expect("the pod watch lists");
+    record
+}
+
+#[tokio::test]
+async fn a_developer_cannot_run_an_unapproved_model_in_a_governed_namespace() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, "closed-loop").await;
+    let n = ns.name.as_str();
+    let record = watch_pods(&client, n).await;
+
+    // The legitimate path: v1 passes all five gates and serves; v2 waits.
+    let (approvals, mds) = create_model(&client, n, "fd", "fd-v1", "1.0.0", None).await;
+    approve_all(n, "fd-v1").await;
+    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    let approved = digest_of("1.0.0");
+    let pods = pods_serve(&client, n, "fd", &approved).await;
+    let pod = pods[0].metadata.name.clone().unwrap_or_default();
+    let replicasets: Api<ReplicaSet> = Api::namespaced(client.clone(), n);
+    let rs = replicasets
+        .list(&ListParams::default().labels("modelgate.io/model-deployment=fd"))
+        .await
+        .expect("replicasets")
+        .items
+        .into_iter()
+        .find_map(|r| r.metadata.name)
+        .expect("a ReplicaSet");
+
+    // Attacks on the managed Deployment.
+    let change_md = ["ModelDeployment fd"];
+    refused(
+        n,
+        "remove the managed-by label",
+        &["label", "deployment", "fd", "app.kubernetes.io/managed-by-"],
+        None,
+        &change_md,
+    );
+    refused(
+        n,
+        "re-point the model-deployment label",
+        &[
+            "label",
+            "deployment",
+            "fd",
+            "modelgate.io/model-deployment=other",
+            "--overwrite",
+        ],
+        None,
+        &change_md,
+    );
+    refused(
+        n,
+        "set the image",
+        &[
+            "set",
+            "image",
+            "deployment/fd",
+            &format!("server={EVIL_IMAGE}"),
+        ],
+        None,
+        &["change ModelDeployment fd instead"],
+    );
+    refused(
+        n,
+        "set MODEL_DIGEST on the Deployment",
+        &["set", "env", "deployment/fd", "MODEL_DIGEST=sha256:evil"],
+        None,
+        &["change ModelDeployment fd instead"],
+    );
+    refused(
+        n,
+        "remove the ownerReferences",
+        &[
+            "patch",
+            "deployment",
+            "fd",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
+        ],
+        None,
+        &["delete ModelDeployment fd"],
+    );
+    refused(
+        n,
+        "edit a modelgate annotation",
+        &[
+            "annotate",
+            "deployment",
+            "fd",
+            "modelgate.io/replicas-managed-",
+        ],
+        None,
+        &["change ModelDeployment fd instead"],
+    );
+    refused(
+        n,
+        "add a modelgate annotation",
+        &[
+            "annotate",
+            "deployment",
+            "fd",
+            "modelgate.io/approval=fd-v2",
+        ],
+        None,
+        &["change ModelDeployment fd instead"],
+    );
+    refused(
+        n,
+        "scale past the ModelDeployment",
+        &[
+            "patch",
+            "deployment",
+            "fd",
+            "-p",
+            r#"{"spec":{"replicas":3}}"#,
+        ],
+        None,
+        &["change spec.replicas there"],
+    );
+
+    // New workloads of every pod-creating kind.
+    let claimed = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: shadow, labels: {{app.kubernetes.io/managed-by: modelgate, modelgate.io/model-deployment: shadow}}}}\n\
+         spec: {{selector: {{matchLabels: {{app: shadow}}}}, template: {{metadata: {{labels: {{app: shadow, modelgate.io/model-deployment: fd}}}}, spec: {{containers: [{{name: s, image: {EVIL_IMAGE}}}]}}}}}}\n"
+    );
+    refused(
+        n,
+        "a Deployment claiming the managed-by label",
+        &["create", "-f", "-"],
+        Some(&claimed),
+        &["create a ModelDeployment"],
+    );
+    let template = format!(
+        "{{metadata: {{labels: {{app: shadow, modelgate.io/model-deployment: fd}}}}, spec: {{containers: [{{name: s, image: {EVIL_IMAGE}}}]}}}}"
+    );
+    let workloads = [
+        (
+            "a plain Deployment",
+            format!(
+                "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: plain}}\nspec: {{selector: {{matchLabels: {{app: shadow}}}}, template: {template}}}\n"
+            ),
+        ),
+        (
+            "a ReplicaSet",
+            format!(
+                "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {{name: shadow}}\nspec: {{selector: {{matchLabels: {{app: shadow}}}}, template: {template}}}\n"
+            ),
+        ),
+        (
+            "a StatefulSet",
+            format!(
+                "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: shadow}}\nspec: {{serviceName: shadow, selector: {{matchLabels: {{app: shadow}}}}, template: {template}}}\n"
+            ),
+        ),
+        (
+            "a DaemonSet",
+            format!(
+                "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: shadow}}\nspec: {{selector: {{matchLabels: {{app: shadow}}}}, template: {template}}}\n"
+            ),
+        ),
+        (
+            "a Job",
+            format!(
+                "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: shadow}}\nspec: {{template: {{metadata: {{labels: {{modelgate.io/model-deployment: fd}}}}, spec: {{restartPolicy: Never, containers: [{{name: s, image: {EVIL_IMAGE}}}]}}}}}}\n"
+            ),
+        ),
+        (
+            "a CronJob",
+            format!(
+                "apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: shadow}}\nspec: {{schedule: '* * * * *', jobTemplate: {{spec: {{template: {{spec: {{restartPolicy: Never, containers: [{{name: s, image: {EVIL_IMAGE}}}]}}}}}}}}}}\n"
+            ),
+        ),
+        (
+            "a ReplicationController",
+            format!(
+                "apiVersion: v1\nkind: ReplicationController\nmetadata: {{name: shadow}}\nspec: {{selector: {{app: shadow}}, template: {template}}}\n"
+            ),
+        ),
+        (
+            "a bare Pod",
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: shadow}}\nspec: {{containers: [{{name: s, image: {EVIL_IMAGE}}}]}}\n"
+            ),
+        ),
+        (
+            "a Pod copying the modelgate label",
+            format!(
+                "apiVersion: v1\nkind: Pod\nmetadata: {{name: shadow-labelled, labels: {{modelgate.io/model-deployment: fd}}}}\nspec: {{containers: [{{name: s, image: {EVIL_IMAGE}}}]}}\n"
+            ),
+        ),
+    ];
+    for (attack, manifest) in &workloads {
+        refused(
+            n,
+            attack,
+            &["create", "-f", "-"],
+            Some(manifest),
+            &[GOVERNED],
+        );
+    }
+    refused(
+        n,
+        "kubectl run",
+        &["run", "shadow-run", &format!("--image={EVIL_IMAGE}")],
+        None,
+        &[GOVERNED, "may not create pods"],
+    );
+
+    // Attacks on what already runs.
+    refused(
+        n,
+        "change a running pod's image",
+        &[
+            "set",
+            "image",
+            &format!("pod/{pod}"),
+            &format!("server={EVIL_IMAGE}"),
+        ],
+        None,
+        &[GOVERNED, "images of a running pod never change"],
+    );
+    // `edit` holds no right to ephemeral containers; a cluster admin does,
+    // and admission refuses even that.
+    let evil = format!("--image={EVIL_IMAGE}");
+    let debug = ["debug", &pod, &evil, "--target=server", "--attach=false"];
+    refused(
+        n,
+        "add an ephemeral container",
+        &debug,
+        None,
+        &["cannot patch resource \"pods/ephemeralcontainers\""],
+    );
+    refused_as(
+        n,
+        ("platform-admin@example.com", "system:masters"),
+        "add an ephemeral container as a cluster admin",
+        &debug,
+        None,
+        &[GOVERNED, "no ephemeral containers"],
+    );
+    refused(
+        n,
+        "exec into a serving pod",
+        &["exec", &pod, "--", "sh", "-c", "true"],
+        None,
+        &[GOVERNED, "no exec or attach"],
+    );
+    refused(
+        n,
+        "change the ReplicaSet's template",
+        &[
+            "set",
+            "image",
+            &format!("rs/{rs}"),
+            &format!("server={EVIL_IMAGE}"),
+        ],
+        None,
+        &[GOVERNED, "ReplicaSets here"],
+    );
+
+    // Attacks on the approval.
+    refused(
+        n,
+        "pass a gate as the developer",
+        &[
+            "patch",
+            "modelapproval",
+            "fd-v2",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Approved"}}"#,
+        ],
+        None,
+        &["forbidden"],
+    );
+    refused(
+        n,
+        "remove the in-use finalizer",
+        &[
+            "patch",
+            "modelapproval",
+            "fd-v1",
+            "--type=json",
+            "-p",
+            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+        ],
+        None,
+        &["forbidden"],
+    );
+
+    // What the API allows and the operator answers.
+    allowed(
+        n,
+        "override MODEL_DIGEST in the ModelDeployment's template",
+        &[
+            "patch",
+            "modeldeployment",
+            "fd",
+            "--type=json",
+            "-p",
+            r#"[{"op":"add","path":"/spec/template/spec/containers/0/env/-","value":{"name":"MODEL_DIGEST","value":"sha256:evil"}}]"#,
+        ],
+    );
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    pods_serve(&client, n, "fd", &approved).await;
+
+    allowed(
+        n,
+        "delete the managed Deployment",
+        &["delete", "deployment", "fd", "--wait=false"],
+    );
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
+    eventually(60, "the operator to re-create the Deployment", || async {
+        let d = deployments.get_opt("fd").await.ok()??;
+        d.metadata.deletion_timestamp.is_none().then_some(())
+    })
+    .await;
+    pods_serve(&client, n, "fd", &approved).await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+
+    allowed(
+        n,
+        "re-point approvalRef at a Pending approval",
+        &[
+            "patch",
+            "modeldeployment",
+            "fd",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"approvalRef":{"name":"fd-v2"}}}"#,
+        ],
+    );
+    let held = phase(&mds, "fd", DeploymentPhase::AwaitingApproval).await;
+    assert_eq!(satisfied_reason(&held).as_deref(), Some("AwaitingReview"));
+
+    allowed(
+        n,
+        "delete the serving approval",
+        &["delete", "modelapproval", "fd-v1", "--wait=false"],
+    );
+    let revoked = phase(&mds, "fd", DeploymentPhase::Revoked).await;
+    assert_eq!(
+        satisfied_reason(&revoked).as_deref(),
+        Some("ApprovalDeleted")
+    );
+    let kept = approvals
+        .get("fd-v1")
+        .await
+        .expect("the served approval stays while in use");
+    assert!(kept.metadata.deletion_timestamp.is_some());
+    assert!(
+        kept.status.is_some_and(|s| !s.history.is_empty()),
+        "its history stays readable"
+    );
+    // A Warning Event says the approval was deleted.
+    event_about(&client, n, "fd", 30, |e| {
+        e.type_.as_deref() == Some("Warning") && e.reason.as_deref() == Some("ApprovalDeleted")
+    })
+    .await;
+
+    // Every pod the namespace ever had ran the approved server and model.
+    let all: Vec<Seen> = record
+        .lock()
+        .map(|r| r.iter().map(seen).collect())
+        .unwrap_or_default();
+    assert!(!all.is_empty(), "the watch saw the serving pods");
+    let bad: Vec<&Seen> = all
+        .iter()
+        .filter(|(_, images, digests)| {
+            images.iter().any(|i| i != SERVER_IMAGE)
+                || digests.iter().any(|d| *d != approved)
+                || digests.is_empty()
+        })
+        .collect();
+    assert!(bad.is_empty(), "pods ran what was not approved: {bad:?}");
+
+    // And the status is true to the cluster.
+    let md = mds.get("fd").await.expect("md");
+    let status = md.status.expect("status");
+    let deployment = deployments.get("fd").await.expect("the Deployment exists");
+    assert_eq!(status.deployment_name.as_deref(), Some("fd"));
+    let served = status.served_model.expect("served model");
+    assert_eq!(served.digest, approved);
+    let template_digest = deployment
+        .spec
+        .template
+        .metadata
+        .and_then(|m| m.annotations)
+        .and_then(|a| a.get("modelgate.io/model-digest").cloned());
+    assert_eq!(template_digest.as_deref(), Some(approved.as_str()));
+    let names: BTreeSet<String> = all.iter().map(|(n, _, _)| n.clone()).collect();
+    eprintln!(
+        "{} pod versions of {} pods seen, all approved",
+        all.len(),
+        names.len()
+    );
+}
+
+#[tokio::test]
+async fn the_controllers_own_identities_may_create_what_governed_namespaces_run() {
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, "governed-ids").await;
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "from-rs", "labels": {"modelgate.io/model-deployment": "fd"}},
+        "spec": {"containers": [{"name": "s", "image": SERVER_IMAGE}]},
+    }))
+    .expect("pod");
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    // Per-controller credentials and the single controller-manager identity.
+    for creator in [
+        "system:serviceaccount:kube-system:replicaset-controller",
+        "system:kube-controller-manager",
+    ] {
+        let as_controller = client_as(Some(creator), &["system:masters"]).await;
+        Api::<Pod>::namespaced(as_controller, &ns.name)
+            .create(&dry, &pod)
+            .await
+            .unwrap_or_else(|e| panic!("{creator} may create a labelled pod: {e}"));
+    }
+    // The same identity without the label, and anyone else with it: refused.
+    let mut unlabelled = pod.clone();
+    unlabelled.metadata.labels = None;
+    let as_rs = client_as(Some("system:kube-controller-manager"), &["system:masters"]).await;
+    let refusal = Api::<Pod>::namespaced(as_rs, &ns.name)
+        .create(&dry, &unlabelled)
+        .await
+        .expect_err("a pod without the modelgate label");
+    assert!(refusal.to_string().contains(GOVERNED), "{refusal}");
+    let other = client_as(Some("someone@example.com"), &["system:masters"]).await;
+    let refusal = Api::<Pod>::namespaced(other, &ns.name)
+        .create(&dry, &pod)
+        .await
+        .expect_err("a pod from a person, even a cluster admin");
+    assert!(refusal.to_string().contains(GOVERNED), "{refusal}");
+}
+
+#[tokio::test]
+async fn an_exempt_group_is_let_through_and_marked_in_the_audit_log() {
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, "governed-exempt").await;
+    let params: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "modelgate-system");
+    let set = |groups: &str| serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "modelgate-authority"}, "data": {"exemptGroups": groups}});
+    let manager = PatchParams::apply("closed-loop-test").force();
+    params
+        .patch(
+            "modelgate-authority",
+            &manager,
+            &Patch::Apply(&set("platform:break-glass")),
+        )
+        .await
+        .expect("grant the exception");
+    let pod: Pod = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "break-glass"},
+        "spec": {"containers": [{"name": "s", "image": SERVER_IMAGE}]},
+    }))
+    .expect("pod");
+    let responder = client_as(
+        Some("oncall@example.com"),
+        &["platform:break-glass", "system:masters"],
+    )
+    .await;
+    let pods: Api<Pod> = Api::namespaced(responder, &ns.name);
+    eventually(60, "the exception to take effect", || async {
+        pods.create(&PostParams::default(), &pod).await.ok()
+    })
+    .await;
+    // Give the exception back before anything else can fail.
+    params
+        .patch("modelgate-authority", &manager, &Patch::Apply(&set("")))
+        .await
+        .expect("withdraw the exception");
+    let log = &cluster().audit_log;
+    eventually(30, "the exception in the audit log", || async {
+        let text = std::fs::read_to_string(log).ok()?;
+        text.lines()
+            .find(|l| {
+                l.contains("modelgate-governed-workloads/exception")
+                    && l.contains("oncall@example.com")
+                    && l.contains(&ns.name)
+            })
+            .map(|_| ())
+    })
+    .await;
+    let _ = Api::<Pod>::namespaced(client, &ns.name)
+        .delete("break-glass", &DeleteParams::default())
+        .await;
+}
+
+#[tokio::test]
+async fn the_operator_heals_a_deployment_unlabelled_orphaned_or_deleted() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = TestNamespace::new(&client, "heal").await;
+    let n = ns.name.as_str();
+    let (_, mds) = create_model(&client, n, "fd", "fd-v1", "1.0.0", None).await;
+    approve_all(n, "fd-v1").await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    let uid = mds.get("fd").await.expect("md").metadata.uid.expect("uid");
+    // Admission stops everyone else; acting as the operator's identity
+    // stands for what admission cannot stop (a policy not yet installed).
+    let drift: Api<Deployment> = Api::namespaced(operator_client().await, n);
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
+    let image_of = |d: &Deployment| {
+        d.spec
+            .template
+            .spec
+            .as_ref()
+            .map(|s| s.containers[0].image.clone().unwrap_or_default())
+    };
+
+    // Remove the label and change the image in one write: the label-selected
+    // watch loses sight of it, and the operator still puts it back.
+    let patch = serde_json::json!({
+        "metadata": {"labels": {"app.kubernetes.io/managed-by": null}},
+        "spec": {"template": {"spec": {"containers": [{"name": "server", "image": EVIL_IMAGE}]}}},
+    });
+    drift
+        .patch("fd", &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .expect("drift");
+    eventually(60, "the label and the image put back", || async {
+        let d = deployments.get("fd").await.ok()?;
+        let labelled = d
+            .metadata
+            .labels
+            .as_ref()?
+            .get("app.kubernetes.io/managed-by")?
+            == "modelgate";
+        (labelled && image_of(&d).as_deref() == Some(SERVER_IMAGE)).then_some(())
+    })
+    .await;
+
+    // Orphan it: the operator adopts it back.
+    drift
+        .patch(
+            "fd",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"ownerReferences": null}})),
+        )
+        .await
+        .expect("orphan");
+    eventually(60, "the orphan re-adopted", || async {
+        let d = deployments.get("fd").await.ok()?;
+        d.metadata
+            .owner_references?
+            .iter()
+            .any(|o| o.uid == uid && o.controller == Some(true))
+            .then_some(())
+    })
+    .await;
+
+    // Delete it: re-created, and the status never says Available without it.
+    deployments
+        .delete("fd", &DeleteParams::default())
+        .await
+        .expect("delete");
+    eventually(60, "the Deployment re-created", || async {
+        let d = deployments.get_opt("fd").await.ok()??;
+        d.metadata.deletion_timestamp.is_none().then_some(())
+    })
+    .await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    pods_serve(&client, n, "fd", &digest_of("1.0.0")).await;
+}
+
+#[tokio::test]
+async fn a_deleted_approval_in_use_revokes_and_stays_until_unused() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = TestNamespace::new(&client, "in-use").await;
+    let n = ns.name.as_str();
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
+    create_approval(&approvals, "fd-v1", "1.0.0", None).await;
+    create_approval(&approvals, "unused", "9.0.0", None).await;
+    approve_all(n, "fd-v1").await;
+    mds.create(
+        &PostParams::default(),
+        &deployment_manifest("fd", "fd-v1", Some(2), "ScaleToZero"),
+    )
+    .await
+    .expect("md");
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    let marked = eventually(30, "the in-use finalizer", || async {
+        let a = approvals.get("fd-v1").await.ok()?;
+        a.metadata
+            .finalizers?
+            .contains(&"modelgate.io/in-use".to_string())
+            .then_some(())
+    });
+    marked.await;
+    let unused = approvals.get("unused").await.expect("unused");
+    assert!(
+        unused.metadata.finalizers.unwrap_or_default().is_empty(),
+        "an approval no one uses is not marked"
+    );
+
+    approvals
+        .delete("fd-v1", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let revoked = phase(&mds, "fd", DeploymentPhase::Revoked).await;
+    assert_eq!(
+        satisfied_reason(&revoked).as_deref(),
+        Some("ApprovalDeleted")
+    );
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
+    eventually(30, "onRevoke ScaleToZero applied", || async {
+        let d = deployments.get("fd").await.ok()?;
+        (d.spec.replicas == Some(0)).then_some(())
+    })
+    .await;
+    assert!(
+        approvals.get_opt("fd-v1").await.expect("read").is_some(),
+        "kept while served"
+    );
+
+    mds.delete("fd", &DeleteParams::default())
+        .await
+        .expect("delete md");
+    // The approval goes once nothing uses it.
+    gone(&approvals, "fd-v1", 60).await;
+}
+
+/// The name of the ReplicaSet of `md` whose pods run `digest`.
+async fn replicaset_of(client: &kube::Client, ns: &str, md: &str, digest: &str) -> String {
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), ns);
+    let selector = format!("modelgate.io/model-deployment={md}");
+    eventually(
+        60,
+        &format!("the ReplicaSet of {md} for {digest}"),
+        || async {
+            api.list(&ListParams::default().labels(&selector))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .find(|r| {
+                    r.spec
+                        .template
+                        .as_ref()
+                        .and_then(|t| t.metadata.as_ref())
+                        .and_then(|m| m.annotations.as_ref())
+                        .and_then(|a| a.get("modelgate.io/model-digest"))
+                        == Some(&digest.to_string())
+                })
+                .and_then(|r| r.metadata.name)
+        },
+    )
+    .await
+}
+
+/// ModelDeployment fd served 1.0.0 (approval fd-v1), then was re-pointed
+/// at 2.0.0 (fd-v2), which now serves; both approvals stand.
+async fn v2_replaced_v1(client: &kube::Client, n: &str) -> Api<ModelDeployment> {
+    let (approvals, mds) = create_model(client, n, "fd", "fd-v1", "1.0.0", None).await;
+    approve_all(n, "fd-v1").await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    approve_all(n, "fd-v2").await;
+    let patch = serde_json::json!({"spec": {"approvalRef": {"name": "fd-v2"}}});
+    mds.patch("fd", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("re-point");
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    mds
+}
+
+/// One attack of a table: what it tries, the kubectl arguments, and what
+/// the refusal must say.
+type Attack<'a> = (&'a str, Vec<String>, Vec<&'a str>);
+
+fn args(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| s.to_string()).collect()
+}
+
+/// Runs every attack of `table` as `who` and asserts each refusal.
+fn all_refused(ns: &str, who: (&str, &str), table: &[Attack<'_>]) {
+    for (attack, list, says) in table {
+        let list: Vec<&str> = list.iter().map(String::as_str).collect();
+        refused_as(ns, who, attack, &list, None, says);
+    }
+}
+
+/// A version rejected after a newer one replaced it never runs again, and a
+/// revoked one never grows: every way to bring back or keep the pods of a
+/// model that is no longer approved, at each level between the
+/// ModelDeployment and the pod, is refused, and the status says what runs.
+#[tokio::test]
+async fn a_rejected_version_never_runs_again() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, "no-way-back").await;
+    let n = ns.name.as_str();
+    let record = watch_pods(&client, n).await;
+    let mds = v2_replaced_v1(&client, n).await;
+    let (v1, v2) = (digest_of("1.0.0"), digest_of("2.0.0"));
+    let pods = pods_serve(&client, n, "fd", &v2).await;
+    let pod = pods[0].metadata.name.clone().unwrap_or_default();
+    let old_rs = replicaset_of(&client, n, "fd", &v1).await;
+    let new_rs = replicaset_of(&client, n, "fd", &v2).await;
+    fail_gate(n, "fd-v1", "SecurityReview").await;
+    let rejected_v1 = jiff::Timestamp::now();
+
+    let rs_table: Vec<Attack> = [&old_rs, &new_rs]
+        .into_iter()
+        .flat_map(|rs| {
+            let target = format!("rs/{rs}");
+            vec![
+                (
+                    "relabel a ReplicaSet out of its Deployment",
+                    args(&[
+                        "label",
+                        &target,
+                        "modelgate.io/model-deployment=detached",
+                        "--overwrite",
+                    ]),
+                    vec![GOVERNED, "never change here"],
+                ),
+                (
+                    "remove a ReplicaSet's pod-template-hash",
+                    args(&["label", &target, "pod-template-hash-"]),
+                    vec![GOVERNED, "never change here"],
+                ),
+                (
+                    "add a modelgate label to a ReplicaSet",
+                    args(&["label", &target, "modelgate.io/extra=1"]),
+                    vec![GOVERNED, "never change here"],
+                ),
+                (
+                    "scale a ReplicaSet (scale subresource)",
+                    args(&["scale", &target, "--replicas=3"]),
+                    vec![GOVERNED, "never scaled directly"],
+                ),
+                (
+                    "patch a ReplicaSet's replicas",
+                    args(&["patch", &target, "-p", r#"{"spec":{"replicas":3}}"#]),
+                    vec![GOVERNED, "set only by the Deployment controller"],
+                ),
+                (
+                    "stall a ReplicaSet with minReadySeconds",
+                    args(&[
+                        "patch",
+                        &target,
+                        "-p",
+                        r#"{"spec":{"minReadySeconds":300}}"#,
+                    ]),
+                    vec![GOVERNED, "set only by the Deployment controller"],
+                ),
+                (
+                    "delete a ReplicaSet, orphaning its pods",
+                    args(&["delete", &target, "--cascade=orphan", "--wait=false"]),
+                    vec![GOVERNED, "deleted only by"],
+                ),
+                (
+                    "hold a ReplicaSet with a finalizer",
+                    args(&[
+                        "patch",
+                        &target,
+                        "--type=merge",
+                        "-p",
+                        r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+                    ]),
+                    vec![GOVERNED, "finalizers"],
+                ),
+                (
+                    "remove a ReplicaSet's ownerReferences",
+                    args(&[
+                        "patch",
+                        &target,
+                        "--type=json",
+                        "-p",
+                        r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
+                    ]),
+                    vec![GOVERNED, "ownerReferences"],
+                ),
+            ]
+        })
+        .collect();
+    let pod_target = format!("pod/{pod}");
+    let rest: Vec<Attack> = vec![
+        (
+            "take a pod out of its ReplicaSet by its label",
+            args(&["label", &pod_target, "modelgate.io/model-deployment-"]),
+            vec![GOVERNED, "never change here"],
+        ),
+        (
+            "change a pod's pod-template-hash",
+            args(&[
+                "label",
+                &pod_target,
+                "pod-template-hash=other",
+                "--overwrite",
+            ]),
+            vec![GOVERNED, "never change here"],
+        ),
+        (
+            "remove a pod's ownerReferences",
+            args(&[
+                "patch",
+                &pod_target,
+                "--type=json",
+                "-p",
+                r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
+            ]),
+            vec![GOVERNED, "ownerReferences"],
+        ),
+        (
+            "hold a pod with a finalizer",
+            args(&[
+                "patch",
+                &pod_target,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+            ]),
+            vec![GOVERNED, "finalizers"],
+        ),
+        (
+            "hold the Deployment with a finalizer",
+            args(&[
+                "patch",
+                "deployment/fd",
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
+            ]),
+            vec![GOVERNED, "finalizers"],
+        ),
+        (
+            "kubectl scale the Deployment",
+            args(&["scale", "deployment/fd", "--replicas=8"]),
+            vec![GOVERNED, "set spec.replicas on the ModelDeployment"],
+        ),
+        (
+            "kubectl rollout pause",
+            args(&["rollout", "pause", "deployment/fd"]),
+            vec!["rollout settings", "change ModelDeployment fd instead"],
+        ),
+        (
+            "stall the rollout with minReadySeconds",
+            args(&[
+                "patch",
+                "deployment/fd",
+                "-p",
+                r#"{"spec":{"minReadySeconds":300}}"#,
+            ]),
+            vec!["rollout settings"],
+        ),
+        (
+            "change the rollout strategy",
+            args(&[
+                "patch",
+                "deployment/fd",
+                "-p",
+                r#"{"spec":{"strategy":{"rollingUpdate":{"maxUnavailable":0,"maxSurge":1}}}}"#,
+            ]),
+            vec!["rollout settings"],
+        ),
+        (
+            "kubectl rollout undo to the rejected version",
+            args(&["rollout", "undo", "deployment/fd"]),
+            vec!["change ModelDeployment fd instead"],
+        ),
+    ];
+    all_refused(n, (DEV, DEV_GROUP), &rs_table);
+    all_refused(n, (DEV, DEV_GROUP), &rest);
+    // A cluster admin is held to the same rules.
+    let admin = ("platform-admin@example.com", "system:masters");
+    all_refused(n, admin, &rs_table[..4]);
+    all_refused(n, admin, &rest[..7]);
+
+    // v2 is revoked under onRevoke Hold: its pods stay, and never grow.
+    fail_gate(n, "fd-v2", "LegalReview").await;
+    let revoked = phase(&mds, "fd", DeploymentPhase::Revoked).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
+    eventually(60, "the held-replicas mark", || async {
+        let d = deployments.get("fd").await.ok()?;
+        d.metadata
+            .annotations?
+            .get("modelgate.io/held-replicas")
+            .cloned()
+    })
+    .await;
+    let grow = [
+        (
+            "scale a held Deployment",
+            args(&["scale", "deployment/fd", "--replicas=8"]),
+            vec![GOVERNED],
+        ),
+        (
+            "patch a held Deployment's replicas",
+            args(&["patch", "deployment/fd", "-p", r#"{"spec":{"replicas":8}}"#]),
+            vec!["held at 1 replicas", "onRevoke: Hold"],
+        ),
+    ];
+    all_refused(n, (DEV, DEV_GROUP), &grow);
+    all_refused(n, admin, &grow[1..]);
+    let status = revoked.status.clone().unwrap_or_default();
+    assert_eq!(status.served_model.map(|m| m.digest), Some(v2.clone()));
+
+    // An orphaning delete stops the model all the same.
+    let out = as_dev(
+        n,
+        &["delete", "md", "fd", "--cascade=orphan", "--wait=false"],
+        None,
+    );
+    assert!(out.status.success(), "delete md: {}", text(&out));
+    gone(&deployments, "fd", 60).await;
+    event_about(&client, n, "fd", 30, |e| {
+        e.reason.as_deref() == Some("OrphanDeleted")
+    })
+    .await;
+
+    // No pod ran a model that was not Approved when the pod was created.
+    let all = record.lock().map(|r| r.clone()).unwrap_or_default();
+    let late: Vec<String> = all
+        .iter()
+        .filter(|p| {
+            let born = p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+            seen(p).2.contains(&v1) && born.is_some_and(|t| t > rejected_v1)
+        })
+        .filter_map(|p| p.metadata.name.clone())
+        .collect();
+    assert!(
+        late.is_empty(),
+        "pods of the rejected v1 created after its rejection: {late:?}"
+    );
+    assert!(
+        all.iter()
+            .all(|p| seen(p).2.iter().all(|d| *d == v1 || *d == v2))
+    );
+}
+
+/// What admission cannot stop (no policy installed, an ungoverned
+/// namespace, the operator's own identity) the operator puts back: a
+/// ReplicaSet of a rejected version scaled up goes back to zero, a paused
+/// Deployment is resumed, and the status names what the pods run.
+#[tokio::test]
+async fn the_operator_puts_back_stray_replicasets_and_pauses() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = TestNamespace::new(&client, "strays").await;
+    let n = ns.name.as_str();
+    let mds = v2_replaced_v1(&client, n).await;
+    let (v1, v2) = (digest_of("1.0.0"), digest_of("2.0.0"));
+    pods_serve(&client, n, "fd", &v2).await;
+    let old_rs = replicaset_of(&client, n, "fd", &v1).await;
+    fail_gate(n, "fd-v1", "SecurityReview").await;
+
+    // Outside a governed namespace, a developer may take a ReplicaSet out
+    // of its Deployment and scale it.
+    let rs: Api<ReplicaSet> = Api::namespaced(client.clone(), n);
+    let detach = serde_json::json!({
+        "metadata": {"labels": {"modelgate.io/model-deployment": "detached"}},
+        "spec": {"replicas": 3},
+    });
+    rs.patch(&old_rs, &PatchParams::default(), &Patch::Merge(&detach))
+        .await
+        .expect("scale the old ReplicaSet");
+    eventually(
+        60,
+        "the rejected version's ReplicaSet back at zero",
+        || async {
+            let r = rs.get(&old_rs).await.ok()?;
+            (r.spec.replicas == Some(0)).then_some(())
+        },
+    )
+    .await;
+    event_about(&client, n, &old_rs, 30, |e| {
+        e.reason.as_deref() == Some("UnapprovedReplicaSetScaledDown")
+    })
+    .await;
+
+    // A pause that got past admission is lifted by the next apply.
+    let drift: Api<Deployment> = Api::namespaced(operator_client().await, n);
+    let pause = serde_json::json!({"spec": {"paused": true}});
+    drift
+        .patch("fd", &PatchParams::default(), &Patch::Merge(&pause))
+        .await
+        .expect("pause as the operator's identity");
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
+    eventually(60, "the Deployment resumed", || async {
+        let d = deployments.get("fd").await.ok()?;
+        (d.spec.paused != Some(true)).then_some(())
+    })
+    .await;
+
+    // The status says what the pods run.
+    let md = phase(&mds, "fd", DeploymentPhase::Available).await;
+    let status = md.status.unwrap_or_default();
+    let running: Vec<(String, i32)> = status
+        .running
+        .iter()
+        .map(|r| (r.digest.clone(), r.pods))
+        .collect();
+    assert_eq!(running, [(v2.clone(), 1)]);
+    assert_eq!(status.served_model.map(|m| m.digest), Some(v2));
+}

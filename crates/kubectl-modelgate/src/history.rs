@@ -1,0 +1,214 @@
+//! `history NAME`: the audit trail of an approval — the history the
+//! operator records in status, merged with the Events the API server still
+//! holds (Events expire after an hour by default; history does not).
+
+use clap::Args;
+use jiff::Timestamp;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams};
+use serde::Serialize;
+
+use super::output;
+use super::{CliError, Format, Result, Session};
+use modelgate::api::ModelApproval;
+use modelgate::api::approval::PHASE_SUBJECT;
+
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  kubectl modelgate history fraud-detector-2-4-0 -n risk\n  kubectl modelgate history fraud-detector-2-4-0 -n risk -o json"
+)]
+pub struct HistoryArgs {
+    /// The ModelApproval.
+    pub name: String,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+/// One line of the audit trail.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Row {
+    pub time: Timestamp,
+    /// The reviewer for a gate decision; the operator for a phase change or
+    /// an Event of its own.
+    pub actor: String,
+    /// A gate, Phase, or what an unmatched Event was about.
+    pub subject: String,
+    /// `from → to`, or an Event's reason.
+    pub transition: String,
+    pub detail: String,
+    /// status, event, or status+event when both recorded it.
+    pub source: String,
+}
+
+/// How far apart a history entry and its Event may be stamped.
+const SAME_TRANSITION_SECS: i64 = 5;
+
+/// Merges status history with Events, oldest first.
+pub fn merge(approval: &ModelApproval, events: &[Event]) -> Vec<Row> {
+    let history = approval
+        .status
+        .as_ref()
+        .map(|s| s.history.clone())
+        .unwrap_or_default();
+    let mut rows: Vec<Row> = history
+        .iter()
+        .map(|h| Row {
+            time: h.time.0,
+            actor: match (&h.reviewer, h.subject.as_str()) {
+                (Some(r), _) => r.clone(),
+                (None, PHASE_SUBJECT) => "modelgate".into(),
+                (None, _) => "-".into(),
+            },
+            subject: h.subject.clone(),
+            transition: format!(
+                "{} → {}",
+                if h.from.is_empty() { "∅" } else { &h.from },
+                h.to
+            ),
+            detail: [h.reason.as_deref(), h.message.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>()
+                .join(": "),
+            source: "status".into(),
+        })
+        .collect();
+    for e in events {
+        let Some(time) = e.event_time.as_ref().map(|t| t.0).or(e
+            .metadata
+            .creation_timestamp
+            .as_ref()
+            .map(|t| t.0))
+        else {
+            continue;
+        };
+        let subject = e.action.clone().unwrap_or_default();
+        // The operator names each transition's Event after its subject, so
+        // an Event and a history entry of the same subject and moment are
+        // one transition, recorded twice.
+        let twin = rows.iter_mut().find(|r| {
+            r.source == "status"
+                && r.subject == subject
+                && (r.time.as_second() - time.as_second()).abs() <= SAME_TRANSITION_SECS
+        });
+        match twin {
+            Some(row) => row.source = "status+event".into(),
+            None => rows.push(Row {
+                time,
+                actor: e
+                    .reporting_instance
+                    .clone()
+                    .or(e.reporting_controller.clone())
+                    .unwrap_or_else(|| "-".into()),
+                subject: if subject.is_empty() {
+                    "-".into()
+                } else {
+                    subject
+                },
+                transition: format!(
+                    "{} ({})",
+                    e.reason.clone().unwrap_or_default(),
+                    e.type_.clone().unwrap_or_default()
+                ),
+                detail: e.note.clone().unwrap_or_default(),
+                source: "event".into(),
+            }),
+        }
+    }
+    rows.sort_by_key(|r| r.time);
+    rows
+}
+
+pub async fn run(session: &Session, args: HistoryArgs) -> Result<String> {
+    let api: Api<ModelApproval> = Api::namespaced(session.client.clone(), &session.namespace);
+    let approval = api
+        .get(&args.name)
+        .await
+        .map_err(|e| CliError::from_api(e, &format!("ModelApproval {}", args.name)))?;
+    let events: Api<Event> = Api::namespaced(session.client.clone(), &session.namespace);
+    // Events may not be readable by everyone: the status history still is.
+    let events: Vec<Event> = events
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.kind.as_deref() == Some("ModelApproval")
+                    && r.name.as_deref() == Some(args.name.as_str())
+            })
+        })
+        .collect();
+    let rows = merge(&approval, &events);
+    if args.output != Format::Table {
+        return output::structured(&rows, args.output);
+    }
+    let mut t = output::table(&["TIME", "ACTOR", "SUBJECT", "TRANSITION", "DETAIL"]);
+    for r in &rows {
+        t.add_row(vec![
+            r.time.strftime("%Y-%m-%d %H:%M:%SZ").to_string(),
+            r.actor.clone(),
+            r.subject.clone(),
+            r.transition.clone(),
+            r.detail.clone(),
+        ]);
+    }
+    let dropped = approval.status.and_then(|s| s.history_dropped).unwrap_or(0);
+    let mut out = output::render(&t);
+    if dropped > 0 {
+        out.push_str(&format!("({dropped} older entries were dropped from status; the API server's audit log has them)\n"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_that_repeat_history_are_merged_and_others_kept() {
+        let approval: ModelApproval = serde_json::from_value(serde_json::json!({
+            "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval", "metadata": {"name": "fd"},
+            "spec": {"model": {"name": "m", "version": "1", "uri": "s3://m", "digest": "sha256:00"}},
+            "status": {"history": [
+                {"time": "2026-11-25T10:00:00Z", "subject": "TechnicalReview", "from": "", "to": "True", "reviewer": "bob", "reason": "Ok"},
+                {"time": "2026-11-25T10:05:00Z", "subject": "Phase", "from": "Pending", "to": "Approved"}
+            ]}
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let event = |time: &str, action: &str, reason: &str| -> Event {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "e"}, "eventTime": time, "action": action, "reason": reason, "type": "Normal",
+                "reportingController": "modelgate.io/modelgate", "reportingInstance": "modelgate-0", "note": "n"
+            }))
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let rows = merge(
+            &approval,
+            &[
+                event(
+                    "2026-11-25T10:00:01.000000Z",
+                    "TechnicalReview",
+                    "GatePassed",
+                ),
+                event("2026-11-25T10:02:00.000000Z", "Read", "InvalidObject"),
+            ],
+        );
+        let got: Vec<(&str, &str, &str)> = rows
+            .iter()
+            .map(|r| (r.subject.as_str(), r.actor.as_str(), r.source.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("TechnicalReview", "bob", "status+event"),
+                ("Read", "modelgate-0", "event"),
+                ("Phase", "modelgate", "status")
+            ]
+        );
+        assert_eq!(rows[0].transition, "∅ → True");
+    }
+}

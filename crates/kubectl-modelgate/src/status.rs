@@ -1,0 +1,291 @@
+//! `status [NAME]`: approvals, their gates and the deployments that use them.
+
+use clap::Args;
+use jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+use serde::Serialize;
+
+use super::output::{self, mark};
+use super::{CliError, Format, Result, Session};
+use modelgate::api::condition::{self, UNKNOWN};
+use modelgate::api::policy::RuleMode;
+use modelgate::api::{Gate, ModelApproval, ModelDeployment};
+
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  kubectl modelgate status -n risk\n  kubectl modelgate status fraud-detector-2-4-0 -n risk\n  kubectl modelgate status -A -o json"
+)]
+pub struct StatusArgs {
+    /// One approval to show in detail; all in the namespace when left out.
+    pub name: Option<String>,
+    /// Across all namespaces.
+    #[arg(short = 'A', long)]
+    pub all_namespaces: bool,
+    /// Output format.
+    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+}
+
+/// One approval as `status` reports it (also its JSON and YAML shape).
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovalView {
+    pub namespace: String,
+    pub name: String,
+    pub model: String,
+    pub version: String,
+    pub digest: String,
+    pub phase: String,
+    pub gates_passed: usize,
+    pub gates: Vec<GateView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approved_at: Option<Timestamp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Timestamp>,
+    /// ModelDeployments that name this approval or serve it.
+    pub deployments: Vec<String>,
+    /// The pinned policy the gates are decided by.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GateView {
+    pub gate: String,
+    /// True (passed), False (failed) or Unknown (pending).
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reviewer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub since: Option<Timestamp>,
+    /// Quorum progress ("1/2") or the rule's result, under the pinned rules.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub progress: Option<String>,
+    /// What the quorum or the rule saw and what is missing (or the rule's
+    /// advice beside a person's decision).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advice: Option<String>,
+}
+
+/// The view of one approval, with the deployments that depend on it.
+pub fn view(a: &ModelApproval, deployments: &[ModelDeployment]) -> ApprovalView {
+    let status = a.status.clone().unwrap_or_default();
+    let name = a.name_any();
+    let namespace = a.namespace().unwrap_or_default();
+    let gates: Vec<GateView> = Gate::ALL
+        .iter()
+        .map(|g| {
+            let c = condition::find(&status.conditions, g.condition_type());
+            let progress = status
+                .progress
+                .iter()
+                .find(|p| p.gate == g.condition_type());
+            GateView {
+                progress: progress.map(|p| match p.mode {
+                    Some(RuleMode::Advise) => format!("rule advises {}", p.result),
+                    _ => p.progress.clone(),
+                }),
+                advice: progress.map(|p| p.message.clone()),
+                gate: g.condition_type().to_string(),
+                status: c
+                    .map(|c| c.status.clone())
+                    .unwrap_or_else(|| UNKNOWN.to_string()),
+                reviewer: c.and_then(|c| c.reviewer.clone()),
+                reason: c.and_then(|c| c.reason.clone()),
+                message: c.and_then(|c| c.message.clone()),
+                since: c.and_then(|c| c.last_transition_time.clone()).map(|t| t.0),
+            }
+        })
+        .collect();
+    let users = deployments
+        .iter()
+        .filter(|d| d.namespace().as_deref() == Some(namespace.as_str()))
+        .filter(|d| {
+            d.spec.approval_ref.name == name
+                || d.status
+                    .as_ref()
+                    .and_then(|s| s.served_model.as_ref())
+                    .is_some_and(|s| s.approval == name)
+        })
+        .map(|d| d.name_any())
+        .collect();
+    ApprovalView {
+        namespace,
+        model: a.spec.model.name.clone(),
+        version: a.spec.model.version.clone(),
+        digest: a.spec.model.digest.clone(),
+        phase: status
+            .phase
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "Unknown".into()),
+        gates_passed: gates.iter().filter(|g| g.status == "True").count(),
+        gates,
+        approved_at: status.approved_at.map(|t| t.0),
+        expires_at: status.expires_at.map(|t| t.0),
+        deployments: users,
+        policy: status.policy.map(|p| p.name),
+        name,
+    }
+}
+
+pub async fn run(session: &Session, args: StatusArgs) -> Result<String> {
+    let (approvals, deployments): (Api<ModelApproval>, Api<ModelDeployment>) =
+        if args.all_namespaces {
+            (
+                Api::all(session.client.clone()),
+                Api::all(session.client.clone()),
+            )
+        } else {
+            (
+                Api::namespaced(session.client.clone(), &session.namespace),
+                Api::namespaced(session.client.clone(), &session.namespace),
+            )
+        };
+    let items = match &args.name {
+        Some(name) => vec![
+            approvals
+                .get(name)
+                .await
+                .map_err(|e| CliError::from_api(e, &format!("ModelApproval {name}")))?,
+        ],
+        None => {
+            approvals
+                .list(&ListParams::default())
+                .await
+                .map_err(|e| CliError::from_api(e, "ModelApprovals"))?
+                .items
+        }
+    };
+    let users = deployments
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default();
+    let views: Vec<ApprovalView> = items.iter().map(|a| view(a, &users)).collect();
+    let now = Timestamp::now();
+    match (args.output, &args.name) {
+        (Format::Table, Some(_)) => Ok(views.first().map(|v| detail(v, now)).unwrap_or_default()),
+        (Format::Table, None) if views.is_empty() => Ok(format!(
+            "No ModelApprovals found in {}.\n",
+            if args.all_namespaces {
+                "any namespace"
+            } else {
+                &session.namespace
+            }
+        )),
+        (Format::Table, None) => Ok(list(&views, args.all_namespaces, now)),
+        (format, Some(_)) => output::structured(&views.first(), format),
+        (format, None) => output::structured(&views, format),
+    }
+}
+
+fn gate_cell(g: &GateView) -> String {
+    match (&g.reviewer, &g.progress) {
+        (Some(r), _) if g.status != UNKNOWN => format!("{} {r}", mark(&g.status)),
+        (_, Some(p)) => format!("{} {p}", mark(&g.status)),
+        _ => mark(&g.status).to_string(),
+    }
+}
+
+fn list(views: &[ApprovalView], namespaces: bool, now: Timestamp) -> String {
+    let mut header = vec![
+        "NAME",
+        "MODEL",
+        "VERSION",
+        "PHASE",
+        "TECHNICAL",
+        "FAIRNESS",
+        "SECURITY",
+        "LEGAL",
+        "BUSINESS",
+        "EXPIRES",
+        "DEPLOYMENTS",
+    ];
+    if namespaces {
+        header.insert(0, "NAMESPACE");
+    }
+    let mut t = output::table(&header);
+    for v in views {
+        let mut row = vec![
+            v.name.clone(),
+            v.model.clone(),
+            v.version.clone(),
+            v.phase.clone(),
+        ];
+        row.extend(v.gates.iter().map(gate_cell));
+        row.push(
+            v.expires_at
+                .map(|e| output::relative(e, now))
+                .unwrap_or_else(|| "-".into()),
+        );
+        row.push(if v.deployments.is_empty() {
+            "-".into()
+        } else {
+            v.deployments.join(",")
+        });
+        if namespaces {
+            row.insert(0, v.namespace.clone());
+        }
+        t.add_row(row);
+    }
+    output::render(&t)
+}
+
+fn detail(v: &ApprovalView, now: Timestamp) -> String {
+    let time = |t: Option<Timestamp>| {
+        t.map(|t| output::when(t, now))
+            .unwrap_or_else(|| "-".into())
+    };
+    let mut out = format!(
+        "Name:         {}\nNamespace:    {}\nModel:        {} {}\nDigest:       {}\nPhase:        {} ({}/5 gates passed)\nApproved at:  {}\nExpires at:   {}\nDeployments:  {}\nPolicy:       {}\n\n",
+        v.name,
+        v.namespace,
+        v.model,
+        v.version,
+        v.digest,
+        v.phase,
+        v.gates_passed,
+        time(v.approved_at),
+        time(v.expires_at),
+        if v.deployments.is_empty() {
+            "-".to_string()
+        } else {
+            v.deployments.join(", ")
+        },
+        v.policy.as_deref().unwrap_or("not pinned yet"),
+    );
+    let mut t = output::table(&[
+        "", "GATE", "PROGRESS", "REVIEWER", "REASON", "SINCE", "MESSAGE",
+    ]);
+    for g in &v.gates {
+        t.add_row(vec![
+            mark(&g.status).to_string(),
+            g.gate.clone(),
+            g.progress.clone().unwrap_or_else(|| "-".into()),
+            g.reviewer.clone().unwrap_or_else(|| "-".into()),
+            g.reason.clone().unwrap_or_else(|| "-".into()),
+            g.since
+                .map(|s| output::relative(s, now))
+                .unwrap_or_else(|| "-".into()),
+            g.message.clone().unwrap_or_default(),
+        ]);
+    }
+    out.push_str(&output::render(&t));
+    for g in v.gates.iter().filter(|g| g.advice.is_some()) {
+        out.push_str(&format!(
+            "\n{}: {}",
+            g.gate,
+            g.advice.clone().unwrap_or_default()
+        ));
+    }
+    if v.gates.iter().any(|g| g.advice.is_some()) {
+        out.push('\n');
+    }
+    out
+}

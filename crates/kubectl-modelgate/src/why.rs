@@ -1,0 +1,206 @@
+//! `why DEPLOYMENT`: why a ModelDeployment is held or revoked, in words.
+
+use clap::Args;
+use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::ResourceExt;
+use kube::api::Api;
+
+use super::output::mark;
+use super::{CliError, Result, Session};
+use modelgate::api::condition::{self, FALSE, TRUE, UNKNOWN};
+use modelgate::api::deployment::APPROVAL_SATISFIED;
+use modelgate::api::policy::RuleMode;
+use modelgate::api::{Gate, ModelApproval, ModelDeployment};
+
+#[derive(Args)]
+#[command(after_help = "Example:\n  kubectl modelgate why fraud-detector -n risk")]
+pub struct WhyArgs {
+    /// The ModelDeployment.
+    pub name: String,
+    /// The namespace modelgate is installed in (its authority params name
+    /// the reviewer groups). Found from the admission policy binding when
+    /// not given.
+    #[arg(long, env = "MODELGATE_NAMESPACE")]
+    pub modelgate_namespace: Option<String>,
+}
+
+/// The binding whose paramRef names the authority params.
+const AUTHORITY_BINDING: &str = "modelgate-approval-authority";
+/// The params ConfigMap.
+const AUTHORITY_PARAMS: &str = "modelgate-authority";
+
+/// The params key that names a gate's reviewer group.
+fn params_key(gate: Gate) -> String {
+    format!("{}Reviewers", gate.short_name())
+}
+
+/// The namespace of the authority params: as given, else as the policy
+/// binding says (the chart installs into any namespace), else the default.
+pub(super) async fn authority_namespace(session: &Session, given: Option<&str>) -> String {
+    if let Some(ns) = given {
+        return ns.to_string();
+    }
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(session.client.clone());
+    bindings
+        .get_opt(AUTHORITY_BINDING)
+        .await
+        .ok()
+        .flatten()
+        .and_then(|b| b.spec.param_ref?.namespace)
+        .unwrap_or_else(|| modelgate::vocabulary::DEFAULT_NAMESPACE.to_string())
+}
+
+/// The reviewer group of each gate, from the authority params when they can
+/// be read, else the defaults.
+pub(super) async fn groups(session: &Session, namespace: &str) -> Vec<(Gate, String)> {
+    let api: Api<ConfigMap> = Api::namespaced(session.client.clone(), namespace);
+    let data = api
+        .get(AUTHORITY_PARAMS)
+        .await
+        .ok()
+        .and_then(|c| c.data)
+        .unwrap_or_default();
+    groups_or_defaults(|g| data.get(&params_key(g)).cloned())
+}
+
+/// Every gate with its reviewer group: the one `found`, else the default.
+pub(super) fn groups_or_defaults(found: impl Fn(Gate) -> Option<String>) -> Vec<(Gate, String)> {
+    Gate::ALL
+        .into_iter()
+        .map(|g| (g, found(g).unwrap_or_else(|| g.default_group().to_string())))
+        .collect()
+}
+
+pub async fn run(session: &Session, args: WhyArgs) -> Result<String> {
+    let ns = &session.namespace;
+    let mds: Api<ModelDeployment> = Api::namespaced(session.client.clone(), ns);
+    let md = mds.get(&args.name).await.map_err(|e| {
+        CliError::from_api(
+            e,
+            &format!("ModelDeployment {} in namespace {ns}", args.name),
+        )
+    })?;
+    let mut out = deployment_line(ns, &md);
+    let approval_name = &md.spec.approval_ref.name;
+    let approvals: Api<ModelApproval> = Api::namespaced(session.client.clone(), ns);
+    match approvals
+        .get_opt(approval_name)
+        .await
+        .map_err(|e| CliError::from_api(e, "ModelApproval"))?
+    {
+        None => out.push_str(&format!(
+            "\nIt names approval {approval_name}, which does not exist in {ns}.\n"
+        )),
+        Some(a) => {
+            let authority = authority_namespace(session, args.modelgate_namespace.as_deref()).await;
+            out.push_str(&approval_lines(&a, &groups(session, &authority).await));
+        }
+    }
+    out.push_str(&serving_line(&md.status.unwrap_or_default()));
+    Ok(out)
+}
+
+/// The ModelDeployment's phase and why.
+fn deployment_line(ns: &str, md: &ModelDeployment) -> String {
+    let status = md.status.clone().unwrap_or_default();
+    let phase = status
+        .phase
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "not yet observed by the operator".into());
+    let mut out = format!("ModelDeployment {ns}/{} is {phase}.\n", md.name_any());
+    if let Some(c) = condition::find(&status.conditions, APPROVAL_SATISFIED) {
+        out.push_str(&format!(
+            "{}: {}\n",
+            c.reason.clone().unwrap_or_default(),
+            c.message.clone().unwrap_or_default()
+        ));
+    }
+    out
+}
+
+/// The approval's phase, its failed and pending gates with who can act on
+/// each, and when it lapses.
+fn approval_lines(a: &ModelApproval, groups: &[(Gate, String)]) -> String {
+    let a_status = a.status.clone().unwrap_or_default();
+    let a_phase = a_status
+        .phase
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "Pending".into());
+    let mut out = format!(
+        "\nApproval {} ({} {}, {}) is {a_phase}.\n",
+        a.name_any(),
+        a.spec.model.name,
+        a.spec.model.version,
+        a.spec.model.digest
+    );
+    let mut failed = Vec::new();
+    let mut pending = Vec::new();
+    for (gate, group) in groups {
+        match condition::find(&a_status.conditions, gate.condition_type()) {
+            Some(c) if c.status == TRUE => {}
+            Some(c) if c.status == FALSE => failed.push(format!(
+                "  {} {gate}: failed by {} ({}: {}); members of {group} can pass it after a fix\n",
+                mark(FALSE),
+                c.reviewer.clone().unwrap_or_else(|| "?".into()),
+                c.reason.clone().unwrap_or_default(),
+                c.message.clone().unwrap_or_default()
+            )),
+            _ => pending.push(pending_line(&a_status, *gate, group)),
+        }
+    }
+    for (title, lines) in [("Failed gates:\n", failed), ("Pending gates:\n", pending)] {
+        if !lines.is_empty() {
+            out.push_str(title);
+            out.extend(lines);
+        }
+    }
+    if let Some(expires) = a_status.expires_at {
+        out.push_str(&format!(
+            "The approval lapses at {}.\n",
+            expires.0.strftime("%Y-%m-%d %H:%M:%SZ")
+        ));
+    }
+    out
+}
+
+/// A pending gate, with who can act on it under the pinned rules: its
+/// quorum's progress, or what its rule waits for.
+fn pending_line(status: &modelgate::api::ModelApprovalStatus, gate: Gate, group: &str) -> String {
+    let progress = status
+        .progress
+        .iter()
+        .find(|p| p.gate == gate.condition_type() && p.mode != Some(RuleMode::Advise));
+    match progress {
+        Some(p) if p.progress == "rule" => format!(
+            "  {} {gate}: decided by its rule: {}\n",
+            mark(UNKNOWN),
+            p.message
+        ),
+        Some(p) => format!(
+            "  {} {gate} {}: {}; members of {group} review it\n",
+            mark(UNKNOWN),
+            p.progress,
+            p.message
+        ),
+        None => format!(
+            "  {} {gate}: pending; members of {group} can pass it\n",
+            mark(UNKNOWN)
+        ),
+    }
+}
+
+/// What serves now.
+fn serving_line(status: &modelgate::api::ModelDeploymentStatus) -> String {
+    match &status.served_model {
+        Some(s) => format!(
+            "\nServing now: {} {} ({}), approval {}; {} pods ready.\n",
+            s.name,
+            s.version,
+            s.digest,
+            s.approval,
+            status.ready.clone().unwrap_or_else(|| "0/0".into())
+        ),
+        None => "\nNothing is serving yet: no Deployment has been rolled out.\n".to_string(),
+    }
+}
