@@ -24,9 +24,10 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "4/8 headless Chromium for the browser tests (hack/browser.sh)"
 hack/browser.sh
 
-step "5/8 policy and monitoring tools (hack/tools.sh: checkov, kube-score, prometheus)"
+step "5/8 policy, monitoring and dependency tools (hack/tools.sh: checkov, kube-score, prometheus, cargo-deny)"
 hack/tools.sh install
 eval "$(hack/tools.sh env)"
+hack/deny.sh
 
 started_cluster=""
 if [ -z "${KUBECONFIG:-}" ]; then

@@ -6,6 +6,7 @@
 #   kube-score  the Go module proxy, `go install`ed under $MODELGATE_CACHE/bin/
 #   prometheus  Debian's package (prometheus and promtool); the package's
 #               service is never started: the tests run the binary themselves
+#   cargo-deny  crates.io, `cargo install --locked`ed under $MODELGATE_CACHE/cargo-deny-*/
 #
 #   hack/tools.sh install   install what is missing (default; instant when all is there)
 #   hack/tools.sh env       print `export MODELGATE_CHECKOV=… …` for eval
@@ -13,10 +14,12 @@ set -euo pipefail
 
 CHECKOV_VERSION=3.3.30
 KUBE_SCORE_VERSION=v1.20.0
+CARGO_DENY_VERSION=0.20.2
 
 CACHE=${MODELGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelgate}
 CHECKOV_VENV=$CACHE/venv/checkov-$CHECKOV_VERSION
 KUBE_SCORE_BIN=$CACHE/bin/kube-score-$KUBE_SCORE_VERSION
+CARGO_DENY_ROOT=$CACHE/cargo-deny-$CARGO_DENY_VERSION
 
 START=$SECONDS
 say() { printf '[tools %3ds] %s\n' "$((SECONDS - START))" "$*" >&2; }
@@ -65,6 +68,19 @@ install_kube_score() {
   fi
 }
 
+install_cargo_deny() {
+  [ -x "$CARGO_DENY_ROOT/bin/cargo-deny" ] && return 0
+  say "cargo-deny $CARGO_DENY_VERSION: cargo install from crates.io (about 4 minutes on 2 cores)"
+  mkdir -p "$CACHE"
+  local log=$CACHE/cargo-deny-install.log
+  if ! CARGO_TARGET_DIR=$CACHE/cargo-deny-build cargo install --locked --quiet \
+    --version "$CARGO_DENY_VERSION" --root "$CARGO_DENY_ROOT" cargo-deny >"$log" 2>&1; then
+    tail -n 20 "$log" >&2
+    die "cargo install cargo-deny@$CARGO_DENY_VERSION failed; full log: $log"
+  fi
+  rm -rf "$CACHE/cargo-deny-build"
+}
+
 apt_updated=""
 apt_install() {
   command -v apt-get >/dev/null 2>&1 || die "no apt-get: install $* with this system's package manager"
@@ -102,7 +118,8 @@ cmd_install() {
   install_checkov
   install_kube_score
   install_prometheus
-  say "tools ready: checkov $CHECKOV_VERSION, kube-score $KUBE_SCORE_VERSION, $(/usr/bin/prometheus --version 2>&1 | head -n1)"
+  install_cargo_deny
+  say "tools ready: checkov $CHECKOV_VERSION, kube-score $KUBE_SCORE_VERSION, cargo-deny $CARGO_DENY_VERSION, $(/usr/bin/prometheus --version 2>&1 | head -n1)"
 }
 
 cmd_env() {
@@ -110,6 +127,7 @@ cmd_env() {
   echo "export MODELGATE_KUBE_SCORE=$KUBE_SCORE_BIN/kube-score"
   echo "export MODELGATE_PROMETHEUS=/usr/bin/prometheus"
   echo "export MODELGATE_PROMTOOL=/usr/bin/promtool"
+  echo "export MODELGATE_CARGO_DENY=$CARGO_DENY_ROOT/bin/cargo-deny"
 }
 
 case "${1:-install}" in
