@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 
 use super::{CliError, Result, Session};
-use modelgate::api::{ApprovalRecord, RecordCheckpoint};
+use modelgate::api::{ApprovalRecord, Envelope, RecordCheckpoint};
 use modelgate::records::envelope::{self, key_id};
 use modelgate::records::key::{KeyPlace, public_keys_pem};
 use modelgate::records::verify;
@@ -89,55 +89,14 @@ pub fn keys_beside(bundle: &Path) -> PathBuf {
 }
 
 async fn export(session: &Session, args: ExportArgs) -> Result<String> {
-    let api: Api<ApprovalRecord> = if args.all_namespaces {
-        Api::all(session.client.clone())
-    } else {
-        Api::namespaced(session.client.clone(), &session.namespace)
-    };
-    let mut records: Vec<ApprovalRecord> = api
-        .list(&ListParams::default())
-        .await
-        .map_err(|e| CliError::from_api(e, "approvalrecords"))?
-        .items
-        .into_iter()
-        .filter(|r| {
-            args.approval
-                .as_ref()
-                .is_none_or(|a| *a == r.spec.approval.name)
-        })
-        .collect();
-    // Oldest first within each approval, as verification expects.
-    records.sort_by(|a, b| {
-        let key = |r: &ApprovalRecord| {
-            (
-                r.metadata.namespace.clone(),
-                r.spec.approval.name.clone(),
-                r.spec.approval.uid.clone(),
-                r.spec.seq,
-            )
-        };
-        key(a).cmp(&key(b))
-    });
-    let namespace =
-        super::why::authority_namespace(session, args.modelgate_namespace.as_deref()).await;
-    let place = KeyPlace::in_namespace(&namespace);
-    let keys = Api::<ConfigMap>::namespaced(session.client.clone(), &namespace)
-        .get(&place.public)
-        .await
-        .map_err(|e| CliError::from_api(e, &format!("ConfigMap {namespace}/{}", place.public)))?;
-    let pem = public_keys_pem(&keys);
+    let records = records_to_export(session, &args).await?;
+    let pem = public_keys(session, args.modelgate_namespace.as_deref()).await?;
     let checkpoints = checkpoints(session, args.all_namespaces).await?;
-    let mut lines = String::new();
     let envelopes = records
         .iter()
         .map(|r| &r.spec.envelope)
         .chain(checkpoints.iter().map(|c| &c.spec.envelope));
-    for envelope in envelopes {
-        lines.push_str(
-            &serde_json::to_string(envelope).map_err(|e| CliError::Render(e.to_string()))?,
-        );
-        lines.push('\n');
-    }
+    let lines = jsonl(envelopes)?;
     let key_path = keys_beside(&args.out);
     write(&args.out, &lines)?;
     write(&key_path, &pem)?;
@@ -160,6 +119,60 @@ async fn export(session: &Session, args: ExportArgs) -> Result<String> {
         key_path.display(),
         args.out.display(),
     ))
+}
+
+/// The records in scope, oldest first within each approval, as
+/// verification expects.
+async fn records_to_export(session: &Session, args: &ExportArgs) -> Result<Vec<ApprovalRecord>> {
+    let api: Api<ApprovalRecord> = if args.all_namespaces {
+        Api::all(session.client.clone())
+    } else {
+        Api::namespaced(session.client.clone(), &session.namespace)
+    };
+    let mut records: Vec<ApprovalRecord> = api
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| CliError::from_api(e, "approvalrecords"))?
+        .items
+        .into_iter()
+        .filter(|r| {
+            args.approval
+                .as_ref()
+                .is_none_or(|a| *a == r.spec.approval.name)
+        })
+        .collect();
+    records.sort_by_cached_key(|r| {
+        (
+            r.metadata.namespace.clone(),
+            r.spec.approval.name.clone(),
+            r.spec.approval.uid.clone(),
+            r.spec.seq,
+        )
+    });
+    Ok(records)
+}
+
+/// The operator's public keys (PEM), published beside its signing key.
+async fn public_keys(session: &Session, modelgate_namespace: Option<&str>) -> Result<String> {
+    let namespace = super::why::authority_namespace(session, modelgate_namespace).await;
+    let place = KeyPlace::in_namespace(&namespace);
+    let keys = Api::<ConfigMap>::namespaced(session.client.clone(), &namespace)
+        .get(&place.public)
+        .await
+        .map_err(|e| CliError::from_api(e, &format!("ConfigMap {namespace}/{}", place.public)))?;
+    Ok(public_keys_pem(&keys))
+}
+
+/// One JSON envelope per line.
+fn jsonl<'a>(envelopes: impl Iterator<Item = &'a Envelope>) -> Result<String> {
+    let mut lines = String::new();
+    for envelope in envelopes {
+        lines.push_str(
+            &serde_json::to_string(envelope).map_err(|e| CliError::Render(e.to_string()))?,
+        );
+        lines.push('\n');
+    }
+    Ok(lines)
 }
 
 /// The signed checkpoints of the namespace (or all): the newest record of

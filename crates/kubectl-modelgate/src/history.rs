@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::output;
 use super::{CliError, Format, Result, Session};
 use modelgate::api::ModelApproval;
-use modelgate::api::approval::PHASE_SUBJECT;
+use modelgate::api::approval::{HistoryEntry, PHASE_SUBJECT};
 
 #[derive(Args)]
 #[command(
@@ -47,33 +47,11 @@ const SAME_TRANSITION_SECS: i64 = 5;
 
 /// Merges status history with Events, oldest first.
 pub fn merge(approval: &ModelApproval, events: &[Event]) -> Vec<Row> {
-    let history = approval
+    let mut rows: Vec<Row> = approval
         .status
-        .as_ref()
-        .map(|s| s.history.clone())
-        .unwrap_or_default();
-    let mut rows: Vec<Row> = history
         .iter()
-        .map(|h| Row {
-            time: h.time.0,
-            actor: match (&h.reviewer, h.subject.as_str()) {
-                (Some(r), _) => r.clone(),
-                (None, PHASE_SUBJECT) => "modelgate".into(),
-                (None, _) => "-".into(),
-            },
-            subject: h.subject.clone(),
-            transition: format!(
-                "{} → {}",
-                if h.from.is_empty() { "∅" } else { &h.from },
-                h.to
-            ),
-            detail: [h.reason.as_deref(), h.message.as_deref()]
-                .into_iter()
-                .flatten()
-                .collect::<Vec<_>>()
-                .join(": "),
-            source: "status".into(),
-        })
+        .flat_map(|s| s.history.iter())
+        .map(history_row)
         .collect();
     for e in events {
         let Some(time) = e.event_time.as_ref().map(|t| t.0).or(e
@@ -95,30 +73,59 @@ pub fn merge(approval: &ModelApproval, events: &[Event]) -> Vec<Row> {
         });
         match twin {
             Some(row) => row.source = "status+event".into(),
-            None => rows.push(Row {
-                time,
-                actor: e
-                    .reporting_instance
-                    .clone()
-                    .or(e.reporting_controller.clone())
-                    .unwrap_or_else(|| "-".into()),
-                subject: if subject.is_empty() {
-                    "-".into()
-                } else {
-                    subject
-                },
-                transition: format!(
-                    "{} ({})",
-                    e.reason.clone().unwrap_or_default(),
-                    e.type_.clone().unwrap_or_default()
-                ),
-                detail: e.note.clone().unwrap_or_default(),
-                source: "event".into(),
-            }),
+            None => rows.push(event_row(e, time, subject)),
         }
     }
     rows.sort_by_key(|r| r.time);
     rows
+}
+
+/// A transition as the approval's status history holds it.
+fn history_row(h: &HistoryEntry) -> Row {
+    Row {
+        time: h.time.0,
+        actor: match (&h.reviewer, h.subject.as_str()) {
+            (Some(r), _) => r.clone(),
+            (None, PHASE_SUBJECT) => "modelgate".into(),
+            (None, _) => "-".into(),
+        },
+        subject: h.subject.clone(),
+        transition: format!(
+            "{} → {}",
+            if h.from.is_empty() { "∅" } else { &h.from },
+            h.to
+        ),
+        detail: [h.reason.as_deref(), h.message.as_deref()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(": "),
+        source: "status".into(),
+    }
+}
+
+/// An Event with no twin in the history.
+fn event_row(e: &Event, time: Timestamp, subject: String) -> Row {
+    Row {
+        time,
+        actor: e
+            .reporting_instance
+            .clone()
+            .or(e.reporting_controller.clone())
+            .unwrap_or_else(|| "-".into()),
+        subject: if subject.is_empty() {
+            "-".into()
+        } else {
+            subject
+        },
+        transition: format!(
+            "{} ({})",
+            e.reason.clone().unwrap_or_default(),
+            e.type_.clone().unwrap_or_default()
+        ),
+        detail: e.note.clone().unwrap_or_default(),
+        source: "event".into(),
+    }
 }
 
 pub async fn run(session: &Session, args: HistoryArgs) -> Result<String> {
