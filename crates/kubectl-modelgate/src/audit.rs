@@ -154,7 +154,7 @@ async fn records_to_export(session: &Session, args: &ExportArgs) -> Result<Vec<A
 
 /// The operator's public keys (PEM), published beside its signing key.
 async fn public_keys(session: &Session, modelgate_namespace: Option<&str>) -> Result<String> {
-    let namespace = super::why::authority_namespace(session, modelgate_namespace).await;
+    let namespace = super::authority::namespace(session, modelgate_namespace).await;
     let place = KeyPlace::in_namespace(&namespace);
     let keys = Api::<ConfigMap>::namespaced(session.client.clone(), &namespace)
         .get(&place.public)

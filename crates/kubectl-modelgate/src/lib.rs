@@ -3,6 +3,7 @@
 //! client they configure.
 
 mod audit;
+mod authority;
 pub(crate) mod bound;
 mod console;
 mod history;

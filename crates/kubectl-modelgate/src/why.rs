@@ -1,13 +1,11 @@
 //! `why DEPLOYMENT`: why a ModelDeployment is held or revoked, in words.
 
 use clap::Args;
-use k8s_openapi::api::admissionregistration::v1::ValidatingAdmissionPolicyBinding;
-use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use kube::api::Api;
 
 use super::output::mark;
-use super::{CliError, Result, Session};
+use super::{CliError, Result, Session, authority};
 use modelgate::api::condition::{self, FALSE, TRUE, UNKNOWN};
 use modelgate::api::deployment::APPROVAL_SATISFIED;
 use modelgate::api::policy::RuleMode;
@@ -23,53 +21,6 @@ pub struct WhyArgs {
     /// not given.
     #[arg(long, env = "MODELGATE_NAMESPACE")]
     pub modelgate_namespace: Option<String>,
-}
-
-/// The binding whose paramRef names the authority params.
-const AUTHORITY_BINDING: &str = "modelgate-approval-authority";
-/// The params ConfigMap.
-const AUTHORITY_PARAMS: &str = "modelgate-authority";
-
-/// The params key that names a gate's reviewer group.
-fn params_key(gate: Gate) -> String {
-    format!("{}Reviewers", gate.short_name())
-}
-
-/// The namespace of the authority params: as given, else as the policy
-/// binding says (the chart installs into any namespace), else the default.
-pub(super) async fn authority_namespace(session: &Session, given: Option<&str>) -> String {
-    if let Some(ns) = given {
-        return ns.to_string();
-    }
-    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(session.client.clone());
-    bindings
-        .get_opt(AUTHORITY_BINDING)
-        .await
-        .ok()
-        .flatten()
-        .and_then(|b| b.spec.param_ref?.namespace)
-        .unwrap_or_else(|| modelgate::vocabulary::DEFAULT_NAMESPACE.to_string())
-}
-
-/// The reviewer group of each gate, from the authority params when they can
-/// be read, else the defaults.
-pub(super) async fn groups(session: &Session, namespace: &str) -> Vec<(Gate, String)> {
-    let api: Api<ConfigMap> = Api::namespaced(session.client.clone(), namespace);
-    let data = api
-        .get(AUTHORITY_PARAMS)
-        .await
-        .ok()
-        .and_then(|c| c.data)
-        .unwrap_or_default();
-    groups_or_defaults(|g| data.get(&params_key(g)).cloned())
-}
-
-/// Every gate with its reviewer group: the one `found`, else the default.
-pub(super) fn groups_or_defaults(found: impl Fn(Gate) -> Option<String>) -> Vec<(Gate, String)> {
-    Gate::ALL
-        .into_iter()
-        .map(|g| (g, found(g).unwrap_or_else(|| g.default_group().to_string())))
-        .collect()
 }
 
 pub async fn run(session: &Session, args: WhyArgs) -> Result<String> {
@@ -93,8 +44,12 @@ pub async fn run(session: &Session, args: WhyArgs) -> Result<String> {
             "\nIt names approval {approval_name}, which does not exist in {ns}.\n"
         )),
         Some(a) => {
-            let authority = authority_namespace(session, args.modelgate_namespace.as_deref()).await;
-            out.push_str(&approval_lines(&a, &groups(session, &authority).await));
+            let authority =
+                authority::namespace(session, args.modelgate_namespace.as_deref()).await;
+            out.push_str(&approval_lines(
+                &a,
+                &authority::groups(session, &authority).await,
+            ));
         }
     }
     out.push_str(&serving_line(&md.status.unwrap_or_default()));

@@ -184,8 +184,8 @@ pub async fn run(global: &Global, args: ConsoleArgs) -> Result<String> {
     let session = global.session().await?;
     let me = views::me(&super::review::user_info(&session).await?);
     let authority =
-        super::why::authority_namespace(&session, args.modelgate_namespace.as_deref()).await;
-    let groups = super::why::groups(&session, &authority).await;
+        super::authority::namespace(&session, args.modelgate_namespace.as_deref()).await;
+    let groups = super::authority::groups(&session, &authority).await;
     let listener = listen(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port))).await?;
     let port = local_port(&listener)?;
     let person = Person::new(session, me, None);
@@ -292,7 +292,7 @@ fn refuse_plain_http(external: &Url) -> Result<()> {
 
 /// Every gate's group: the one given last, else the default.
 fn reviewer_groups(given: &[(Gate, String)]) -> Vec<(Gate, String)> {
-    super::why::groups_or_defaults(|gate| {
+    super::authority::groups_or_defaults(|gate| {
         given
             .iter()
             .rev()
