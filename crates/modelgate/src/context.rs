@@ -13,7 +13,7 @@ use tracing::warn;
 use crate::error::{Error, Result};
 use crate::vocabulary::Severity;
 
-use crate::audit::Publisher;
+use crate::events::Publisher;
 use crate::runtime::health::Health;
 use crate::runtime::metrics::{ControllerLabels, Metrics};
 

@@ -10,11 +10,11 @@
 
 pub mod api;
 pub mod approval;
-pub mod audit;
 pub mod context;
 pub mod crd;
 pub mod deployment;
 pub mod error;
+pub mod events;
 pub mod operator;
 pub mod policy;
 pub mod records;

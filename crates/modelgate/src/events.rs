@@ -12,7 +12,7 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 
 use crate::vocabulary::FIELD_MANAGER;
-pub use crate::vocabulary::Severity;
+use crate::vocabulary::Severity;
 
 /// The API server's limit on an Event note.
 const NOTE_LIMIT: usize = 1024;
