@@ -229,7 +229,8 @@ running() {
 start() {
   local name=$1; shift
   mkdir -p "$STATE/pids" "$STATE/logs"
-  setsid "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null &
+  # 9>&-: the daemon must not keep the lock of the run that started it.
+  setsid "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$(pidfile "$name")"
 }
 
@@ -575,10 +576,22 @@ cmd_status() {
   return $ok
 }
 
+# Two runs at once (the demo in one terminal, the tests in another) would
+# build into the same directory and stop each other's processes: the
+# commands that build, start or stop wait for each other.
+exclusive() {
+  mkdir -p "$CACHE"
+  exec 9>"$CACHE/cluster.lock"
+  if ! flock -n 9; then
+    say "another hack/cluster.sh is building, starting or stopping the control plane: waiting for it"
+    flock 9
+  fi
+}
+
 case "${1:-}" in
-  build) cmd_build ;;
-  up) cmd_up ;;
-  down) cmd_down ;;
+  build) exclusive; cmd_build ;;
+  up) exclusive; cmd_up ;;
+  down) exclusive; cmd_down ;;
   env) cmd_env ;;
   status) cmd_status ;;
   restart-apiserver) cmd_restart_apiserver ;;
