@@ -2,11 +2,13 @@
 # The local control plane for modelgate's tests and demo.
 #
 #   hack/cluster.sh build   build etcd, kube-apiserver, kube-controller-manager,
-#                           kube-scheduler, kubectl, kwok and helm from their
-#                           upstream Go modules, and the OpenID Connect provider
-#                           of hack/oidc (cached; instant when built)
+#                           kube-scheduler, kubectl, kwok, helm and oras from
+#                           their upstream Go modules, and the OpenID Connect
+#                           provider of hack/oidc and the OCI registry of
+#                           hack/registry (cached; instant when built)
 #   hack/cluster.sh up      build if needed, then start everything on loopback
-#                           and write a kubeconfig
+#                           and write a kubeconfig (a control plane already
+#                           running only gets a registry it lacks)
 #   hack/cluster.sh down    stop every process `up` started and remove its state
 #   hack/cluster.sh env     print `export KUBECONFIG=… PATH=…` for eval
 #   hack/cluster.sh status  say whether the control plane is running
@@ -24,40 +26,57 @@
 # (default: the API port + 100). Its tokens become the user `oidc:<username>`
 # with the groups of the token's `groups` claim. MODELGATE_OIDC=0 leaves it out.
 #
+# Models are OCI artifacts: hack/registry, go-containerregistry's registry
+# with the OCI 1.1 referrers API, serves https://127.0.0.1:$MODELGATE_REGISTRY_PORT
+# (default: the API port + 200) with a certificate of the cluster's CA, and
+# holds what is pushed in memory for as long as it runs; oras pushes to it.
+#
+# Ports: etcd on $MODELGATE_PORT_BASE + 379 (and + 380 for its peers), the
+# API server on + 443 (default base 16000). MODELGATE_PORT_BASE and
+# MODELGATE_CLUSTER_DIR put a second cluster beside the first.
+#
 # Everything lives in $MODELGATE_CACHE (default ~/.cache/modelgate), outside
 # the repository: binaries under bin/<component>-<version>/ (the provider's
-# as bin/oidc-provider-<hash of its sources>), the running cluster's
-# certificates, data, logs and pids under cluster/.
+# and the registry's as bin/oidc-provider-<hash of its sources> and
+# bin/registry-<hash of its sources>), the running cluster's certificates,
+# data, logs and pids under cluster/.
 set -euo pipefail
 
 K8S_VERSION=v1.37.2
 ETCD_VERSION=v3.6.16
 KWOK_VERSION=v0.8.0
 HELM_VERSION=v3.22.0
+ORAS_VERSION=v1.3.6
 
 CACHE=${MODELGATE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/modelgate}
 STATE=${MODELGATE_CLUSTER_DIR:-$CACHE/cluster}
-API_PORT=${MODELGATE_API_PORT:-16443}
-ETCD_PORT=${MODELGATE_ETCD_PORT:-16379}
+PORT_BASE=${MODELGATE_PORT_BASE:-16000}
+API_PORT=${MODELGATE_API_PORT:-$((PORT_BASE + 443))}
+ETCD_PORT=${MODELGATE_ETCD_PORT:-$((PORT_BASE + 379))}
 KWOK_NODES=${MODELGATE_KWOK_NODES:-2}
 OIDC=${MODELGATE_OIDC:-1}
 OIDC_PORT=${MODELGATE_OIDC_PORT:-$((API_PORT + 100))}
 OIDC_ISSUER=https://127.0.0.1:$OIDC_PORT
 OIDC_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/oidc" && pwd)
+REGISTRY_PORT=${MODELGATE_REGISTRY_PORT:-$((API_PORT + 200))}
+REGISTRY_SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/registry" && pwd)
 
 K8S_BIN=$CACHE/bin/kubernetes-$K8S_VERSION
 ETCD_BIN=$CACHE/bin/etcd-$ETCD_VERSION
 KWOK_BIN=$CACHE/bin/kwok-$KWOK_VERSION
 HELM_BIN=$CACHE/bin/helm-$HELM_VERSION
+ORAS_BIN=$CACHE/bin/oras-$ORAS_VERSION
 KUBECONFIG_FILE=$STATE/kubeconfig
 
 oidc_on() { [ "$OIDC" != 0 ]; }
-# The provider's binary is named after its sources, so an edit rebuilds it.
-oidc_bin() {
-  local hash
-  hash=$(cd "$OIDC_SRC" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-12)
-  echo "$CACHE/bin/oidc-provider-$hash"
+# Our own modules' binaries are named after their sources, so an edit rebuilds them.
+source_bin() {
+  local name=$1 src=$2 hash
+  hash=$(cd "$src" && cat go.mod go.sum ./*.go | sha256sum | cut -c1-12)
+  echo "$CACHE/bin/$name-$hash"
 }
+oidc_bin() { source_bin oidc-provider "$OIDC_SRC"; }
+registry_bin() { source_bin registry "$REGISTRY_SRC"; }
 
 START=$SECONDS
 say() { printf '[cluster %3ds] %s\n' "$((SECONDS - START))" "$*" >&2; }
@@ -101,7 +120,7 @@ build_kubernetes() {
   local dir; dir=$(build_module_dir "kubernetes-$K8S_VERSION")
   local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
   local staging_version=v0.${K8S_VERSION#v1.}
-  say "[1/5] kubernetes $K8S_VERSION: resolving modules (a cold build takes about 10-15 minutes on 2 cores)"
+  say "[1/7] kubernetes $K8S_VERSION: resolving modules (a cold build takes about 10-15 minutes on 2 cores)"
   (
     cd "$dir"
     go mod edit -require="k8s.io/kubernetes@$K8S_VERSION"
@@ -140,7 +159,7 @@ build_etcd() {
   # etcd gets its own module: built together with kubernetes, minimum version
   # selection would move the etcd client libraries inside kube-apiserver.
   local dir; dir=$(build_module_dir "etcd-$ETCD_VERSION")
-  say "[2/5] etcd $ETCD_VERSION"
+  say "[2/7] etcd $ETCD_VERSION"
   (
     cd "$dir"
     with_heartbeat "resolving etcd" "$dir/get.log" go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION"
@@ -155,7 +174,7 @@ build_kwok() {
   [ -x "$KWOK_BIN/kwok" ] && [ -f "$KWOK_BIN/stages.yaml" ] && return 0
   need_go
   local dir; dir=$(build_module_dir "kwok-$KWOK_VERSION")
-  say "[3/5] kwok $KWOK_VERSION"
+  say "[3/7] kwok $KWOK_VERSION"
   (
     cd "$dir"
     with_heartbeat "resolving kwok" "$dir/get.log" go get "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
@@ -180,7 +199,7 @@ build_helm() {
   need_go
   local dir; dir=$(build_module_dir "helm-$HELM_VERSION")
   local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-  say "[4/5] helm $HELM_VERSION"
+  say "[4/7] helm $HELM_VERSION"
   (
     cd "$dir"
     with_heartbeat "resolving helm" "$dir/get.log" go get "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
@@ -195,17 +214,34 @@ build_helm() {
   rm -rf "$HELM_BIN" && mkdir -p "$(dirname "$HELM_BIN")" && mv "$dir/out" "$HELM_BIN"
 }
 
-# Our own small module, built from the repository (its go.sum pins it).
-build_oidc() {
-  local bin; bin=$(oidc_bin)
+build_oras() {
+  [ -x "$ORAS_BIN/oras" ] && return 0
+  need_go
+  local dir; dir=$(build_module_dir "oras-$ORAS_VERSION")
+  say "[5/7] oras $ORAS_VERSION"
+  (
+    cd "$dir"
+    with_heartbeat "resolving oras" "$dir/get.log" go get "oras.land/oras/cmd/oras@$ORAS_VERSION"
+    mkdir -p out
+    with_heartbeat "compiling oras" "$dir/build.log" \
+      go build -trimpath -ldflags "-s -w" -o out/oras oras.land/oras/cmd/oras
+  )
+  rm -rf "$ORAS_BIN" && mkdir -p "$(dirname "$ORAS_BIN")" && mv "$dir/out" "$ORAS_BIN"
+}
+
+# Our own small modules, built from the repository (their go.sum pins them):
+# build_source STEP NAME SRC.
+build_source() {
+  local step=$1 name=$2 src=$3 bin
+  bin=$(source_bin "$name" "$src")
   [ -x "$bin" ] && return 0
   need_go
-  say "[5/5] oidc-provider from hack/oidc"
+  say "$step $name from hack/$(basename "$src")"
   mkdir -p "$CACHE/build" "$CACHE/bin"
-  with_heartbeat "compiling the OIDC provider" "$CACHE/build/oidc-provider.log" \
-    env GOWORK=off go -C "$OIDC_SRC" build -trimpath -ldflags "-s -w" -o "$CACHE/build/oidc-provider" .
-  rm -f "$CACHE"/bin/oidc-provider-* # builds of older sources
-  mv "$CACHE/build/oidc-provider" "$bin"
+  with_heartbeat "compiling $name" "$CACHE/build/$name.log" \
+    env GOWORK=off go -C "$src" build -trimpath -ldflags "-s -w" -o "$CACHE/build/$name" .
+  rm -f "$CACHE/bin/$name"-* # builds of older sources
+  mv "$CACHE/build/$name" "$bin"
 }
 
 cmd_build() {
@@ -213,7 +249,9 @@ cmd_build() {
   build_etcd
   build_kwok
   build_helm
-  if oidc_on; then build_oidc; fi
+  build_oras
+  if oidc_on; then build_source "[6/7]" oidc-provider "$OIDC_SRC"; fi
+  build_source "[7/7]" registry "$REGISTRY_SRC"
   say "binaries ready in $CACHE/bin"
 }
 
@@ -289,11 +327,12 @@ make_oidc_cert() {
   (cd "$pki" && serving_cert oidc modelgate-oidc-provider IP:127.0.0.1)
 }
 
-# Whether the running provider is the build of the current sources.
-oidc_current() {
-  running oidc-provider &&
-    [ "$(readlink "/proc/$(cat "$(pidfile oidc-provider)")/exe")" = "$(oidc_bin)" ]
+# runs_build NAME BIN: whether process NAME runs BIN, the build of the
+# current sources (compared as the kernel names it: symlinks resolved).
+runs_build() {
+  running "$1" && [ "$(readlink "/proc/$(cat "$(pidfile "$1")")/exe")" = "$(readlink -f "$2")" ]
 }
+oidc_current() { runs_build oidc-provider "$(oidc_bin)"; }
 
 start_oidc() {
   local pki=$STATE/pki
@@ -303,6 +342,33 @@ start_oidc() {
     --short-lifetime 15s
   wait_for "the OIDC provider" oidc-provider 60 \
     curl -sf --cacert "$pki/ca.crt" "$OIDC_ISSUER/.well-known/openid-configuration"
+}
+
+# The registry's serving certificate, signed by the cluster's CA, so that
+# oras, the operator and the tests trust it through the same CA as the API
+# server; also added to a pki directory made before there was a registry.
+make_registry_cert() {
+  local pki=$STATE/pki
+  [ -f "$pki/registry.crt" ] && [ -f "$pki/registry.key" ] && return 0
+  (cd "$pki" && serving_cert registry modelgate-registry IP:127.0.0.1,DNS:localhost)
+}
+
+start_registry() {
+  local pki=$STATE/pki
+  say "starting the OCI registry on https://127.0.0.1:$REGISTRY_PORT"
+  start registry "$(registry_bin)" --listen "127.0.0.1:$REGISTRY_PORT" \
+    --tls-cert "$pki/registry.crt" --tls-key "$pki/registry.key"
+  wait_for "the registry" registry 60 curl -sf --cacert "$pki/ca.crt" "https://127.0.0.1:$REGISTRY_PORT/v2/"
+}
+
+# The registry stands beside the control plane and starts and stops on its
+# own: a control plane that runs without it, or with an older build of it,
+# gets the current one and keeps running.
+ensure_registry() {
+  runs_build registry "$(registry_bin)" && return 0
+  stop_process registry
+  make_registry_cert
+  start_registry
 }
 
 # kube-apiserver's structured authentication configuration: ID tokens of
@@ -458,8 +524,9 @@ cmd_restart_apiserver() {
 
 cmd_up() {
   cmd_build
-  if cmd_status >/dev/null && kubectl_local get --raw /readyz >/dev/null 2>&1; then
+  if control_plane_running && kubectl_local get --raw /readyz >/dev/null 2>&1; then
     if ! oidc_on || oidc_current; then
+      ensure_registry
       say "already running; KUBECONFIG=$KUBECONFIG_FILE"
       return 0
     fi
@@ -476,6 +543,8 @@ cmd_up() {
     make_oidc_cert
     start_oidc
   fi
+  make_registry_cert
+  start_registry
   say "starting etcd on 127.0.0.1:$ETCD_PORT"
   start etcd "$ETCD_BIN/etcd" --data-dir "$STATE/etcd" --unsafe-no-fsync \
     --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
@@ -530,19 +599,25 @@ EOF
   say "control plane ready: export KUBECONFIG=$KUBECONFIG_FILE"
 }
 
+# Stops process NAME by the pid `start` recorded (SIGTERM, then SIGKILL after 10 s).
+stop_process() {
+  local name=$1 pid
+  [ -f "$(pidfile "$name")" ] || return 0
+  pid=$(cat "$(pidfile "$name")")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -f "$(pidfile "$name")"
+}
+
 cmd_down() {
   local quiet=${1:-}
   [ -d "$STATE/pids" ] || { [ -n "$quiet" ] || say "not running"; return 0; }
-  local name pid
-  for name in kwok kube-scheduler kube-controller-manager kube-apiserver oidc-provider etcd; do
-    [ -f "$(pidfile "$name")" ] || continue
-    pid=$(cat "$(pidfile "$name")")
-    if kill -0 "$pid" 2>/dev/null; then
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-    rm -f "$(pidfile "$name")"
+  local name
+  for name in registry kwok kube-scheduler kube-controller-manager kube-apiserver oidc-provider etcd; do
+    stop_process "$name"
   done
   # Certificates are kept so that a restarted cluster trusts old kubeconfigs;
   # the data is not, so every `up` starts from an empty cluster.
@@ -556,7 +631,10 @@ cmd_env() {
   echo "export MODELGATE_HELM=$HELM_BIN/helm"
   echo "export MODELGATE_AUDIT_LOG=$STATE/audit.log"
   echo "export MODELGATE_STATIC_ADMISSION=$ADMISSION_DIR"
-  echo "export PATH=$K8S_BIN:$HELM_BIN:\$PATH"
+  echo "export MODELGATE_REGISTRY=127.0.0.1:$REGISTRY_PORT"
+  echo "export MODELGATE_REGISTRY_CA=$STATE/pki/ca.crt"
+  echo "export MODELGATE_ORAS=$ORAS_BIN/oras"
+  echo "export PATH=$K8S_BIN:$HELM_BIN:$ORAS_BIN:\$PATH"
   if oidc_on; then
     echo "export MODELGATE_OIDC_ISSUER=$OIDC_ISSUER"
     echo "export MODELGATE_OIDC_CA=$STATE/pki/ca.crt"
@@ -566,12 +644,23 @@ cmd_env() {
   fi
 }
 
+# The processes of the control plane proper; the registry stands beside it.
+control_plane() {
+  echo etcd kube-apiserver kube-controller-manager kube-scheduler kwok
+  if oidc_on; then echo oidc-provider; fi
+}
+
+control_plane_running() {
+  local name
+  for name in $(control_plane); do running "$name" || return 1; done
+}
+
 cmd_status() {
-  local name ok=0
-  local names=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
-  if oidc_on; then names+=(oidc-provider); fi
-  for name in "${names[@]}"; do
-    if running "$name"; then echo "$name: running (pid $(cat "$(pidfile "$name")"))"; else echo "$name: stopped"; ok=1; fi
+  local name where ok=0
+  for name in $(control_plane) registry; do
+    where=""
+    if [ "$name" = registry ]; then where=", https://127.0.0.1:$REGISTRY_PORT"; fi
+    if running "$name"; then echo "$name: running (pid $(cat "$(pidfile "$name")")$where)"; else echo "$name: stopped"; ok=1; fi
   done
   return $ok
 }
