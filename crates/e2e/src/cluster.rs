@@ -57,6 +57,11 @@ pub fn cluster() -> &'static Cluster {
     })
 }
 
+/// The value `hack/cluster.sh env` exports as `name`.
+pub fn cluster_env(name: &str) -> String {
+    env_value(&repo().join("hack/cluster.sh"), name)
+}
+
 /// One `export NAME=value` line of `hack/cluster.sh env`.
 fn env_value(script: &Path, name: &str) -> String {
     let out = Command::new(script)

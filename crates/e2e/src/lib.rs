@@ -12,5 +12,6 @@ pub mod operator;
 pub mod paths;
 pub mod plugin;
 pub mod pods;
+pub mod registry;
 pub mod users;
 pub mod wait;
