@@ -26,6 +26,8 @@ mod pages;
 mod person;
 mod sessions;
 mod signin;
+#[cfg(test)]
+mod tests;
 mod views;
 
 use std::net::{Ipv4Addr, SocketAddr};
