@@ -296,6 +296,11 @@ async fn assets_are_served_and_what_is_not_a_route_is_not_found() {
         let a = send(&router, get(HOST, path, Some(&cookie))).await;
         assert_eq!(a.status, StatusCode::NOT_FOUND, "{path}: {}", a.body);
     }
+    // What is not a route is guarded as what is.
+    let a = send(&router, get("evil.example:8437", "/admin", Some(&cookie))).await;
+    assert_eq!(a.status, StatusCode::MISDIRECTED_REQUEST);
+    let a = send(&router, get(HOST, "/admin", None)).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
     // The kubelet's probe needs neither the key nor the console's name.
     let a = send(&router, get("10.1.2.3:8437", "/healthz", None)).await;
     assert_eq!((a.status, a.body.as_str()), (StatusCode::OK, "ok"));
