@@ -278,6 +278,8 @@ fn the_console_runs_with_no_token_and_no_rights_of_its_own() {
         EVERYTHING_ON,
         "--set",
         "reviewerGroups.legal=corp:legal",
+        "--set",
+        "console.limits.sessionsPerPerson=3",
     ]);
     let d = find(&docs, "Deployment", "modelgate-console");
     let pod = &d["spec"]["template"]["spec"];
@@ -306,6 +308,9 @@ fn the_console_runs_with_no_token_and_no_rights_of_its_own() {
         "--reviewer-group=legal=corp:legal",
         "--api-ca-file=/etc/modelgate/kube-ca/ca.crt",
         "--oidc-client-secret-file=/etc/modelgate/oidc-client/client-secret",
+        "--max-sessions=1000",
+        "--max-sessions-per-person=3",
+        "--max-live-pages=8",
     ] {
         assert!(args.contains(want), "{want} in {args}");
     }
@@ -357,6 +362,8 @@ fn bad_values_are_refused_by_the_schema() {
         ),
         ("console.oidc.issuerURL=http://sso.example.com", "issuerURL"),
         ("console.sessionMaxAge=forever", "sessionMaxAge"),
+        ("console.limits.sessionsPerPerson=0", "sessionsPerPerson"),
+        ("console.limits.sesions=10", "sesions"),
         ("console.oidc.scopes={profile}", "scopes"),
     ] {
         let out = helm(&["template", "modelgate", CHART, "--set", set]);

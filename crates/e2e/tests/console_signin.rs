@@ -22,6 +22,11 @@ const SHORT_CLIENT: &str = "modelgate-console-short";
 
 /// A console that signs people in, stopped when dropped.
 fn signed_in_console(ns: &str, client_id: &str) -> ConsoleProcess {
+    signed_in_console_with(ns, client_id, &[])
+}
+
+/// The same, with more flags (e.g. lower limits).
+fn signed_in_console_with(ns: &str, client_id: &str, extra: &[&str]) -> ConsoleProcess {
     let oidc = oidc();
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
@@ -49,6 +54,7 @@ fn signed_in_console(ns: &str, client_id: &str) -> ConsoleProcess {
         .args(["--api-server", &oidc.api_server])
         .arg("--api-ca-file")
         .arg(&oidc.ca)
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -73,6 +79,18 @@ async fn browser(driver: &Driver) -> Client {
 /// on the provider's own login page; returns once the page asked for shows
 /// who is signed in.
 async fn sign_in(browser: &Client, console: &ConsoleProcess, path: &str, user: &str) {
+    if let Err(said) = try_sign_in(browser, console, path, user).await {
+        panic!("the sign-in did not go through: {said}");
+    }
+}
+
+/// As `sign_in`, but a refusal is returned: the sign-in page's words.
+async fn try_sign_in(
+    browser: &Client,
+    console: &ConsoleProcess,
+    path: &str,
+    user: &str,
+) -> Result<(), String> {
     browser
         .goto(&format!("{}{path}", console.url))
         .await
@@ -91,15 +109,11 @@ async fn sign_in(browser: &Client, console: &ConsoleProcess, path: &str, user: &
     type_into(browser, "#username", user).await;
     type_into(browser, "#password", PASSWORD).await;
     click(browser, "button[type=submit]").await;
-    // Signed in, or the sign-in page says why not (which then fails here
-    // with its words).
+    // Signed in, or the sign-in page says why not.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(e) = browser.find(Locator::Css("#signin-error")).await {
-            panic!(
-                "the sign-in did not go through: {}",
-                e.text().await.unwrap_or_default()
-            );
+            return Err(e.text().await.unwrap_or_default());
         }
         if let Ok(e) = browser.find(Locator::Css("#who")).await
             && e.text().await.unwrap_or_default() == format!("oidc:{user}")
@@ -119,6 +133,7 @@ async fn sign_in(browser: &Client, console: &ConsoleProcess, path: &str, user: &
     }
     let back = browser.current_url().await.expect("url");
     assert_eq!(back.path(), path, "back on the page asked for: {back}");
+    Ok(())
 }
 
 /// The session cookie's value, as a person could copy it.
@@ -427,4 +442,95 @@ async fn requests_without_a_session_or_with_a_forged_one_write_nothing() {
         after.metadata.resource_version, before.metadata.resource_version,
         "nothing was written"
     );
+}
+
+/// A page's live stream held open as a browser holds it: the status line,
+/// and a receiver that gets word when the console closes the stream.
+fn follow(port: u16, cookie: &str) -> (String, std::sync::mpsc::Receiver<()>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the console");
+    write!(
+        stream,
+        "GET /events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\n{}Connection: close\r\n\r\n",
+        cookie_header(Some(cookie))
+    )
+    .expect("send");
+    let mut reader = BufReader::new(stream);
+    let mut status = String::new();
+    reader.read_line(&mut status).expect("a status line");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Until the console ends the answer and closes the connection.
+        let _ = std::io::copy(&mut reader.by_ref(), &mut std::io::sink());
+        let _ = tx.send(());
+    });
+    (status.trim().to_string(), rx)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signing_in_again_ends_only_ones_own_sessions_and_a_full_console_signs_no_one_out() {
+    let (ns, _approvals) = one_approval("signin-limits").await;
+    let console = signed_in_console_with(
+        &ns.name,
+        "modelgate-console",
+        &["--max-sessions", "2", "--max-sessions-per-person", "1"],
+    );
+    let port = console.port();
+    let driver = Driver::start();
+
+    // lena, then bo: the console is full.
+    let lenas_browser = browser(&driver).await;
+    sign_in(&lenas_browser, &console, "/", "lena").await;
+    let lena = session_cookie(&lenas_browser).await;
+    let bos_browser = browser(&driver).await;
+    sign_in(&bos_browser, &console, "/", "bo").await;
+    let bo_first = session_cookie(&bos_browser).await;
+    let (status, first_page_closed) = follow(port, &bo_first);
+    assert!(status.ends_with("200 OK"), "{status}");
+
+    // bo signs in again, in another browser, and again: each time his own
+    // older session ends, its live page closes, and lena's goes on.
+    let mut bo_latest = bo_first.clone();
+    for _ in 0..2 {
+        let again = browser(&driver).await;
+        sign_in(&again, &console, "/", "bo").await;
+        let newer = session_cookie(&again).await;
+        assert_eq!(
+            get(port, "/", Some(&bo_latest)).0,
+            303,
+            "bo's older session ended"
+        );
+        assert_eq!(get(port, "/", Some(&newer)).0, 200);
+        assert_eq!(get(port, "/", Some(&lena)).0, 200, "lena's session lives");
+        bo_latest = newer;
+        let _ = again.close().await;
+    }
+    first_page_closed
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the ended session's live page was closed by the console");
+
+    // sam holds no session and the console is full: he is refused, and no
+    // one is signed out for him.
+    let sams_browser = browser(&driver).await;
+    let said = try_sign_in(&sams_browser, &console, "/", "sam")
+        .await
+        .expect_err("no place for sam");
+    assert!(
+        said.contains(
+            "the console already holds all the sessions it may (2) and none of them is yours"
+        ),
+        "{said}"
+    );
+    assert_eq!(get(port, "/", Some(&lena)).0, 200, "lena's session lives");
+    assert_eq!(
+        get(port, "/", Some(&bo_latest)).0,
+        200,
+        "bo's session lives"
+    );
+    lenas_browser.refresh().await.expect("reload");
+    shows(&lenas_browser, "#who", "oidc:lena", 15).await;
+    for b in [sams_browser, bos_browser, lenas_browser] {
+        let _ = b.close().await;
+    }
 }

@@ -26,6 +26,8 @@ mod pages;
 mod person;
 mod sessions;
 mod signin;
+#[cfg(test)]
+mod tests;
 mod views;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -60,6 +62,11 @@ pub struct ConsoleArgs {
     /// not given.
     #[arg(long, env = "MODELGATE_NAMESPACE")]
     pub modelgate_namespace: Option<String>,
+    /// The most pages one person may have following the cluster at once
+    /// (each is a watch of their own; across all their sessions). Past it,
+    /// a page is told 429 and shows changes when reloaded.
+    #[arg(long, default_value_t = live::MAX_LIVE_PAGES, value_parser = parse_limit)]
+    pub max_live_pages: usize,
     #[command(flatten)]
     pub sign_in: SignInArgs,
 }
@@ -115,6 +122,15 @@ pub struct SignInArgs {
     /// The longest a session lasts; it ends sooner when the ID token does.
     #[arg(long, default_value = "8h", value_parser = parse_duration)]
     pub session_max: SignedDuration,
+    /// The most sessions held at once (each about 47 KiB). When all are
+    /// taken, a person who holds none is refused (503) until one ends; no
+    /// one's session is ended for another.
+    #[arg(long, default_value_t = sessions::MAX_SESSIONS, value_parser = parse_limit)]
+    pub max_sessions: usize,
+    /// The most sessions one person holds at once: signing in again beyond
+    /// it ends that person's own oldest session.
+    #[arg(long, default_value_t = sessions::MAX_SESSIONS_PER_PERSON, value_parser = parse_limit)]
+    pub max_sessions_per_person: usize,
     /// A gate's reviewer group, as GATE=GROUP (repeatable; the chart passes
     /// its reviewerGroups). Gates not named keep the default group.
     #[arg(long = "reviewer-group", value_parser = parse_gate_group)]
@@ -126,6 +142,13 @@ fn parse_duration(text: &str) -> Result<SignedDuration, String> {
         Ok(d) if d.is_positive() && d <= SignedDuration::from_hours(24 * 7) => Ok(d),
         Ok(_) => Err("give a length of time above zero and at most a week, e.g. 8h".into()),
         Err(e) => Err(format!("{e} (e.g. 8h or 30m)")),
+    }
+}
+
+fn parse_limit(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?}: give a whole number, at least 1")),
     }
 }
 
@@ -160,6 +183,8 @@ struct Console {
     origin: Arc<guard::Origins>,
     /// Run locally: the key only the person who started it has.
     local_key: Option<Arc<local::LocalKey>>,
+    /// Each person's pages that follow the cluster.
+    live: Arc<live::LivePages>,
 }
 
 impl Console {
@@ -179,7 +204,7 @@ impl FromRef<Console> for CsrfConfig {
 
 pub async fn run(global: &Global, args: ConsoleArgs) -> Result<String> {
     if args.sign_in.oidc_issuer.is_some() {
-        return run_signing_in(global, args.sign_in).await;
+        return run_signing_in(global, args.sign_in, args.max_live_pages).await;
     }
     let session = global.session().await?;
     let me = views::me(&super::review::user_info(&session).await?);
@@ -188,7 +213,7 @@ pub async fn run(global: &Global, args: ConsoleArgs) -> Result<String> {
     let groups = super::authority::groups(&session, &authority).await;
     let listener = listen(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port))).await?;
     let port = local_port(&listener)?;
-    let person = Person::new(session, me, None);
+    let person = Person::new(session, me, None, sessions::Ended::never());
     let key = local::LocalKey::generate(port)?;
     let url = key.url(&format!("http://127.0.0.1:{port}/"));
     let said = format!(
@@ -204,13 +229,14 @@ pub async fn run(global: &Global, args: ConsoleArgs) -> Result<String> {
         csrf: csrf_config(&format!("modelgate-console-{port}"), false),
         origin: Arc::new(guard::Origins::loopback(port)),
         local_key: Some(Arc::new(key)),
+        live: Arc::new(live::LivePages::new(args.max_live_pages)),
     };
     announce(&url, &said, args.open);
     serve(listener, console).await
 }
 
 /// The console in the cluster: people sign in with the provider.
-async fn run_signing_in(global: &Global, args: SignInArgs) -> Result<String> {
+async fn run_signing_in(global: &Global, args: SignInArgs, live_pages: usize) -> Result<String> {
     let issuer = args.oidc_issuer.clone().unwrap_or_default();
     let listener = listen(args.listen).await?;
     let external = match &args.external_url {
@@ -247,7 +273,10 @@ async fn run_signing_in(global: &Global, args: SignInArgs) -> Result<String> {
         session_max: args.session_max,
         secure,
         key: cookie::Key::generate(),
-        sessions: sessions::Expiring::sessions(),
+        sessions: sessions::Sessions::new(sessions::Limits {
+            sessions: args.max_sessions,
+            per_person: args.max_sessions_per_person,
+        }),
     };
     let console = Console {
         people: People::SignedIn(Arc::new(sign_in)),
@@ -255,6 +284,7 @@ async fn run_signing_in(global: &Global, args: SignInArgs) -> Result<String> {
         csrf: csrf_config("modelgate-console-csrf", secure),
         origin: Arc::new(origin),
         local_key: None,
+        live: Arc::new(live::LivePages::new(live_pages)),
     };
     announce(external.as_str(), &said, false);
     serve(listener, console).await

@@ -33,6 +33,34 @@ pub enum SignInError {
     NotTrusted(String),
     #[error("the console cannot start a sign-in: {0}")]
     Internal(String),
+    /// Every place for a session is taken by other people's sessions;
+    /// none of theirs is ended for a newcomer.
+    #[error(
+        "the console already holds all the sessions it may ({max}) and none of them is yours, so none was opened: try again in about {} (when the soonest ends), or ask the console's administrator to raise --max-sessions",
+        minutes(*retry_after)
+    )]
+    Full {
+        max: usize,
+        retry_after: jiff::SignedDuration,
+    },
+}
+
+impl SignInError {
+    /// Seconds to wait before trying again, for a `Retry-After` header.
+    pub fn retry_after(&self) -> Option<i64> {
+        match self {
+            SignInError::Full { retry_after, .. } => Some(retry_after.as_secs().max(1)),
+            _ => None,
+        }
+    }
+}
+
+/// A wait as people say it: whole minutes, at least one.
+fn minutes(wait: jiff::SignedDuration) -> String {
+    match (wait.as_secs() + 59) / 60 {
+        ..=1 => "a minute".into(),
+        n => format!("{n} minutes"),
+    }
 }
 
 /// The provider's settings, from the console's flags.

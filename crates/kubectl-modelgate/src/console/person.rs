@@ -4,13 +4,12 @@
 //! to sign in before any handler runs, so it reads and writes nothing.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::Response;
 
-use super::sessions::Lookup;
+use super::sessions::{Ended, Lookup};
 use super::views::Me;
 use super::{Console, People, signin};
 use crate::Session;
@@ -22,17 +21,18 @@ pub struct Person {
     pub me: Arc<Me>,
     /// When a signed-in session ends (None: the local console's caller).
     pub ends: Option<jiff::Timestamp>,
-    /// How many live pages (each a watch of its own) the person has open.
-    pub live_pages: Arc<AtomicUsize>,
+    /// Resolves when the session leaves the console's store (signed out or
+    /// replaced): its live pages close then.
+    pub ended: Ended,
 }
 
 impl Person {
-    pub fn new(session: Session, me: Me, ends: Option<jiff::Timestamp>) -> Person {
+    pub fn new(session: Session, me: Me, ends: Option<jiff::Timestamp>, ended: Ended) -> Person {
         Person {
             session: Arc::new(session),
             me: Arc::new(me),
             ends,
-            live_pages: Arc::default(),
+            ended,
         }
     }
 }

@@ -15,12 +15,14 @@ use jiff::{SignedDuration, Timestamp};
 use openidconnect::url::form_urlencoded;
 use serde::Deserialize;
 
+use super::Console;
 use super::apiserver::ApiServer;
 use super::oidc::{Provider, SignInError, Started, Verified};
 use super::pages::{Chrome, html};
 use super::person::Person;
-use super::sessions::{self, Expiring, Lookup};
-use super::{Console, views};
+use super::sessions::{self, Lookup, Sessions};
+use super::views::{self, Me};
+use crate::Session;
 
 /// How long a browser may take on the provider's login page.
 const PENDING_FOR: SignedDuration = SignedDuration::from_mins(10);
@@ -63,7 +65,7 @@ pub struct SignIn {
     /// Encrypts the sign-in cookie; made at start (a restart ends only
     /// the sign-ins under way).
     pub key: cookie::Key,
-    pub sessions: Expiring<Person>,
+    pub sessions: Sessions<Person>,
 }
 
 /// The value of the cookie `name` in a request.
@@ -172,15 +174,41 @@ impl SignIn {
         let info = crate::review::user_info(&session)
             .await
             .map_err(|e| SignInError::NotTrusted(e.to_string()))?;
-        let me = views::me(&info);
         let now = Timestamp::now();
         let latest = now.checked_add(self.session_max).unwrap_or(token.expires);
-        let ends = token.expires.min(latest);
-        tracing::info!(user = %me.user, until = %ends, sessions = self.sessions.len() + 1, "signed in");
-        let person = Person::new(session, me, Some(ends));
+        self.admit(session, views::me(&info), token.expires.min(latest), now)
+    }
+
+    /// Keeps a session for `me` (whom the API server says the token
+    /// names) until `ends`, within the limits: beyond theirs, their own
+    /// oldest session ends; no one else's ever does.
+    pub fn admit(
+        &self,
+        session: Session,
+        me: Me,
+        ends: Timestamp,
+        now: Timestamp,
+    ) -> Result<String, SignInError> {
         let id = sessions::random_id().map_err(|e| SignInError::Internal(e.to_string()))?;
-        self.sessions.insert(id.clone(), person, ends, now);
-        Ok(id)
+        let user = me.user.clone();
+        let (ending, ended) = sessions::end_signal();
+        let person = Person::new(session, me, Some(ends), ended);
+        match self
+            .sessions
+            .insert(id.clone(), &user, person, ending, ends, now)
+        {
+            Ok(replaced) => {
+                tracing::info!(%user, until = %ends, replaced, sessions = self.sessions.len(), "signed in");
+                Ok(id)
+            }
+            Err(full) => {
+                tracing::warn!(%user, max = full.max, "a sign-in was refused: every session is taken");
+                Err(SignInError::Full {
+                    max: full.max,
+                    retry_after: full.retry_after,
+                })
+            }
+        }
     }
 }
 
@@ -342,18 +370,30 @@ pub async fn callback(
             .into_response(),
         Err(e) => {
             tracing::info!(error = %e, "a sign-in did not go through");
-            let code = match e {
-                SignInError::Provider { .. } => StatusCode::BAD_GATEWAY,
-                SignInError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-                _ => StatusCode::UNAUTHORIZED,
-            };
-            page(s, code, "/".into(), None, Some(e.to_string()))
+            refused(s, &e)
         }
     }
 }
 
+/// The sign-in page saying why a sign-in did not go through.
+pub fn refused(s: &SignIn, e: &SignInError) -> Response {
+    let code = match e {
+        SignInError::Provider { .. } => StatusCode::BAD_GATEWAY,
+        SignInError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        SignInError::Full { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::UNAUTHORIZED,
+    };
+    let mut response = page(s, code, "/".into(), None, Some(e.to_string()));
+    if let Some(secs) = e.retry_after() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, secs.into());
+    }
+    response
+}
+
 /// `POST /signout`: the session is forgotten here, so its cookie names no
-/// one from now on, even if someone kept a copy.
+/// one from now on, even if someone kept a copy, and its live pages close.
 pub async fn sign_out(State(c): State<Console>, headers: HeaderMap) -> Response {
     let Some(s) = c.sign_in() else {
         return not_found();
