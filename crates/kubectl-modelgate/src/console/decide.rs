@@ -11,9 +11,10 @@ use axum_csrf::CsrfToken;
 use serde::Deserialize;
 
 use super::Console;
-use super::pages::{self, html};
+use super::pages;
 use super::person::Person;
 use super::views::Typed;
+use super::views::html;
 use crate::bound::Expect;
 use crate::review::{self, ApproveArgs, RejectArgs};
 use crate::{CliError, Result};

@@ -24,6 +24,7 @@ mod local;
 mod oidc;
 mod pages;
 mod person;
+mod return_to;
 mod sessions;
 mod signin;
 #[cfg(test)]

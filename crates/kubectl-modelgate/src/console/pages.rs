@@ -5,7 +5,7 @@
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum_csrf::CsrfToken;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
@@ -13,22 +13,9 @@ use serde::Deserialize;
 
 use super::Console;
 use super::person::Person;
-use super::views::{self, DeploymentRow, GateCard, InboxRow, Moment, Shelf};
+use super::views::{self, Chrome, DeploymentRow, GateCard, InboxRow, Moment, Shelf, html};
 use crate::{CliError, Result};
 use modelgate::api::{Gate, ModelApproval, ModelDeployment};
-
-/// What every page's frame shows: who I am, where, and which page this is.
-pub struct Chrome {
-    pub user: String,
-    pub groups: Vec<String>,
-    pub namespace: String,
-    /// The page's own address, which the live script fetches again.
-    pub path: String,
-    /// inbox, approval or deployments: the current navigation entry.
-    pub current: &'static str,
-    /// In the cluster, people sign in (and out); locally they are who ran it.
-    pub signed_in: bool,
-}
 
 fn chrome(c: &Console, p: &Person, path: String, current: &'static str) -> Chrome {
     Chrome {
@@ -44,20 +31,6 @@ fn chrome(c: &Console, p: &Person, path: String, current: &'static str) -> Chrom
         path,
         current,
         signed_in: c.sign_in().is_some(),
-    }
-}
-
-impl Chrome {
-    /// The frame of the sign-in page: no one yet.
-    pub fn signed_out(namespace: &str) -> Chrome {
-        Chrome {
-            user: String::new(),
-            groups: Vec::new(),
-            namespace: namespace.into(),
-            path: "/signin".into(),
-            current: "signin",
-            signed_in: false,
-        }
     }
 }
 
@@ -113,14 +86,6 @@ struct Problem {
     chrome: Chrome,
     title: String,
     detail: String,
-}
-
-/// A rendered page, or a plain error if a template fails.
-pub fn html<T: Template>(code: StatusCode, page: &T) -> Response {
-    match page.render() {
-        Ok(body) => (code, Html(body)).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
 }
 
 /// A page saying what went wrong, with the API server's words.

@@ -9,9 +9,10 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::Response;
 
+use super::return_to::sign_in_again;
 use super::sessions::{Ended, Lookup};
 use super::views::Me;
-use super::{Console, People, signin};
+use super::{Console, People};
 use crate::Session;
 
 /// A person: the client that acts as them and who the cluster says they are.
@@ -45,8 +46,8 @@ impl FromRequestParts<Console> for Person {
             People::Local(person) => Ok(person.clone()),
             People::SignedIn(sign_in) => match sign_in.person(&parts.headers) {
                 Lookup::Live(person) => Ok(person),
-                Lookup::Ended => Err(signin::sign_in_again(parts, true)),
-                Lookup::Unknown => Err(signin::sign_in_again(parts, false)),
+                Lookup::Ended => Err(sign_in_again(parts, true)),
+                Lookup::Unknown => Err(sign_in_again(parts, false)),
             },
         }
     }

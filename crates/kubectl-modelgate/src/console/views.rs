@@ -2,6 +2,9 @@
 //! calls: who I am, the gates I may decide, an approval's gate cards and
 //! timeline, the rows of the inbox and of the deployments page.
 
+use askama::Template;
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
 use jiff::Timestamp;
 use k8s_openapi::api::authentication::v1::UserInfo;
 use kube::ResourceExt;
@@ -296,6 +299,41 @@ pub fn shelve(a: &ModelApproval, me: &Me, groups: &[(Gate, String)]) -> (Shelf, 
         mine,
     };
     (shelf, row)
+}
+
+/// What every page's frame shows: who I am, where, and which page this is.
+pub struct Chrome {
+    pub user: String,
+    pub groups: Vec<String>,
+    pub namespace: String,
+    /// The page's own address, which the live script fetches again.
+    pub path: String,
+    /// inbox, approval or deployments: the current navigation entry.
+    pub current: &'static str,
+    /// In the cluster, people sign in (and out); locally they are who ran it.
+    pub signed_in: bool,
+}
+
+impl Chrome {
+    /// The frame of the sign-in page: no one yet.
+    pub fn signed_out(namespace: &str) -> Chrome {
+        Chrome {
+            user: String::new(),
+            groups: Vec::new(),
+            namespace: namespace.into(),
+            path: "/signin".into(),
+            current: "signin",
+            signed_in: false,
+        }
+    }
+}
+
+/// A rendered page, or a plain error if a template fails.
+pub fn html<T: Template>(code: StatusCode, page: &T) -> Response {
+    match page.render() {
+        Ok(body) => (code, Html(body)).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
 }
 
 #[cfg(test)]
