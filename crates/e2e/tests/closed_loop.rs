@@ -1120,3 +1120,93 @@ async fn the_operator_puts_back_stray_replicasets_and_pauses() {
     assert_eq!(running, [(v2.clone(), 1)]);
     assert_eq!(status.served_model.map(|m| m.digest), Some(v2));
 }
+
+/// Re-pointing `approvalRef` at another namespace before a rejection hides
+/// nothing: the operator still applies onRevoke to what serves, holds the
+/// Deployment, and no pod of the rejected model starts afterwards.
+#[tokio::test]
+async fn a_ref_to_another_namespace_hides_no_revocation() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, "elsewhere-ref").await;
+    let n = ns.name.as_str();
+    let record = watch_pods(&client, n).await;
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
+    create_approval(&approvals, "fd-v1", "1.0.0", None).await;
+    // No spec.replicas: the Deployment's replicas are editable until held.
+    let md = deployment_manifest("fd", "fd-v1", None, "ScaleToZero");
+    mds.create(&PostParams::default(), &md).await.expect("md");
+    approve_all(n, "fd-v1").await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    let v1 = digest_of("1.0.0");
+    pods_serve(&client, n, "fd", &v1).await;
+
+    // The developer's own object, so this is allowed; it must change nothing.
+    let elsewhere = r#"{"spec":{"approvalRef":{"namespace":"elsewhere"}}}"#;
+    let out = as_dev(
+        n,
+        &["patch", "md", "fd", "--type", "merge", "-p", elsewhere],
+        None,
+    );
+    assert!(out.status.success(), "re-point: {}", text(&out));
+    phase(&mds, "fd", DeploymentPhase::Failed).await;
+    fail_gate(n, "fd-v1", "SecurityReview").await;
+    let rejected = jiff::Timestamp::now();
+
+    let md = phase(&mds, "fd", DeploymentPhase::Revoked).await;
+    assert_eq!(satisfied_reason(&md).as_deref(), Some("ApprovalRevoked"));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
+    eventually(60, "the rejected model scaled to zero", || async {
+        let d = deployments.get("fd").await.ok()?;
+        let held = d
+            .metadata
+            .annotations
+            .as_ref()?
+            .get("modelgate.io/held-replicas");
+        (d.spec.replicas == Some(0) && held.map(String::as_str) == Some("0")).then_some(())
+    })
+    .await;
+    refused(
+        n,
+        "grow the rejected model's Deployment",
+        &[
+            "patch",
+            "deployment",
+            "fd",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"replicas":4}}"#,
+        ],
+        None,
+        &["held at 0 replicas"],
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    let live: Vec<Pod> = pods.list(&ListParams::default()).await.expect("pods").items;
+    assert!(
+        live.iter().all(|p| p.metadata.deletion_timestamp.is_some()),
+        "pods of the rejected model still run: {:?}",
+        live.iter().map(seen).collect::<Vec<_>>()
+    );
+    let started_after: Vec<String> = record
+        .lock()
+        .map(|all| {
+            all.iter()
+                .filter(|p| seen(p).2.contains(&v1))
+                .filter(|p| {
+                    p.metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .is_some_and(|t| t.0 > rejected)
+                })
+                .map(|p| seen(p).0)
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        started_after.is_empty(),
+        "pods of the rejected model started after the rejection: {started_after:?}"
+    );
+}

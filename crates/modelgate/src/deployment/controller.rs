@@ -590,10 +590,13 @@ async fn reconcile(
     // Only a Deployment this ModelDeployment controls (or an orphan of its
     // own) is ours to change.
     let live = found.clone().filter(|d| ours(d, &target.owner));
-    // The approval a Deployment's pods serve, when not the one named.
+    // The approval a Deployment's pods serve, when not the one linked. A
+    // ref to another namespace links nothing here, so what serves is looked
+    // up by its own name even when the ref names it too.
+    let links_here = !matches!(linked, Linked::OtherNamespace(_));
     let serving = |d: Option<&Deployment>| {
         decide::served(d)
-            .filter(|s| s.approval != reference.name)
+            .filter(|s| !links_here || s.approval != reference.name)
             .and_then(|s| find_approval(&s.approval))
     };
     let served_approval = serving(live.as_ref());
