@@ -1210,3 +1210,81 @@ async fn a_ref_to_another_namespace_hides_no_revocation() {
         "pods of the rejected model started after the rejection: {started_after:?}"
     );
 }
+
+/// Annotations (or labels) that fill a managed Deployment to the API
+/// server's limit would leave no room for the operator's hold, and the
+/// Deployment controller, copying them onto the ReplicaSet, could no longer
+/// scale it: a rejected model would keep running. Others may write at most
+/// 64 KiB of each, and the rejection takes the pods away.
+#[tokio::test]
+async fn metadata_that_fills_a_managed_deployment_is_refused() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, "filler").await;
+    let n = ns.name.as_str();
+    let (_approvals, mds) = create_model(&client, n, "fd", "fd-v1", "1.0.0", None).await;
+    approve_all(n, "fd-v1").await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    let v1 = digest_of("1.0.0");
+    pods_serve(&client, n, "fd", &v1).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
+    let before = deployments.get("fd").await.expect("deployment");
+
+    // Too long for a command line: the developer's own client.
+    let developer: Api<Deployment> = Api::namespaced(person(DEV, &[DEV_GROUP]).await, n);
+    let filler = "x".repeat(262_000);
+    let many: serde_json::Map<String, serde_json::Value> = (0..600)
+        .map(|i| {
+            (
+                format!("example.com/l{i:03}-{}", "k".repeat(50)),
+                "v".repeat(63).into(),
+            )
+        })
+        .collect();
+    for (attack, patch) in [
+        (
+            "fill the annotations",
+            serde_json::json!({"metadata": {"annotations": {"example.com/filler": filler}}}),
+        ),
+        (
+            "fill the labels",
+            serde_json::json!({"metadata": {"labels": many}}),
+        ),
+    ] {
+        let refusal = developer
+            .patch("fd", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{attack}: was allowed"))
+            .to_string();
+        for phrase in [
+            "may write at most 65536 bytes",
+            "change ModelDeployment fd instead",
+        ] {
+            assert!(refusal.contains(phrase), "{attack}: {refusal}");
+        }
+    }
+    let after = deployments.get("fd").await.expect("deployment");
+    assert_eq!(after.metadata.annotations, before.metadata.annotations);
+    assert_eq!(after.metadata.labels, before.metadata.labels);
+    // A note of ordinary size is still the developer's to write.
+    let note = serde_json::json!({"metadata": {"annotations": {"example.com/owner": "risk-team"}}});
+    developer
+        .patch("fd", &PatchParams::default(), &Patch::Merge(&note))
+        .await
+        .expect("an ordinary annotation");
+
+    // Make it ScaleToZero, then reject: no pod of the model is left.
+    let scale = serde_json::json!({"spec": {"onRevoke": "ScaleToZero"}});
+    mds.patch("fd", &PatchParams::default(), &Patch::Merge(&scale))
+        .await
+        .expect("onRevoke");
+    fail_gate(n, "fd-v1", "SecurityReview").await;
+    phase(&mds, "fd", DeploymentPhase::Revoked).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    eventually(60, "no pod of the rejected model left", || async {
+        let list = pods.list(&ListParams::default()).await.ok()?;
+        list.items.is_empty().then_some(())
+    })
+    .await;
+}
