@@ -1288,3 +1288,117 @@ async fn metadata_that_fills_a_managed_deployment_is_refused() {
     })
     .await;
 }
+
+/// A rollout under way when its approval is withdrawn stops there (onRevoke
+/// Hold): the Deployment is held and paused, so releasing the pods it had
+/// already started (here by removing their scheduling gates) does not let
+/// it go on and start more pods of the withdrawn model. Serving an approved
+/// model again lifts the pause.
+#[tokio::test]
+async fn a_withdrawn_rollout_under_way_goes_no_further() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, "half-rolled").await;
+    let n = ns.name.as_str();
+    let record = watch_pods(&client, n).await;
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
+    create_approval(&approvals, "fd-v1", "1.0.0", None).await;
+    let md = deployment_manifest("fd", "fd-v1", Some(4), "Hold");
+    mds.create(&PostParams::default(), &md).await.expect("md");
+    approve_all(n, "fd-v1").await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    approve_all(n, "fd-v2").await;
+    // v2's pods wait on a scheduling gate: the rollout stops half way.
+    let gated = r#"{"spec":{"approvalRef":{"name":"fd-v2"},"template":{"spec":{"schedulingGates":[{"name":"example.com/later"}]}}}}"#;
+    let out = as_dev(
+        n,
+        &["patch", "md", "fd", "--type", "merge", "-p", gated],
+        None,
+    );
+    assert!(out.status.success(), "roll out v2: {}", text(&out));
+    let (v1, v2) = (digest_of("1.0.0"), digest_of("2.0.0"));
+    let v2_rs = replicaset_of(&client, n, "fd", &v2).await;
+    let replicasets: Api<ReplicaSet> = Api::namespaced(client.clone(), n);
+    // Four replicas, a surge of one and one unavailable: v2 stops at two.
+    let half_way = eventually(60, "v2's rollout stalled at two pods", || async {
+        let r = replicasets.get(&v2_rs).await.ok()?;
+        let pods = r.status.as_ref().map(|s| s.replicas);
+        (r.spec.replicas == Some(2) && pods == Some(2)).then_some(2)
+    })
+    .await;
+    fail_gate(n, "fd-v2", "SecurityReview").await;
+    let withdrawn = jiff::Timestamp::now();
+    phase(&mds, "fd", DeploymentPhase::Revoked).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
+    eventually(60, "the Deployment held and paused", || async {
+        let d = deployments.get("fd").await.ok()?;
+        let held = d
+            .metadata
+            .annotations
+            .as_ref()?
+            .get("modelgate.io/held-replicas");
+        (held.map(String::as_str) == Some("4") && d.spec.paused == Some(true)).then_some(())
+    })
+    .await;
+
+    // The developer lets the gated pods run, again and again.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    for _ in 0..6 {
+        for p in pods.list(&ListParams::default()).await.expect("pods").items {
+            let gates = p.spec.as_ref().and_then(|s| s.scheduling_gates.as_ref());
+            if gates.is_some_and(|g| !g.is_empty()) {
+                let name = p.metadata.name.clone().unwrap_or_default();
+                let ungate = r#"[{"op":"remove","path":"/spec/schedulingGates"}]"#;
+                let _ = as_dev(
+                    n,
+                    &["patch", "pod", &name, "--type", "json", "-p", ungate],
+                    None,
+                );
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+    let r = replicasets.get(&v2_rs).await.expect("v2's ReplicaSet");
+    assert_eq!(
+        r.spec.replicas,
+        Some(half_way),
+        "the withdrawn rollout went on"
+    );
+    let started_after: Vec<String> = record
+        .lock()
+        .map(|all| {
+            all.iter()
+                .filter(|p| seen(p).2.contains(&v2))
+                .filter(|p| {
+                    p.metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .is_some_and(|t| t.0 > withdrawn)
+                })
+                .map(|p| seen(p).0)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut started_after = started_after;
+    started_after.dedup();
+    assert!(
+        started_after.is_empty(),
+        "pods of the withdrawn model started: {started_after:?}"
+    );
+
+    // Back to the approved v1, without the gate: the pause is lifted.
+    let back =
+        r#"{"spec":{"approvalRef":{"name":"fd-v1"},"template":{"spec":{"schedulingGates":null}}}}"#;
+    let out = as_dev(
+        n,
+        &["patch", "md", "fd", "--type", "merge", "-p", back],
+        None,
+    );
+    assert!(out.status.success(), "back to v1: {}", text(&out));
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    pods_serve(&client, n, "fd", &v1).await;
+    let d = deployments.get("fd").await.expect("deployment");
+    assert_ne!(d.spec.paused, Some(true));
+}

@@ -408,7 +408,9 @@ fn held_replicas(live: &Deployment) -> i32 {
 /// Holds the Deployment of a withdrawn approval (onRevoke Hold) at the
 /// replicas it had then, under the revoke field manager: its annotation
 /// tells admission to refuse any change of replicas by anyone else, and a
-/// change that got past admission is put back here.
+/// change that got past admission is put back here. It is paused too: a
+/// rollout under way when the approval was withdrawn would otherwise go on
+/// and start new pods of the withdrawn model.
 async fn freeze(
     state: &State,
     target: &Target<'_>,
@@ -416,7 +418,7 @@ async fn freeze(
 ) -> Result<Option<Deployment>> {
     let replicas = held_replicas(live);
     let marked = live.annotations().get(HELD_REPLICAS_ANNOTATION) == Some(&replicas.to_string());
-    if marked && live.spec.replicas == Some(replicas) {
+    if marked && live.spec.replicas == Some(replicas) && live.spec.paused == Some(true) {
         return Ok(None);
     }
     let patch = serde_json::json!({
@@ -425,7 +427,7 @@ async fn freeze(
             "name": target.name, "namespace": target.namespace,
             "annotations": {HELD_REPLICAS_ANNOTATION: replicas.to_string()},
         },
-        "spec": {"replicas": replicas},
+        "spec": {"replicas": replicas, "paused": true},
     });
     let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
     let params = PatchParams::apply(REVOKE_FIELD_MANAGER).force();
@@ -440,7 +442,8 @@ async fn freeze(
 }
 
 /// Lifts a hold before an approved model is applied: the revoke field
-/// manager gives up the annotation and keeps only the replicas as they are.
+/// manager gives up the annotation and the pause (the apply that follows
+/// writes `paused: false`) and keeps only the replicas as they are.
 async fn release_hold(state: &State, target: &Target<'_>, live: &Deployment) -> Result<()> {
     let patch = serde_json::json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
