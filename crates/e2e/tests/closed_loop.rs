@@ -1402,3 +1402,104 @@ async fn a_withdrawn_rollout_under_way_goes_no_further() {
     let d = deployments.get("fd").await.expect("deployment");
     assert_ne!(d.spec.paused, Some(true));
 }
+
+/// An autoscaler grows Deployments through the scale subresource, whose
+/// Scale object shows no hold: the HorizontalPodAutoscaler a developer
+/// points at a held Deployment gets its replicas past admission. The
+/// ReplicaSet carries the hold too (the Deployment controller copies it),
+/// so it never grows, and no pod of the withdrawn model starts.
+#[tokio::test]
+async fn an_autoscaler_never_grows_a_held_model() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, "autoscaled").await;
+    let n = ns.name.as_str();
+    let record = watch_pods(&client, n).await;
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
+    create_approval(&approvals, "fd-v1", "1.0.0", None).await;
+    let md = deployment_manifest("fd", "fd-v1", None, "Hold");
+    mds.create(&PostParams::default(), &md).await.expect("md");
+    approve_all(n, "fd-v1").await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    let v1 = digest_of("1.0.0");
+    pods_serve(&client, n, "fd", &v1).await;
+    let rs = replicaset_of(&client, n, "fd", &v1).await;
+    fail_gate(n, "fd-v1", "SecurityReview").await;
+    let withdrawn = jiff::Timestamp::now();
+    phase(&mds, "fd", DeploymentPhase::Revoked).await;
+    let replicasets: Api<ReplicaSet> = Api::namespaced(client.clone(), n);
+    eventually(60, "the hold copied onto the ReplicaSet", || async {
+        let r = replicasets.get(&rs).await.ok()?;
+        let held = r
+            .metadata
+            .annotations
+            .as_ref()?
+            .get("modelgate.io/held-replicas");
+        (held.map(String::as_str) == Some("1")).then_some(())
+    })
+    .await;
+    refused(
+        n,
+        "take the hold off the ReplicaSet",
+        &["annotate", "rs", &rs, "modelgate.io/held-replicas-"],
+        None,
+        &[
+            GOVERNED,
+            "changed only by the Deployment controller and modelgate",
+        ],
+    );
+
+    let hpa = "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: grow}\n\
+               spec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: fd}\n  minReplicas: 4\n  maxReplicas: 5\n";
+    let out = as_dev(n, &["apply", "-f", "-"], Some(hpa));
+    assert!(
+        out.status.success(),
+        "an HPA is the developer's to create: {}",
+        text(&out)
+    );
+    for _ in 0..30 {
+        let r = replicasets.get(&rs).await.expect("ReplicaSet");
+        assert_eq!(r.spec.replicas, Some(1), "the held ReplicaSet grew");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let started_after: Vec<String> = record
+        .lock()
+        .map(|all| {
+            all.iter()
+                .filter(|p| seen(p).2.contains(&v1))
+                .filter(|p| {
+                    p.metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .is_some_and(|t| t.0 > withdrawn)
+                })
+                .map(|p| seen(p).0)
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        started_after.is_empty(),
+        "pods of the withdrawn model started: {started_after:?}"
+    );
+
+    // An approved model again: the hold is lifted, the mark with it.
+    as_dev(n, &["delete", "hpa", "grow"], None);
+    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    approve_all(n, "fd-v2").await;
+    let v2 = r#"{"spec":{"approvalRef":{"name":"fd-v2"}}}"#;
+    let out = as_dev(n, &["patch", "md", "fd", "--type", "merge", "-p", v2], None);
+    assert!(out.status.success(), "serve v2: {}", text(&out));
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    eventually(60, "no ReplicaSet marked held", || async {
+        let list = replicasets.list(&ListParams::default()).await.ok()?;
+        let marked = list.items.iter().any(|r| {
+            r.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("modelgate.io/held-replicas"))
+        });
+        (!marked).then_some(())
+    })
+    .await;
+}

@@ -326,6 +326,10 @@ async fn release(
     );
     let print = applied::fingerprint(&desired);
     let held = live.is_some_and(|d| d.annotations().contains_key(HELD_REPLICAS_ANNOTATION));
+    if let Some(d) = live.filter(|_| held) {
+        release_hold(state, target, d).await?;
+    }
+    unmark_replicasets(state, target).await?;
     // An orphan is re-adopted by applying: its owner reference is missing.
     if !held
         && live.is_some_and(|d| {
@@ -333,9 +337,6 @@ async fn release(
         })
     {
         return Ok(Ok(None));
-    }
-    if let Some(d) = live.filter(|_| held) {
-        release_hold(state, target, d).await?;
     }
     let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
     // force: the template is the operator's alone; an edit by anyone else
@@ -454,6 +455,31 @@ async fn release_hold(state: &State, target: &Target<'_>, live: &Deployment) -> 
     let params = PatchParams::apply(REVOKE_FIELD_MANAGER).force();
     api.patch(&target.name, &params, &Patch::Apply(&patch))
         .await?;
+    Ok(())
+}
+
+/// Takes the hold's mark off this ModelDeployment's ReplicaSets once no hold
+/// stands. The Deployment controller copies the Deployment's annotations
+/// onto its current ReplicaSet but never removes one, and admission lets no
+/// ReplicaSet that carries the mark grow (an autoscaler would otherwise grow
+/// a held model through the scale subresource, where the hold is not seen).
+/// A merge patch: the mark was written by the Deployment controller, so an
+/// apply of ours could not remove it.
+async fn unmark_replicasets(state: &State, target: &Target<'_>) -> Result<()> {
+    let api: Api<ReplicaSet> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
+    let unmark = serde_json::json!({"metadata": {"annotations": {HELD_REPLICAS_ANNOTATION: null}}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    for rs in state.replicasets.state() {
+        let ours = rs.namespace().as_deref() == Some(target.namespace.as_str())
+            && rs.labels().get(MODEL_DEPLOYMENT_LABEL) == Some(&target.name);
+        if ours && rs.annotations().contains_key(HELD_REPLICAS_ANNOTATION) {
+            api.patch(&rs.name_any(), &params, &Patch::Merge(&unmark))
+                .await?;
+        }
+    }
     Ok(())
 }
 
