@@ -1503,3 +1503,56 @@ async fn an_autoscaler_never_grows_a_held_model() {
     })
     .await;
 }
+
+/// An approval padded close to the size etcd accepts takes the reviewers'
+/// decisions but not the operator's status write that follows, so a
+/// rejection would never be recorded and the model would keep serving. Its
+/// metadata is capped when it is created.
+#[tokio::test]
+async fn a_padded_approval_is_refused() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, "padded").await;
+    let n = ns.name.as_str();
+    let developer: Api<ModelApproval> = Api::namespaced(person(DEV, &[DEV_GROUP]).await, n);
+    let mut padded = approval_manifest("fd-v1", "1.0.0", None);
+    padded.metadata.labels = Some(
+        (0..4000)
+            .map(|i| {
+                (
+                    format!("{}.example.com/l{i:05}", "p".repeat(240)),
+                    "v".repeat(63),
+                )
+            })
+            .collect(),
+    );
+    let refusal = developer
+        .create(&PostParams::default(), &padded)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| panic!("a padded approval was created"));
+    assert!(
+        refusal.contains("is too large") && refusal.contains("at most 65536"),
+        "{refusal}"
+    );
+    let mut finalized = approval_manifest("fd-v1", "1.0.0", None);
+    finalized.metadata.finalizers = Some((0..17).map(|i| format!("example.com/f{i}")).collect());
+    let refusal = developer
+        .create(&PostParams::default(), &finalized)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| panic!("an approval with 17 finalizers was created"));
+    assert!(refusal.contains("17 finalizers"), "{refusal}");
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
+    assert!(approvals.get_opt("fd-v1").await.expect("read").is_none());
+    // An ordinary approval is still the developer's to create.
+    developer
+        .create(
+            &PostParams::default(),
+            &approval_manifest("fd-v1", "1.0.0", None),
+        )
+        .await
+        .expect("an ordinary approval");
+}
