@@ -201,14 +201,14 @@ fn the_rendered_chart_is_what_a_platform_team_checks() {
     );
     assert_eq!(params["data"]["exemptGroups"], "");
     // Approval authority, managed Deployments, governed namespaces,
-    // approval records, record checkpoints.
+    // approval records, record checkpoints, object size.
     for kind in [
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     ] {
         assert_eq!(
             docs.iter().filter(|d| d["kind"] == kind).count(),
-            5,
+            6,
             "{kind}"
         );
     }

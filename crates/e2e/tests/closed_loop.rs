@@ -1120,3 +1120,439 @@ async fn the_operator_puts_back_stray_replicasets_and_pauses() {
     assert_eq!(running, [(v2.clone(), 1)]);
     assert_eq!(status.served_model.map(|m| m.digest), Some(v2));
 }
+
+/// Re-pointing `approvalRef` at another namespace before a rejection hides
+/// nothing: the operator still applies onRevoke to what serves, holds the
+/// Deployment, and no pod of the rejected model starts afterwards.
+#[tokio::test]
+async fn a_ref_to_another_namespace_hides_no_revocation() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, "elsewhere-ref").await;
+    let n = ns.name.as_str();
+    let record = watch_pods(&client, n).await;
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
+    create_approval(&approvals, "fd-v1", "1.0.0", None).await;
+    // No spec.replicas: the Deployment's replicas are editable until held.
+    let md = deployment_manifest("fd", "fd-v1", None, "ScaleToZero");
+    mds.create(&PostParams::default(), &md).await.expect("md");
+    approve_all(n, "fd-v1").await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    let v1 = digest_of("1.0.0");
+    pods_serve(&client, n, "fd", &v1).await;
+
+    // The developer's own object, so this is allowed; it must change nothing.
+    let elsewhere = r#"{"spec":{"approvalRef":{"namespace":"elsewhere"}}}"#;
+    let out = as_dev(
+        n,
+        &["patch", "md", "fd", "--type", "merge", "-p", elsewhere],
+        None,
+    );
+    assert!(out.status.success(), "re-point: {}", text(&out));
+    phase(&mds, "fd", DeploymentPhase::Failed).await;
+    fail_gate(n, "fd-v1", "SecurityReview").await;
+    let rejected = jiff::Timestamp::now();
+
+    let md = phase(&mds, "fd", DeploymentPhase::Revoked).await;
+    assert_eq!(satisfied_reason(&md).as_deref(), Some("ApprovalRevoked"));
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
+    eventually(60, "the rejected model scaled to zero", || async {
+        let d = deployments.get("fd").await.ok()?;
+        let held = d
+            .metadata
+            .annotations
+            .as_ref()?
+            .get("modelgate.io/held-replicas");
+        (d.spec.replicas == Some(0) && held.map(String::as_str) == Some("0")).then_some(())
+    })
+    .await;
+    refused(
+        n,
+        "grow the rejected model's Deployment",
+        &[
+            "patch",
+            "deployment",
+            "fd",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"replicas":4}}"#,
+        ],
+        None,
+        &["held at 0 replicas"],
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    let live: Vec<Pod> = pods.list(&ListParams::default()).await.expect("pods").items;
+    assert!(
+        live.iter().all(|p| p.metadata.deletion_timestamp.is_some()),
+        "pods of the rejected model still run: {:?}",
+        live.iter().map(seen).collect::<Vec<_>>()
+    );
+    let started_after: Vec<String> = record
+        .lock()
+        .map(|all| {
+            all.iter()
+                .filter(|p| seen(p).2.contains(&v1))
+                .filter(|p| {
+                    p.metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .is_some_and(|t| t.0 > rejected)
+                })
+                .map(|p| seen(p).0)
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        started_after.is_empty(),
+        "pods of the rejected model started after the rejection: {started_after:?}"
+    );
+}
+
+/// Annotations (or labels) that fill a managed Deployment to the API
+/// server's limit would leave no room for the operator's hold, and the
+/// Deployment controller, copying them onto the ReplicaSet, could no longer
+/// scale it: a rejected model would keep running. Others may write at most
+/// 64 KiB of each, and the rejection takes the pods away.
+#[tokio::test]
+async fn metadata_that_fills_a_managed_deployment_is_refused() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, "filler").await;
+    let n = ns.name.as_str();
+    let (_approvals, mds) = create_model(&client, n, "fd", "fd-v1", "1.0.0", None).await;
+    approve_all(n, "fd-v1").await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    let v1 = digest_of("1.0.0");
+    pods_serve(&client, n, "fd", &v1).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
+    let before = deployments.get("fd").await.expect("deployment");
+
+    // Too long for a command line: the developer's own client.
+    let developer: Api<Deployment> = Api::namespaced(person(DEV, &[DEV_GROUP]).await, n);
+    let filler = "x".repeat(262_000);
+    let many: serde_json::Map<String, serde_json::Value> = (0..600)
+        .map(|i| {
+            (
+                format!("example.com/l{i:03}-{}", "k".repeat(50)),
+                "v".repeat(63).into(),
+            )
+        })
+        .collect();
+    for (attack, patch) in [
+        (
+            "fill the annotations",
+            serde_json::json!({"metadata": {"annotations": {"example.com/filler": filler}}}),
+        ),
+        (
+            "fill the labels",
+            serde_json::json!({"metadata": {"labels": many}}),
+        ),
+    ] {
+        let refusal = developer
+            .patch("fd", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{attack}: was allowed"))
+            .to_string();
+        for phrase in [
+            "may write at most 65536 bytes",
+            "change ModelDeployment fd instead",
+        ] {
+            assert!(refusal.contains(phrase), "{attack}: {refusal}");
+        }
+    }
+    let after = deployments.get("fd").await.expect("deployment");
+    assert_eq!(after.metadata.annotations, before.metadata.annotations);
+    assert_eq!(after.metadata.labels, before.metadata.labels);
+    // A note of ordinary size is still the developer's to write.
+    let note = serde_json::json!({"metadata": {"annotations": {"example.com/owner": "risk-team"}}});
+    developer
+        .patch("fd", &PatchParams::default(), &Patch::Merge(&note))
+        .await
+        .expect("an ordinary annotation");
+
+    // Make it ScaleToZero, then reject: no pod of the model is left.
+    let scale = serde_json::json!({"spec": {"onRevoke": "ScaleToZero"}});
+    mds.patch("fd", &PatchParams::default(), &Patch::Merge(&scale))
+        .await
+        .expect("onRevoke");
+    fail_gate(n, "fd-v1", "SecurityReview").await;
+    phase(&mds, "fd", DeploymentPhase::Revoked).await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    eventually(60, "no pod of the rejected model left", || async {
+        let list = pods.list(&ListParams::default()).await.ok()?;
+        list.items.is_empty().then_some(())
+    })
+    .await;
+}
+
+/// A rollout under way when its approval is withdrawn stops there (onRevoke
+/// Hold): the Deployment is held and paused, so releasing the pods it had
+/// already started (here by removing their scheduling gates) does not let
+/// it go on and start more pods of the withdrawn model. Serving an approved
+/// model again lifts the pause.
+#[tokio::test]
+async fn a_withdrawn_rollout_under_way_goes_no_further() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, "half-rolled").await;
+    let n = ns.name.as_str();
+    let record = watch_pods(&client, n).await;
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
+    create_approval(&approvals, "fd-v1", "1.0.0", None).await;
+    let md = deployment_manifest("fd", "fd-v1", Some(4), "Hold");
+    mds.create(&PostParams::default(), &md).await.expect("md");
+    approve_all(n, "fd-v1").await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    approve_all(n, "fd-v2").await;
+    // v2's pods wait on a scheduling gate: the rollout stops half way.
+    let gated = r#"{"spec":{"approvalRef":{"name":"fd-v2"},"template":{"spec":{"schedulingGates":[{"name":"example.com/later"}]}}}}"#;
+    let out = as_dev(
+        n,
+        &["patch", "md", "fd", "--type", "merge", "-p", gated],
+        None,
+    );
+    assert!(out.status.success(), "roll out v2: {}", text(&out));
+    let (v1, v2) = (digest_of("1.0.0"), digest_of("2.0.0"));
+    let v2_rs = replicaset_of(&client, n, "fd", &v2).await;
+    let replicasets: Api<ReplicaSet> = Api::namespaced(client.clone(), n);
+    // Four replicas, a surge of one and one unavailable: v2 stops at two.
+    let half_way = eventually(60, "v2's rollout stalled at two pods", || async {
+        let r = replicasets.get(&v2_rs).await.ok()?;
+        let pods = r.status.as_ref().map(|s| s.replicas);
+        (r.spec.replicas == Some(2) && pods == Some(2)).then_some(2)
+    })
+    .await;
+    fail_gate(n, "fd-v2", "SecurityReview").await;
+    let withdrawn = jiff::Timestamp::now();
+    phase(&mds, "fd", DeploymentPhase::Revoked).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), n);
+    eventually(60, "the Deployment held and paused", || async {
+        let d = deployments.get("fd").await.ok()?;
+        let held = d
+            .metadata
+            .annotations
+            .as_ref()?
+            .get("modelgate.io/held-replicas");
+        (held.map(String::as_str) == Some("4") && d.spec.paused == Some(true)).then_some(())
+    })
+    .await;
+
+    // The developer lets the gated pods run, again and again.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), n);
+    for _ in 0..6 {
+        for p in pods.list(&ListParams::default()).await.expect("pods").items {
+            let gates = p.spec.as_ref().and_then(|s| s.scheduling_gates.as_ref());
+            if gates.is_some_and(|g| !g.is_empty()) {
+                let name = p.metadata.name.clone().unwrap_or_default();
+                let ungate = r#"[{"op":"remove","path":"/spec/schedulingGates"}]"#;
+                let _ = as_dev(
+                    n,
+                    &["patch", "pod", &name, "--type", "json", "-p", ungate],
+                    None,
+                );
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    }
+    let r = replicasets.get(&v2_rs).await.expect("v2's ReplicaSet");
+    assert_eq!(
+        r.spec.replicas,
+        Some(half_way),
+        "the withdrawn rollout went on"
+    );
+    let started_after: Vec<String> = record
+        .lock()
+        .map(|all| {
+            all.iter()
+                .filter(|p| seen(p).2.contains(&v2))
+                .filter(|p| {
+                    p.metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .is_some_and(|t| t.0 > withdrawn)
+                })
+                .map(|p| seen(p).0)
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut started_after = started_after;
+    started_after.dedup();
+    assert!(
+        started_after.is_empty(),
+        "pods of the withdrawn model started: {started_after:?}"
+    );
+
+    // Back to the approved v1, without the gate: the pause is lifted.
+    let back =
+        r#"{"spec":{"approvalRef":{"name":"fd-v1"},"template":{"spec":{"schedulingGates":null}}}}"#;
+    let out = as_dev(
+        n,
+        &["patch", "md", "fd", "--type", "merge", "-p", back],
+        None,
+    );
+    assert!(out.status.success(), "back to v1: {}", text(&out));
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    pods_serve(&client, n, "fd", &v1).await;
+    let d = deployments.get("fd").await.expect("deployment");
+    assert_ne!(d.spec.paused, Some(true));
+}
+
+/// An autoscaler grows Deployments through the scale subresource, whose
+/// Scale object shows no hold: the HorizontalPodAutoscaler a developer
+/// points at a held Deployment gets its replicas past admission. The
+/// ReplicaSet carries the hold too (the Deployment controller copies it),
+/// so it never grows, and no pod of the withdrawn model starts.
+#[tokio::test]
+async fn an_autoscaler_never_grows_a_held_model() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, "autoscaled").await;
+    let n = ns.name.as_str();
+    let record = watch_pods(&client, n).await;
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
+    create_approval(&approvals, "fd-v1", "1.0.0", None).await;
+    let md = deployment_manifest("fd", "fd-v1", None, "Hold");
+    mds.create(&PostParams::default(), &md).await.expect("md");
+    approve_all(n, "fd-v1").await;
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    let v1 = digest_of("1.0.0");
+    pods_serve(&client, n, "fd", &v1).await;
+    let rs = replicaset_of(&client, n, "fd", &v1).await;
+    fail_gate(n, "fd-v1", "SecurityReview").await;
+    let withdrawn = jiff::Timestamp::now();
+    phase(&mds, "fd", DeploymentPhase::Revoked).await;
+    let replicasets: Api<ReplicaSet> = Api::namespaced(client.clone(), n);
+    eventually(60, "the hold copied onto the ReplicaSet", || async {
+        let r = replicasets.get(&rs).await.ok()?;
+        let held = r
+            .metadata
+            .annotations
+            .as_ref()?
+            .get("modelgate.io/held-replicas");
+        (held.map(String::as_str) == Some("1")).then_some(())
+    })
+    .await;
+    refused(
+        n,
+        "take the hold off the ReplicaSet",
+        &["annotate", "rs", &rs, "modelgate.io/held-replicas-"],
+        None,
+        &[
+            GOVERNED,
+            "changed only by the Deployment controller and modelgate",
+        ],
+    );
+
+    let hpa = "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: grow}\n\
+               spec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: fd}\n  minReplicas: 4\n  maxReplicas: 5\n";
+    let out = as_dev(n, &["apply", "-f", "-"], Some(hpa));
+    assert!(
+        out.status.success(),
+        "an HPA is the developer's to create: {}",
+        text(&out)
+    );
+    for _ in 0..30 {
+        let r = replicasets.get(&rs).await.expect("ReplicaSet");
+        assert_eq!(r.spec.replicas, Some(1), "the held ReplicaSet grew");
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+    let started_after: Vec<String> = record
+        .lock()
+        .map(|all| {
+            all.iter()
+                .filter(|p| seen(p).2.contains(&v1))
+                .filter(|p| {
+                    p.metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .is_some_and(|t| t.0 > withdrawn)
+                })
+                .map(|p| seen(p).0)
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        started_after.is_empty(),
+        "pods of the withdrawn model started: {started_after:?}"
+    );
+
+    // An approved model again: the hold is lifted, the mark with it.
+    as_dev(n, &["delete", "hpa", "grow"], None);
+    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    approve_all(n, "fd-v2").await;
+    let v2 = r#"{"spec":{"approvalRef":{"name":"fd-v2"}}}"#;
+    let out = as_dev(n, &["patch", "md", "fd", "--type", "merge", "-p", v2], None);
+    assert!(out.status.success(), "serve v2: {}", text(&out));
+    phase(&mds, "fd", DeploymentPhase::Available).await;
+    eventually(60, "no ReplicaSet marked held", || async {
+        let list = replicasets.list(&ListParams::default()).await.ok()?;
+        let marked = list.items.iter().any(|r| {
+            r.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key("modelgate.io/held-replicas"))
+        });
+        (!marked).then_some(())
+    })
+    .await;
+}
+
+/// An approval padded close to the size etcd accepts takes the reviewers'
+/// decisions but not the operator's status write that follows, so a
+/// rejection would never be recorded and the model would keep serving. Its
+/// metadata is capped when it is created.
+#[tokio::test]
+async fn a_padded_approval_is_refused() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, "padded").await;
+    let n = ns.name.as_str();
+    let developer: Api<ModelApproval> = Api::namespaced(person(DEV, &[DEV_GROUP]).await, n);
+    let mut padded = approval_manifest("fd-v1", "1.0.0", None);
+    padded.metadata.labels = Some(
+        (0..4000)
+            .map(|i| {
+                (
+                    format!("{}.example.com/l{i:05}", "p".repeat(240)),
+                    "v".repeat(63),
+                )
+            })
+            .collect(),
+    );
+    let refusal = developer
+        .create(&PostParams::default(), &padded)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| panic!("a padded approval was created"));
+    assert!(
+        refusal.contains("is too large") && refusal.contains("at most 65536"),
+        "{refusal}"
+    );
+    let mut finalized = approval_manifest("fd-v1", "1.0.0", None);
+    finalized.metadata.finalizers = Some((0..17).map(|i| format!("example.com/f{i}")).collect());
+    let refusal = developer
+        .create(&PostParams::default(), &finalized)
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_else(|| panic!("an approval with 17 finalizers was created"));
+    assert!(refusal.contains("17 finalizers"), "{refusal}");
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
+    assert!(approvals.get_opt("fd-v1").await.expect("read").is_none());
+    // An ordinary approval is still the developer's to create.
+    developer
+        .create(
+            &PostParams::default(),
+            &approval_manifest("fd-v1", "1.0.0", None),
+        )
+        .await
+        .expect("an ordinary approval");
+}

@@ -326,6 +326,10 @@ async fn release(
     );
     let print = applied::fingerprint(&desired);
     let held = live.is_some_and(|d| d.annotations().contains_key(HELD_REPLICAS_ANNOTATION));
+    if let Some(d) = live.filter(|_| held) {
+        release_hold(state, target, d).await?;
+    }
+    unmark_replicasets(state, target).await?;
     // An orphan is re-adopted by applying: its owner reference is missing.
     if !held
         && live.is_some_and(|d| {
@@ -333,9 +337,6 @@ async fn release(
         })
     {
         return Ok(Ok(None));
-    }
-    if let Some(d) = live.filter(|_| held) {
-        release_hold(state, target, d).await?;
     }
     let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
     // force: the template is the operator's alone; an edit by anyone else
@@ -408,7 +409,9 @@ fn held_replicas(live: &Deployment) -> i32 {
 /// Holds the Deployment of a withdrawn approval (onRevoke Hold) at the
 /// replicas it had then, under the revoke field manager: its annotation
 /// tells admission to refuse any change of replicas by anyone else, and a
-/// change that got past admission is put back here.
+/// change that got past admission is put back here. It is paused too: a
+/// rollout under way when the approval was withdrawn would otherwise go on
+/// and start new pods of the withdrawn model.
 async fn freeze(
     state: &State,
     target: &Target<'_>,
@@ -416,7 +419,7 @@ async fn freeze(
 ) -> Result<Option<Deployment>> {
     let replicas = held_replicas(live);
     let marked = live.annotations().get(HELD_REPLICAS_ANNOTATION) == Some(&replicas.to_string());
-    if marked && live.spec.replicas == Some(replicas) {
+    if marked && live.spec.replicas == Some(replicas) && live.spec.paused == Some(true) {
         return Ok(None);
     }
     let patch = serde_json::json!({
@@ -425,7 +428,7 @@ async fn freeze(
             "name": target.name, "namespace": target.namespace,
             "annotations": {HELD_REPLICAS_ANNOTATION: replicas.to_string()},
         },
-        "spec": {"replicas": replicas},
+        "spec": {"replicas": replicas, "paused": true},
     });
     let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
     let params = PatchParams::apply(REVOKE_FIELD_MANAGER).force();
@@ -440,7 +443,8 @@ async fn freeze(
 }
 
 /// Lifts a hold before an approved model is applied: the revoke field
-/// manager gives up the annotation and keeps only the replicas as they are.
+/// manager gives up the annotation and the pause (the apply that follows
+/// writes `paused: false`) and keeps only the replicas as they are.
 async fn release_hold(state: &State, target: &Target<'_>, live: &Deployment) -> Result<()> {
     let patch = serde_json::json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -451,6 +455,31 @@ async fn release_hold(state: &State, target: &Target<'_>, live: &Deployment) -> 
     let params = PatchParams::apply(REVOKE_FIELD_MANAGER).force();
     api.patch(&target.name, &params, &Patch::Apply(&patch))
         .await?;
+    Ok(())
+}
+
+/// Takes the hold's mark off this ModelDeployment's ReplicaSets once no hold
+/// stands. The Deployment controller copies the Deployment's annotations
+/// onto its current ReplicaSet but never removes one, and admission lets no
+/// ReplicaSet that carries the mark grow (an autoscaler would otherwise grow
+/// a held model through the scale subresource, where the hold is not seen).
+/// A merge patch: the mark was written by the Deployment controller, so an
+/// apply of ours could not remove it.
+async fn unmark_replicasets(state: &State, target: &Target<'_>) -> Result<()> {
+    let api: Api<ReplicaSet> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
+    let unmark = serde_json::json!({"metadata": {"annotations": {HELD_REPLICAS_ANNOTATION: null}}});
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    for rs in state.replicasets.state() {
+        let ours = rs.namespace().as_deref() == Some(target.namespace.as_str())
+            && rs.labels().get(MODEL_DEPLOYMENT_LABEL) == Some(&target.name);
+        if ours && rs.annotations().contains_key(HELD_REPLICAS_ANNOTATION) {
+            api.patch(&rs.name_any(), &params, &Patch::Merge(&unmark))
+                .await?;
+        }
+    }
     Ok(())
 }
 
@@ -590,10 +619,13 @@ async fn reconcile(
     // Only a Deployment this ModelDeployment controls (or an orphan of its
     // own) is ours to change.
     let live = found.clone().filter(|d| ours(d, &target.owner));
-    // The approval a Deployment's pods serve, when not the one named.
+    // The approval a Deployment's pods serve, when not the one linked. A
+    // ref to another namespace links nothing here, so what serves is looked
+    // up by its own name even when the ref names it too.
+    let links_here = !matches!(linked, Linked::OtherNamespace(_));
     let serving = |d: Option<&Deployment>| {
         decide::served(d)
-            .filter(|s| s.approval != reference.name)
+            .filter(|s| !links_here || s.approval != reference.name)
             .and_then(|s| find_approval(&s.approval))
     };
     let served_approval = serving(live.as_ref());

@@ -100,8 +100,11 @@ fn serving_revoked(input: &Input<'_>) -> Option<Revoked> {
 /// Decides what to do with the Deployment.
 pub fn plan<'a>(input: &Input<'a>) -> Plan<'a> {
     match input.linked {
-        Linked::OtherNamespace(_) => Plan::Hold,
         Linked::Found(a) if is_approved(a) => Plan::Release(a),
+        // A missing, unapproved or cross-namespace ref releases nothing, and
+        // hides no revocation: what serves still answers to its own approval
+        // (re-pointing approvalRef elsewhere must not keep a rejected model
+        // running, nor leave its Deployment without a hold).
         _ => match serving_revoked(input) {
             None => Plan::Hold,
             Some(r) => match input.md.spec.on_revoke {
@@ -405,7 +408,13 @@ pub fn status(
     let now = Time(input.now);
     let mut pending = Vec::new();
     let (phase, satisfied, progressing, available) = match input.linked {
-        Linked::OtherNamespace(ns) => {
+        Linked::OtherNamespace(ns)
+            if serving_revoked(&Input {
+                deployment,
+                ..*input
+            })
+            .is_none() =>
+        {
             let (p, s, g) = held(
                 DeploymentPhase::Failed,
                 "CrossNamespaceRef",
@@ -521,6 +530,16 @@ struct Waiting {
 }
 
 fn not_approved(linked: Linked<'_>, ref_name: &str) -> Waiting {
+    if let Linked::OtherNamespace(ns) = linked {
+        return Waiting {
+            what: format!("approval {ref_name}"),
+            reason: "CrossNamespaceRef",
+            why: format!(
+                "approvalRef names namespace {ns:?}; a ModelDeployment may only use an approval in its own namespace"
+            ),
+            pending: Vec::new(),
+        };
+    }
     let Linked::Found(a) = linked else {
         return Waiting {
             what: format!("approval {ref_name}"),

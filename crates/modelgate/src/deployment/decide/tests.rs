@@ -237,6 +237,44 @@ fn missing_and_cross_namespace_approvals_are_conditions() {
 }
 
 #[test]
+fn a_cross_namespace_ref_does_not_hide_a_revocation() {
+    for (on_revoke, want) in [("Hold", Plan::Freeze), ("ScaleToZero", Plan::ScaleToZero)] {
+        // Served v1, then pointed at "elsewhere"; v1 is rejected since.
+        let m = md("v1", on_revoke, Some("elsewhere"));
+        let v1 = approval("v1", "1.0", Some("Rejected"), 4);
+        let live = serving(&m, &v1, 2);
+        let i = input(
+            &m,
+            Linked::OtherNamespace("elsewhere"),
+            Some(&v1),
+            Some(&live),
+        );
+        assert_eq!(plan(&i), want);
+        let d = status(&i, Some(&live), None);
+        assert_eq!(d.status.phase, Some(DeploymentPhase::Revoked));
+        let c = cond(&d.status, APPROVAL_SATISFIED);
+        assert_eq!(c.reason.as_deref(), Some("ApprovalRevoked"));
+        let message = c.message.clone().unwrap_or_default();
+        assert!(message.contains("approvalRef names namespace"), "{message}");
+        // While v1 stands, the ref is only a mistake: hold, and say so.
+        let v1 = approval("v1", "1.0", Some("Approved"), 5);
+        let i = input(
+            &m,
+            Linked::OtherNamespace("elsewhere"),
+            Some(&v1),
+            Some(&live),
+        );
+        assert_eq!(plan(&i), Plan::Hold);
+        let d = status(&i, Some(&live), None);
+        assert_eq!(d.status.phase, Some(DeploymentPhase::Failed));
+        assert_eq!(
+            cond(&d.status, APPROVAL_SATISFIED).reason.as_deref(),
+            Some("CrossNamespaceRef")
+        );
+    }
+}
+
+#[test]
 fn an_invalid_template_is_a_failed_phase_with_the_refusal() {
     let m = md("v1", "Hold", None);
     let a = approval("v1", "1.0", Some("Approved"), 5);
@@ -296,16 +334,28 @@ proptest! {
     /// is Approved; a revoked serving approval is never shown as Available.
     #[test]
     fn release_only_when_approved(linked_phase in arb_phase(), served_phase in arb_phase(), serving_linked in any::<bool>(),
-                                  has_deployment in any::<bool>(), found in any::<bool>(), scale in any::<bool>()) {
+                                  has_deployment in any::<bool>(), link in 0u8..3, scale in any::<bool>()) {
         let m = md("v2", if scale { "ScaleToZero" } else { "Hold" }, None);
         let linked = approval("v2", "2.0", linked_phase, 0);
         let served = approval("v1", "1.0", served_phase, 0);
         let live = serving(&m, if serving_linked { &linked } else { &served }, 2);
-        let i = input(&m, if found { Linked::Found(&linked) } else { Linked::NotFound },
+        let found = link == 0;
+        let linked_as = match link {
+            0 => Linked::Found(&linked),
+            1 => Linked::NotFound,
+            _ => Linked::OtherNamespace("elsewhere"),
+        };
+        let i = input(&m, linked_as,
                       if serving_linked { None } else { Some(&served) }, has_deployment.then_some(&live));
         let p = plan(&i);
         let approved = found && linked_phase == Some("Approved");
         prop_assert_eq!(p == Plan::Release(&linked), approved);
+        // Unless an approved model replaces them, pods of a model whose
+        // approval does not stand get onRevoke, whatever the ref says.
+        let serving_stands = if serving_linked { approved } else { served_phase == Some("Approved") };
+        if has_deployment && !serving_stands && !approved {
+            prop_assert!(matches!(p, Plan::Freeze | Plan::ScaleToZero), "{:?}", p);
+        }
         let d = status(&i, i.deployment, None);
         let phase = d.status.phase;
         if !approved {
