@@ -20,4 +20,5 @@ pub mod policy;
 pub mod records;
 pub mod runtime;
 pub mod static_admission;
+pub mod transition;
 pub mod vocabulary;
