@@ -15,6 +15,8 @@ pub mod crd;
 pub mod deployment;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+mod fixtures;
 pub mod operator;
 pub mod policy;
 pub mod records;

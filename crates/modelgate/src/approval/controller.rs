@@ -336,3 +336,6 @@ fn error_policy(
 ) -> Action {
     state.ctx.after_error(CONTROLLER, object.as_ref(), error)
 }
+
+#[cfg(test)]
+mod tests;

@@ -350,4 +350,139 @@ mod tests {
         );
         assert!(!bad.rules[0].compiles);
     }
+
+    const POLICIES: &str = "/apis/modelgate.io/v1alpha1/namespaces/risk/approvalpolicies";
+
+    fn policy(spec: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "modelgate.io/v1alpha1", "kind": "ApprovalPolicy",
+            "metadata": {"name": "default", "namespace": "risk", "uid": "p-1", "generation": 3},
+            "spec": spec,
+        })
+    }
+
+    /// Runs one reconcile of `object` against `scenario`, which must see
+    /// every request; the reconcile's result and the metrics it left.
+    async fn reconcile_with<F>(
+        object: &serde_json::Value,
+        scenario: impl FnOnce(crate::fixtures::ApiServer) -> F,
+    ) -> (Result<Action, ReconcileError>, String)
+    where
+        F: Future<Output = crate::fixtures::ApiServer> + Send + 'static,
+    {
+        let (ctx, server) = crate::fixtures::context();
+        let guarded: CachedPolicy =
+            serde_json::from_value(object.clone()).unwrap_or_else(|e| panic!("fixture: {e}"));
+        let guarded = Arc::new(guarded);
+        let scenario = tokio::spawn(scenario(server));
+        let result = reconcile(guarded.clone(), ctx.clone()).await;
+        if let Err(e) = &result {
+            error_policy(guarded, e, ctx.clone());
+        }
+        let metrics = ctx.metrics.encode();
+        let server = scenario.await.unwrap_or_else(|e| panic!("scenario: {e}"));
+        drop(ctx);
+        server.nothing_more().await;
+        (result, metrics)
+    }
+
+    #[tokio::test]
+    async fn a_valid_policy_is_ready_without_an_event() {
+        let object = policy(serde_json::json!({"gates": [
+            {"gate": "SecurityReview", "reviewers": 2},
+        ]}));
+        let answer = object.clone();
+        let (result, _) = reconcile_with(&object, |mut server| async move {
+            let write = server
+                .expect(http::Method::PATCH, &format!("{POLICIES}/default/status"))
+                .await;
+            write.assert_applied_by(crate::vocabulary::FIELD_MANAGER);
+            let status = write.body["status"].clone();
+            assert_eq!(status["conditions"][0]["type"], READY);
+            assert_eq!(status["conditions"][0]["status"], TRUE);
+            assert_eq!(status["conditions"][0]["reason"], "RulesCompile");
+            assert_eq!(status["observedGeneration"], 3);
+            assert_eq!(status["summary"], "SecurityReview 2 reviewers");
+            write.ok(crate::fixtures::merged(
+                &answer,
+                &serde_json::json!({"status": status}),
+            ));
+            // Ready on first sight is no news: no Event.
+            server
+        })
+        .await;
+        assert_eq!(result.ok(), Some(Action::await_change()));
+    }
+
+    #[tokio::test]
+    async fn a_policy_that_cannot_be_read_says_so_and_waits() {
+        let object = policy(serde_json::json!({"gates": "all of them"}));
+        let raw = object.clone();
+        let (result, metrics) = reconcile_with(&object, |mut server| async move {
+            // Its status is read on its own, so that an unchanged one is
+            // not written again.
+            server
+                .expect(http::Method::GET, &format!("{POLICIES}/default"))
+                .await
+                .ok(raw.clone());
+            let write = server
+                .expect(http::Method::PATCH, &format!("{POLICIES}/default/status"))
+                .await;
+            write.assert_applied_by(crate::vocabulary::FIELD_MANAGER);
+            let ready = write.body["status"]["conditions"][0].clone();
+            assert_eq!(
+                (&ready["type"], &ready["status"]),
+                (&serde_json::json!(READY), &serde_json::json!(FALSE))
+            );
+            assert_eq!(ready["reason"], "InvalidObject");
+            let message = ready["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("cannot read this ApprovalPolicy"),
+                "{message}"
+            );
+            let answer = crate::fixtures::merged(
+                &raw,
+                &serde_json::json!({"status": write.body["status"].clone()}),
+            );
+            write.ok(answer);
+            let event = server
+                .expect(
+                    http::Method::POST,
+                    "/apis/events.k8s.io/v1/namespaces/risk/events",
+                )
+                .await;
+            assert_eq!(event.body["type"], "Warning");
+            assert_eq!(event.body["reason"], "InvalidObject");
+            assert_eq!(event.body["action"], READY);
+            assert_eq!(event.body["regarding"]["name"], "default");
+            event.created();
+            server
+        })
+        .await;
+        let Err(error) = result else {
+            panic!("an unreadable policy is not a success: {result:?}");
+        };
+        assert_eq!(error.step(), Step::Read);
+        assert!(!error.retryable(), "it waits for a change");
+        assert!(
+            metrics.contains(r#"modelgate_reconcile_errors_total{controller="policy",error="invalid",step="read"} 1"#),
+            "{metrics}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_policy_unchanged_is_not_written_again() {
+        let guarded: CachedPolicy = serde_json::from_value(policy(serde_json::json!({"gates": 7})))
+            .unwrap_or_else(|e| panic!("fixture: {e}"));
+        let t0 = jiff::Timestamp::from_second(1_800_000_000).expect("time");
+        let first = decide(&guarded, "risk", None, t0);
+        assert!(first.changed);
+        assert_eq!(
+            first.transition.as_ref().map(|t| t.reason.as_str()),
+            Some("InvalidObject")
+        );
+        let later = t0 + jiff::SignedDuration::from_hours(1);
+        let again = decide(&guarded, "risk", Some(&first.status), later);
+        assert!(!again.changed && again.transition.is_none(), "{again:?}");
+    }
 }
