@@ -4,13 +4,15 @@
 use std::sync::Arc;
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::{Client, Resource};
 use tracing::warn;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ReconcileError, Result, Step};
+use crate::transition::Transition;
 use crate::vocabulary::Severity;
 
 use crate::events::Publisher;
@@ -105,14 +107,44 @@ impl Context {
         &self,
         controller: &'static str,
         object: &K,
-        error: &Error,
+        error: &ReconcileError,
     ) -> Action {
-        self.metrics.error(controller, error.metric_label());
-        warn!(controller, error = %error, kind = error.metric_label(), "reconcile error");
+        self.metrics.error(controller, error);
+        warn!(controller, error = %error, step = error.step().as_str(), kind = error.cause().metric_label(), "reconcile error");
         if error.retryable() {
             Action::requeue(self.backoff.failed(object))
         } else {
             Action::await_change()
+        }
+    }
+}
+
+impl Context {
+    /// Announces `transitions` of the object `regarding` as Events, each
+    /// with its subject as the action. They are sent at once rather than
+    /// one after another: under load each one is a slow round trip, and the
+    /// next reconcile of the object waits for this one to end. A failed one
+    /// is logged and counted (step `event`) but fails nothing: the status
+    /// is the durable record, and it is already written.
+    pub async fn announce(
+        &self,
+        controller: &'static str,
+        regarding: &ObjectReference,
+        transitions: &[Transition],
+    ) {
+        let published = transitions.iter().map(|t| async move {
+            let result = self
+                .events
+                .publish(regarding, t.severity, &t.reason, &t.subject, &t.message)
+                .await;
+            (t, result)
+        });
+        for (t, result) in futures::future::join_all(published).await {
+            if let Err(e) = result {
+                let error = ReconcileError::at(Step::Event, e);
+                self.metrics.error(controller, &error);
+                warn!(controller, error = %error, reason = %t.reason, "could not publish event");
+            }
         }
     }
 }

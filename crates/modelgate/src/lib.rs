@@ -15,9 +15,12 @@ pub mod crd;
 pub mod deployment;
 pub mod error;
 pub mod events;
+#[cfg(test)]
+mod fixtures;
 pub mod operator;
 pub mod policy;
 pub mod records;
 pub mod runtime;
 pub mod static_admission;
+pub mod transition;
 pub mod vocabulary;

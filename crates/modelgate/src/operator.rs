@@ -115,12 +115,14 @@ pub async fn run(
     }
 }
 
+/// Runs every controller, and the approval watch they share, until
+/// `shutdown`.
 async fn controllers(
     ctx: Arc<Context>,
     records: Option<crate::records::KeyPlace>,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
-    let Some((home, recorder)) = home_and_recorder(&ctx, records, shutdown.clone()).await else {
+    let Some(home) = home(&ctx, records, shutdown.clone()).await else {
         return;
     };
     let config = watches::config(&ctx.client).await;
@@ -128,19 +130,8 @@ async fn controllers(
     // (shared by both controllers) here, the ModelDeployments and the
     // Deployments in the deployment controller; each takes a marker.
     let synced = Synced::new(ctx.health.clone(), ctx.metrics.cache_synced.clone());
-    let mut mark_synced = synced.marker("approvals");
     let written = Arc::new(crate::approval::written::Written::default());
-    let observed = written.clone();
-    let inspect = move |event: &kube::runtime::watcher::Event<watches::CachedApproval>| {
-        mark_synced(event);
-        if let kube::runtime::watcher::Event::Apply(approval) = event {
-            let meta = kube::Resource::meta(approval);
-            observed.observed(
-                meta.uid.as_deref().unwrap_or_default(),
-                meta.resource_version.as_deref(),
-            );
-        }
-    };
+    let inspect = approval_inspector(&synced, written.clone());
     let Some((approvals, watch)) = watches::approvals(
         ctx.client.clone(),
         config.clone(),
@@ -160,35 +151,48 @@ async fn controllers(
         synced.clone(),
         shutdown.clone(),
     );
+    let approval_inputs = crate::approval::controller::Inputs {
+        store: approvals.store.clone(),
+        changes: approvals.for_approvals,
+        index: index.clone(),
+        usage,
+        written,
+        recorder: home.recorder,
+        policies,
+        home: home.namespace,
+    };
+    let deployment_inputs = crate::deployment::controller::Inputs {
+        config,
+        synced,
+        approvals: approvals.store,
+        approval_changes: approvals.for_deployments,
+        index,
+    };
     futures::join!(
         watch,
         policy_controller,
-        crate::approval::controller::run(
-            ctx.clone(),
-            crate::approval::controller::Inputs {
-                store: approvals.store.clone(),
-                changes: approvals.for_approvals,
-                index: index.clone(),
-                usage,
-                written,
-                recorder,
-                policies,
-                home: home.clone(),
-            },
-            shutdown.clone()
-        ),
-        crate::deployment::controller::run(
-            ctx,
-            crate::deployment::controller::Inputs {
-                config,
-                synced,
-                approvals: approvals.store,
-                approval_changes: approvals.for_deployments,
-                index,
-            },
-            shutdown
-        ),
+        crate::approval::controller::run(ctx.clone(), approval_inputs, shutdown.clone()),
+        crate::deployment::controller::run(ctx, deployment_inputs, shutdown),
     );
+}
+
+/// What sees every event of the approval watch: the cache-sync marker, and
+/// the approval controller's last-write overlay (told what was observed).
+fn approval_inspector(
+    synced: &Arc<Synced>,
+    written: Arc<crate::approval::written::Written>,
+) -> impl FnMut(&kube::runtime::watcher::Event<watches::CachedApproval>) + Send + 'static {
+    let mut mark_synced = synced.marker("approvals");
+    move |event| {
+        mark_synced(event);
+        if let kube::runtime::watcher::Event::Apply(approval) = event {
+            let meta = kube::Resource::meta(approval);
+            written.observed(
+                meta.uid.as_deref().unwrap_or_default(),
+                meta.resource_version.as_deref(),
+            );
+        }
+    }
 }
 
 async fn lead(
@@ -247,15 +251,22 @@ async fn lead(
     Ok(())
 }
 
-/// The operator's own namespace (where the cluster-wide default policy and
-/// the signing key live) and the record writer, when records are on; None
-/// when shut down before the key could be loaded.
-async fn home_and_recorder(
+/// The operator's own namespace and what it keeps there.
+struct Home {
+    /// Where the cluster-wide default policy and the signing key live.
+    namespace: String,
+    /// The record writer, when records are on.
+    recorder: Option<Arc<crate::records::Recorder>>,
+}
+
+/// The operator's home; None when shut down before the signing key could
+/// be loaded.
+async fn home(
     ctx: &Context,
     records: Option<crate::records::KeyPlace>,
     shutdown: impl Future<Output = ()>,
-) -> Option<(String, Option<Arc<crate::records::Recorder>>)> {
-    let home = records
+) -> Option<Home> {
+    let namespace = records
         .as_ref()
         .map(|p| p.namespace.clone())
         .unwrap_or_else(|| crate::vocabulary::DEFAULT_NAMESPACE.to_string());
@@ -263,7 +274,10 @@ async fn home_and_recorder(
         Some(place) => Some(Arc::new(recorder(&ctx.client, &place, shutdown).await?)),
         None => None,
     };
-    Some((home, recorder))
+    Some(Home {
+        namespace,
+        recorder,
+    })
 }
 
 /// The record writer, once its signing key is loaded (or made). Loading is

@@ -17,9 +17,12 @@ use super::decide::{self, Input};
 use super::in_use::{InUse, Mark};
 use super::written::Written;
 use crate::api::condition::{FALSE, TRUE};
-use crate::api::policy::{ApprovalPolicy, PinnedPolicy};
+use crate::api::policy::PinnedPolicy;
 use crate::api::{ApprovalPhase, Gate, ModelApproval};
+use crate::context::{Context, now_seconds};
 use crate::deployment::index::ApprovalIndex;
+use crate::error::{AtStep, Error, ReconcileError, Step};
+use crate::policy::controller::CachedPolicy;
 use crate::policy::pin;
 use crate::records::Recorder;
 use crate::runtime::metrics::GateLabels;
@@ -27,8 +30,15 @@ use crate::runtime::watches::CachedApproval;
 
 /// This controller's name in metrics.
 const CONTROLLER: &str = "approval";
-use crate::context::{Context, now_seconds};
-use crate::error::{Error, Result};
+
+/// The steps its reconciles take, for the error counters.
+const STEPS: [Step; 5] = [
+    Step::Read,
+    Step::Status,
+    Step::Event,
+    Step::Finalizer,
+    Step::Record,
+];
 
 /// What the reconciles of this controller read besides the context.
 pub struct State {
@@ -40,7 +50,7 @@ pub struct State {
     /// Writes a signed ApprovalRecord per phase change, when configured.
     pub recorder: Option<Arc<Recorder>>,
     /// The ApprovalPolicies, for pinning an approval's rules.
-    pub policies: Store<ApprovalPolicy>,
+    pub policies: Store<CachedPolicy>,
     /// The operator's namespace: its `default` policy applies cluster-wide.
     pub home: String,
 }
@@ -60,7 +70,7 @@ pub struct Inputs {
     /// The record writer, when records are on.
     pub recorder: Option<Arc<Recorder>>,
     /// The ApprovalPolicy cache (kept by the policy controller).
-    pub policies: Store<ApprovalPolicy>,
+    pub policies: Store<CachedPolicy>,
     /// The operator's own namespace.
     pub home: String,
 }
@@ -71,7 +81,7 @@ pub fn run(
     inputs: Inputs,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
-    ctx.metrics.start_at_zero(CONTROLLER, &Error::METRIC_LABELS);
+    ctx.metrics.start_at_zero(CONTROLLER, &STEPS);
     let controller = Controller::for_shared_stream(inputs.changes, inputs.store.clone())
         .reconcile_on(inputs.usage);
     let observer = crate::runtime::count_phases(
@@ -109,7 +119,7 @@ pub fn run(
     // per reconcile (the cache's readiness wakes a single waiter).
     async move {
         match policies.wait_until_ready().await {
-            Ok(()) => crate::runtime::drive(controller, observer).await,
+            Ok(()) => crate::runtime::drive_counting(controller, observer).await,
             Err(_) => warn!(
                 "the policy cache stopped before its first list; approvals are not reconciled"
             ),
@@ -132,41 +142,65 @@ fn next_expiry(approvals: &[Arc<CachedApproval>]) -> Option<f64> {
         .map(|s| s as f64)
 }
 
-/// Fetch → decide (pure) → write status → publish → mark in use → record →
+/// Read → decide (pure) → write status → publish → mark in use → record →
 /// wait.
 #[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
 async fn reconcile(
     guarded: Arc<DeserializeGuard<ModelApproval>>,
     state: Arc<State>,
-) -> Result<Action> {
+) -> Result<Action, ReconcileError> {
     let ctx = &state.ctx;
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let approval = ctx.readable(guarded.as_ref()).await?;
+    let approval = ctx.readable(guarded.as_ref()).await.at(Step::Read)?;
     let namespace = approval
         .namespace()
-        .ok_or(Error::MissingMetadata("namespace"))?;
-    let pin = pin_for(&state, approval);
+        .ok_or(Error::MissingMetadata("namespace"))
+        .at(Step::Read)?;
+    let pin = pin_for(&state, approval).at(Step::Read)?;
     let decision = decide_for(&state, approval, pin.as_ref());
     write_status(&state, approval, &namespace, &decision).await?;
     publish(ctx, approval, &decision).await;
     // The in-use mark first: a record that cannot be written yet must not
     // keep a finalizer that is due to go.
-    let usage_known = match state.in_use.needs(approval) {
-        Mark::Done => true,
-        Mark::Later => false,
-        Mark::Set(mark) => {
-            state.in_use.set(&ctx.client, approval, mark).await?;
-            true
-        }
-    };
-    if let Some(recorder) = &state.recorder {
-        let created = recorder
-            .write(&ctx.client, approval, &decision.status)
-            .await?;
-        ctx.metrics.records_written.inc_by(created as u64);
-    }
+    let usage_known = mark_in_use(&state, approval).await?;
+    record(&state, approval, &decision).await?;
     ctx.succeeded(guarded.as_ref());
     Ok(next(&decision, usage_known))
+}
+
+/// Puts the in-use finalizer on or takes it off when due; whether the
+/// approval's use is known yet.
+async fn mark_in_use(state: &State, approval: &ModelApproval) -> Result<bool, ReconcileError> {
+    match state.in_use.needs(approval) {
+        Mark::Done => Ok(true),
+        Mark::Later => Ok(false),
+        Mark::Set(mark) => {
+            state
+                .in_use
+                .set(&state.ctx.client, approval, mark)
+                .await
+                .at(Step::Finalizer)?;
+            Ok(true)
+        }
+    }
+}
+
+/// Writes the signed records of the phase changes the status now holds,
+/// when records are on.
+async fn record(
+    state: &State,
+    approval: &ModelApproval,
+    decision: &decide::Decision,
+) -> Result<(), ReconcileError> {
+    let Some(recorder) = &state.recorder else {
+        return Ok(());
+    };
+    let created = recorder
+        .write(&state.ctx.client, approval, &decision.status)
+        .await
+        .at(Step::Record)?;
+    state.ctx.metrics.records_written.inc_by(created as u64);
+    Ok(())
 }
 
 /// The decision over the freshest status we know: the cache's, or our own
@@ -194,16 +228,18 @@ fn decide_for(
 /// `default` policy, else the operator namespace's, else the built-in ones.
 /// An approval decided before policies existed (it has history) keeps the
 /// built-in rules, so an upgrade never re-decides an approval in flight.
+/// A policy that applies but cannot be read pins nothing: the approval
+/// waits for it rather than fall back to weaker rules.
 ///
 /// The controller starts only once the policy cache has its first list
 /// (see `run`), so this never reads a cache still filling.
-fn pin_for(state: &State, approval: &ModelApproval) -> Option<PinnedPolicy> {
+fn pin_for(state: &State, approval: &ModelApproval) -> Result<Option<PinnedPolicy>, Error> {
     let status = approval.status.as_ref();
     if status.is_some_and(|s| s.policy.is_some()) {
-        return None;
+        return Ok(None);
     }
     if status.is_some_and(|s| !s.history.is_empty()) {
-        return Some(pin::pin(None));
+        return Ok(Some(pin::pin(None)));
     }
     let namespace = approval.namespace().unwrap_or_default();
     let policy = [namespace.as_str(), state.home.as_str()]
@@ -213,7 +249,16 @@ fn pin_for(state: &State, approval: &ModelApproval) -> Option<PinnedPolicy> {
                 .policies
                 .get(&ObjectRef::new(pin::DEFAULT_POLICY).within(ns))
         });
-    Some(pin::pin(policy.as_deref()))
+    match policy.as_ref().map(|p| &p.0) {
+        None => Ok(Some(pin::pin(None))),
+        Some(Ok(policy)) => Ok(Some(pin::pin(Some(policy)))),
+        Some(Err(invalid)) => Err(Error::Unavailable(format!(
+            "the ApprovalPolicy {}/{} that applies cannot be read ({}); the approval waits for it to be fixed",
+            invalid.metadata.namespace.as_deref().unwrap_or_default(),
+            pin::DEFAULT_POLICY,
+            invalid.error
+        ))),
+    }
 }
 
 /// Applies the decided status when it changed, and remembers the write.
@@ -222,7 +267,7 @@ async fn write_status(
     approval: &ModelApproval,
     namespace: &str,
     decision: &decide::Decision,
-) -> Result<()> {
+) -> Result<(), ReconcileError> {
     if !decision.changed {
         return Ok(());
     }
@@ -234,7 +279,8 @@ async fn write_status(
             &approval.name_any(),
             &decision.status,
         )
-        .await?;
+        .await
+        .at(Step::Status)?;
     state.written.record(
         approval.meta().uid.as_deref().unwrap_or_default(),
         written.meta().resource_version.as_deref(),
@@ -247,14 +293,11 @@ async fn write_status(
 /// Counts the gate decisions and announces every transition as an Event.
 ///
 /// Events after the write: the status history is the durable record, so
-/// an Event is only announced for a transition that was recorded. They are
-/// sent at once rather than one after another: under load each one is a
-/// slow round trip, and the next reconcile of this approval waits for this
-/// one to end.
+/// an Event is only announced for a transition that was recorded.
 async fn publish(ctx: &Context, approval: &ModelApproval, decision: &decide::Decision) {
     for t in &decision.transitions {
-        if let Some(gate) = Gate::from_condition_type(&t.entry.subject) {
-            let result = match t.entry.to.as_str() {
+        if let Some(gate) = Gate::from_condition_type(&t.subject) {
+            let result = match t.to.as_str() {
                 TRUE => "passed",
                 FALSE => "failed",
                 _ => "reset",
@@ -268,19 +311,8 @@ async fn publish(ctx: &Context, approval: &ModelApproval, decision: &decide::Dec
                 .inc();
         }
     }
-    let reference = approval.object_ref(&());
-    let published = decision.transitions.iter().map(|t| async {
-        let result = ctx
-            .events
-            .publish(&reference, t.severity, t.reason, &t.entry.subject, &t.note)
-            .await;
-        (t.reason, result)
-    });
-    for (reason, result) in futures::future::join_all(published).await {
-        if let Err(e) = result {
-            warn!(error = %e, reason, "could not publish event");
-        }
-    }
+    ctx.announce(CONTROLLER, &approval.object_ref(&()), &decision.transitions)
+        .await;
 }
 
 /// When to look again: expiry must happen on time with nothing else
@@ -299,8 +331,11 @@ fn next(decision: &decide::Decision, usage_known: bool) -> Action {
 
 fn error_policy(
     object: Arc<DeserializeGuard<ModelApproval>>,
-    error: &Error,
+    error: &ReconcileError,
     state: Arc<State>,
 ) -> Action {
     state.ctx.after_error(CONTROLLER, object.as_ref(), error)
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,24 +9,18 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::gates::GateView;
-use crate::api::approval::ObservedGate;
+use super::gates::{self, GateView};
+use super::history::{self, Recorded, Said};
+use super::inputs::{self, RecordedInputs};
+use crate::api::approval::{ObservedGate, ObservedInput, PHASE_SUBJECT};
 use crate::api::condition::{self, Condition, FALSE, TRUE, UNKNOWN};
 use crate::api::gates::{APPROVED_CONDITION, REVIEWS_VALID_CONDITION, is_operator_condition};
 use crate::api::policy::{GateProgress, PinnedPolicy};
-use crate::api::{ApprovalPhase, Gate, HistoryEntry, ModelApprovalSpec, ModelApprovalStatus};
-pub use crate::vocabulary::Severity;
-
-/// How many history entries status keeps; older ones are counted in
-/// `historyDropped`. Fifty covers several full review rounds while keeping
-/// the object far below etcd's 1.5 MiB limit even with long messages.
-pub const HISTORY_LIMIT: usize = 50;
-
-/// Reasons and messages are cut to this many characters in history, so that
-/// fifty entries stay small whatever reviewers write.
-pub const HISTORY_TEXT_LIMIT: usize = 256;
-
-pub use crate::api::approval::PHASE_SUBJECT;
+use crate::api::{ApprovalPhase, Gate, ModelApprovalSpec, ModelApprovalStatus};
+use crate::transition::Transition;
+use crate::vocabulary::Severity;
+#[cfg(test)]
+use history::{HISTORY_LIMIT, HISTORY_TEXT_LIMIT};
 
 /// Everything the decision depends on.
 #[derive(Clone, Copy, Debug)]
@@ -46,8 +40,8 @@ pub struct Decision {
     /// The operator's fields of status only (its conditions, phase, times,
     /// history); the reviewers' conditions are never in here.
     pub status: ModelApprovalStatus,
-    /// The transitions observed in this step, oldest first: each is a history
-    /// entry and an Event.
+    /// The changes observed in this step, oldest first: each is a history
+    /// entry in `status` and an Event.
     pub transitions: Vec<Transition>,
     /// Whether `status` differs from what the object already holds.
     pub changed: bool,
@@ -55,103 +49,146 @@ pub struct Decision {
     pub expires_at: Option<Timestamp>,
 }
 
-/// One observed change, the material of a history entry and of an Event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transition {
-    pub entry: HistoryEntry,
-    /// The Event reason, e.g. GatePassed, Approved.
-    pub reason: &'static str,
-    pub severity: Severity,
-    /// The Event note, for people.
-    pub note: String,
-}
-
 /// Parses `validFor` with the CRD's own grammar (see [`crate::api::valid_for`]).
 pub fn parse_valid_for(valid_for: &str) -> Option<SignedDuration> {
     crate::api::valid_for::parse(valid_for)
 }
 
-pub(super) fn truncate(text: Option<&str>) -> Option<String> {
-    text.map(|t| match t.char_indices().nth(HISTORY_TEXT_LIMIT) {
-        Some((cut, _)) => format!("{}…", &t[..cut]),
-        None => t.to_string(),
-    })
-}
-
-/// The decision itself.
+/// The decision itself: how the approval stands, the conditions that say
+/// so, the changes since the operator last looked, and the status that
+/// records them.
 pub fn decide(input: Input<'_>) -> Decision {
     let empty = ModelApprovalStatus::default();
     let previous = input.status.unwrap_or(&empty);
     let now = Time(input.now);
-    let mut problems = Vec::new();
-    let policy = previous.policy.clone().or_else(|| input.pin.cloned());
-    let (gates, progress) = super::gates::read(previous, policy.as_ref(), &mut problems);
-    let valid_for = effective_valid_for(input.spec.valid_for.as_deref(), policy.as_ref());
-    let life = lifetime(&input, previous, &gates, valid_for.as_deref());
-    let phase = phase_of(previous, &gates, &life);
-    let stamp = |c: Condition| {
-        let previous = condition::find(&previous.conditions, &c.type_);
-        c.stamped(previous, &now, input.generation)
-    };
-    let mut conditions = vec![
-        stamp(approved_condition(
-            phase,
-            &gates,
-            &life,
-            valid_for.as_deref(),
-        )),
-        stamp(valid_condition(&problems)),
-    ];
-    // The gates the pinned rules give to the operator: a quorum, a rule.
-    conditions.extend(
-        gates
-            .iter()
-            .filter(|g| g.decided)
-            .map(|g| stamp(g.condition())),
-    );
-    let mut transitions = transitions(
-        previous,
-        &gates,
-        phase,
-        &approved_conditions_message(&conditions),
-        &now,
-    );
-    let (inputs, observed_inputs) = super::inputs::recorded(previous, &now);
-    transitions.splice(0..0, inputs);
-    chain(previous, &mut transitions);
-    let (history, dropped, base) = capped_history(previous, &transitions);
-    let status = ModelApprovalStatus {
-        phase: Some(phase),
-        conditions,
-        gates_passed: Some(format!(
-            "{}/{}",
-            gates.iter().filter(|g| g.status == TRUE).count(),
-            Gate::ALL.len()
-        )),
-        observed_gates: observed(&gates),
-        approved_at: life.approved_at,
-        expires_at: life.expires_at.map(Time),
-        observed_generation: input.generation,
-        history_head: history
-            .last()
-            .and_then(|e| e.hash.clone())
-            .or_else(|| previous.history_head.clone()),
-        history,
-        history_dropped: (dropped > 0).then_some(dropped),
-        history_base: base,
-        waiting_on: waiting_on(&gates, &progress),
-        progress,
-        policy,
-        observed_inputs,
-        reviews: Vec::new(),
-        measurements: Vec::new(),
-    };
+    let standing = Standing::of(&input, previous);
+    let conditions = standing.conditions(previous, &now, input.generation);
+    let RecordedInputs {
+        recorded: mut changes,
+        observed,
+    } = inputs::recorded(previous, &now);
+    changes.extend(standing.transitions(previous, &approved_message(&conditions), &now));
+    history::chain(previous, &mut changes);
+    let status = standing.status(&input, previous, conditions, &changes, observed);
     let changed = status != operator_view(previous);
     Decision {
         status,
-        transitions,
+        transitions: changes.into_iter().map(|r| r.transition).collect(),
         changed,
-        expires_at: life.expires_at.filter(|_| !life.lapsed),
+        expires_at: standing.life.expires_at.filter(|_| !standing.life.lapsed),
+    }
+}
+
+/// How the approval stands now: the rules it is decided by, its gates,
+/// its validity and the phase they add up to.
+struct Standing {
+    policy: Option<PinnedPolicy>,
+    gates: Vec<GateView>,
+    progress: Vec<GateProgress>,
+    /// Malformed reviewer input, named in ReviewsValid.
+    problems: Vec<String>,
+    valid_for: Option<String>,
+    life: Lifetime,
+    phase: ApprovalPhase,
+}
+
+impl Standing {
+    fn of(input: &Input<'_>, previous: &ModelApprovalStatus) -> Self {
+        let mut problems = Vec::new();
+        let policy = previous.policy.clone().or_else(|| input.pin.cloned());
+        let gates::Reading { views, progress } =
+            gates::read(previous, policy.as_ref(), &mut problems);
+        let valid_for = effective_valid_for(input.spec.valid_for.as_deref(), policy.as_ref());
+        let life = lifetime(input, previous, &views, valid_for.as_deref());
+        let phase = phase_of(previous, &views, &life);
+        Standing {
+            policy,
+            gates: views,
+            progress,
+            problems,
+            valid_for,
+            life,
+            phase,
+        }
+    }
+
+    /// The operator's conditions: Approved, ReviewsValid, and the gates the
+    /// pinned rules give to the operator (a quorum, a rule).
+    fn conditions(
+        &self,
+        previous: &ModelApprovalStatus,
+        now: &Time,
+        generation: Option<i64>,
+    ) -> Vec<Condition> {
+        let stamp = |c: Condition| {
+            let before = condition::find(&previous.conditions, &c.type_);
+            c.stamped(before, now, generation)
+        };
+        let approved = approved_condition(
+            self.phase,
+            &self.gates,
+            &self.life,
+            self.valid_for.as_deref(),
+        );
+        let mut conditions = vec![stamp(approved), stamp(valid_condition(&self.problems))];
+        conditions.extend(
+            self.gates
+                .iter()
+                .filter(|g| g.decided)
+                .map(|g| stamp(g.condition())),
+        );
+        conditions
+    }
+
+    /// The gate and phase changes between what the operator last recorded
+    /// and what it sees now.
+    fn transitions(
+        &self,
+        previous: &ModelApprovalStatus,
+        phase_message: &str,
+        now: &Time,
+    ) -> Vec<Recorded> {
+        self.gates
+            .iter()
+            .filter_map(|g| gate_transition(previous, g, now))
+            .chain(phase_transition(previous, self.phase, phase_message, now))
+            .collect()
+    }
+
+    /// The operator's fields of status, with `recorded` in its history.
+    fn status(
+        &self,
+        input: &Input<'_>,
+        previous: &ModelApprovalStatus,
+        conditions: Vec<Condition>,
+        recorded: &[Recorded],
+        observed_inputs: Vec<ObservedInput>,
+    ) -> ModelApprovalStatus {
+        let history = history::capped(previous, recorded);
+        let passed = self.gates.iter().filter(|g| g.status == TRUE).count();
+        ModelApprovalStatus {
+            phase: Some(self.phase),
+            conditions,
+            gates_passed: Some(format!("{passed}/{}", Gate::ALL.len())),
+            observed_gates: observed(&self.gates),
+            approved_at: self.life.approved_at.clone(),
+            expires_at: self.life.expires_at.map(Time),
+            observed_generation: input.generation,
+            history_head: history
+                .entries
+                .last()
+                .and_then(|e| e.hash.clone())
+                .or_else(|| previous.history_head.clone()),
+            history: history.entries,
+            history_dropped: (history.dropped > 0).then_some(history.dropped),
+            history_base: history.base,
+            waiting_on: waiting_on(&self.gates, &self.progress),
+            progress: self.progress.clone(),
+            policy: self.policy.clone(),
+            observed_inputs,
+            reviews: Vec::new(),
+            measurements: Vec::new(),
+        }
     }
 }
 
@@ -238,59 +275,70 @@ fn approved_condition(
             "AllGatesPassed",
             "all five gates passed",
         ),
-        (ApprovalPhase::Expired, _) => Condition::new(
-            APPROVED_CONDITION,
-            FALSE,
-            "Expired",
-            format!(
-                "the approval lapsed at {} (validFor {}); create a new ModelApproval to re-certify",
-                life.expires_at.map(|e| e.to_string()).unwrap_or_default(),
-                valid_for.unwrap_or_default()
-            ),
-        ),
-        (ApprovalPhase::Pending, None) if life.unreadable => Condition::new(
-            APPROVED_CONDITION,
-            FALSE,
-            "InvalidValidFor",
-            format!(
-                "validFor {:?} cannot be read, so the approval is not granted: {}; create a new ModelApproval with a validFor in that form",
-                valid_for.unwrap_or_default(),
-                crate::api::valid_for::MESSAGE
-            ),
-        ),
-        (_, Some(failed)) => Condition::new(
-            APPROVED_CONDITION,
-            FALSE,
-            &format!("{}Failed", failed.gate),
-            format!(
-                "{} failed{}{}",
-                failed.gate,
-                failed
-                    .reviewer
-                    .as_deref()
-                    .map(|r| format!(" (by {r})"))
-                    .unwrap_or_default(),
-                failed
-                    .message
-                    .as_deref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default()
-            ),
-        ),
-        _ => {
-            let pending: Vec<&str> = gates
-                .iter()
-                .filter(|g| g.status == UNKNOWN)
-                .map(|g| g.gate.condition_type())
-                .collect();
-            Condition::new(
-                APPROVED_CONDITION,
-                UNKNOWN,
-                "AwaitingReview",
-                format!("waiting on {}", pending.join(", ")),
-            )
-        }
+        (ApprovalPhase::Expired, _) => expired(life, valid_for),
+        (ApprovalPhase::Pending, None) if life.unreadable => unreadable_valid_for(valid_for),
+        (_, Some(failed)) => gate_failed(failed),
+        _ => awaiting_review(gates),
     }
+}
+
+fn expired(life: &Lifetime, valid_for: Option<&str>) -> Condition {
+    Condition::new(
+        APPROVED_CONDITION,
+        FALSE,
+        "Expired",
+        format!(
+            "the approval lapsed at {} (validFor {}); create a new ModelApproval to re-certify",
+            life.expires_at.map(|e| e.to_string()).unwrap_or_default(),
+            valid_for.unwrap_or_default()
+        ),
+    )
+}
+
+fn unreadable_valid_for(valid_for: Option<&str>) -> Condition {
+    Condition::new(
+        APPROVED_CONDITION,
+        FALSE,
+        "InvalidValidFor",
+        format!(
+            "validFor {:?} cannot be read, so the approval is not granted: {}; create a new ModelApproval with a validFor in that form",
+            valid_for.unwrap_or_default(),
+            crate::api::valid_for::MESSAGE
+        ),
+    )
+}
+
+fn gate_failed(failed: &GateView) -> Condition {
+    let by = failed
+        .reviewer
+        .as_deref()
+        .map(|r| format!(" (by {r})"))
+        .unwrap_or_default();
+    let why = failed
+        .message
+        .as_deref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    Condition::new(
+        APPROVED_CONDITION,
+        FALSE,
+        &format!("{}Failed", failed.gate),
+        format!("{} failed{by}{why}", failed.gate),
+    )
+}
+
+fn awaiting_review(gates: &[GateView]) -> Condition {
+    let pending: Vec<&str> = gates
+        .iter()
+        .filter(|g| g.status == UNKNOWN)
+        .map(|g| g.gate.condition_type())
+        .collect();
+    Condition::new(
+        APPROVED_CONDITION,
+        UNKNOWN,
+        "AwaitingReview",
+        format!("waiting on {}", pending.join(", ")),
+    )
 }
 
 /// The `ReviewsValid` condition: every malformed reviewer condition named.
@@ -312,109 +360,51 @@ fn valid_condition(problems: &[String]) -> Condition {
     }
 }
 
-/// Links this decision's entries into the history's hash chain.
-fn chain(previous: &ModelApprovalStatus, transitions: &mut [Transition]) {
-    let mut entries: Vec<HistoryEntry> = transitions.iter().map(|t| t.entry.clone()).collect();
-    let ever = previous.history.len() as i64 + previous.history_dropped.unwrap_or(0);
-    let linked = crate::records::chain::extend(
-        previous.history.last(),
-        previous.history_base.as_deref(),
-        ever,
-        &mut entries,
-    );
-    // Hashing our own entries cannot fail (canonical JSON of plain strings
-    // and numbers); were it to, the entries stay unhashed and any verifier
-    // names them, rather than the decision being lost.
-    if linked.is_ok() {
-        for (t, e) in transitions.iter_mut().zip(entries) {
-            t.entry = e;
-        }
-    }
-}
-
-/// The history with this decision's transitions appended, capped at
-/// [`HISTORY_LIMIT`] entries; also the count dropped so far and the hash
-/// the oldest kept entry links to.
-fn capped_history(
-    previous: &ModelApprovalStatus,
-    transitions: &[Transition],
-) -> (Vec<HistoryEntry>, i64, Option<String>) {
-    let mut history = previous.history.clone();
-    history.extend(transitions.iter().map(|t| t.entry.clone()));
-    let mut dropped = previous.history_dropped.unwrap_or(0);
-    let mut base = previous.history_base.clone();
-    if history.len() > HISTORY_LIMIT {
-        let excess = history.len() - HISTORY_LIMIT;
-        base = history.drain(..excess).next_back().and_then(|e| e.hash);
-        dropped += excess as i64;
-    }
-    (history, dropped, base)
-}
-
-fn approved_conditions_message(conditions: &[Condition]) -> String {
+fn approved_message(conditions: &[Condition]) -> String {
     condition::find(conditions, APPROVED_CONDITION)
         .and_then(|c| c.message.clone())
         .unwrap_or_default()
 }
 
-/// The gate and phase changes between what the operator last recorded and
-/// what it sees now.
-fn transitions(
-    previous: &ModelApprovalStatus,
-    gates: &[GateView],
-    phase: ApprovalPhase,
-    phase_message: &str,
-    now: &Time,
-) -> Vec<Transition> {
-    let mut out = Vec::new();
-    for g in gates {
-        let before = previous
-            .observed_gates
-            .iter()
-            .find(|o| o.gate == g.gate.condition_type());
-        let (from, from_reviewer) = before
-            .map(|o| (o.status.as_str(), o.reviewer.as_deref()))
-            .unwrap_or((UNKNOWN, None));
-        // A new reviewer confirming the same outcome is a new decision too.
-        if from == g.status && (g.status == UNKNOWN || from_reviewer == g.reviewer.as_deref()) {
-            continue;
-        }
-        let (reason, severity, verb) = match g.status {
-            TRUE => ("GatePassed", Severity::Normal, "passed"),
-            FALSE => ("GateFailed", Severity::Warning, "failed"),
-            _ => ("GateReset", Severity::Normal, "is pending again"),
-        };
-        let by = g
-            .reviewer
-            .as_deref()
-            .map(|r| format!(" by {r}"))
-            .unwrap_or_default();
-        let why = match (&g.reason, &g.message) {
-            (Some(r), Some(m)) => format!(": {r}: {m}"),
-            (Some(r), None) => format!(": {r}"),
-            (None, Some(m)) => format!(": {m}"),
-            (None, None) => String::new(),
-        };
-        out.push(Transition {
-            entry: HistoryEntry {
-                time: now.clone(),
-                subject: g.gate.condition_type().to_string(),
-                // An unrecorded gate was pending: say so, not "nothing".
-                from: from.to_string(),
-                to: g.status.to_string(),
-                reviewer: g.reviewer.clone(),
-                reason: truncate(g.reason.as_deref()),
-                message: truncate(g.message.as_deref()),
-                seq: None,
-                hash: None,
-            },
-            reason,
-            severity,
-            note: format!("{} {verb}{by}{why}", g.gate),
-        });
+/// A gate's change since the operator last recorded it, if any.
+fn gate_transition(previous: &ModelApprovalStatus, g: &GateView, now: &Time) -> Option<Recorded> {
+    let before = previous
+        .observed_gates
+        .iter()
+        .find(|o| o.gate == g.gate.condition_type());
+    // An unrecorded gate was pending: say so, not "nothing".
+    let (from, from_reviewer) = before
+        .map(|o| (o.status.as_str(), o.reviewer.as_deref()))
+        .unwrap_or((UNKNOWN, None));
+    // A new reviewer confirming the same outcome is a new decision too.
+    if from == g.status && (g.status == UNKNOWN || from_reviewer == g.reviewer.as_deref()) {
+        return None;
     }
-    out.extend(phase_transition(previous, phase, phase_message, now));
-    out
+    let (reason, severity, verb) = match g.status {
+        TRUE => ("GatePassed", Severity::Normal, "passed"),
+        FALSE => ("GateFailed", Severity::Warning, "failed"),
+        _ => ("GateReset", Severity::Normal, "is pending again"),
+    };
+    let by = g
+        .reviewer
+        .as_deref()
+        .map(|r| format!(" by {r}"))
+        .unwrap_or_default();
+    let why = match (&g.reason, &g.message) {
+        (Some(r), Some(m)) => format!(": {r}: {m}"),
+        (Some(r), None) => format!(": {r}"),
+        (None, Some(m)) => format!(": {m}"),
+        (None, None) => String::new(),
+    };
+    let note = format!("{} {verb}{by}{why}", g.gate);
+    let subject = g.gate.condition_type();
+    let said = Said {
+        reviewer: g.reviewer.clone(),
+        reason: g.reason.clone(),
+        message: g.message.clone(),
+    };
+    let transition = Transition::new(subject, Some(from), g.status, reason, severity, note);
+    Some(Recorded::new(transition, now, said))
 }
 
 /// The change of phase, if any. The first observation of a new approval (no
@@ -424,7 +414,7 @@ fn phase_transition(
     phase: ApprovalPhase,
     phase_message: &str,
     now: &Time,
-) -> Option<Transition> {
+) -> Option<Recorded> {
     let first_pending = previous.phase.is_none() && phase == ApprovalPhase::Pending;
     if previous.phase == Some(phase) || first_pending {
         return None;
@@ -435,22 +425,20 @@ fn phase_transition(
         ApprovalPhase::Expired => ("Expired", Severity::Warning),
         ApprovalPhase::Pending => ("Pending", Severity::Normal),
     };
-    Some(Transition {
-        entry: HistoryEntry {
-            time: now.clone(),
-            subject: PHASE_SUBJECT.to_string(),
-            from: previous.phase.map(|p| p.to_string()).unwrap_or_default(),
-            to: phase.to_string(),
-            reviewer: None,
-            reason: Some(reason.to_string()),
-            message: truncate(Some(phase_message)),
-            seq: None,
-            hash: None,
-        },
+    let transition = Transition::new(
+        PHASE_SUBJECT,
+        previous.phase,
+        phase,
         reason,
         severity,
-        note: format!("phase {phase}: {phase_message}"),
-    })
+        format!("phase {phase}: {phase_message}"),
+    );
+    let said = Said {
+        reviewer: None,
+        reason: Some(reason.to_string()),
+        message: Some(phase_message.to_string()),
+    };
+    Some(Recorded::new(transition, now, said))
 }
 
 /// The part of a status the operator owns: everything but the reviewers'

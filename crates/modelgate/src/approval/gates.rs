@@ -51,12 +51,20 @@ impl GateView {
 }
 
 /// Every gate as it stands, and the progress of those not decided by one
-/// person (quorum counts, rule results); malformed input in `problems`.
+/// person (quorum counts, rule results).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Reading {
+    /// One per gate, in the usual order.
+    pub views: Vec<GateView>,
+    pub progress: Vec<GateProgress>,
+}
+
+/// How the gates stand under `policy`; malformed input in `problems`.
 pub fn read(
     status: &ModelApprovalStatus,
     policy: Option<&PinnedPolicy>,
     problems: &mut Vec<String>,
-) -> (Vec<GateView>, Vec<GateProgress>) {
+) -> Reading {
     let decided: Vec<&str> = crate::policy::pin::operator_decided(policy);
     for c in &status.conditions {
         let known =
@@ -87,7 +95,7 @@ pub fn read(
             }
         })
         .collect();
-    (views, progress)
+    Reading { views, progress }
 }
 
 /// A gate one reviewer decides with its condition.
@@ -132,62 +140,84 @@ fn by_quorum(
     progress: &mut Vec<GateProgress>,
 ) -> GateView {
     let name = gate.condition_type();
-    let (status, reviewer, reason, message, count) = match tally(name, needed, reviews) {
-        Tally::Passed(who) => (
-            TRUE,
-            Some(who.join(", ")),
-            "QuorumReached".to_string(),
-            format!(
-                "{} of {needed} reviewers approved: {}",
-                who.len(),
-                who.join(", ")
-            ),
-            who.len(),
-        ),
-        Tally::Vetoed {
-            by,
-            reason,
-            message,
-        } => (
-            FALSE,
-            Some(by.clone()),
-            reason.unwrap_or_else(|| "Rejected".into()),
-            format!(
-                "rejected by {by}{}",
-                message.map(|m| format!(": {m}")).unwrap_or_default()
-            ),
-            0,
-        ),
-        Tally::Waiting(who) => (
-            UNKNOWN,
-            None,
-            "AwaitingQuorum".to_string(),
-            match who.is_empty() {
-                true => format!("needs {needed} distinct reviewers; none has approved yet"),
-                false => format!(
-                    "{} of {needed} reviewers approved ({}); needs {} more who have not passed another gate",
-                    who.len(),
-                    who.join(", "),
-                    needed as usize - who.len()
-                ),
-            },
-            who.len(),
-        ),
-    };
+    let outcome = Quorum::of(tally(name, needed, reviews), needed);
     progress.push(GateProgress {
         gate: name.into(),
-        progress: format!("{count}/{needed}"),
-        result: status.into(),
-        message: message.clone(),
+        progress: format!("{}/{needed}", outcome.approvals),
+        result: outcome.status.into(),
+        message: outcome.message.clone(),
         mode: None,
     });
     GateView {
-        status,
-        reviewer,
-        reason: Some(reason),
-        message: Some(message),
+        status: outcome.status,
+        reviewer: outcome.reviewer,
+        reason: Some(outcome.reason),
+        message: Some(outcome.message),
         ..GateView::pending(gate)
     }
+}
+
+/// How a quorum gate stands, in the words its view and progress use.
+struct Quorum {
+    status: &'static str,
+    /// Who decided it: the approvers, or the one who vetoed.
+    reviewer: Option<String>,
+    reason: String,
+    message: String,
+    /// Approvals that count towards the quorum.
+    approvals: usize,
+}
+
+impl Quorum {
+    fn of(tally: Tally, needed: u32) -> Self {
+        match tally {
+            Tally::Passed(who) => Quorum {
+                status: TRUE,
+                reviewer: Some(who.join(", ")),
+                reason: "QuorumReached".into(),
+                message: format!(
+                    "{} of {needed} reviewers approved: {}",
+                    who.len(),
+                    who.join(", ")
+                ),
+                approvals: who.len(),
+            },
+            Tally::Vetoed {
+                by,
+                reason,
+                message,
+            } => Quorum {
+                status: FALSE,
+                message: format!(
+                    "rejected by {by}{}",
+                    message.map(|m| format!(": {m}")).unwrap_or_default()
+                ),
+                reviewer: Some(by),
+                reason: reason.unwrap_or_else(|| "Rejected".into()),
+                approvals: 0,
+            },
+            Tally::Waiting(who) => Quorum {
+                status: UNKNOWN,
+                reviewer: None,
+                reason: "AwaitingQuorum".into(),
+                message: waiting_for_quorum(&who, needed),
+                approvals: who.len(),
+            },
+        }
+    }
+}
+
+/// What a quorum still waits for, having the approvals of `who`.
+fn waiting_for_quorum(who: &[String], needed: u32) -> String {
+    if who.is_empty() {
+        return format!("needs {needed} distinct reviewers; none has approved yet");
+    }
+    format!(
+        "{} of {needed} reviewers approved ({}); needs {} more who have not passed another gate",
+        who.len(),
+        who.join(", "),
+        needed as usize - who.len()
+    )
 }
 
 /// A gate its rule decides from the measurements.
@@ -345,8 +375,8 @@ mod tests {
             measurements,
             ..ModelApprovalStatus::default()
         };
-        let (views, _) = read(&status, Some(&policy()), &mut Vec::new());
-        views
+        read(&status, Some(&policy()), &mut Vec::new())
+            .views
             .into_iter()
             .find(|v| v.gate == Gate::Technical)
             .expect("the technical gate")

@@ -4,38 +4,40 @@
 //! status.
 
 use std::hash::{Hash, Hasher};
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Future, Stream, TryStreamExt};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
-use kube::api::{Api, Patch, PatchParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use tokio::task::JoinHandle;
 use tracing::{info, instrument, warn};
 
-use super::applied::{self, Applied};
-use super::decide::{self, ApplyFailure, Input, Linked, Plan};
-use super::desired::{
-    self, HELD_REPLICAS_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MODEL_DEPLOYMENT_LABEL,
-};
+use super::applied::Applied;
+use super::apply::{Acted, Target, Writer, controlled_by};
+use super::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, MODEL_DEPLOYMENT_LABEL};
 use super::index::ApprovalIndex;
+use super::progress::{self, Decision};
+use super::rollout::{self, Input, Linked, Plan};
 use super::{orphans, replicasets};
-use crate::api::{DeploymentPhase, ModelApproval, ModelDeployment};
+use crate::api::{DeploymentPhase, ModelApproval, ModelDeployment, RunningModel};
+use crate::context::{Context, now_seconds};
+use crate::error::{AtStep, ReconcileError, Result, Step};
 use crate::runtime::Synced;
 use crate::runtime::watches::{CachedApproval, slim};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
 /// This controller's name in metrics.
 const CONTROLLER: &str = "deployment";
-use crate::context::{Context, now_seconds};
-use crate::error::{Error, Result};
-use crate::vocabulary::FIELD_MANAGER;
 
-pub use crate::vocabulary::REVOKE_FIELD_MANAGER;
+/// The steps its reconciles take, for the error counters.
+const STEPS: [Step; 4] = [Step::Read, Step::Apply, Step::Status, Step::Event];
 
 /// What the reconciles of this controller read from memory.
 pub struct State {
@@ -66,6 +68,21 @@ pub struct Inputs {
     pub index: ApprovalIndex,
 }
 
+/// A cache and the stream of changes that fills it.
+struct Watched<K: 'static + Resource<DynamicType = ()> + Clone, S> {
+    store: Store<K>,
+    changes: S,
+}
+
+/// What runs beside the controller until shutdown: the phase gauges, the
+/// stray ReplicaSet controller, the ReplicaSet watch and the orphan sweep.
+struct Beside {
+    observer: JoinHandle<()>,
+    strays: Pin<Box<dyn Future<Output = ()> + Send>>,
+    watch: Pin<Box<dyn Future<Output = ()> + Send>>,
+    sweep: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
 /// The ModelDeployment controller, ready to be driven until `shutdown`,
 /// with the stray ReplicaSet controller and the orphan sweep beside it.
 pub fn run(
@@ -73,82 +90,68 @@ pub fn run(
     inputs: Inputs,
     shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
 ) -> impl Future<Output = ()> {
-    ctx.metrics.start_at_zero(CONTROLLER, &Error::METRIC_LABELS);
-    let client = ctx.client.clone();
-    let index = inputs.index;
-
+    ctx.metrics.start_at_zero(CONTROLLER, &STEPS);
+    let config = &inputs.config;
     let synced = inputs.synced;
-    let mut synced_mds = synced.marker::<DeserializeGuard<ModelDeployment>>("modeldeployments");
-    let (md_reader, md_writer) = reflector::store();
-    let observed = index.clone();
-    let mds = watcher(
-        Api::<DeserializeGuard<ModelDeployment>>::all(client.clone()),
-        inputs.config.clone(),
-    )
-    .default_backoff()
-    .modify(slim)
-    .reflect(md_writer)
-    .inspect_ok(move |event| {
-        observed.observe(event);
-        synced_mds(event);
-    })
-    .applied_objects();
-
+    let index = inputs.index;
+    let client = ctx.client.clone();
+    let mds = watch_model_deployments(client.clone(), config, &synced, index.clone());
     let applied = Arc::new(Applied::default());
     let (orphan_tx, orphan_rx) = orphans::channel();
-    let (deployment_reader, deployments) = watch_deployments(
+    let deployments = watch_deployments(
         client.clone(),
-        &inputs.config,
+        config,
         &synced,
         applied.clone(),
         orphan_tx.clone(),
     );
-    let Some(rs) = replicasets::watch(client, &inputs.config, &synced) else {
+    let Some(rs) = replicasets::watch(client, config, &synced) else {
         warn!("cannot subscribe to the ReplicaSet cache; no deployment controller started");
         return futures::future::Either::Left(futures::future::ready(()));
     };
-    let observer = crate::runtime::count_phases(
-        md_reader.clone(),
-        ctx.metrics.deployments.clone(),
-        DeploymentPhase::ALL.map(|p| p.as_str()).to_vec(),
-        |md| Some(md.status.as_ref()?.phase?.as_str()),
-        |_| {},
-    );
-    let strays = replicasets::run_strays(
-        ctx.clone(),
-        (rs.store.clone(), rs.for_strays),
-        inputs.approvals.clone(),
-        deployment_reader.clone(),
-        synced.clone(),
-        shutdown.clone(),
-    );
-    let sweep = orphans::run(ctx.clone(), orphan_tx, orphan_rx);
+    let beside = Beside {
+        observer: count_deployment_phases(&ctx, mds.store.clone()),
+        strays: Box::pin(replicasets::run_strays(
+            ctx.clone(),
+            (rs.store.clone(), rs.for_strays),
+            inputs.approvals.clone(),
+            deployments.store.clone(),
+            synced.clone(),
+            shutdown.clone(),
+        )),
+        watch: rs.watch,
+        sweep: Box::pin(orphans::run(ctx.clone(), orphan_tx, orphan_rx)),
+    };
+    let concurrency = ctx.concurrency;
     let state = Arc::new(State {
         ctx,
-        synced: synced.clone(),
+        synced,
         approvals: inputs.approvals,
-        deployments: deployment_reader,
+        deployments: deployments.store,
         replicasets: rs.store,
         applied,
     });
-    let concurrency = state.ctx.concurrency;
-    let controller = Controller::for_stream(mds, md_reader)
-        .watches_stream(deployments, owning_model_deployment)
-        .watches_shared_stream(rs.for_deployments, |r| {
-            let name = r.labels().get(MODEL_DEPLOYMENT_LABEL)?;
-            Some(ObjectRef::new(name).within(&r.namespace()?))
-        })
+    let controller = Controller::for_stream(mds.changes, mds.store)
+        .watches_stream(deployments.changes, owning_model_deployment)
+        .watches_shared_stream(rs.for_deployments, replicaset_owner)
         .watches_shared_stream(inputs.approval_changes, move |approval| {
             index.lookup(&approval)
         })
         .with_config(crate::runtime::controller_config(concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, state);
-    let watch = rs.watch;
-    futures::future::Either::Right(async move {
-        // The watch and the sweep run until shutdown; the controllers end
-        // on it by themselves.
-        let until_shutdown = |work: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>| {
+    futures::future::Either::Right(beside.drive(controller, shutdown))
+}
+
+impl Beside {
+    /// Drives `controller` and everything beside it. The watch and the
+    /// sweep run until shutdown; the controllers end on it by themselves.
+    async fn drive<S: Stream>(
+        self,
+        controller: S,
+        shutdown: impl Future<Output = ()> + Clone + Send,
+    ) {
+        let until_shutdown = |work: Pin<Box<dyn Future<Output = ()> + Send>>| {
             let shutdown = shutdown.clone();
             async move {
                 tokio::select! {
@@ -158,12 +161,56 @@ pub fn run(
             }
         };
         futures::join!(
-            crate::runtime::drive(controller, observer),
-            strays,
-            until_shutdown(watch),
-            until_shutdown(Box::pin(sweep)),
+            crate::runtime::drive_counting(controller, self.observer),
+            self.strays,
+            until_shutdown(self.watch),
+            until_shutdown(self.sweep),
         );
+    }
+}
+
+/// Keeps the per-phase gauge of ModelDeployments counted from `store`.
+fn count_deployment_phases(
+    ctx: &Context,
+    store: Store<DeserializeGuard<ModelDeployment>>,
+) -> JoinHandle<()> {
+    crate::runtime::count_phases(
+        store,
+        ctx.metrics.deployments.clone(),
+        DeploymentPhase::ALL.map(|p| p.as_str()).to_vec(),
+        |md| Some(md.status.as_ref()?.phase?.as_str()),
+        |_| {},
+    )
+}
+
+/// The ModelDeployments' cache and its change stream; every event also
+/// keeps the approval index and the cache-sync marker up to date.
+fn watch_model_deployments(
+    client: Client,
+    config: &watcher::Config,
+    synced: &Arc<Synced>,
+    index: ApprovalIndex,
+) -> Watched<
+    DeserializeGuard<ModelDeployment>,
+    impl Stream<Item = std::result::Result<DeserializeGuard<ModelDeployment>, watcher::Error>>
+    + Send
+    + 'static,
+> {
+    let mut synced_mds = synced.marker::<DeserializeGuard<ModelDeployment>>("modeldeployments");
+    let (store, writer) = reflector::store();
+    let changes = watcher(
+        Api::<DeserializeGuard<ModelDeployment>>::all(client),
+        config.clone(),
+    )
+    .default_backoff()
+    .modify(slim)
+    .reflect(writer)
+    .inspect_ok(move |event| {
+        index.observe(event);
+        synced_mds(event);
     })
+    .applied_objects();
+    Watched { store, changes }
 }
 
 /// The managed Deployments' cache and its change stream. Deletions count
@@ -175,16 +222,16 @@ fn watch_deployments(
     synced: &Arc<Synced>,
     applied: Arc<Applied>,
     orphans: tokio::sync::mpsc::UnboundedSender<orphans::Suspect>,
-) -> (
-    Store<Deployment>,
+) -> Watched<
+    Deployment,
     impl Stream<Item = std::result::Result<Deployment, watcher::Error>> + Send + 'static,
-) {
+> {
     let mut synced_deployments = synced.marker::<Deployment>("deployments");
-    let (reader, writer) = reflector::store();
+    let (store, writer) = reflector::store();
     let managed = config
         .clone()
         .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let stream = watcher(Api::<Deployment>::all(client), managed)
+    let changes = watcher(Api::<Deployment>::all(client), managed)
         .default_backoff()
         .modify(slim)
         .reflect(writer)
@@ -201,7 +248,7 @@ fn watch_deployments(
             synced_deployments(event)
         })
         .touched_objects();
-    (reader, stream)
+    Watched { store, changes }
 }
 
 /// The ModelDeployment a managed Deployment belongs to: its controller, or,
@@ -217,11 +264,10 @@ fn owning_model_deployment(d: Deployment) -> Option<ObjectRef<DeserializeGuard<M
     Some(ObjectRef::new(&name).within(&namespace))
 }
 
-/// Whether `d` has the ModelDeployment of `uid` as its controller.
-fn controlled_by(d: &Deployment, uid: &str) -> bool {
-    d.owner_references()
-        .iter()
-        .any(|o| o.controller == Some(true) && o.uid == uid)
+/// The ModelDeployment whose pods a labelled ReplicaSet runs.
+fn replicaset_owner(rs: Arc<ReplicaSet>) -> Option<ObjectRef<DeserializeGuard<ModelDeployment>>> {
+    let name = rs.labels().get(MODEL_DEPLOYMENT_LABEL)?;
+    Some(ObjectRef::new(name).within(&rs.namespace()?))
 }
 
 /// Whether `d` is this ModelDeployment's to manage: controlled by it, or
@@ -239,17 +285,6 @@ fn ours(d: &Deployment, owner: &OwnerReference) -> bool {
             && labels.get(MODEL_DEPLOYMENT_LABEL) == Some(&owner.name))
 }
 
-/// The refusal text of an API error that means "this object is invalid", as
-/// opposed to a transient failure.
-fn refusal(error: &kube::Error) -> Option<String> {
-    match error {
-        kube::Error::Api(status) if status.code == 422 || status.code == 400 => {
-            Some(status.message.clone())
-        }
-        _ => None,
-    }
-}
-
 /// Every ModelDeployment is looked at again this often with nothing else
 /// changing, to heal drift admission could not prevent. Spread over a
 /// minute by uid so that the re-checks of many objects do not coincide.
@@ -262,29 +297,160 @@ fn recheck_after(md: &ModelDeployment) -> Duration {
 /// How often every ModelDeployment is re-checked from the cache.
 pub const RECHECK_PERIOD: Duration = Duration::from_secs(270);
 
-/// The ModelDeployment a reconcile works on, with what every step needs.
-struct Target<'a> {
-    md: &'a ModelDeployment,
-    namespace: String,
-    name: String,
-    owner: OwnerReference,
+/// Read → plan (pure) → apply → status (pure) → write status → publish →
+/// look again later.
+#[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
+async fn reconcile(
+    guarded: Arc<DeserializeGuard<ModelDeployment>>,
+    state: Arc<State>,
+) -> Result<Action, ReconcileError> {
+    let ctx = &state.ctx;
+    if !state.synced.is_done() {
+        return Ok(Action::requeue(Duration::from_millis(500)));
+    }
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let md = ctx.readable(guarded.as_ref()).await.at(Step::Read)?;
+    let target = Target::of(md).at(Step::Read)?;
+    let observed = Observed::read(&state, &target).await.at(Step::Read)?;
+    let input = observed.input(&target, now_seconds());
+    let plan = rollout::plan(&input);
+    let writer = Writer {
+        client: &ctx.client,
+        applied: &state.applied,
+        replicasets: &state.replicasets,
+        target: &target,
+    };
+    let acted = writer
+        .carry_out(plan, input.deployment, observed.found.is_some())
+        .await
+        .at(Step::Apply)?;
+    if let Plan::Release(approval) = plan
+        && acted.written.is_some()
+    {
+        observe_rollout(&state, approval, input.deployment);
+    }
+    let decision = status_after(&state, &target, &input, &acted);
+    report(&state, &target, &decision).await?;
+    ctx.succeeded(guarded.as_ref());
+    // Progress arrives through the Deployment watch; the re-check catches
+    // what no watch event announces (a label removed by a cluster admin).
+    Ok(Action::requeue(recheck_after(md)))
 }
 
-impl<'a> Target<'a> {
-    fn of(md: &'a ModelDeployment) -> Result<Self> {
-        Ok(Target {
-            md,
-            namespace: md.namespace().ok_or(Error::MissingMetadata("namespace"))?,
-            name: md
-                .meta()
-                .name
-                .clone()
-                .ok_or(Error::MissingMetadata("name"))?,
-            owner: md
-                .controller_owner_ref(&())
-                .ok_or(Error::MissingMetadata("uid"))?,
+/// What a reconcile reads besides the ModelDeployment itself: the
+/// approvals it names or serves, its Deployment and what the pods run.
+struct Observed {
+    /// The approval approvalRef names, looked up in this namespace.
+    linked: Option<ModelApproval>,
+    /// A Deployment of the ModelDeployment's name, ours or not.
+    found: Option<Deployment>,
+    /// That Deployment when it is ours to change: one this ModelDeployment
+    /// controls, or an orphan of its own.
+    live: Option<Deployment>,
+    /// The approval the live Deployment serves, when not the linked one.
+    served: Option<ModelApproval>,
+    /// The approvals of what served before, for a Rollback (and their uids
+    /// for the history).
+    served_before: Vec<ModelApproval>,
+    running: Vec<RunningModel>,
+}
+
+impl Observed {
+    async fn read(state: &State, target: &Target<'_>) -> Result<Self> {
+        let md = target.md;
+        let linked = approval(state, &target.namespace, &md.spec.approval_ref.name);
+        let named_in_status = md
+            .status
+            .as_ref()
+            .is_some_and(|s| s.deployment_name.is_some());
+        let approved = matches!(
+            linked_as(md, &target.namespace, linked.as_ref()),
+            Linked::Found(a) if rollout::is_approved(a)
+        );
+        let found = find_deployment(state, target, named_in_status || approved).await?;
+        let live = found.clone().filter(|d| ours(d, &target.owner));
+        let served_before = md
+            .status
+            .iter()
+            .flat_map(|s| &s.served_history)
+            .filter_map(|e| approval(state, &target.namespace, &e.approval))
+            .collect();
+        Ok(Observed {
+            served: serving_approval(state, target, live.as_ref()),
+            running: replicasets::running(&state.replicasets, &target.namespace, &target.name),
+            linked,
+            found,
+            live,
+            served_before,
         })
     }
+
+    /// The decisions' input, as of `now`.
+    fn input<'a>(&'a self, target: &Target<'a>, now: jiff::Timestamp) -> Input<'a> {
+        Input {
+            md: target.md,
+            linked: linked_as(target.md, &target.namespace, self.linked.as_ref()),
+            served_approval: self.served.as_ref(),
+            deployment: self.live.as_ref(),
+            served_before: &self.served_before,
+            running: &self.running,
+            now,
+        }
+    }
+}
+
+/// The approval `name` in `namespace`, from the cache, when it can be read.
+fn approval(state: &State, namespace: &str, name: &str) -> Option<ModelApproval> {
+    state
+        .approvals
+        .get(&ObjectRef::new(name).within(namespace))
+        .and_then(|a| a.0.as_ref().ok().cloned())
+}
+
+/// What `md`'s approvalRef comes to, given the approval of its name in
+/// `namespace`, when there is one.
+fn linked_as<'a>(
+    md: &'a ModelDeployment,
+    namespace: &str,
+    approval: Option<&'a ModelApproval>,
+) -> Linked<'a> {
+    match md.spec.approval_ref.namespace.as_deref() {
+        Some(other) if other != namespace => Linked::OtherNamespace(other),
+        _ => match approval {
+            Some(a) => Linked::Found(a),
+            None => Linked::NotFound,
+        },
+    }
+}
+
+/// The approval the pods of Deployment `d` serve, when not the one linked.
+/// A ref to another namespace links nothing here, so what serves is looked
+/// up by its own name even when the ref names it too.
+fn serving_approval(
+    state: &State,
+    target: &Target<'_>,
+    d: Option<&Deployment>,
+) -> Option<ModelApproval> {
+    let reference = &target.md.spec.approval_ref;
+    let links_here = reference
+        .namespace
+        .as_deref()
+        .is_none_or(|ns| ns == target.namespace);
+    rollout::served(d)
+        .filter(|s| !links_here || s.approval != reference.name)
+        .and_then(|s| approval(state, &target.namespace, &s.approval))
+}
+
+/// The status decision over the Deployment as the action left it, and what
+/// that serves (a rollback changes it).
+fn status_after(state: &State, target: &Target<'_>, input: &Input<'_>, acted: &Acted) -> Decision {
+    let after = acted.written.as_ref().or(input.deployment);
+    let served_after = serving_approval(state, target, after);
+    let input = Input {
+        served_approval: served_after.as_ref(),
+        ..*input
+    };
+    progress::status(&input, after, acted.failure.as_ref())
 }
 
 /// The Deployment named like the ModelDeployment: from the cache, or, when
@@ -308,235 +474,11 @@ async fn find_deployment(
     Ok(api.get_opt(&target.name).await?)
 }
 
-/// Applies the Deployment for `approval`, unless `live` is exactly what the
-/// last apply left. Returns the Deployment as the API server answered, or
-/// why it refused.
-async fn release(
-    state: &State,
-    target: &Target<'_>,
-    approval: &ModelApproval,
-    live: Option<&Deployment>,
-) -> Result<std::result::Result<Option<Deployment>, ApplyFailure>> {
-    let md = target.md;
-    let desired = desired::deployment(
-        md,
-        &approval.name_any(),
-        &approval.spec.model,
-        target.owner.clone(),
-    );
-    let print = applied::fingerprint(&desired);
-    let held = live.is_some_and(|d| d.annotations().contains_key(HELD_REPLICAS_ANNOTATION));
-    if let Some(d) = live.filter(|_| held) {
-        release_hold(state, target, d).await?;
-    }
-    unmark_replicasets(state, target).await?;
-    // An orphan is re-adopted by applying: its owner reference is missing.
-    if !held
-        && live.is_some_and(|d| {
-            controlled_by(d, &target.owner.uid) && state.applied.in_sync(d, &desired, print)
-        })
-    {
-        return Ok(Ok(None));
-    }
-    let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
-    // force: the template is the operator's alone; an edit by anyone else
-    // is drift and is put back.
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    match api
-        .patch(&target.name, &params, &Patch::Apply(&desired))
-        .await
-    {
-        Ok(written) => {
-            state.applied.record(&written, print);
-            if live.is_some() {
-                info!("applied the Deployment over drift or a new desired state");
-            }
-            Ok(Ok(Some(written)))
-        }
-        Err(e) => match refusal(&e) {
-            Some(message) => Ok(Err(ApplyFailure {
-                reason: "InvalidTemplate",
-                message: format!("the API server refused the Deployment: {message}"),
-            })),
-            None => Err(e.into()),
-        },
-    }
-}
-
-/// Scales the Deployment to zero under a field manager of its own, unless
-/// it is there already.
-async fn scale_to_zero(
-    state: &State,
-    target: &Target<'_>,
-    live: &Deployment,
-) -> Result<Option<Deployment>> {
-    if live.spec.replicas == Some(0)
-        && live
-            .annotations()
-            .get(HELD_REPLICAS_ANNOTATION)
-            .map(String::as_str)
-            == Some("0")
-    {
-        return Ok(None);
-    }
-    // Marked held at zero: admission then refuses any growth by anyone else.
-    let patch = serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {
-            "name": target.name, "namespace": target.namespace,
-            "annotations": {HELD_REPLICAS_ANNOTATION: "0"},
-        },
-        "spec": {"replicas": 0},
-    });
-    let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
-    let params = PatchParams::apply(REVOKE_FIELD_MANAGER).force();
-    let written = api
-        .patch(&target.name, &params, &Patch::Apply(&patch))
-        .await?;
-    info!("scaled to zero: the serving approval was revoked");
-    Ok(Some(written))
-}
-
-/// The replicas a held Deployment keeps: those it had when it was first
-/// held, or, on first sight, those it has now.
-fn held_replicas(live: &Deployment) -> i32 {
-    live.annotations()
-        .get(HELD_REPLICAS_ANNOTATION)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| live.spec.replicas.unwrap_or(1))
-}
-
-/// Holds the Deployment of a withdrawn approval (onRevoke Hold) at the
-/// replicas it had then, under the revoke field manager: its annotation
-/// tells admission to refuse any change of replicas by anyone else, and a
-/// change that got past admission is put back here. It is paused too: a
-/// rollout under way when the approval was withdrawn would otherwise go on
-/// and start new pods of the withdrawn model.
-async fn freeze(
-    state: &State,
-    target: &Target<'_>,
-    live: &Deployment,
-) -> Result<Option<Deployment>> {
-    let replicas = held_replicas(live);
-    let marked = live.annotations().get(HELD_REPLICAS_ANNOTATION) == Some(&replicas.to_string());
-    if marked && live.spec.replicas == Some(replicas) && live.spec.paused == Some(true) {
-        return Ok(None);
-    }
-    let patch = serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {
-            "name": target.name, "namespace": target.namespace,
-            "annotations": {HELD_REPLICAS_ANNOTATION: replicas.to_string()},
-        },
-        "spec": {"replicas": replicas, "paused": true},
-    });
-    let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
-    let params = PatchParams::apply(REVOKE_FIELD_MANAGER).force();
-    let written = api
-        .patch(&target.name, &params, &Patch::Apply(&patch))
-        .await?;
-    info!(
-        replicas,
-        "held at its replicas: the serving approval was withdrawn (onRevoke: Hold)"
-    );
-    Ok(Some(written))
-}
-
-/// Lifts a hold before an approved model is applied: the revoke field
-/// manager gives up the annotation and the pause (the apply that follows
-/// writes `paused: false`) and keeps only the replicas as they are.
-async fn release_hold(state: &State, target: &Target<'_>, live: &Deployment) -> Result<()> {
-    let patch = serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": target.name, "namespace": target.namespace},
-        "spec": {"replicas": live.spec.replicas.unwrap_or(1)},
-    });
-    let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
-    let params = PatchParams::apply(REVOKE_FIELD_MANAGER).force();
-    api.patch(&target.name, &params, &Patch::Apply(&patch))
-        .await?;
-    Ok(())
-}
-
-/// Takes the hold's mark off this ModelDeployment's ReplicaSets once no hold
-/// stands. The Deployment controller copies the Deployment's annotations
-/// onto its current ReplicaSet but never removes one, and admission lets no
-/// ReplicaSet that carries the mark grow (an autoscaler would otherwise grow
-/// a held model through the scale subresource, where the hold is not seen).
-/// A merge patch: the mark was written by the Deployment controller, so an
-/// apply of ours could not remove it.
-async fn unmark_replicasets(state: &State, target: &Target<'_>) -> Result<()> {
-    let api: Api<ReplicaSet> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
-    let unmark = serde_json::json!({"metadata": {"annotations": {HELD_REPLICAS_ANNOTATION: null}}});
-    let params = PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..PatchParams::default()
-    };
-    for rs in state.replicasets.state() {
-        let ours = rs.namespace().as_deref() == Some(target.namespace.as_str())
-            && rs.labels().get(MODEL_DEPLOYMENT_LABEL) == Some(&target.name);
-        if ours && rs.annotations().contains_key(HELD_REPLICAS_ANNOTATION) {
-            api.patch(&rs.name_any(), &params, &Patch::Merge(&unmark))
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Carries out the plan: returns the Deployment as the write left it (when
-/// there was one) or why it could not be applied. `found` says whether a
-/// Deployment of the name exists at all, ours or not.
-async fn act(
-    state: &State,
-    target: &Target<'_>,
-    input: &Input<'_>,
-    found: bool,
-) -> Result<(Option<Deployment>, Option<ApplyFailure>)> {
-    let live = input.deployment;
-    Ok(match decide::plan(input) {
-        // A Deployment of the same name that this ModelDeployment does not
-        // control is someone else's: never take it over.
-        Plan::Release(_) if found && live.is_none() => (
-            None,
-            Some(ApplyFailure {
-                reason: "DeploymentConflict",
-                message: format!(
-                    "a Deployment named {} already exists and is not managed by this ModelDeployment; rename one of them",
-                    target.name
-                ),
-            }),
-        ),
-        plan @ (Plan::Release(approval) | Plan::Rollback(approval)) => {
-            if let Plan::Rollback(_) = plan {
-                info!(approval = %approval.name_any(), "rolling back to the newest earlier approved version");
-            }
-            match release(state, target, approval, live).await? {
-                Ok(written) => {
-                    if matches!(plan, Plan::Release(_)) && written.is_some() {
-                        observe_rollout(state, approval, live);
-                    }
-                    (written, None)
-                }
-                Err(refused) => (None, Some(refused)),
-            }
-        }
-        Plan::ScaleToZero => match live {
-            Some(d) => (scale_to_zero(state, target, d).await?, None),
-            None => (None, None),
-        },
-        Plan::Freeze => match live {
-            Some(d) => (freeze(state, target, d).await?, None),
-            None => (None, None),
-        },
-        Plan::Hold => (None, None),
-    })
-}
-
 /// Gate-to-rollout latency, once per approval a Deployment is first
 /// applied for: re-applies over drift and rollbacks to an old approval are
 /// not the wait this measures.
 fn observe_rollout(state: &State, approval: &ModelApproval, live: Option<&Deployment>) {
-    let served = decide::served(live).map(|m| m.approval);
+    let served = rollout::served(live).map(|m| m.approval);
     if served.as_deref() == Some(approval.name_any().as_str()) {
         return;
     }
@@ -552,7 +494,11 @@ fn observe_rollout(state: &State, approval: &ModelApproval, live: Option<&Deploy
 }
 
 /// Writes the status when it changed and announces a phase change.
-async fn report(state: &State, target: &Target<'_>, decision: &decide::Decision) -> Result<()> {
+async fn report(
+    state: &State,
+    target: &Target<'_>,
+    decision: &Decision,
+) -> Result<(), ReconcileError> {
     let ctx = &state.ctx;
     if decision.changed {
         let _: ModelDeployment = ctx
@@ -562,115 +508,23 @@ async fn report(state: &State, target: &Target<'_>, decision: &decide::Decision)
                 &target.name,
                 &decision.status,
             )
-            .await?;
+            .await
+            .at(Step::Status)?;
         info!(phase = ?decision.status.phase, "status applied");
     }
-    if let Some((severity, reason, note)) = &decision.transition
-        && let Err(e) = ctx
-            .events
-            .publish(
-                &target.md.object_ref(&()),
-                *severity,
-                reason,
-                "Rollout",
-                note,
-            )
-            .await
-    {
-        warn!(error = %e, reason, "could not publish event");
-    }
+    let regarding = target.md.object_ref(&());
+    ctx.announce(CONTROLLER, &regarding, decision.transition.as_slice())
+        .await;
     Ok(())
-}
-
-#[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
-async fn reconcile(
-    guarded: Arc<DeserializeGuard<ModelDeployment>>,
-    state: Arc<State>,
-) -> Result<Action> {
-    let ctx = &state.ctx;
-    if !state.synced.is_done() {
-        return Ok(Action::requeue(Duration::from_millis(500)));
-    }
-    let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let md = ctx.readable(guarded.as_ref()).await?;
-    let target = Target::of(md)?;
-
-    let find_approval = |approval: &str| {
-        state
-            .approvals
-            .get(&ObjectRef::new(approval).within(&target.namespace))
-            .and_then(|a| a.0.as_ref().ok().cloned())
-    };
-    let reference = &md.spec.approval_ref;
-    let linked_approval = find_approval(&reference.name);
-    let linked = match reference.namespace.as_deref() {
-        Some(other) if other != target.namespace => Linked::OtherNamespace(other),
-        _ => match &linked_approval {
-            Some(a) => Linked::Found(a),
-            None => Linked::NotFound,
-        },
-    };
-    let named_in_status = md
-        .status
-        .as_ref()
-        .is_some_and(|s| s.deployment_name.is_some());
-    let may_exist = named_in_status || matches!(linked, Linked::Found(a) if decide::is_approved(a));
-    let found = find_deployment(&state, &target, may_exist).await?;
-    // Only a Deployment this ModelDeployment controls (or an orphan of its
-    // own) is ours to change.
-    let live = found.clone().filter(|d| ours(d, &target.owner));
-    // The approval a Deployment's pods serve, when not the one linked. A
-    // ref to another namespace links nothing here, so what serves is looked
-    // up by its own name even when the ref names it too.
-    let links_here = !matches!(linked, Linked::OtherNamespace(_));
-    let serving = |d: Option<&Deployment>| {
-        decide::served(d)
-            .filter(|s| !links_here || s.approval != reference.name)
-            .and_then(|s| find_approval(&s.approval))
-    };
-    let served_approval = serving(live.as_ref());
-    // The approvals of what served before, for a Rollback (and their uids
-    // for the history).
-    let served_before: Vec<ModelApproval> = md
-        .status
-        .iter()
-        .flat_map(|s| &s.served_history)
-        .filter_map(|e| find_approval(&e.approval))
-        .collect();
-    let input = Input {
-        md,
-        linked,
-        served_approval: served_approval.as_ref(),
-        deployment: live.as_ref(),
-        served_before: &served_before,
-        running: &replicasets::running(&state.replicasets, &target.namespace, &target.name),
-        now: now_seconds(),
-    };
-
-    let (current, failure) = act(&state, &target, &input, found.is_some()).await?;
-    // The status describes the Deployment as the action left it, and what
-    // that serves (a rollback changes it).
-    let after = current.as_ref().or(live.as_ref());
-    let served_after = serving(after);
-    let decision = decide::status(
-        &Input {
-            served_approval: served_after.as_ref(),
-            ..input
-        },
-        after,
-        failure.as_ref(),
-    );
-    report(&state, &target, &decision).await?;
-    ctx.succeeded(guarded.as_ref());
-    // Progress arrives through the Deployment watch; the re-check catches
-    // what no watch event announces (a label removed by a cluster admin).
-    Ok(Action::requeue(recheck_after(md)))
 }
 
 fn error_policy(
     object: Arc<DeserializeGuard<ModelDeployment>>,
-    error: &Error,
+    error: &ReconcileError,
     state: Arc<State>,
 ) -> Action {
     state.ctx.after_error(CONTROLLER, object.as_ref(), error)
 }
+
+#[cfg(test)]
+mod tests;

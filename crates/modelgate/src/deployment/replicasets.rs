@@ -24,13 +24,16 @@ use tracing::{info, warn};
 use super::desired::{MODEL_DEPLOYMENT_LABEL, served_model};
 use crate::api::{RunningModel, ServedModel};
 use crate::context::Context;
-use crate::error::{Error, Result};
+use crate::error::{AtStep, Error, ReconcileError, Result, Step};
 use crate::runtime::Synced;
 use crate::runtime::watches::{CachedApproval, slim};
 use crate::vocabulary::{REVOKE_FIELD_MANAGER, Severity};
 
 /// This controller's name in metrics.
 const CONTROLLER: &str = "replicaset";
+
+/// The steps its reconciles take, for the error counters.
+const STEPS: [Step; 2] = [Step::Read, Step::Apply];
 
 /// How many changes a slow subscriber may fall behind.
 const BUFFER: usize = 1024;
@@ -135,7 +138,7 @@ pub fn run_strays(
     synced: Arc<Synced>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
-    ctx.metrics.start_at_zero(CONTROLLER, &Error::METRIC_LABELS);
+    ctx.metrics.start_at_zero(CONTROLLER, &STEPS);
     let concurrency = ctx.concurrency;
     let state = Arc::new(State {
         ctx,
@@ -144,11 +147,11 @@ pub fn run_strays(
         deployments,
     });
     let (store, changes) = watched;
-    Controller::for_shared_stream(changes, store)
+    let controller = Controller::for_shared_stream(changes, store)
         .with_config(crate::runtime::controller_config(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, state)
-        .for_each(|_| futures::future::ready(()))
+        .run(reconcile, error_policy, state);
+    crate::runtime::drive(controller)
 }
 
 /// Whether `model`'s approval stands now: Approved, not being deleted, and
@@ -158,7 +161,7 @@ fn approved(state: &State, namespace: &str, model: &ServedModel) -> bool {
         .approvals
         .get(&ObjectRef::new(&model.approval).within(namespace))
         .and_then(|a| a.0.as_ref().ok().cloned())
-        .is_some_and(|a| super::decide::is_approved(&a) && a.spec.model.digest == model.digest)
+        .is_some_and(|a| super::rollout::is_approved(&a) && a.spec.model.digest == model.digest)
 }
 
 /// Whether `rs` is the current ReplicaSet of the managed Deployment that
@@ -179,7 +182,7 @@ fn current(state: &State, namespace: &str, rs: &ReplicaSet, model: &ServedModel)
         .is_some_and(|m| m.approval == model.approval && m.digest == model.digest)
 }
 
-async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action> {
+async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, ReconcileError> {
     if !state.synced.is_done() {
         return Ok(Action::requeue(Duration::from_millis(500)));
     }
@@ -190,12 +193,17 @@ async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action> {
     if replicas == 0 {
         return Ok(Action::await_change());
     }
-    let namespace = rs.namespace().ok_or(Error::MissingMetadata("namespace"))?;
+    let namespace = rs
+        .namespace()
+        .ok_or(Error::MissingMetadata("namespace"))
+        .at(Step::Read)?;
     if approved(&state, &namespace, &model) || current(&state, &namespace, &rs, &model) {
         return Ok(Action::requeue(RECHECK));
     }
     let _timer = state.ctx.metrics.reconcile(CONTROLLER);
-    scale_to_zero(&state, &namespace, &rs, &model).await?;
+    scale_to_zero(&state, &namespace, &rs, &model)
+        .await
+        .at(Step::Apply)?;
     state.ctx.succeeded(rs.as_ref());
     Ok(Action::await_change())
 }
@@ -238,7 +246,7 @@ async fn scale_to_zero(
     Ok(())
 }
 
-fn error_policy(rs: Arc<ReplicaSet>, error: &Error, state: Arc<State>) -> Action {
+fn error_policy(rs: Arc<ReplicaSet>, error: &ReconcileError, state: Arc<State>) -> Action {
     state.ctx.after_error(CONTROLLER, rs.as_ref(), error)
 }
 

@@ -1,27 +1,45 @@
 //! Watches ApprovalPolicies and says in each one's status whether its rules
-//! compile (Ready), with the compiler's message for each that does not.
-//! The same cache serves the approval controller, which pins from it.
+//! compile (Ready), with the compiler's message for each that does not,
+//! and announces each change of Ready as an Event. The same cache serves
+//! the approval controller, which pins from it.
+//!
+//! A policy that cannot be read as our type is kept in the cache as its
+//! error, so the watch goes on for all the others; its status says why it
+//! cannot be read, and approvals that would pin it wait.
 
 use std::sync::Arc;
 
-use futures::{Future, StreamExt, TryStreamExt};
-use kube::api::Api;
+use futures::{Future, TryStreamExt};
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
-use tracing::instrument;
+use tracing::{info, instrument};
 
 use super::pin::{Decider, pin};
 use super::rule::compile;
-use crate::api::condition::{Condition, FALSE, TRUE};
+use crate::api::condition::{self, Condition, FALSE, TRUE};
 use crate::api::policy::{ApprovalPolicy, ApprovalPolicySpec, ApprovalPolicyStatus, RuleStatus};
 use crate::context::{Context, now_seconds};
-use crate::error::{Error, Result};
+use crate::error::{AtStep, Error, ReconcileError, Result, Step};
 use crate::runtime::Synced;
+use crate::transition::Transition;
+use crate::vocabulary::Severity;
 
 /// This controller's name in metrics.
 const CONTROLLER: &str = "policy";
+
+/// The steps its reconciles take, for the error counters.
+const STEPS: [Step; 3] = [Step::Read, Step::Status, Step::Event];
+
+/// The condition that says whether a policy can be pinned.
+pub const READY: &str = "Ready";
+
+/// A policy as cached: a malformed one is kept (as its error) so that its
+/// reconcile can say what is wrong instead of the watch failing.
+pub type CachedPolicy = DeserializeGuard<ApprovalPolicy>;
 
 /// The policy cache (for pinning) and the controller that keeps policies'
 /// status, ready to be driven until `shutdown`.
@@ -30,44 +48,166 @@ pub fn run(
     config: watcher::Config,
     synced: Arc<Synced>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) -> (Store<ApprovalPolicy>, impl Future<Output = ()>) {
-    ctx.metrics.start_at_zero(CONTROLLER, &Error::METRIC_LABELS);
-    let mut marker = synced.marker::<ApprovalPolicy>("approvalpolicies");
+) -> (Store<CachedPolicy>, impl Future<Output = ()>) {
+    ctx.metrics.start_at_zero(CONTROLLER, &STEPS);
+    let mut marker = synced.marker::<CachedPolicy>("approvalpolicies");
     let (store, writer) = reflector::store();
-    let stream = watcher(Api::<ApprovalPolicy>::all(ctx.client.clone()), config)
+    let changes = watcher(Api::<CachedPolicy>::all(ctx.client.clone()), config)
         .default_backoff()
         .reflect(writer)
         .inspect_ok(move |event| marker(event))
         .applied_objects();
     let concurrency = ctx.concurrency;
-    let controller = Controller::for_stream(stream, store.clone())
+    let controller = Controller::for_stream(changes, store.clone())
         .with_config(crate::runtime::controller_config(concurrency))
         .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|_| futures::future::ready(()));
-    (store, controller)
+        .run(reconcile, error_policy, ctx);
+    (store, crate::runtime::drive(controller))
 }
 
-/// Decide (pure) → write status when it changed.
-#[instrument(skip_all, fields(namespace = policy.namespace().unwrap_or_default(), name = %policy.name_any()))]
-async fn reconcile(policy: Arc<ApprovalPolicy>, ctx: Arc<Context>) -> Result<Action> {
+/// Read → decide (pure) → write status → publish.
+#[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
+async fn reconcile(
+    guarded: Arc<CachedPolicy>,
+    ctx: Arc<Context>,
+) -> Result<Action, ReconcileError> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let namespace = policy
+    let namespace = guarded
         .namespace()
-        .ok_or(Error::MissingMetadata("namespace"))?;
-    let status = status_of(
-        &policy.spec,
-        &namespace,
-        policy.meta().generation,
-        policy.status.as_ref(),
-        now_seconds(),
-    );
-    if policy.status.as_ref() != Some(&status) {
-        let _: ApprovalPolicy = ctx
-            .apply_status(CONTROLLER, &namespace, &policy.name_any(), &status)
-            .await?;
+        .ok_or(Error::MissingMetadata("namespace"))
+        .at(Step::Read)?;
+    let name = guarded.name_any();
+    let previous = previous_status(&ctx, &guarded, &namespace, &name)
+        .await
+        .at(Step::Read)?;
+    let decision = decide(&guarded, &namespace, previous.as_ref(), now_seconds());
+    if decision.changed {
+        let _: CachedPolicy = ctx
+            .apply_status(CONTROLLER, &namespace, &name, &decision.status)
+            .await
+            .at(Step::Status)?;
+        info!(ready = ready_of(&decision.status), "status applied");
     }
-    Ok(Action::await_change())
+    let regarding = guarded.object_ref(&());
+    ctx.announce(CONTROLLER, &regarding, decision.transition.as_slice())
+        .await;
+    match &guarded.0 {
+        Ok(_) => {
+            ctx.succeeded(guarded.as_ref());
+            Ok(Action::await_change())
+        }
+        // Said in its status; it waits for a change.
+        Err(invalid) => Err(ReconcileError::Read(Error::Invalid(invalid.error.clone()))),
+    }
+}
+
+/// The status the policy holds now. One that cannot be read as our type is
+/// read again as plain JSON for its status alone (the operator's own
+/// fields), so that its conditions keep their times and an unchanged one
+/// is not written again.
+async fn previous_status(
+    ctx: &Context,
+    guarded: &CachedPolicy,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<ApprovalPolicyStatus>> {
+    if let Ok(policy) = &guarded.0 {
+        return Ok(policy.status.clone());
+    }
+    let resource = ApiResource::erase::<ApprovalPolicy>(&());
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), namespace, &resource);
+    let raw = api.get_opt(name).await?;
+    Ok(raw
+        .and_then(|o| o.data.get("status").cloned())
+        .and_then(|s| serde_json::from_value(s).ok()))
+}
+
+/// What the controller should write and announce.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub status: ApprovalPolicyStatus,
+    /// A change of Ready to announce.
+    pub transition: Option<Transition>,
+    /// Whether `status` differs from what the policy holds.
+    pub changed: bool,
+}
+
+/// The decision for a policy as cached (pure): the status its spec earns,
+/// or, when it cannot be read, a status that says why.
+pub fn decide(
+    guarded: &CachedPolicy,
+    namespace: &str,
+    previous: Option<&ApprovalPolicyStatus>,
+    now: jiff::Timestamp,
+) -> Decision {
+    let generation = guarded.meta().generation;
+    let status = match &guarded.0 {
+        Ok(policy) => status_of(&policy.spec, namespace, generation, previous, now),
+        Err(invalid) => unreadable(&invalid.error, generation, previous, now),
+    };
+    Decision {
+        transition: ready_transition(previous, &status),
+        changed: previous != Some(&status),
+        status,
+    }
+}
+
+/// The status of a policy that cannot be read: not Ready, and why.
+/// Nothing else about it can be judged.
+pub fn unreadable(
+    error: &str,
+    generation: Option<i64>,
+    previous: Option<&ApprovalPolicyStatus>,
+    now: jiff::Timestamp,
+) -> ApprovalPolicyStatus {
+    let ready = Condition::new(
+        READY,
+        FALSE,
+        "InvalidObject",
+        format!(
+            "modelgate cannot read this ApprovalPolicy: {error}; approvals it applies to are not decided until it is fixed"
+        ),
+    );
+    let before = previous.and_then(|p| condition::find(&p.conditions, READY));
+    let at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
+    ApprovalPolicyStatus {
+        conditions: vec![ready.stamped(before, &at, generation)],
+        rules: Vec::new(),
+        summary: None,
+        observed_generation: generation,
+    }
+}
+
+/// The change of Ready from `previous` to `status`, as its Event says it.
+/// The first sight of a Ready policy has nothing to announce.
+fn ready_transition(
+    previous: Option<&ApprovalPolicyStatus>,
+    status: &ApprovalPolicyStatus,
+) -> Option<Transition> {
+    let ready = condition::find(&status.conditions, READY)?;
+    let before = previous.and_then(|p| condition::find(&p.conditions, READY));
+    let from = before.map(|c| c.status.as_str());
+    if from == Some(ready.status.as_str()) || (from.is_none() && ready.status == TRUE) {
+        return None;
+    }
+    let severity = if ready.status == TRUE {
+        Severity::Normal
+    } else {
+        Severity::Warning
+    };
+    Some(Transition::new(
+        READY,
+        from,
+        &ready.status,
+        ready.reason.clone().unwrap_or_default(),
+        severity,
+        ready.message.clone().unwrap_or_default(),
+    ))
+}
+
+/// Ready's status, for the log.
+fn ready_of(status: &ApprovalPolicyStatus) -> &str {
+    condition::find(&status.conditions, READY).map_or("", |c| c.status.as_str())
 }
 
 /// The status a policy's spec earns: each rule compiled, Ready when all do,
@@ -105,17 +245,17 @@ pub fn status_of(
         .collect();
     let ready = if broken.is_empty() {
         Condition::new(
-            "Ready",
+            READY,
             TRUE,
             "RulesCompile",
             "every rule compiles; approvals pin these rules on first sight",
         )
     } else {
-        Condition::new("Ready", FALSE, "RuleDoesNotCompile", broken.join("; "))
+        Condition::new(READY, FALSE, "RuleDoesNotCompile", broken.join("; "))
     };
     let at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now);
     let stamp = |c: Condition| {
-        let before = previous.and_then(|p| crate::api::condition::find(&p.conditions, &c.type_));
+        let before = previous.and_then(|p| condition::find(&p.conditions, &c.type_));
         c.stamped(before, &at, generation)
     };
     ApprovalPolicyStatus {
@@ -153,7 +293,7 @@ fn summary(spec: &ApprovalPolicySpec) -> String {
     }
 }
 
-fn error_policy(policy: Arc<ApprovalPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
+fn error_policy(policy: Arc<CachedPolicy>, error: &ReconcileError, ctx: Arc<Context>) -> Action {
     ctx.after_error(CONTROLLER, policy.as_ref(), error)
 }
 
@@ -209,5 +349,140 @@ mod tests {
                 .contains("TechnicalReview does not compile")
         );
         assert!(!bad.rules[0].compiles);
+    }
+
+    const POLICIES: &str = "/apis/modelgate.io/v1alpha1/namespaces/risk/approvalpolicies";
+
+    fn policy(spec: serde_json::Value) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "modelgate.io/v1alpha1", "kind": "ApprovalPolicy",
+            "metadata": {"name": "default", "namespace": "risk", "uid": "p-1", "generation": 3},
+            "spec": spec,
+        })
+    }
+
+    /// Runs one reconcile of `object` against `scenario`, which must see
+    /// every request; the reconcile's result and the metrics it left.
+    async fn reconcile_with<F>(
+        object: &serde_json::Value,
+        scenario: impl FnOnce(crate::fixtures::ApiServer) -> F,
+    ) -> (Result<Action, ReconcileError>, String)
+    where
+        F: Future<Output = crate::fixtures::ApiServer> + Send + 'static,
+    {
+        let (ctx, server) = crate::fixtures::context();
+        let guarded: CachedPolicy =
+            serde_json::from_value(object.clone()).unwrap_or_else(|e| panic!("fixture: {e}"));
+        let guarded = Arc::new(guarded);
+        let scenario = tokio::spawn(scenario(server));
+        let result = reconcile(guarded.clone(), ctx.clone()).await;
+        if let Err(e) = &result {
+            error_policy(guarded, e, ctx.clone());
+        }
+        let metrics = ctx.metrics.encode();
+        let server = scenario.await.unwrap_or_else(|e| panic!("scenario: {e}"));
+        drop(ctx);
+        server.nothing_more().await;
+        (result, metrics)
+    }
+
+    #[tokio::test]
+    async fn a_valid_policy_is_ready_without_an_event() {
+        let object = policy(serde_json::json!({"gates": [
+            {"gate": "SecurityReview", "reviewers": 2},
+        ]}));
+        let answer = object.clone();
+        let (result, _) = reconcile_with(&object, |mut server| async move {
+            let write = server
+                .expect(http::Method::PATCH, &format!("{POLICIES}/default/status"))
+                .await;
+            write.assert_applied_by(crate::vocabulary::FIELD_MANAGER);
+            let status = write.body["status"].clone();
+            assert_eq!(status["conditions"][0]["type"], READY);
+            assert_eq!(status["conditions"][0]["status"], TRUE);
+            assert_eq!(status["conditions"][0]["reason"], "RulesCompile");
+            assert_eq!(status["observedGeneration"], 3);
+            assert_eq!(status["summary"], "SecurityReview 2 reviewers");
+            write.ok(crate::fixtures::merged(
+                &answer,
+                &serde_json::json!({"status": status}),
+            ));
+            // Ready on first sight is no news: no Event.
+            server
+        })
+        .await;
+        assert_eq!(result.ok(), Some(Action::await_change()));
+    }
+
+    #[tokio::test]
+    async fn a_policy_that_cannot_be_read_says_so_and_waits() {
+        let object = policy(serde_json::json!({"gates": "all of them"}));
+        let raw = object.clone();
+        let (result, metrics) = reconcile_with(&object, |mut server| async move {
+            // Its status is read on its own, so that an unchanged one is
+            // not written again.
+            server
+                .expect(http::Method::GET, &format!("{POLICIES}/default"))
+                .await
+                .ok(raw.clone());
+            let write = server
+                .expect(http::Method::PATCH, &format!("{POLICIES}/default/status"))
+                .await;
+            write.assert_applied_by(crate::vocabulary::FIELD_MANAGER);
+            let ready = write.body["status"]["conditions"][0].clone();
+            assert_eq!(
+                (&ready["type"], &ready["status"]),
+                (&serde_json::json!(READY), &serde_json::json!(FALSE))
+            );
+            assert_eq!(ready["reason"], "InvalidObject");
+            let message = ready["message"].as_str().unwrap_or_default();
+            assert!(
+                message.contains("cannot read this ApprovalPolicy"),
+                "{message}"
+            );
+            let answer = crate::fixtures::merged(
+                &raw,
+                &serde_json::json!({"status": write.body["status"].clone()}),
+            );
+            write.ok(answer);
+            let event = server
+                .expect(
+                    http::Method::POST,
+                    "/apis/events.k8s.io/v1/namespaces/risk/events",
+                )
+                .await;
+            assert_eq!(event.body["type"], "Warning");
+            assert_eq!(event.body["reason"], "InvalidObject");
+            assert_eq!(event.body["action"], READY);
+            assert_eq!(event.body["regarding"]["name"], "default");
+            event.created();
+            server
+        })
+        .await;
+        let Err(error) = result else {
+            panic!("an unreadable policy is not a success: {result:?}");
+        };
+        assert_eq!(error.step(), Step::Read);
+        assert!(!error.retryable(), "it waits for a change");
+        assert!(
+            metrics.contains(r#"modelgate_reconcile_errors_total{controller="policy",error="invalid",step="read"} 1"#),
+            "{metrics}"
+        );
+    }
+
+    #[test]
+    fn an_unreadable_policy_unchanged_is_not_written_again() {
+        let guarded: CachedPolicy = serde_json::from_value(policy(serde_json::json!({"gates": 7})))
+            .unwrap_or_else(|e| panic!("fixture: {e}"));
+        let t0 = jiff::Timestamp::from_second(1_800_000_000).expect("time");
+        let first = decide(&guarded, "risk", None, t0);
+        assert!(first.changed);
+        assert_eq!(
+            first.transition.as_ref().map(|t| t.reason.as_str()),
+            Some("InvalidObject")
+        );
+        let later = t0 + jiff::SignedDuration::from_hours(1);
+        let again = decide(&guarded, "risk", Some(&first.status), later);
+        assert!(!again.changed && again.transition.is_none(), "{again:?}");
     }
 }

@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::error::{ReconcileError, Step};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ControllerLabels {
     pub controller: &'static str,
@@ -20,7 +22,10 @@ pub struct ControllerLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub controller: &'static str,
+    /// Why: a fixed `Error::metric_label`.
     pub error: &'static str,
+    /// Where: a fixed `Step` name.
+    pub step: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,82 +72,102 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut r = Registry::with_prefix("modelgate");
-        Metrics {
-            reconciles: registered(
-                &mut r,
-                "reconciles",
-                "Reconciles run, by controller",
-                Family::default(),
-            ),
-            errors: registered(
-                &mut r,
-                "reconcile_errors",
-                "Reconciles that failed, by controller and error kind",
-                Family::default(),
-            ),
-            duration: registered(
-                &mut r,
-                "reconcile_duration_seconds",
-                "How long a reconcile took",
-                reconcile_durations(),
-            ),
-            approvals: registered(
-                &mut r,
-                "approvals",
-                "ModelApprovals by phase",
-                Family::default(),
-            ),
-            deployments: registered(
-                &mut r,
-                "deployments",
-                "ModelDeployments by phase (AwaitingApproval and Revoked are held)",
-                Family::default(),
-            ),
-            gate_decisions: registered(
-                &mut r,
-                "gate_decisions",
-                "Gate decisions observed, by gate and result",
-                Family::default(),
-            ),
-            leader: registered(
-                &mut r,
-                "leader",
-                "1 while this replica holds the leader lease",
-                Gauge::default(),
-            ),
-            status_writes: registered(
-                &mut r,
-                "status_writes",
-                "Status writes made, by controller",
-                Family::default(),
-            ),
-            gate_to_rollout: registered(
-                &mut r,
-                "gate_to_rollout_seconds",
-                "From an approval's last gate passing to its Deployment first applied",
-                rollout_latencies(),
-            ),
-            next_expiry: registered(
-                &mut r,
-                "approval_next_expiry_timestamp_seconds",
-                "When the first Approved ModelApproval expires (Unix time); absent when none expires",
-                Family::default(),
-            ),
-            cache_synced: registered(
-                &mut r,
-                "cache_synced",
-                "1 once a watch cache of the running controllers has its first list",
-                Family::default(),
-            ),
-            records_written: registered(
-                &mut r,
-                "records_written",
-                "Signed ApprovalRecords created",
-                Counter::default(),
-            ),
-            registry: r,
-        }
+        let mut metrics = Metrics {
+            registry: Registry::with_prefix("modelgate"),
+            reconciles: Family::default(),
+            errors: Family::default(),
+            duration: reconcile_durations(),
+            approvals: Family::default(),
+            deployments: Family::default(),
+            gate_decisions: Family::default(),
+            leader: Gauge::default(),
+            status_writes: Family::default(),
+            gate_to_rollout: rollout_latencies(),
+            next_expiry: Family::default(),
+            cache_synced: Family::default(),
+            records_written: Counter::default(),
+        };
+        metrics.register_reconciles();
+        metrics.register_objects();
+        metrics.register_outcomes();
+        metrics
+    }
+}
+
+impl Metrics {
+    /// How the controllers work: reconciles, their failures, time and writes.
+    fn register_reconciles(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "reconciles",
+            "Reconciles run, by controller",
+            self.reconciles.clone(),
+        );
+        r.register(
+            "reconcile_errors",
+            "Reconcile steps that failed, by controller, error kind and step (a failed Event is counted but does not fail its reconcile)",
+            self.errors.clone(),
+        );
+        r.register(
+            "reconcile_duration_seconds",
+            "How long a reconcile took",
+            self.duration.clone(),
+        );
+        r.register(
+            "status_writes",
+            "Status writes made, by controller",
+            self.status_writes.clone(),
+        );
+    }
+
+    /// What the watch caches hold: objects by phase, expiry, cache state.
+    fn register_objects(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "approvals",
+            "ModelApprovals by phase",
+            self.approvals.clone(),
+        );
+        r.register(
+            "deployments",
+            "ModelDeployments by phase (AwaitingApproval and Revoked are held)",
+            self.deployments.clone(),
+        );
+        r.register(
+            "approval_next_expiry_timestamp_seconds",
+            "When the first Approved ModelApproval expires (Unix time); absent when none expires",
+            self.next_expiry.clone(),
+        );
+        r.register(
+            "cache_synced",
+            "1 once a watch cache of the running controllers has its first list",
+            self.cache_synced.clone(),
+        );
+    }
+
+    /// What the operator decided and did: gates, rollouts, records, the lease.
+    fn register_outcomes(&mut self) {
+        let r = &mut self.registry;
+        r.register(
+            "gate_decisions",
+            "Gate decisions observed, by gate and result",
+            self.gate_decisions.clone(),
+        );
+        r.register(
+            "gate_to_rollout_seconds",
+            "From an approval's last gate passing to its Deployment first applied",
+            self.gate_to_rollout.clone(),
+        );
+        r.register(
+            "records_written",
+            "Signed ApprovalRecords created",
+            self.records_written.clone(),
+        );
+        r.register(
+            "leader",
+            "1 while this replica holds the leader lease",
+            self.leader.clone(),
+        );
     }
 }
 
@@ -155,15 +180,6 @@ fn reconcile_durations() -> Family<ControllerLabels, Histogram> {
 /// last gate within a second, unless its ModelDeployment came later.
 fn rollout_latencies() -> Histogram {
     Histogram::new(exponential_buckets(0.5, 4.0, 10))
-}
-
-/// `metric`, once registered under `name` (a handle on the same series).
-fn registered<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
-where
-    M: prometheus_client::registry::Metric + Clone,
-{
-    registry.register(name, help, metric.clone());
-    metric
 }
 
 impl Metrics {
@@ -182,20 +198,31 @@ impl Metrics {
     /// Creates a controller's counters at zero: a rate over a counter that
     /// does not exist yet is no series at all, so a dashboard would show
     /// nothing and an alert on errors could not be told from a broken scrape.
-    pub fn start_at_zero(&self, controller: &'static str, errors: &[&'static str]) {
+    /// `steps` are the steps the controller's reconciles take; each starts
+    /// with a counter per cause it can end with.
+    pub fn start_at_zero(&self, controller: &'static str, steps: &[Step]) {
         let labels = ControllerLabels { controller };
         let _ = self.reconciles.get_or_create(&labels);
         let _ = self.status_writes.get_or_create(&labels);
-        for &error in errors {
-            let _ = self
-                .errors
-                .get_or_create(&ErrorLabels { controller, error });
+        for &step in steps {
+            for &error in step.causes() {
+                let _ = self.errors.get_or_create(&ErrorLabels {
+                    controller,
+                    error,
+                    step: step.as_str(),
+                });
+            }
         }
     }
 
-    pub fn error(&self, controller: &'static str, error: &'static str) {
+    /// Counts a failed step of one of `controller`'s reconciles.
+    pub fn error(&self, controller: &'static str, error: &ReconcileError) {
         self.errors
-            .get_or_create(&ErrorLabels { controller, error })
+            .get_or_create(&ErrorLabels {
+                controller,
+                error: error.cause().metric_label(),
+                step: error.step().as_str(),
+            })
             .inc();
     }
 
@@ -264,7 +291,12 @@ mod tests {
     fn metrics_encode_with_fixed_labels() {
         let m = Metrics::default();
         drop(m.reconcile("approval"));
-        m.error("approval", "kube");
+        m.error(
+            "approval",
+            &ReconcileError::Status(crate::error::Error::Kube(
+                kube::Error::LinesCodecMaxLineLengthExceeded,
+            )),
+        );
         m.gate_decisions
             .get_or_create(&GateLabels {
                 gate: "SecurityReview",
@@ -286,7 +318,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "modelgate_reconcile_errors_total{controller=\"approval\",error=\"kube\"} 1"
+                "modelgate_reconcile_errors_total{controller=\"approval\",error=\"kube\",step=\"status\"} 1"
             ),
             "{text}"
         );
@@ -314,7 +346,7 @@ mod tests {
                 .contains("modelgate_approval_next_expiry_timestamp_seconds "),
             "no expiry reported before one is known"
         );
-        m.start_at_zero("deployment", &["kube", "invalid"]);
+        m.start_at_zero("deployment", &[Step::Read, Step::Apply]);
         m.gate_to_rollout.observe(3.0);
         m.set_next_expiry(Some(1_900_000_000.0));
         m.cache_synced
@@ -327,7 +359,8 @@ mod tests {
             "modelgate_gate_to_rollout_seconds_bucket{le=\"2.0\"} 0",
             "modelgate_approval_next_expiry_timestamp_seconds 1900000000.0",
             "modelgate_cache_synced{cache=\"approvals\"} 1",
-            "modelgate_reconcile_errors_total{controller=\"deployment\",error=\"invalid\"} 0",
+            "modelgate_reconcile_errors_total{controller=\"deployment\",error=\"invalid\",step=\"read\"} 0",
+            "modelgate_reconcile_errors_total{controller=\"deployment\",error=\"kube\",step=\"apply\"} 0",
             "modelgate_status_writes_total{controller=\"deployment\"} 0",
         ] {
             assert!(text.contains(line), "{line} missing from:\n{text}");

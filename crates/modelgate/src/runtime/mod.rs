@@ -22,12 +22,17 @@ use tokio::task::JoinHandle;
 use health::Health;
 use metrics::{CacheLabels, PhaseLabels};
 
-/// Drives a controller's result stream to its end, then stops the phase
-/// counter that went with it. Results are dropped: the error policy has
-/// logged and counted every failure already.
-pub async fn drive<S: futures::Stream>(controller: S, observer: JoinHandle<()>) {
+/// Drives a controller's result stream to its end. Results are dropped:
+/// the error policy has logged and counted every failure already.
+pub async fn drive<S: futures::Stream>(controller: S) {
     use futures::StreamExt;
     controller.for_each(|_| futures::future::ready(())).await;
+}
+
+/// Drives a controller's result stream to its end, then stops the phase
+/// counter that went with it.
+pub async fn drive_counting<S: futures::Stream>(controller: S, observer: JoinHandle<()>) {
+    drive(controller).await;
     observer.abort();
 }
 

@@ -102,7 +102,11 @@ fn five_gates_one_by_one_give_six_history_entries_in_order() {
             t0() + SignedDuration::from_mins(i as i64 + 1),
         );
         assert_eq!(d.transitions[0].reason, "GatePassed");
-        assert!(d.transitions[0].note.contains(&format!("by reviewer-{i}")));
+        assert!(
+            d.transitions[0]
+                .message
+                .contains(&format!("by reviewer-{i}"))
+        );
     }
     assert_eq!(status.phase, Some(ApprovalPhase::Approved));
     assert_eq!(status.gates_passed.as_deref(), Some("5/5"));
@@ -149,7 +153,7 @@ fn a_failed_gate_rejects_and_names_the_gate() {
     let reasons: Vec<(&str, Severity)> = d
         .transitions
         .iter()
-        .map(|t| (t.reason, t.severity))
+        .map(|t| (t.reason.as_str(), t.severity))
         .collect();
     assert_eq!(
         reasons,
@@ -184,7 +188,9 @@ fn expiry_is_final() {
     let d = step(&s, &mut status, t0() + SignedDuration::from_secs(5));
     assert_eq!(status.phase, Some(ApprovalPhase::Expired));
     assert_eq!(
-        d.transitions.last().map(|t| (t.reason, t.severity)),
+        d.transitions
+            .last()
+            .map(|t| (t.reason.as_str(), t.severity)),
         Some(("Expired", Severity::Warning))
     );
     assert_eq!(d.expires_at, None);

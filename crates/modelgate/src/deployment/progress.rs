@@ -1,151 +1,26 @@
-//! What to do with a ModelDeployment's Deployment, and what its status says,
-//! as pure functions of the objects the controller read. No client calls.
+//! What a ModelDeployment's status says, as a pure function of the objects
+//! the controller read and what its action left: released and rolling out
+//! (progress read from the Deployment and the pods' ReplicaSets), or held,
+//! and why. No client calls.
 
-use jiff::Timestamp;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::desired::served_model;
+use super::rollout::{ApplyFailure, Input, Linked, Revoked, is_approved, served, serving_revoked};
 use crate::api::condition::{self, Condition, FALSE, TRUE};
-use crate::api::deployment::RUNNING_LIMIT;
-use crate::api::deployment::SERVED_HISTORY_LIMIT;
+use crate::api::deployment::{
+    APPROVAL_SATISFIED, AVAILABLE, PROGRESSING, RUNNING_LIMIT, SERVED_HISTORY_LIMIT,
+};
 use crate::api::{
     ApprovalPhase, DeploymentPhase, Gate, ModelApproval, ModelDeployment, ModelDeploymentStatus,
     OnRevoke, RollbackFallback, RunningModel, ServedEntry, ServedModel,
 };
+use crate::transition::Transition;
 use crate::vocabulary::Severity;
 
-pub use crate::api::deployment::{APPROVAL_SATISFIED, AVAILABLE, PROGRESSING};
-
-/// The approval a ModelDeployment names, as found.
-#[derive(Clone, Copy, Debug)]
-pub enum Linked<'a> {
-    Found(&'a ModelApproval),
-    NotFound,
-    /// approvalRef names another namespace; the value is that namespace.
-    OtherNamespace(&'a str),
-}
-
-/// Everything the decision depends on.
-#[derive(Clone, Copy, Debug)]
-pub struct Input<'a> {
-    pub md: &'a ModelDeployment,
-    pub linked: Linked<'a>,
-    /// The approval named by the live Deployment's pod template, when it
-    /// serves one other than `linked` (None when not found or the same).
-    pub served_approval: Option<&'a ModelApproval>,
-    /// The managed Deployment as it is now.
-    pub deployment: Option<&'a Deployment>,
-    /// The approvals named in status.servedHistory, as found (for Rollback).
-    pub served_before: &'a [ModelApproval],
-    /// What the pods run now, from their ReplicaSets.
-    pub running: &'a [RunningModel],
-    pub now: Timestamp,
-}
-
-/// What to do with the Deployment.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Plan<'a> {
-    /// Apply the Deployment for the linked, approved approval.
-    Release(&'a ModelApproval),
-    /// Leave the Deployment as it is (or absent).
-    Hold,
-    /// The serving approval was withdrawn and onRevoke (or the rollback's
-    /// fallback) is Hold: keep the pods, at the replicas they had, and let
-    /// nothing grow or roll out.
-    Freeze,
-    /// The serving approval was revoked and onRevoke is ScaleToZero (or
-    /// Rollback found nothing and falls back to it).
-    ScaleToZero,
-    /// The serving approval was revoked: serve this earlier approval.
-    Rollback(&'a ModelApproval),
-}
-
-/// Approved and not being deleted: deleting an approval revokes it.
-pub fn is_approved(a: &ModelApproval) -> bool {
-    a.metadata.deletion_timestamp.is_none()
-        && a.status.as_ref().and_then(|s| s.phase) == Some(ApprovalPhase::Approved)
-}
-
-/// The model the live Deployment's template carries.
-pub fn served(deployment: Option<&Deployment>) -> Option<ServedModel> {
-    served_model(&deployment?.spec.template)
-}
-
-/// How the approval of what is serving now was withdrawn.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Revoked {
-    served: ServedModel,
-    /// The approval is gone or being deleted (rather than no longer Approved).
-    deleted: bool,
-}
-
-/// Whether the approval of what is serving now has been withdrawn.
-fn serving_revoked(input: &Input<'_>) -> Option<Revoked> {
-    let served = served(input.deployment)?;
-    let approval = match input.linked {
-        Linked::Found(a) if a.metadata.name.as_deref() == Some(served.approval.as_str()) => Some(a),
-        _ => input.served_approval,
-    };
-    // An approval that no longer exists approves nothing.
-    match approval {
-        Some(a) if is_approved(a) => None,
-        _ => Some(Revoked {
-            served,
-            deleted: approval.is_none_or(|a| a.metadata.deletion_timestamp.is_some()),
-        }),
-    }
-}
-
-/// Decides what to do with the Deployment.
-pub fn plan<'a>(input: &Input<'a>) -> Plan<'a> {
-    match input.linked {
-        Linked::Found(a) if is_approved(a) => Plan::Release(a),
-        // A missing, unapproved or cross-namespace ref releases nothing, and
-        // hides no revocation: what serves still answers to its own approval
-        // (re-pointing approvalRef elsewhere must not keep a rejected model
-        // running, nor leave its Deployment without a hold).
-        _ => match serving_revoked(input) {
-            None => Plan::Hold,
-            Some(r) => match input.md.spec.on_revoke {
-                OnRevoke::Hold => Plan::Freeze,
-                OnRevoke::ScaleToZero => Plan::ScaleToZero,
-                OnRevoke::Rollback => match rollback_target(input, &r.served.approval) {
-                    Some(a) => Plan::Rollback(a),
-                    None => match input.md.spec.rollback_fallback.unwrap_or_default() {
-                        RollbackFallback::Hold => Plan::Freeze,
-                        RollbackFallback::ScaleToZero => Plan::ScaleToZero,
-                    },
-                },
-            },
-        },
-    }
-}
-
-/// The approval a Rollback serves: of status.servedHistory (newest first),
-/// the first entry other than the revoked approval whose approval still
-/// exists with the same uid and is Approved and unexpired.
-pub fn rollback_target<'a>(input: &Input<'a>, revoked: &str) -> Option<&'a ModelApproval> {
-    let history = input
-        .md
-        .status
-        .as_ref()
-        .map(|s| s.served_history.as_slice())
-        .unwrap_or_default();
-    history
-        .iter()
-        .filter(|e| e.approval != revoked)
-        .find_map(|e| {
-            input.served_before.iter().find(|a| {
-                e.is(a)
-                    && is_approved(a)
-                    && a.status
-                        .as_ref()
-                        .and_then(|s| s.expires_at.as_ref())
-                        .is_none_or(|t| t.0 > input.now)
-            })
-        })
-}
+/// What a ModelDeployment's transitions are about, and their Events'
+/// action: its rollout changed phase.
+pub const ROLLOUT_SUBJECT: &str = "Rollout";
 
 /// Whether the Deployment serves an earlier version because the linked
 /// approval, which served before, was revoked (onRevoke Rollback).
@@ -208,8 +83,8 @@ fn served_history(
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
     pub status: ModelDeploymentStatus,
-    /// A phase change to announce: (severity, reason, note).
-    pub transition: Option<(Severity, String, String)>,
+    /// A phase change to announce.
+    pub transition: Option<Transition>,
     pub changed: bool,
 }
 
@@ -229,34 +104,35 @@ fn describe(m: &ServedModel) -> String {
     format!("{} {} (approval {})", m.name, m.version, m.approval)
 }
 
-/// Why the Deployment could not be applied: a reason and a message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ApplyFailure {
-    /// InvalidTemplate or DeploymentConflict.
-    pub reason: &'static str,
-    pub message: String,
+/// Where a released rollout stands: its phase and the conditions saying so.
+#[derive(Clone, Debug, PartialEq)]
+struct Progress {
+    phase: DeploymentPhase,
+    progressing: Condition,
+    available: Condition,
 }
 
-/// Reads the Deployment's progress: (phase, Progressing, Available).
+impl Progress {
+    fn new(phase: DeploymentPhase, progressing: Condition, available: Condition) -> Self {
+        Progress {
+            phase,
+            progressing,
+            available,
+        }
+    }
+}
+
+/// Reads the progress of the Deployment `d` as the apply left it.
 fn progress(
     d: Option<&Deployment>,
     failure: Option<&ApplyFailure>,
     running: &[RunningModel],
-) -> (DeploymentPhase, Condition, Condition) {
+) -> Progress {
     if let Some(f) = failure {
-        return (
-            DeploymentPhase::Failed,
-            Condition::new(PROGRESSING, FALSE, f.reason, f.message.clone()),
-            Condition::new(
-                AVAILABLE,
-                FALSE,
-                f.reason,
-                "the Deployment could not be applied",
-            ),
-        );
+        return not_applied(f);
     }
     let Some(d) = d else {
-        return (
+        return Progress::new(
             DeploymentPhase::RollingOut,
             Condition::new(
                 PROGRESSING,
@@ -270,42 +146,60 @@ fn progress(
     let status = d.status.clone().unwrap_or_default();
     let conditions = status.conditions.as_deref().unwrap_or_default();
     let find = |t: &str| conditions.iter().find(|c| c.type_.as_deref() == Some(t));
-    let deployment_progressing = find("Progressing");
-    if deployment_progressing.and_then(|c| c.reason.as_deref()) == Some("ProgressDeadlineExceeded")
-    {
-        let message = deployment_progressing
-            .and_then(|c| c.message.clone())
-            .unwrap_or_default();
-        return (
-            DeploymentPhase::Failed,
-            Condition::new(PROGRESSING, FALSE, "ProgressDeadlineExceeded", message),
-            Condition::new(
-                AVAILABLE,
-                FALSE,
-                "ProgressDeadlineExceeded",
-                "the rollout did not finish in time",
-            ),
-        );
+    if let Some(exceeded) = deadline_exceeded(find("Progressing")) {
+        return exceeded;
     }
-    let (phase, progressing, available) = rollout(d, &status, find("Available"));
+    let progress = rollout(d, &status, find("Available"));
     match stale_pods(d, running) {
-        Some(others) if phase == DeploymentPhase::Available => (
-            DeploymentPhase::RollingOut,
-            Condition::new(
-                PROGRESSING,
-                TRUE,
-                "OtherModelsRunning",
-                format!("pods still run {others}"),
-            ),
-            Condition::new(
-                AVAILABLE,
-                FALSE,
-                "OtherModelsRunning",
-                format!("pods still run {others}"),
-            ),
-        ),
-        _ => (phase, progressing, available),
+        Some(others) if progress.phase == DeploymentPhase::Available => others_running(&others),
+        _ => progress,
     }
+}
+
+/// The API server refused the Deployment (`failure` says why).
+fn not_applied(failure: &ApplyFailure) -> Progress {
+    Progress::new(
+        DeploymentPhase::Failed,
+        Condition::new(PROGRESSING, FALSE, failure.reason, failure.message.clone()),
+        Condition::new(
+            AVAILABLE,
+            FALSE,
+            failure.reason,
+            "the Deployment could not be applied",
+        ),
+    )
+}
+
+/// Failed, when the Deployment's own Progressing condition says its
+/// progress deadline passed.
+fn deadline_exceeded(progressing: Option<&DeploymentCondition>) -> Option<Progress> {
+    let c = progressing.filter(|c| c.reason.as_deref() == Some("ProgressDeadlineExceeded"))?;
+    Some(Progress::new(
+        DeploymentPhase::Failed,
+        Condition::new(
+            PROGRESSING,
+            FALSE,
+            "ProgressDeadlineExceeded",
+            c.message.clone().unwrap_or_default(),
+        ),
+        Condition::new(
+            AVAILABLE,
+            FALSE,
+            "ProgressDeadlineExceeded",
+            "the rollout did not finish in time",
+        ),
+    ))
+}
+
+/// Still rolling out while pods of `others` (described) run beside the
+/// Deployment's own.
+fn others_running(others: &str) -> Progress {
+    let message = format!("pods still run {others}");
+    Progress::new(
+        DeploymentPhase::RollingOut,
+        Condition::new(PROGRESSING, TRUE, "OtherModelsRunning", message.clone()),
+        Condition::new(AVAILABLE, FALSE, "OtherModelsRunning", message),
+    )
 }
 
 /// The models pods run other than the one the template carries, described,
@@ -346,9 +240,9 @@ fn serving_now(deployment: Option<&Deployment>, running: &[RunningModel]) -> Opt
 /// desired pod is updated and available and the old ones are gone.
 fn rollout(
     d: &Deployment,
-    status: &k8s_openapi::api::apps::v1::DeploymentStatus,
-    deployment_available: Option<&k8s_openapi::api::apps::v1::DeploymentCondition>,
-) -> (DeploymentPhase, Condition, Condition) {
+    status: &DeploymentStatus,
+    deployment_available: Option<&DeploymentCondition>,
+) -> Progress {
     let desired = d.spec.replicas.unwrap_or(1);
     let observed = status.observed_generation.unwrap_or(0) >= d.metadata.generation.unwrap_or(0);
     let updated = status.updated_replicas.unwrap_or(0);
@@ -370,28 +264,34 @@ fn rollout(
         ),
     };
     if done && available_condition.status == TRUE {
-        (
-            DeploymentPhase::Available,
-            Condition::new(
-                PROGRESSING,
-                TRUE,
-                "NewReplicaSetAvailable",
-                "the rollout is complete",
-            ),
-            available_condition,
-        )
-    } else {
-        (
-            DeploymentPhase::RollingOut,
-            Condition::new(
-                PROGRESSING,
-                TRUE,
-                "RollingOut",
-                format!("{updated}/{desired} pods updated, {available} available"),
-            ),
-            available_condition,
-        )
+        let complete = Condition::new(
+            PROGRESSING,
+            TRUE,
+            "NewReplicaSetAvailable",
+            "the rollout is complete",
+        );
+        return Progress::new(DeploymentPhase::Available, complete, available_condition);
     }
+    let rolling = Condition::new(
+        PROGRESSING,
+        TRUE,
+        "RollingOut",
+        format!("{updated}/{desired} pods updated, {available} available"),
+    );
+    Progress::new(DeploymentPhase::RollingOut, rolling, available_condition)
+}
+
+/// The phase a status reports and the conditions that say why.
+#[derive(Clone, Debug, PartialEq)]
+struct Report {
+    phase: DeploymentPhase,
+    satisfied: Condition,
+    progressing: Condition,
+    /// None while held: Available then describes the Deployment as it
+    /// stands, untouched.
+    available: Option<Condition>,
+    /// The gates of the linked approval still pending.
+    pending: Vec<String>,
 }
 
 /// The status, from what was read and (after a Release) what was applied.
@@ -402,12 +302,7 @@ pub fn status(
     deployment: Option<&Deployment>,
     failure: Option<&ApplyFailure>,
 ) -> Decision {
-    let md = input.md;
-    let previous = md.status.clone().unwrap_or_default();
-    let generation = md.metadata.generation;
-    let now = Time(input.now);
-    let mut pending = Vec::new();
-    let (phase, satisfied, progressing, available) = match input.linked {
+    let report = match input.linked {
         Linked::OtherNamespace(ns)
             if serving_revoked(&Input {
                 deployment,
@@ -415,45 +310,81 @@ pub fn status(
             })
             .is_none() =>
         {
-            let (p, s, g) = held(
+            held(
                 DeploymentPhase::Failed,
                 "CrossNamespaceRef",
                 format!(
                     "approvalRef names namespace {ns:?}; a ModelDeployment may only use an approval in its own namespace"
                 ),
-            );
-            (p, s, g, None)
+            )
         }
-        Linked::Found(a) if is_approved(a) => {
-            let (phase, progressing, available) = progress(deployment, failure, input.running);
-            let satisfied = Condition::new(
-                APPROVAL_SATISFIED,
-                TRUE,
-                "ApprovalApproved",
-                format!(
-                    "approval {} ({} {}) passed all five gates",
-                    md.spec.approval_ref.name, a.spec.model.name, a.spec.model.version
-                ),
-            );
-            (phase, satisfied, progressing, Some(available))
-        }
-        linked => {
-            let (p, s, g, waiting) = not_released(input, linked, deployment);
-            pending = waiting;
-            (p, s, g, None)
-        }
+        Linked::Found(a) if is_approved(a) => released(input, a, deployment, failure),
+        linked => not_released(input, linked, deployment),
     };
-    // Held phases describe the Deployment as it stands, untouched.
-    let available = available.unwrap_or_else(|| standing(deployment, input.running));
-    let find = |t: &str| condition::find(&previous.conditions, t);
-    let status = ModelDeploymentStatus {
-        phase: Some(phase),
+    let previous = input.md.status.clone().unwrap_or_default();
+    let phase = report.phase;
+    let status = report_status(input, &previous, report, deployment);
+    let transition = (previous.phase != Some(phase)).then(|| announce(&previous, &status, phase));
+    let changed = status != previous;
+    Decision {
+        status,
+        transition,
+        changed,
+    }
+}
+
+/// The report of a released rollout: the approval is satisfied, the
+/// Deployment's progress says the rest.
+fn released(
+    input: &Input<'_>,
+    approval: &ModelApproval,
+    deployment: Option<&Deployment>,
+    failure: Option<&ApplyFailure>,
+) -> Report {
+    let progress = progress(deployment, failure, input.running);
+    let model = &approval.spec.model;
+    let satisfied = Condition::new(
+        APPROVAL_SATISFIED,
+        TRUE,
+        "ApprovalApproved",
+        format!(
+            "approval {} ({} {}) passed all five gates",
+            input.md.spec.approval_ref.name, model.name, model.version
+        ),
+    );
+    Report {
+        phase: progress.phase,
+        satisfied,
+        progressing: progress.progressing,
+        available: Some(progress.available),
+        pending: Vec::new(),
+    }
+}
+
+/// The status `report` makes, its conditions stamped against `previous`.
+fn report_status(
+    input: &Input<'_>,
+    previous: &ModelDeploymentStatus,
+    report: Report,
+    deployment: Option<&Deployment>,
+) -> ModelDeploymentStatus {
+    let generation = input.md.metadata.generation;
+    let now = Time(input.now);
+    let available = report
+        .available
+        .unwrap_or_else(|| standing(deployment, input.running));
+    let stamp = |c: Condition| {
+        let before = condition::find(&previous.conditions, &c.type_);
+        c.stamped(before, &now, generation)
+    };
+    ModelDeploymentStatus {
+        phase: Some(report.phase),
         conditions: vec![
-            satisfied.stamped(find(APPROVAL_SATISFIED), &now, generation),
-            progressing.stamped(find(PROGRESSING), &now, generation),
-            available.stamped(find(AVAILABLE), &now, generation),
+            stamp(report.satisfied),
+            stamp(report.progressing),
+            stamp(available),
         ],
-        pending_gates: pending,
+        pending_gates: report.pending,
         served_model: serving_now(deployment, input.running),
         running: input.running.iter().take(RUNNING_LIMIT).cloned().collect(),
         deployment_name: deployment.and_then(|d| d.metadata.name.clone()),
@@ -465,31 +396,20 @@ pub fn status(
             served(deployment).as_ref(),
             &now,
         ),
-    };
-    let transition = (previous.phase != Some(phase)).then(|| announce(&status, phase));
-    let changed = status != previous;
-    Decision {
-        status,
-        transition,
-        changed,
     }
 }
 
-/// The held phase and its conditions while the linked approval does not
-/// release, with the gates still pending: Revoked (rolled back, or what
-/// serves lost its approval) or AwaitingApproval.
-fn not_released(
-    input: &Input<'_>,
-    linked: Linked<'_>,
-    deployment: Option<&Deployment>,
-) -> (DeploymentPhase, Condition, Condition, Vec<String>) {
+/// The held report while the linked approval does not release, with the
+/// gates still pending: Revoked (rolled back, or what serves lost its
+/// approval) or AwaitingApproval.
+fn not_released(input: &Input<'_>, linked: Linked<'_>, deployment: Option<&Deployment>) -> Report {
     let md = input.md;
     let waiting = not_approved(linked, &md.spec.approval_ref.name);
     let revoked = serving_revoked(&Input {
         deployment,
         ..*input
     });
-    let (p, s, g) = match rolled_back(input, deployment) {
+    let report = match rolled_back(input, deployment) {
         Some(now_serving) if revoked.is_none() => held(
             DeploymentPhase::Revoked,
             "RolledBack",
@@ -503,21 +423,21 @@ fn not_released(
         ),
         _ => holding(md, &waiting, revoked.as_ref(), deployment),
     };
-    (p, s, g, waiting.pending)
+    Report {
+        pending: waiting.pending,
+        ..report
+    }
 }
 
-/// A held phase: ApprovalSatisfied False for `reason`, Progressing False.
-fn held(
-    phase: DeploymentPhase,
-    reason: &str,
-    message: String,
-) -> (DeploymentPhase, Condition, Condition) {
-    let progressing = Condition::new(PROGRESSING, FALSE, "RolloutHeld", message.clone());
-    (
+/// A held report: ApprovalSatisfied False for `reason`, Progressing False.
+fn held(phase: DeploymentPhase, reason: &str, message: String) -> Report {
+    Report {
         phase,
-        Condition::new(APPROVAL_SATISFIED, FALSE, reason, message),
-        progressing,
-    )
+        progressing: Condition::new(PROGRESSING, FALSE, "RolloutHeld", message.clone()),
+        satisfied: Condition::new(APPROVAL_SATISFIED, FALSE, reason, message),
+        available: None,
+        pending: Vec::new(),
+    }
 }
 
 /// Why the linked approval does not release: what it is, the reason, why,
@@ -586,7 +506,7 @@ fn holding(
     waiting: &Waiting,
     revoked: Option<&Revoked>,
     deployment: Option<&Deployment>,
-) -> (DeploymentPhase, Condition, Condition) {
+) -> Report {
     let Waiting {
         what, reason, why, ..
     } = waiting;
@@ -665,8 +585,13 @@ fn ready(d: &Deployment) -> String {
     format!("{ready}/{desired}")
 }
 
-/// The Event for entering `phase`: (severity, reason, note).
-fn announce(status: &ModelDeploymentStatus, phase: DeploymentPhase) -> (Severity, String, String) {
+/// The change of phase from `previous` to `status` (in `phase`), as its
+/// Event says it.
+fn announce(
+    previous: &ModelDeploymentStatus,
+    status: &ModelDeploymentStatus,
+    phase: DeploymentPhase,
+) -> Transition {
     let severity = match phase {
         DeploymentPhase::Revoked | DeploymentPhase::Failed => Severity::Warning,
         _ => Severity::Normal,
@@ -677,17 +602,22 @@ fn announce(status: &ModelDeploymentStatus, phase: DeploymentPhase) -> (Severity
             .unwrap_or_else(|| "ApprovalRevoked".to_string()),
         p => p.to_string(),
     };
-    let note = condition::find(
-        &status.conditions,
-        if phase == DeploymentPhase::Failed {
-            PROGRESSING
-        } else {
-            APPROVAL_SATISFIED
-        },
+    let explained_by = if phase == DeploymentPhase::Failed {
+        PROGRESSING
+    } else {
+        APPROVAL_SATISFIED
+    };
+    let note = condition::find(&status.conditions, explained_by)
+        .and_then(|c| c.message.clone())
+        .unwrap_or_default();
+    Transition::new(
+        ROLLOUT_SUBJECT,
+        previous.phase,
+        phase,
+        reason,
+        severity,
+        format!("phase {phase}: {note}"),
     )
-    .and_then(|c| c.message.clone())
-    .unwrap_or_default();
-    (severity, reason, format!("phase {phase}: {note}"))
 }
 
 #[cfg(test)]

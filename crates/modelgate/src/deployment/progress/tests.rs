@@ -1,10 +1,12 @@
-//! Unit and property tests of the deployment decision.
+//! Unit and property tests of the deployment decisions: the plan and the
+//! status.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use proptest::prelude::*;
 
 use super::*;
 use crate::deployment::desired;
+use crate::deployment::rollout::{Plan, plan};
 
 fn md(approval: &str, on_revoke: &str, namespace: Option<&str>) -> ModelDeployment {
     serde_json::from_value(serde_json::json!({
@@ -101,7 +103,7 @@ fn pending_approval_holds_and_lists_pending_gates() {
             .contains("waiting on SecurityReview, LegalReview, BusinessReview")
     );
     assert_eq!(
-        d.transition.as_ref().map(|t| t.1.as_str()),
+        d.transition.as_ref().map(|t| t.reason.as_str()),
         Some("AwaitingApproval")
     );
 }
@@ -169,7 +171,9 @@ fn revocation_holds_or_scales_to_zero() {
         let c = cond(&d.status, APPROVAL_SATISFIED);
         assert_eq!(c.reason.as_deref(), Some("ApprovalRevoked"));
         assert_eq!(
-            d.transition.as_ref().map(|t| (t.0, t.1.as_str())),
+            d.transition
+                .as_ref()
+                .map(|t| (t.severity, t.reason.as_str())),
             Some((Severity::Warning, "ApprovalRevoked"))
         );
     }
@@ -195,7 +199,9 @@ fn deleting_the_serving_approval_revokes_with_its_own_reason() {
                 .contains("was deleted")
         );
         assert_eq!(
-            d.transition.as_ref().map(|t| (t.0, t.1.as_str())),
+            d.transition
+                .as_ref()
+                .map(|t| (t.severity, t.reason.as_str())),
             Some((Severity::Warning, "ApprovalDeleted"))
         );
     }
@@ -430,7 +436,9 @@ fn rollback_serves_the_newest_earlier_approval_that_still_stands() {
             .contains("serving the newest earlier approved version fd 1.0 (approval v1)")
     );
     assert_eq!(
-        d.transition.as_ref().map(|t| (t.0, t.1.as_str())),
+        d.transition
+            .as_ref()
+            .map(|t| (t.severity, t.reason.as_str())),
         Some((Severity::Warning, "RolledBack"))
     );
     assert_eq!(

@@ -1,0 +1,150 @@
+//! What to do with a ModelDeployment's Deployment, as a pure function of
+//! the objects the controller read: release the approved model, hold,
+//! freeze, scale to zero, or roll back. No client calls.
+
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::Deployment;
+
+use super::desired::served_model;
+use crate::api::{
+    ApprovalPhase, ModelApproval, ModelDeployment, OnRevoke, RollbackFallback, RunningModel,
+    ServedModel,
+};
+
+/// The approval a ModelDeployment names, as found.
+#[derive(Clone, Copy, Debug)]
+pub enum Linked<'a> {
+    Found(&'a ModelApproval),
+    NotFound,
+    /// approvalRef names another namespace; the value is that namespace.
+    OtherNamespace(&'a str),
+}
+
+/// Everything the decision depends on.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    pub md: &'a ModelDeployment,
+    pub linked: Linked<'a>,
+    /// The approval named by the live Deployment's pod template, when it
+    /// serves one other than `linked` (None when not found or the same).
+    pub served_approval: Option<&'a ModelApproval>,
+    /// The managed Deployment as it is now.
+    pub deployment: Option<&'a Deployment>,
+    /// The approvals named in status.servedHistory, as found (for Rollback).
+    pub served_before: &'a [ModelApproval],
+    /// What the pods run now, from their ReplicaSets.
+    pub running: &'a [RunningModel],
+    pub now: Timestamp,
+}
+
+/// What to do with the Deployment.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Plan<'a> {
+    /// Apply the Deployment for the linked, approved approval.
+    Release(&'a ModelApproval),
+    /// Leave the Deployment as it is (or absent).
+    Hold,
+    /// The serving approval was withdrawn and onRevoke (or the rollback's
+    /// fallback) is Hold: keep the pods, at the replicas they had, and let
+    /// nothing grow or roll out.
+    Freeze,
+    /// The serving approval was revoked and onRevoke is ScaleToZero (or
+    /// Rollback found nothing and falls back to it).
+    ScaleToZero,
+    /// The serving approval was revoked: serve this earlier approval.
+    Rollback(&'a ModelApproval),
+}
+
+/// Approved and not being deleted: deleting an approval revokes it.
+pub fn is_approved(a: &ModelApproval) -> bool {
+    a.metadata.deletion_timestamp.is_none()
+        && a.status.as_ref().and_then(|s| s.phase) == Some(ApprovalPhase::Approved)
+}
+
+/// The model the live Deployment's template carries.
+pub fn served(deployment: Option<&Deployment>) -> Option<ServedModel> {
+    served_model(&deployment?.spec.template)
+}
+
+/// How the approval of what is serving now was withdrawn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Revoked {
+    pub served: ServedModel,
+    /// The approval is gone or being deleted (rather than no longer Approved).
+    pub deleted: bool,
+}
+
+/// Whether the approval of what is serving now has been withdrawn.
+pub fn serving_revoked(input: &Input<'_>) -> Option<Revoked> {
+    let served = served(input.deployment)?;
+    let approval = match input.linked {
+        Linked::Found(a) if a.metadata.name.as_deref() == Some(served.approval.as_str()) => Some(a),
+        _ => input.served_approval,
+    };
+    // An approval that no longer exists approves nothing.
+    match approval {
+        Some(a) if is_approved(a) => None,
+        _ => Some(Revoked {
+            served,
+            deleted: approval.is_none_or(|a| a.metadata.deletion_timestamp.is_some()),
+        }),
+    }
+}
+
+/// Decides what to do with the Deployment.
+pub fn plan<'a>(input: &Input<'a>) -> Plan<'a> {
+    match input.linked {
+        Linked::Found(a) if is_approved(a) => Plan::Release(a),
+        // A missing, unapproved or cross-namespace ref releases nothing, and
+        // hides no revocation: what serves still answers to its own approval
+        // (re-pointing approvalRef elsewhere must not keep a rejected model
+        // running, nor leave its Deployment without a hold).
+        _ => match serving_revoked(input) {
+            None => Plan::Hold,
+            Some(r) => match input.md.spec.on_revoke {
+                OnRevoke::Hold => Plan::Freeze,
+                OnRevoke::ScaleToZero => Plan::ScaleToZero,
+                OnRevoke::Rollback => match rollback_target(input, &r.served.approval) {
+                    Some(a) => Plan::Rollback(a),
+                    None => match input.md.spec.rollback_fallback.unwrap_or_default() {
+                        RollbackFallback::Hold => Plan::Freeze,
+                        RollbackFallback::ScaleToZero => Plan::ScaleToZero,
+                    },
+                },
+            },
+        },
+    }
+}
+
+/// The approval a Rollback serves: of status.servedHistory (newest first),
+/// the first entry other than the revoked approval whose approval still
+/// exists with the same uid and is Approved and unexpired.
+pub fn rollback_target<'a>(input: &Input<'a>, revoked: &str) -> Option<&'a ModelApproval> {
+    let history = input
+        .md
+        .status
+        .as_ref()
+        .map(|s| s.served_history.as_slice())
+        .unwrap_or_default();
+    history
+        .iter()
+        .filter(|e| e.approval != revoked)
+        .find_map(|e| {
+            input.served_before.iter().find(|a| {
+                e.is(a)
+                    && is_approved(a)
+                    && a.status
+                        .as_ref()
+                        .and_then(|s| s.expires_at.as_ref())
+                        .is_none_or(|t| t.0 > input.now)
+            })
+        })
+}
+
+/// Why the Deployment could not be applied: a reason and a message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApplyFailure {
+    /// InvalidTemplate or DeploymentConflict.
+    pub reason: &'static str,
+    pub message: String,
+}
