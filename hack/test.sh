@@ -18,7 +18,7 @@ if [ "${1:-}" = quick ]; then
   cargo fmt --all -- --check
   step "quick 2/2 tests without a cluster"
   cargo test --workspace --locked --lib --bins
-  cargo test -p modelgate-e2e --locked --test crd_rules
+  cargo test -p modelgate-e2e --locked --test crd_rules --test structure
   exit 0
 fi
 

@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
-use modelgate::api::Gate;
+use modelgate::api::gates::Gate;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

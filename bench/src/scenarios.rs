@@ -10,7 +10,9 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use modelgate::api::review::{gate_patch, review_manager, review_patch};
-use modelgate::api::{ApprovalPolicy, Gate, ModelApproval, ModelDeployment};
+use modelgate::api::{
+    approval::ModelApproval, deployment::ModelDeployment, gates::Gate, policy::ApprovalPolicy,
+};
 use modelgate::policy::quorum::{APPROVE, REJECT};
 use serde_json::json;
 
@@ -270,7 +272,7 @@ async fn release_in_use(admin: &Client, ns: &str) {
     let Ok(list) = approvals.list_metadata(&ListParams::default()).await else {
         return;
     };
-    let params = PatchParams::apply(modelgate::approval::in_use::IN_USE_FIELD_MANAGER).force();
+    let params = PatchParams::apply(modelgate::vocabulary::IN_USE_FIELD_MANAGER).force();
     for approval in list.items.iter().filter(|a| !a.finalizers().is_empty()) {
         let patch = modelgate::approval::in_use::mark_patch(&approval.name_any(), false);
         let _ = approvals

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use modelgate::api::{ModelApproval, ModelDeployment};
+use modelgate::api::{approval::ModelApproval, deployment::ModelDeployment};
 use modelgate::approval::decide::{Input, decide};
 
 fuzz_target!(|data: &[u8]| {
@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     });
     if let Ok(a) = serde_json::from_value::<ModelApproval>(approval) {
         let now = jiff::Timestamp::UNIX_EPOCH;
-        let d = decide(Input { spec: &a.spec, generation: Some(1), status: a.status.as_ref(), now });
+        let d = decide(Input { spec: &a.spec, generation: Some(1), status: a.status.as_ref(), now, pin: None });
         let _ = serde_json::to_string(&d.status);
     }
     let deployment = serde_json::json!({

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use modelgate::api::Gate;
+use modelgate::api::gates::Gate;
 
 use crate::operator::*;
 

@@ -178,7 +178,7 @@ pub async fn install_modelgate() -> Client {
 /// A new ValidatingAdmissionPolicy takes a moment to be enforced: probe with
 /// a dry-run write it must refuse until it does.
 async fn wait_for_policies(admin: &Client) {
-    let approvals: Api<modelgate::api::ModelApproval> =
+    let approvals: Api<modelgate::api::approval::ModelApproval> =
         Api::namespaced(admin.clone(), "modelgate-system");
     let probe = approval_manifest("policy-probe", "0.0.1", None);
     let _ = approvals.create(&PostParams::default(), &probe).await;
@@ -187,7 +187,8 @@ async fn wait_for_policies(admin: &Client) {
         &["modelgate:technical-reviewers"],
     )
     .await;
-    let api: Api<modelgate::api::ModelApproval> = Api::namespaced(outsider, "modelgate-system");
+    let api: Api<modelgate::api::approval::ModelApproval> =
+        Api::namespaced(outsider, "modelgate-system");
     let patch = serde_json::json!({
         "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval", "metadata": {"name": "policy-probe"},
         "status": {"conditions": [{"type": "FairnessReview", "status": "True", "reviewer": "policy-probe@example.com"}]},

@@ -17,7 +17,7 @@ pub fn approval_manifest(
     name: &str,
     version: &str,
     valid_for: Option<&str>,
-) -> modelgate::api::ModelApproval {
+) -> modelgate::api::approval::ModelApproval {
     let mut spec = serde_json::json!({
         "model": {"name": "fraud-detector", "version": version, "uri": format!("s3://models/fraud-detector/{version}/"), "digest": digest_of(version)},
     });
@@ -33,11 +33,11 @@ pub fn approval_manifest(
 
 /// Creates the ModelApproval `name` for `fraud-detector` at `version`.
 pub async fn create_approval(
-    api: &Api<modelgate::api::ModelApproval>,
+    api: &Api<modelgate::api::approval::ModelApproval>,
     name: &str,
     version: &str,
     valid_for: Option<&str>,
-) -> modelgate::api::ModelApproval {
+) -> modelgate::api::approval::ModelApproval {
     api.create(
         &kube::api::PostParams::default(),
         &approval_manifest(name, version, valid_for),
@@ -82,7 +82,7 @@ pub fn deployment_manifest(
     approval: &str,
     replicas: Option<i32>,
     on_revoke: &str,
-) -> modelgate::api::ModelDeployment {
+) -> modelgate::api::deployment::ModelDeployment {
     serde_json::from_value(serde_json::json!({
         "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelDeployment",
         "metadata": {"name": name},
@@ -107,8 +107,8 @@ pub async fn create_model(
     version: &str,
     valid_for: Option<&str>,
 ) -> (
-    kube::Api<modelgate::api::ModelApproval>,
-    kube::Api<modelgate::api::ModelDeployment>,
+    kube::Api<modelgate::api::approval::ModelApproval>,
+    kube::Api<modelgate::api::deployment::ModelDeployment>,
 ) {
     let approvals = kube::Api::namespaced(client.clone(), ns);
     let mds = kube::Api::namespaced(client.clone(), ns);
@@ -125,9 +125,9 @@ pub async fn create_model(
 
 /// The condition of `type_` on an approval's status, if set.
 pub fn condition_of<'a>(
-    a: &'a modelgate::api::ModelApproval,
+    a: &'a modelgate::api::approval::ModelApproval,
     type_: &str,
-) -> Option<&'a modelgate::api::Condition> {
+) -> Option<&'a modelgate::api::condition::Condition> {
     modelgate::api::condition::find(&a.status.as_ref()?.conditions, type_)
 }
 
@@ -163,8 +163,8 @@ pub async fn set_gate_as(
     status: &str,
     reviewer: &str,
 ) -> kube::Result<()> {
-    use modelgate::api::Gate;
-    let api: Api<modelgate::api::ModelApproval> = Api::namespaced(client.clone(), ns);
+    use modelgate::api::gates::Gate;
+    let api: Api<modelgate::api::approval::ModelApproval> = Api::namespaced(client.clone(), ns);
     let reason = if status == "True" { "Passed" } else { "Failed" };
     let message = format!("{gate} reviewed by {reviewer}");
     // Some tests write a condition type that is no gate, to see it refused

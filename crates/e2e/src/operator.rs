@@ -34,7 +34,7 @@ pub fn start_operator() -> std::net::SocketAddr {
                     listen: Some(([127, 0, 0, 1], 0).into()),
                     leader_election: None,
                     concurrency: 0,
-                    records: Some(modelgate::records::KeyPlace::in_namespace(
+                    records: Some(modelgate::records::key::KeyPlace::in_namespace(
                         "modelgate-system",
                     )),
                 };

@@ -3,7 +3,7 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams};
-use modelgate::api::{DeploymentPhase, ModelDeployment};
+use modelgate::api::deployment::{DeploymentPhase, ModelDeployment};
 
 use crate::wait::*;
 
@@ -62,7 +62,7 @@ pub async fn phase_within(
 }
 
 /// The ModelDeployment's ApprovalSatisfied condition.
-pub fn satisfied(md: &ModelDeployment) -> Option<&modelgate::api::Condition> {
+pub fn satisfied(md: &ModelDeployment) -> Option<&modelgate::api::condition::Condition> {
     modelgate::api::condition::find(
         &md.status.as_ref()?.conditions,
         modelgate::api::deployment::APPROVAL_SATISFIED,

@@ -22,7 +22,7 @@ pub async fn operator_client() -> Client {
 
 /// The default reviewer group of a gate (None for anything else).
 pub fn group_of(gate: &str) -> Option<&'static str> {
-    modelgate::api::Gate::from_condition_type(gate).map(|g| g.default_group())
+    modelgate::api::gates::Gate::from_condition_type(gate).map(|g| g.default_group())
 }
 
 /// A client for a person in `groups` (authenticated, like any real user).

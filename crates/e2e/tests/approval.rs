@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use kube::api::Api;
-use modelgate::api::{ApprovalPhase, ModelApproval};
+use modelgate::api::approval::{ApprovalPhase, ModelApproval};
 use modelgate_e2e::{cluster::*, fixtures::*, operator::*, users::*, wait::*};
 
 const GATES: [&str; 5] = [

@@ -2,7 +2,7 @@
 //! Argo CD's) against objects the operator really produced, for every phase.
 
 use kube::api::{Api, PostParams};
-use modelgate::api::{ModelApproval, ModelDeployment};
+use modelgate::api::{approval::ModelApproval, deployment::ModelDeployment};
 use modelgate_e2e::{argocd::*, cluster::*, fixtures::*, operator::*, wait::*};
 use serde_json::Value;
 

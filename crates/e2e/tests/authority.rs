@@ -11,7 +11,7 @@ use k8s_openapi::api::authorization::v1::{SelfSubjectRulesReview, SelfSubjectRul
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use modelgate::api::{Gate, ModelApproval};
+use modelgate::api::{approval::ModelApproval, gates::Gate};
 use modelgate_e2e::{cluster::*, fixtures::*, users::*, wait::*};
 
 /// Tests that change the shared params take the write side; the others read.

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
-use modelgate::api::DeploymentPhase;
+use modelgate::api::deployment::DeploymentPhase;
 use modelgate_e2e::{chart::*, cluster::*, fixtures::*, operator::*, pods::*, wait::*};
 use serde_json::Value;
 

@@ -15,7 +15,10 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::watcher;
-use modelgate::api::{DeploymentPhase, ModelApproval, ModelDeployment};
+use modelgate::api::{
+    approval::ModelApproval,
+    deployment::{DeploymentPhase, ModelDeployment},
+};
 use modelgate_e2e::{cluster::*, fixtures::*, operator::*, pods::*, users::*, wait::*};
 
 const DEV: &str = "dev@example.com";

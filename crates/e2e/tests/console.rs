@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use fantoccini::Locator;
-use modelgate::api::{DeploymentPhase, Gate};
+use modelgate::api::{deployment::DeploymentPhase, gates::Gate};
 use modelgate_e2e::{
     browser::*, cluster::*, fixtures::*, operator::*, plugin::*, pods::*, wait::*,
 };
@@ -130,8 +130,8 @@ async fn with_evidence(
     client: &kube::Client,
     ns: &str,
 ) -> (
-    kube::Api<modelgate::api::ModelApproval>,
-    kube::Api<modelgate::api::ModelDeployment>,
+    kube::Api<modelgate::api::approval::ModelApproval>,
+    kube::Api<modelgate::api::deployment::ModelDeployment>,
 ) {
     let mut approval = approval_manifest(APPROVAL, "2.4.0", Some("2160h"));
     approval.spec.evidence = serde_json::from_value(serde_json::json!([
@@ -301,7 +301,12 @@ fn title(gate: Gate) -> &'static str {
 
 /// The operator running, and a namespace of the test's own holding the
 /// demo's approval.
-async fn one_approval(prefix: &str) -> (TestNamespace, kube::Api<modelgate::api::ModelApproval>) {
+async fn one_approval(
+    prefix: &str,
+) -> (
+    TestNamespace,
+    kube::Api<modelgate::api::approval::ModelApproval>,
+) {
     start_operator();
     let client = install_modelgate().await;
     let ns = TestNamespace::new(&client, prefix).await;
@@ -356,7 +361,8 @@ async fn refusals_appear_beside_the_form_in_the_api_servers_words() {
         Some("LooksFine"),
         "what was typed is kept"
     );
-    let a: modelgate::api::ModelApproval = approvals.get(APPROVAL).await.expect("approval");
+    let a: modelgate::api::approval::ModelApproval =
+        approvals.get(APPROVAL).await.expect("approval");
     assert!(
         condition_of(&a, "SecurityReview").is_none(),
         "nothing was written"
@@ -392,7 +398,8 @@ async fn refusals_appear_beside_the_form_in_the_api_servers_words() {
     decide(&browser, Gate::Legal, false, "LicenceUnclear", "").await;
     let refusal = text_of(&browser, "#refusal-legal").await;
     assert!(refusal.contains("give a reason and a message"), "{refusal}");
-    let a: modelgate::api::ModelApproval = approvals.get(APPROVAL).await.expect("approval");
+    let a: modelgate::api::approval::ModelApproval =
+        approvals.get(APPROVAL).await.expect("approval");
     assert!(condition_of(&a, "LegalReview").is_none(), "{:?}", a.status);
     let _ = browser.close().await;
 }
@@ -458,7 +465,8 @@ async fn forms_from_elsewhere_and_other_hosts_are_refused() {
         page.contains("this form is out of date or did not come from this console"),
         "{page}"
     );
-    let a: modelgate::api::ModelApproval = approvals.get(APPROVAL).await.expect("approval");
+    let a: modelgate::api::approval::ModelApproval =
+        approvals.get(APPROVAL).await.expect("approval");
     assert!(
         condition_of(&a, "TechnicalReview").is_none(),
         "{:?}",
@@ -629,7 +637,8 @@ async fn another_local_process_without_the_printed_key_is_refused() {
         ),
     );
     assert_eq!(code, 401, "{answer}");
-    let a: modelgate::api::ModelApproval = approvals.get(APPROVAL).await.expect("approval");
+    let a: modelgate::api::approval::ModelApproval =
+        approvals.get(APPROVAL).await.expect("approval");
     assert!(
         condition_of(&a, "SecurityReview").is_none(),
         "{:?}",

@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, Locator};
-use modelgate::api::{Gate, ModelApproval};
+use modelgate::api::{approval::ModelApproval, gates::Gate};
 use modelgate_e2e::{browser::*, cluster::*, fixtures::*, operator::*, paths::*, wait::*};
 
 const APPROVAL: &str = "fraud-detector-2-4-0";

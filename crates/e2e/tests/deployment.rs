@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
-use modelgate::api::{DeploymentPhase, ModelApproval, ModelDeployment};
+use modelgate::api::{
+    approval::ModelApproval,
+    deployment::{DeploymentPhase, ModelDeployment},
+};
 use modelgate_e2e::{cluster::*, fixtures::*, operator::*, pods::*, users::*, wait::*};
 
 struct Fixture {
@@ -90,7 +93,7 @@ impl Fixture {
     }
 }
 
-fn condition(md: &ModelDeployment, t: &str) -> modelgate::api::Condition {
+fn condition(md: &ModelDeployment, t: &str) -> modelgate::api::condition::Condition {
     md.status
         .as_ref()
         .and_then(|s| s.conditions.iter().find(|c| c.type_ == t).cloned())

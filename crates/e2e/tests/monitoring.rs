@@ -17,7 +17,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use modelgate::api::DeploymentPhase;
+use modelgate::api::deployment::DeploymentPhase;
 use modelgate_e2e::{chart::*, cluster::*, fixtures::*, operator::*, pods::*, wait::*};
 use serde_json::Value;
 

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use kube::api::Api;
-use modelgate::api::{Gate, ModelDeployment};
+use modelgate::api::{deployment::ModelDeployment, gates::Gate};
 use modelgate_e2e::{cluster::*, fixtures::*, operator::*, paths::*, plugin::*, wait::*};
 
 fn reviewer(gate: Gate) -> (String, [&'static str; 1]) {
@@ -304,7 +304,8 @@ async fn a_decision_names_the_digest_and_uid_it_was_about() {
     start_operator();
     let client = install_modelgate().await;
     let ns = TestNamespace::new(&client, "plugin-bound").await;
-    let approvals: Api<modelgate::api::ModelApproval> = Api::namespaced(client.clone(), &ns.name);
+    let approvals: Api<modelgate::api::approval::ModelApproval> =
+        Api::namespaced(client.clone(), &ns.name);
     let first = create_approval(&approvals, "fd-8", "8.0.0", None).await;
     let old_uid = first.metadata.uid.clone().unwrap_or_default();
     // Re-created under the same name with other bytes.

@@ -6,7 +6,11 @@
 use kube::api::{Api, Patch, PatchParams};
 use modelgate::api::policy::ApprovalPolicy;
 use modelgate::api::review::{MeasurementInput, measurement_patch, review_patch};
-use modelgate::api::{ApprovalPhase, DeploymentPhase, Gate, ModelApproval, ModelDeployment};
+use modelgate::api::{
+    approval::{ApprovalPhase, ModelApproval},
+    deployment::{DeploymentPhase, ModelDeployment},
+    gates::Gate,
+};
 use modelgate_e2e::{cluster::*, fixtures::*, operator::*, plugin::*, pods::*, users::*, wait::*};
 
 const EVALUATOR: &str = "system:serviceaccount:ml-pipelines:evaluator";

@@ -10,9 +10,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use modelgate::api::{ApprovalPhase, ApprovalRecord, Envelope, ModelApproval, RecordCheckpoint};
-use modelgate::records::Signer;
+use modelgate::api::{
+    approval::{ApprovalPhase, ModelApproval},
+    record::{ApprovalRecord, Envelope, RecordCheckpoint},
+};
 use modelgate::records::checkpoint::Checkpoint;
+use modelgate::records::envelope::Signer;
 use modelgate_e2e::{cluster::*, fixtures::*, operator::*, plugin::*, users::*, wait::*};
 
 /// The records of approval `name` in `ns`, oldest first, once there are `n`.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, WatchEvent, WatchParams};
-use modelgate::api::{Gate, ModelApproval, ModelDeployment};
+use modelgate::api::{approval::ModelApproval, deployment::ModelDeployment, gates::Gate};
 use modelgate_e2e::{cluster::*, fixtures::*, operator::*, pods::*};
 
 const ROLLOUTS: usize = 20;
@@ -206,7 +206,12 @@ async fn killed_at_random_during_rollouts_nothing_unapproved_runs_and_nothing_is
         }
     }
     // The rollback held through the kills: rb serves v1 again.
-    let rb = phase(&mds, "rb", modelgate::api::DeploymentPhase::Revoked).await;
+    let rb = phase(
+        &mds,
+        "rb",
+        modelgate::api::deployment::DeploymentPhase::Revoked,
+    )
+    .await;
     assert_eq!(satisfied_reason(&rb).as_deref(), Some("RolledBack"));
     pods_serve(&client, &ns.name, "rb", &digest_of("9.1.0")).await;
     // No reviewer's decision was lost, and each is recorded exactly once.

@@ -8,7 +8,10 @@ use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use modelgate::api::{DeploymentPhase, ModelApproval, ModelDeployment};
+use modelgate::api::{
+    approval::ModelApproval,
+    deployment::{DeploymentPhase, ModelDeployment},
+};
 use modelgate_e2e::{argocd::*, cluster::*, fixtures::*, operator::*, pods::*, wait::*};
 
 /// A ModelDeployment of two replicas with onRevoke Rollback.

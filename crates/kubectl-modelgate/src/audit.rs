@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, ListParams};
 
 use super::{CliError, Result, Session};
-use modelgate::api::{ApprovalRecord, Envelope, RecordCheckpoint};
+use modelgate::api::record::{ApprovalRecord, Envelope, RecordCheckpoint};
 use modelgate::records::envelope::{self, key_id};
 use modelgate::records::key::{KeyPlace, public_keys_pem};
 use modelgate::records::verify;

@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
 use super::Session;
-use modelgate::api::Gate;
+use modelgate::api::gates::Gate;
 
 /// The binding whose paramRef names the authority params.
 const AUTHORITY_BINDING: &str = "modelgate-approval-authority";

@@ -16,7 +16,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::Value;
 
 use super::{CliError, Result};
-use modelgate::api::ModelApproval;
+use modelgate::api::approval::ModelApproval;
 
 /// How often an apply refused for a concurrent change is tried again.
 const ATTEMPTS: usize = 5;
@@ -118,7 +118,7 @@ fn gone(e: kube::Error, what: &str, expect: &Expect) -> CliError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use modelgate::api::ModelApproval;
+    use modelgate::api::approval::ModelApproval;
 
     fn approval(uid: &str, digest: &str) -> ModelApproval {
         let mut a: ModelApproval = serde_json::from_value(serde_json::json!({

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::output;
 use super::{CliError, Format, Result, Session};
-use modelgate::api::ModelApproval;
+use modelgate::api::approval::ModelApproval;
 use modelgate::api::approval::{HistoryEntry, PHASE_SUBJECT};
 
 #[derive(Args)]

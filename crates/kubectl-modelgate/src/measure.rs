@@ -9,7 +9,7 @@ use kube::api::Api;
 use super::bound::{self, Expect};
 use super::review::whoami;
 use super::{Result, Session};
-use modelgate::api::ModelApproval;
+use modelgate::api::approval::ModelApproval;
 use modelgate::api::review::{MeasurementInput, measurement_manager, measurement_patch};
 
 #[derive(Args)]

@@ -12,7 +12,7 @@ use super::{CliError, Result, Session};
 use kube::ResourceExt;
 use modelgate::api::condition::{FALSE, TRUE};
 use modelgate::api::review::{gate_patch, review_manager, review_patch};
-use modelgate::api::{Gate, ModelApproval};
+use modelgate::api::{approval::ModelApproval, gates::Gate};
 use modelgate::policy::pin::{Decider, rule_of};
 use modelgate::policy::quorum::{APPROVE, REJECT};
 

@@ -10,7 +10,7 @@ use super::output::{self, mark};
 use super::{CliError, Format, Result, Session};
 use modelgate::api::condition::{self, UNKNOWN};
 use modelgate::api::policy::RuleMode;
-use modelgate::api::{Gate, ModelApproval, ModelDeployment};
+use modelgate::api::{approval::ModelApproval, deployment::ModelDeployment, gates::Gate};
 
 #[derive(Args)]
 #[command(

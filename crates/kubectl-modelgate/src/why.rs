@@ -9,7 +9,7 @@ use super::{CliError, Result, Session, authority};
 use modelgate::api::condition::{self, FALSE, TRUE, UNKNOWN};
 use modelgate::api::deployment::APPROVAL_SATISFIED;
 use modelgate::api::policy::RuleMode;
-use modelgate::api::{Gate, ModelApproval, ModelDeployment};
+use modelgate::api::{approval::ModelApproval, deployment::ModelDeployment, gates::Gate};
 
 #[derive(Args)]
 #[command(after_help = "Example:\n  kubectl modelgate why fraud-detector -n risk")]
@@ -121,7 +121,11 @@ fn approval_lines(a: &ModelApproval, groups: &[(Gate, String)]) -> String {
 
 /// A pending gate, with who can act on it under the pinned rules: its
 /// quorum's progress, or what its rule waits for.
-fn pending_line(status: &modelgate::api::ModelApprovalStatus, gate: Gate, group: &str) -> String {
+fn pending_line(
+    status: &modelgate::api::approval::ModelApprovalStatus,
+    gate: Gate,
+    group: &str,
+) -> String {
     let progress = status
         .progress
         .iter()
@@ -146,7 +150,7 @@ fn pending_line(status: &modelgate::api::ModelApprovalStatus, gate: Gate, group:
 }
 
 /// What serves now.
-fn serving_line(status: &modelgate::api::ModelDeploymentStatus) -> String {
+fn serving_line(status: &modelgate::api::deployment::ModelDeploymentStatus) -> String {
     match &status.served_model {
         Some(s) => format!(
             "\nServing now: {} {} ({}), approval {}; {} pods ready.\n",

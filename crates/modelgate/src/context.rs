@@ -19,7 +19,7 @@ use crate::events::Publisher;
 use crate::runtime::health::Health;
 use crate::runtime::metrics::{ControllerLabels, Metrics};
 
-pub use crate::vocabulary::FIELD_MANAGER;
+use crate::vocabulary::FIELD_MANAGER;
 
 /// Reconciles at once per controller unless told otherwise: enough to keep
 /// the API server busy, few enough not to flood it on a cold start with

@@ -13,7 +13,10 @@ use kube::CustomResourceExt;
 use serde_json::Value;
 
 use crate::api::{
-    ApprovalPolicy, ApprovalRecord, ModelApproval, ModelDeployment, RecordCheckpoint,
+    approval::ModelApproval,
+    deployment::ModelDeployment,
+    policy::ApprovalPolicy,
+    record::{ApprovalRecord, RecordCheckpoint},
 };
 
 /// How many levels below `spec.template` keep their descriptions: enough for

@@ -72,7 +72,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 15)]
     lease_duration: u64,
     /// Reconciles run at once per controller.
-    #[arg(long, env = "MODELGATE_CONCURRENCY", default_value_t = modelgate::operator::DEFAULT_CONCURRENCY)]
+    #[arg(long, env = "MODELGATE_CONCURRENCY", default_value_t = modelgate::context::DEFAULT_CONCURRENCY)]
     concurrency: u16,
     /// The Secret holding the records' Ed25519 signing key (in the lease's
     /// namespace); created with a new key when it does not exist.
@@ -162,7 +162,7 @@ fn run(args: RunArgs) -> Result<(), BoxError> {
             instance: Some(identity.clone()),
             listen: Some(args.listen),
             concurrency: args.concurrency,
-            records: Some(modelgate::records::KeyPlace {
+            records: Some(modelgate::records::key::KeyPlace {
                 namespace: args.lease_namespace.clone(),
                 secret: args.signing_key_secret.clone(),
                 public: args.public_keys.clone(),

@@ -26,10 +26,8 @@ pub struct Options {
     /// Reconciles run at once per controller; 0 means the default.
     pub concurrency: u16,
     /// Where the signing key is kept; None writes no ApprovalRecords.
-    pub records: Option<crate::records::KeyPlace>,
+    pub records: Option<crate::records::key::KeyPlace>,
 }
-
-pub use crate::context::DEFAULT_CONCURRENCY;
 
 /// Why the operator stopped other than by being asked to.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +117,7 @@ pub async fn run(
 /// `shutdown`.
 async fn controllers(
     ctx: Arc<Context>,
-    records: Option<crate::records::KeyPlace>,
+    records: Option<crate::records::key::KeyPlace>,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
     let Some(home) = home(&ctx, records, shutdown.clone()).await else {
@@ -199,7 +197,7 @@ async fn lead(
     client: Client,
     ctx: Arc<Context>,
     config: &LeaderElection,
-    records: Option<crate::records::KeyPlace>,
+    records: Option<crate::records::key::KeyPlace>,
     shutdown: futures::future::Shared<futures::future::BoxFuture<'static, ()>>,
 ) -> Result<(), RunError> {
     let mut election = Election::start(client, config).await?;
@@ -256,14 +254,14 @@ struct Home {
     /// Where the cluster-wide default policy and the signing key live.
     namespace: String,
     /// The record writer, when records are on.
-    recorder: Option<Arc<crate::records::Recorder>>,
+    recorder: Option<Arc<crate::records::writer::Recorder>>,
 }
 
 /// The operator's home; None when shut down before the signing key could
 /// be loaded.
 async fn home(
     ctx: &Context,
-    records: Option<crate::records::KeyPlace>,
+    records: Option<crate::records::key::KeyPlace>,
     shutdown: impl Future<Output = ()>,
 ) -> Option<Home> {
     let namespace = records
@@ -285,14 +283,14 @@ async fn home(
 /// its record; None when shut down first.
 async fn recorder(
     client: &Client,
-    place: &crate::records::KeyPlace,
+    place: &crate::records::key::KeyPlace,
     shutdown: impl Future<Output = ()>,
-) -> Option<crate::records::Recorder> {
+) -> Option<crate::records::writer::Recorder> {
     let mut shutdown = std::pin::pin!(shutdown);
     let mut pause = std::time::Duration::from_secs(1);
     loop {
         match crate::records::key::load(client, place).await {
-            Ok(signer) => return Some(crate::records::Recorder::new(signer)),
+            Ok(signer) => return Some(crate::records::writer::Recorder::new(signer)),
             Err(e) => {
                 error!(error = %e, secret = %place.secret, namespace = %place.namespace, "cannot load the signing key; no controller runs until it can")
             }

@@ -18,7 +18,7 @@ use super::views::html;
 use crate::bound::Expect;
 use crate::review::{self, ApproveArgs, RejectArgs};
 use crate::{CliError, Result};
-use modelgate::api::Gate;
+use modelgate::api::gates::Gate;
 
 /// A gate form as the browser sends it.
 #[derive(Deserialize)]

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 
 use super::Console;
 use super::person::Person;
-use modelgate::api::{ModelApproval, ModelDeployment};
+use modelgate::api::{approval::ModelApproval, deployment::ModelDeployment};
 
 /// What changed, e.g. `ModelApproval fraud-detector-2-4-0`, for as long as
 /// the page listens. The backoff retries a broken watch; a lasting refusal

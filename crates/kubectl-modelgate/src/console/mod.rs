@@ -44,7 +44,7 @@ use jiff::SignedDuration;
 use openidconnect::url::Url;
 
 use super::{CliError, Global, Result};
-use modelgate::api::Gate;
+use modelgate::api::gates::Gate;
 use person::Person;
 
 #[derive(Args)]

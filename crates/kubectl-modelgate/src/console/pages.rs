@@ -15,7 +15,7 @@ use super::Console;
 use super::person::Person;
 use super::views::{self, Chrome, DeploymentRow, GateCard, InboxRow, Moment, Shelf, html};
 use crate::{CliError, Result};
-use modelgate::api::{Gate, ModelApproval, ModelDeployment};
+use modelgate::api::{approval::ModelApproval, deployment::ModelDeployment, gates::Gate};
 
 fn chrome(c: &Console, p: &Person, path: String, current: &'static str) -> Chrome {
     Chrome {

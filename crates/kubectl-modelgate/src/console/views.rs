@@ -11,7 +11,11 @@ use kube::ResourceExt;
 
 use super::super::status::{self, GateView};
 use modelgate::api::condition::{FALSE, TRUE, UNKNOWN};
-use modelgate::api::{Gate, HistoryEntry, ModelApproval, ModelDeployment};
+use modelgate::api::{
+    approval::{HistoryEntry, ModelApproval},
+    deployment::ModelDeployment,
+    gates::Gate,
+};
 
 /// The person the console acts as, as the cluster authenticated them.
 pub struct Me {

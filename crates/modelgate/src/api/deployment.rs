@@ -230,7 +230,7 @@ pub struct ServedEntry {
 impl ServedEntry {
     /// Whether `approval` is the very approval of this entry: same name and
     /// same uid (a re-created approval of the same name is another one).
-    pub fn is(&self, approval: &super::ModelApproval) -> bool {
+    pub fn is(&self, approval: &super::approval::ModelApproval) -> bool {
         approval.metadata.name.as_deref() == Some(self.approval.as_str())
             && approval.metadata.uid.as_deref() == Some(self.uid.as_str())
     }

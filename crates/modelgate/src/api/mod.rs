@@ -14,18 +14,5 @@ pub mod record;
 pub mod review;
 pub mod valid_for;
 
-pub use approval::{
-    ApprovalPhase, HistoryEntry, ModelApproval, ModelApprovalSpec, ModelApprovalStatus,
-    ModelArtifact,
-};
-pub use condition::Condition;
-pub use deployment::{
-    DeploymentPhase, ModelDeployment, ModelDeploymentSpec, ModelDeploymentStatus, OnRevoke,
-    RollbackFallback, RunningModel, ServedEntry, ServedModel,
-};
-pub use gates::Gate;
-pub use policy::ApprovalPolicy;
-pub use record::{ApprovalRecord, ApprovalRecordSpec, Envelope, RecordCheckpoint};
-
 /// The API group of both kinds.
 pub const GROUP: &str = "modelgate.io";

@@ -8,8 +8,9 @@ use jiff::Timestamp;
 use kube::Resource;
 use serde_json::{Value, json};
 
+use super::approval::ModelApproval;
 use super::condition::whole_seconds;
-use super::{Gate, ModelApproval};
+use super::gates::Gate;
 
 /// The status patch that sets `gate` of the approval named `approval` to
 /// `status` (`True` or `False`), by `reviewer`, at `at`.
@@ -129,7 +130,7 @@ fn status_patch(approval: &str, status: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Condition;
+    use crate::api::condition::Condition;
 
     #[test]
     fn one_condition_to_the_second() {

@@ -18,13 +18,16 @@ use super::in_use::{InUse, Mark};
 use super::written::Written;
 use crate::api::condition::{FALSE, TRUE};
 use crate::api::policy::PinnedPolicy;
-use crate::api::{ApprovalPhase, Gate, ModelApproval};
+use crate::api::{
+    approval::{ApprovalPhase, ModelApproval},
+    gates::Gate,
+};
 use crate::context::{Context, now_seconds};
 use crate::deployment::index::ApprovalIndex;
 use crate::error::{AtStep, Error, ReconcileError, Step};
 use crate::policy::controller::CachedPolicy;
 use crate::policy::pin;
-use crate::records::Recorder;
+use crate::records::writer::Recorder;
 use crate::runtime::metrics::GateLabels;
 use crate::runtime::watches::CachedApproval;
 

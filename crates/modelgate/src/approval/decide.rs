@@ -16,7 +16,10 @@ use crate::api::approval::{ObservedGate, ObservedInput, PHASE_SUBJECT};
 use crate::api::condition::{self, Condition, FALSE, TRUE, UNKNOWN};
 use crate::api::gates::{APPROVED_CONDITION, REVIEWS_VALID_CONDITION, is_operator_condition};
 use crate::api::policy::{GateProgress, PinnedPolicy};
-use crate::api::{ApprovalPhase, Gate, ModelApprovalSpec, ModelApprovalStatus};
+use crate::api::{
+    approval::{ApprovalPhase, ModelApprovalSpec, ModelApprovalStatus},
+    gates::Gate,
+};
 use crate::transition::Transition;
 use crate::vocabulary::Severity;
 #[cfg(test)]

@@ -6,7 +6,7 @@ use crate::api::gates::is_operator_condition;
 use crate::api::policy::{
     Automatic, GateProgress, Measurement, PinnedGate, PinnedPolicy, Review, RuleMode,
 };
-use crate::api::{Gate, ModelApprovalStatus};
+use crate::api::{approval::ModelApprovalStatus, gates::Gate};
 use crate::policy::pin::{Decider, rule_of};
 use crate::policy::quorum::{Tally, tally};
 use crate::policy::rule::{Verdict, evaluate};

@@ -6,7 +6,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{HistoryEntry, ModelApprovalStatus};
+use crate::api::approval::{HistoryEntry, ModelApprovalStatus};
 use crate::transition::Transition;
 
 /// How many history entries status keeps; older ones are counted in

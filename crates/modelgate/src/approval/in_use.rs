@@ -8,13 +8,13 @@ use kube::{Client, Resource, ResourceExt};
 use tracing::info;
 
 use super::written::Written;
-use crate::api::ModelApproval;
+use crate::api::approval::ModelApproval;
 use crate::deployment::index::ApprovalIndex;
 use crate::error::Result;
 
 pub const IN_USE_FINALIZER: &str = "modelgate.io/in-use";
 
-pub use crate::vocabulary::IN_USE_FIELD_MANAGER;
+use crate::vocabulary::IN_USE_FIELD_MANAGER;
 
 /// Which approvals are in use, and our own finalizer writes that the cache
 /// may not show yet (so that a stale read does not write the same again).
@@ -126,7 +126,7 @@ mod tests {
         .unwrap_or_else(|e| panic!("fixture: {e}"))
     }
 
-    fn md_naming_v1() -> DeserializeGuard<crate::api::ModelDeployment> {
+    fn md_naming_v1() -> DeserializeGuard<crate::api::deployment::ModelDeployment> {
         DeserializeGuard(Ok(serde_json::from_value(serde_json::json!({
             "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelDeployment",
             "metadata": {"name": "fd", "namespace": "risk"},

@@ -4,7 +4,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::history::{Recorded, Said};
-use crate::api::ModelApprovalStatus;
+use crate::api::approval::ModelApprovalStatus;
 use crate::api::approval::ObservedInput;
 use crate::api::policy::{Measurement, Review};
 use crate::transition::Transition;

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use crate::api::ModelApprovalStatus;
+use crate::api::approval::ModelApprovalStatus;
 use crate::api::gates::is_operator_condition;
 
 /// Last writes by object uid: (resourceVersion produced, what was written).
@@ -118,7 +118,7 @@ impl Written<ModelApprovalStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ApprovalPhase, Condition};
+    use crate::api::{approval::ApprovalPhase, condition::Condition};
 
     fn status(phase: ApprovalPhase, conditions: &[(&str, &str)]) -> ModelApprovalStatus {
         ModelApprovalStatus {

@@ -12,7 +12,7 @@ use tracing::info;
 use super::applied::{self, Applied};
 use super::desired::{self, HELD_REPLICAS_ANNOTATION, MODEL_DEPLOYMENT_LABEL};
 use super::rollout::{ApplyFailure, Plan};
-use crate::api::{ModelApproval, ModelDeployment};
+use crate::api::{approval::ModelApproval, deployment::ModelDeployment};
 use crate::error::{Error, Result};
 use crate::vocabulary::{FIELD_MANAGER, REVOKE_FIELD_MANAGER};
 

@@ -27,7 +27,10 @@ use super::index::ApprovalIndex;
 use super::progress::{self, Decision};
 use super::rollout::{self, Input, Linked, Plan};
 use super::{orphans, replicasets};
-use crate::api::{DeploymentPhase, ModelApproval, ModelDeployment, RunningModel};
+use crate::api::{
+    approval::ModelApproval,
+    deployment::{DeploymentPhase, ModelDeployment, RunningModel},
+};
 use crate::context::{Context, now_seconds};
 use crate::error::{AtStep, ReconcileError, Result, Step};
 use crate::runtime::Synced;

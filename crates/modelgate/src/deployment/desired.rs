@@ -10,7 +10,10 @@ use k8s_openapi::api::core::v1::{Container, EnvVar, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::api::{ModelArtifact, ModelDeployment, ServedModel};
+use crate::api::{
+    approval::ModelArtifact,
+    deployment::{ModelDeployment, ServedModel},
+};
 
 /// Marks every object the operator manages.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";

@@ -13,7 +13,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
-use crate::api::{ModelApproval, ModelDeployment};
+use crate::api::{approval::ModelApproval, deployment::ModelDeployment};
 
 type Key = (String, String);
 

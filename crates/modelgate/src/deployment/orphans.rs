@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, MODEL_DEPLOYMENT_LABEL};
-use crate::api::ModelDeployment;
+use crate::api::deployment::ModelDeployment;
 use crate::context::Context;
 use crate::vocabulary::Severity;
 

@@ -12,8 +12,12 @@ use crate::api::deployment::{
     APPROVAL_SATISFIED, AVAILABLE, PROGRESSING, RUNNING_LIMIT, SERVED_HISTORY_LIMIT,
 };
 use crate::api::{
-    ApprovalPhase, DeploymentPhase, Gate, ModelApproval, ModelDeployment, ModelDeploymentStatus,
-    OnRevoke, RollbackFallback, RunningModel, ServedEntry, ServedModel,
+    approval::{ApprovalPhase, ModelApproval},
+    deployment::{
+        DeploymentPhase, ModelDeployment, ModelDeploymentStatus, OnRevoke, RollbackFallback,
+        RunningModel, ServedEntry, ServedModel,
+    },
+    gates::Gate,
 };
 use crate::transition::Transition;
 use crate::vocabulary::Severity;

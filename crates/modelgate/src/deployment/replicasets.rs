@@ -22,7 +22,7 @@ use kube::{Client, Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::desired::{MODEL_DEPLOYMENT_LABEL, served_model};
-use crate::api::{RunningModel, ServedModel};
+use crate::api::deployment::{RunningModel, ServedModel};
 use crate::context::Context;
 use crate::error::{AtStep, Error, ReconcileError, Result, Step};
 use crate::runtime::Synced;

@@ -7,8 +7,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 
 use super::desired::served_model;
 use crate::api::{
-    ApprovalPhase, ModelApproval, ModelDeployment, OnRevoke, RollbackFallback, RunningModel,
-    ServedModel,
+    approval::{ApprovalPhase, ModelApproval},
+    deployment::{ModelDeployment, OnRevoke, RollbackFallback, RunningModel, ServedModel},
 };
 
 /// The approval a ModelDeployment names, as found.

@@ -4,7 +4,7 @@
 
 use kube::ResourceExt;
 
-use crate::api::Gate;
+use crate::api::gates::Gate;
 use crate::api::policy::{ApprovalPolicy, PinnedGate, PinnedPolicy, RuleMode};
 
 /// The name a policy is pinned by when none applies.

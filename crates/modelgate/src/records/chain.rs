@@ -15,7 +15,7 @@
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::api::HistoryEntry;
+use crate::api::approval::HistoryEntry;
 
 /// Why a chain does not hold, naming the entry.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

@@ -23,8 +23,8 @@ use tracing::{info, warn};
 
 use super::envelope::{Signer, open};
 use super::statement::Statement;
+use crate::api::record::{ApprovalRecord, Envelope, RecordCheckpoint};
 use crate::api::record::{CHECKPOINT_NAME, RecordCheckpointSpec};
-use crate::api::{ApprovalRecord, Envelope, RecordCheckpoint};
 use crate::error::Result;
 use crate::vocabulary::FIELD_MANAGER;
 

@@ -10,7 +10,3 @@ pub mod key;
 pub mod statement;
 pub mod verify;
 pub mod writer;
-
-pub use envelope::Signer;
-pub use key::KeyPlace;
-pub use writer::Recorder;

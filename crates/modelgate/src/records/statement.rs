@@ -11,7 +11,9 @@ use crate::api::approval::PHASE_SUBJECT;
 use crate::api::condition::{Condition, UNKNOWN};
 use crate::api::record::{ApprovalRecordSpec, RecordedApproval, RecordedModel};
 use crate::api::{
-    ApprovalRecord, Gate, HistoryEntry, ModelApproval, ModelApprovalSpec, ModelApprovalStatus,
+    approval::{HistoryEntry, ModelApproval, ModelApprovalSpec, ModelApprovalStatus},
+    gates::Gate,
+    record::ApprovalRecord,
 };
 
 /// The in-toto Statement type this project writes.

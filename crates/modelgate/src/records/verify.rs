@@ -25,7 +25,7 @@ use super::chain;
 use super::checkpoint::{self, Checkpoint};
 use super::envelope::{PAYLOAD_TYPE, open};
 use super::statement::{PREDICATE_TYPE, STATEMENT_TYPE, Statement};
-use crate::api::Envelope;
+use crate::api::record::Envelope;
 
 /// One line that does not verify, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -18,7 +18,10 @@ use tracing::info;
 use super::checkpoint::{Checkpoints, Head};
 use super::envelope::Signer;
 use super::statement::{phase_changes, record, statement};
-use crate::api::{ApprovalRecord, ModelApproval, ModelApprovalStatus};
+use crate::api::{
+    approval::{ModelApproval, ModelApprovalStatus},
+    record::ApprovalRecord,
+};
 use crate::error::{Error, Result};
 
 /// Writes records with one key and remembers what it wrote.

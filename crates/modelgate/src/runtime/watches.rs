@@ -10,7 +10,7 @@ use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 
-use crate::api::ModelApproval;
+use crate::api::approval::ModelApproval;
 
 /// An approval as cached: a malformed one is kept (as its error) so that
 /// its reconcile can say what is wrong instead of the watch failing.

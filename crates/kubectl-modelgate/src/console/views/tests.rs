@@ -1,5 +1,5 @@
 use super::*;
-use modelgate::api::ModelApproval;
+use modelgate::api::approval::ModelApproval;
 
 fn approval(conditions: serde_json::Value, phase: &str) -> ModelApproval {
     serde_json::from_value(serde_json::json!({

@@ -9,7 +9,7 @@ use super::*;
 use crate::api::approval::PHASE_SUBJECT;
 use crate::approval::in_use::IN_USE_FINALIZER;
 use crate::fixtures::{self, ApiServer, merged};
-use crate::records::Signer;
+use crate::records::envelope::Signer;
 use crate::vocabulary::{FIELD_MANAGER, IN_USE_FIELD_MANAGER};
 
 const APPROVALS: &str = "/apis/modelgate.io/v1alpha1/namespaces/risk/modelapprovals";
@@ -33,7 +33,7 @@ fn all_gates_passed() -> Value {
 }
 
 /// A ModelDeployment that names approval `v1`, for the in-use index.
-fn naming_v1() -> DeserializeGuard<crate::api::ModelDeployment> {
+fn naming_v1() -> DeserializeGuard<crate::api::deployment::ModelDeployment> {
     DeserializeGuard(
         serde_json::from_value(json!({
             "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelDeployment",

@@ -6,7 +6,7 @@
 use proptest::prelude::*;
 use serde_json::Value;
 
-use crate::api::{ModelApproval, ModelDeployment};
+use crate::api::{approval::ModelApproval, deployment::ModelDeployment};
 use crate::approval::decide::{Input, decide};
 
 fn arb_json() -> impl Strategy<Value = Value> {

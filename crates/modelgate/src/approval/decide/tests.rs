@@ -4,7 +4,7 @@ use jiff::{SignedDuration, Timestamp};
 use proptest::prelude::*;
 
 use super::*;
-use crate::api::ModelArtifact;
+use crate::api::approval::ModelArtifact;
 
 fn spec(valid_for: Option<&str>) -> ModelApprovalSpec {
     ModelApprovalSpec {

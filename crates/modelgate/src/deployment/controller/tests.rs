@@ -27,7 +27,7 @@ fn md(on_revoke: &str) -> Value {
 
 /// Approval `v1` in `phase`, the gates it has passed with it.
 fn approval(phase: &str, gates_passed: usize) -> ModelApproval {
-    let conditions: Vec<Value> = crate::api::Gate::ALL
+    let conditions: Vec<Value> = crate::api::gates::Gate::ALL
         .iter()
         .take(gates_passed)
         .map(|g| json!({"type": g.condition_type(), "status": "True", "reviewer": "r"}))

@@ -8,7 +8,10 @@ use serde_json::Value;
 
 use super::*;
 use crate::api::{
-    Envelope, HistoryEntry, ModelApproval, ModelApprovalSpec, ModelApprovalStatus, ModelArtifact,
+    approval::{
+        HistoryEntry, ModelApproval, ModelApprovalSpec, ModelApprovalStatus, ModelArtifact,
+    },
+    record::Envelope,
 };
 use crate::records::chain::test_entry as entry;
 use crate::records::checkpoint::{Checkpoint, Head, PAYLOAD_TYPE as CHECKPOINT_PAYLOAD};
@@ -19,7 +22,7 @@ const DIGEST: &str = "sha256:0f3c00000000000000000000000000000000000000000000000
 
 /// An approval that passed five gates, then failed one: two phase changes.
 fn approval() -> ModelApproval {
-    let mut history: Vec<HistoryEntry> = crate::api::Gate::ALL
+    let mut history: Vec<HistoryEntry> = crate::api::gates::Gate::ALL
         .iter()
         .enumerate()
         .map(|(i, g)| {
