@@ -503,3 +503,54 @@ async fn bad_references_and_templates_are_conditions_not_crashes() {
         .expect("fix ref");
     f.phase("missing", DeploymentPhase::Available).await;
 }
+
+/// A finalizer anyone put on the ModelDeployment keeps it from going, and
+/// with it the garbage collector's delete of its Deployment: the operator
+/// deletes the Deployment itself, so deleting a ModelDeployment stops its
+/// model at once whatever holds the object.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_model_deployment_stops_its_model_whatever_holds_it() {
+    let f = setup("held-delete").await;
+    f.approval("fd", "1.0.0").await;
+    approve_all(&f.ns.name, "fd").await;
+    f.md("fd", "fd", Some(2), "Hold").await;
+    f.phase("fd", DeploymentPhase::Available).await;
+    let hold = serde_json::json!({"metadata": {"finalizers": ["example.com/keep"]}});
+    f.mds
+        .patch("fd", &PatchParams::default(), &Patch::Merge(&hold))
+        .await
+        .expect("add a finalizer");
+    f.mds
+        .delete("fd", &Default::default())
+        .await
+        .expect("delete the ModelDeployment");
+
+    eventually(30, "the Deployment deleted", || async {
+        f.deployments
+            .get_opt("fd")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
+    })
+    .await;
+    let pods: Api<Pod> = Api::namespaced(f.client.clone(), &f.ns.name);
+    let selector = ListParams::default().labels("modelgate.io/model-deployment=fd");
+    eventually(60, "its pods gone", || async {
+        pods.list(&selector)
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    let md = f.mds.get("fd").await.expect("still held by the finalizer");
+    assert!(md.metadata.deletion_timestamp.is_some());
+
+    let release = serde_json::json!({"metadata": {"finalizers": null}});
+    f.mds
+        .patch("fd", &PatchParams::default(), &Patch::Merge(&release))
+        .await
+        .expect("remove the finalizer");
+}

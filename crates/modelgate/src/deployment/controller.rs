@@ -323,6 +323,10 @@ async fn reconcile(
         replicasets: &state.replicasets,
         target: &target,
     };
+    if md.meta().deletion_timestamp.is_some() {
+        writer.withdraw(input.deployment).await.at(Step::Apply)?;
+        return Ok(Action::await_change());
+    }
     let acted = writer
         .carry_out(plan, input.deployment, observed.found.is_some())
         .await
