@@ -48,7 +48,8 @@ pub async fn reviewer(gate: Gate, n: usize) -> Result<(Client, String), BoxError
 
 /// Writes a kubeconfig that authenticates as the operator's service account.
 pub async fn operator_kubeconfig(admin: &Client, dir: &Path) -> Result<PathBuf, BoxError> {
-    let sas: Api<ServiceAccount> = Api::namespaced(admin.clone(), "modelgate-system");
+    let sas: Api<ServiceAccount> =
+        Api::namespaced(admin.clone(), modelgate::vocabulary::DEFAULT_NAMESPACE);
     let request = TokenRequest {
         spec: Some(TokenRequestSpec {
             expiration_seconds: Some(7200),

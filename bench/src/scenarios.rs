@@ -287,7 +287,8 @@ fn section(title: &str) {
 
 pub async fn run_all(knobs: Knobs) -> Result<(), BoxError> {
     let admin = cluster::client(None, &[]).await?;
-    let params: Api<ConfigMap> = Api::namespaced(admin.clone(), "modelgate-system");
+    let params: Api<ConfigMap> =
+        Api::namespaced(admin.clone(), modelgate::vocabulary::DEFAULT_NAMESPACE);
     if params.get_opt("modelgate-authority").await?.is_none() {
         return Err("modelgate is not installed: run hack/bench.sh (kubectl apply -f crds/ && kubectl apply -k deploy/)".into());
     }

@@ -30,7 +30,7 @@ pub fn render_text(extra: &[&str]) -> String {
         "modelgate",
         CHART,
         "--namespace",
-        "modelgate-system",
+        modelgate::vocabulary::DEFAULT_NAMESPACE,
     ];
     args.extend(extra);
     let out = helm(&args);

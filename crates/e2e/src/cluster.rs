@@ -179,7 +179,7 @@ pub async fn install_modelgate() -> Client {
 /// a dry-run write it must refuse until it does.
 async fn wait_for_policies(admin: &Client) {
     let approvals: Api<modelgate::api::approval::ModelApproval> =
-        Api::namespaced(admin.clone(), "modelgate-system");
+        Api::namespaced(admin.clone(), modelgate::vocabulary::DEFAULT_NAMESPACE);
     let probe = approval_manifest("policy-probe", "0.0.1", None);
     let _ = approvals.create(&PostParams::default(), &probe).await;
     let outsider = person(
@@ -188,7 +188,7 @@ async fn wait_for_policies(admin: &Client) {
     )
     .await;
     let api: Api<modelgate::api::approval::ModelApproval> =
-        Api::namespaced(outsider, "modelgate-system");
+        Api::namespaced(outsider, modelgate::vocabulary::DEFAULT_NAMESPACE);
     let patch = serde_json::json!({
         "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval", "metadata": {"name": "policy-probe"},
         "status": {"conditions": [{"type": "FairnessReview", "status": "True", "reviewer": "policy-probe@example.com"}]},

@@ -35,7 +35,7 @@ pub fn start_operator() -> std::net::SocketAddr {
                     leader_election: None,
                     concurrency: 0,
                     records: Some(modelgate::records::key::KeyPlace::in_namespace(
-                        "modelgate-system",
+                        modelgate::vocabulary::DEFAULT_NAMESPACE,
                     )),
                 };
                 let running =
@@ -105,7 +105,7 @@ pub fn service_account_kubeconfig(dir: &Path) -> PathBuf {
         "token",
         "modelgate",
         "-n",
-        "modelgate-system",
+        modelgate::vocabulary::DEFAULT_NAMESPACE,
         "--duration",
         "1h",
     ]);

@@ -108,7 +108,7 @@ async fn apply_status(
 
 async fn set_params(data: serde_json::Value) {
     let client = admin().await;
-    let api: Api<ConfigMap> = Api::namespaced(client, "modelgate-system");
+    let api: Api<ConfigMap> = Api::namespaced(client, modelgate::vocabulary::DEFAULT_NAMESPACE);
     // A merge patch of the keys given: an apply would drop the keys that an
     // earlier apply of this manager set and this one leaves out.
     let patch = serde_json::json!({"data": data});
@@ -591,7 +591,7 @@ async fn the_operator_holds_no_verb_it_does_not_use() {
 
     // In its own namespace, beyond those: the leader Lease and the signing
     // key's Secret and ConfigMap, by name where Kubernetes allows it.
-    let home = "modelgate-system";
+    let home = modelgate::vocabulary::DEFAULT_NAMESPACE;
     let mut extra = rules_of(operator_client().await, home).await;
     let anyone = rules_of(client_as(Some(unbound), &OPERATOR_GROUPS).await, home).await;
     extra.retain(|r| !anyone.contains(r) && !got.contains(r));

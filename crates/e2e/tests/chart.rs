@@ -25,7 +25,7 @@ fn generated_manifests_are_current() {
         "modelgate",
         CHART,
         "--namespace",
-        "modelgate-system",
+        modelgate::vocabulary::DEFAULT_NAMESPACE,
         "--skip-tests",
     ]);
     let rendered = String::from_utf8_lossy(&out.stdout);
@@ -49,7 +49,7 @@ fn generated_manifests_are_current() {
         "modelgate",
         CHART,
         "--namespace",
-        "modelgate-system",
+        modelgate::vocabulary::DEFAULT_NAMESPACE,
         "--skip-tests",
         "-f",
         concat!(
@@ -391,7 +391,7 @@ async fn helm_install_then_two_replicas_as_the_charts_service_account_fail_over(
         "modelgate",
         CHART,
         "--namespace",
-        "modelgate-system",
+        modelgate::vocabulary::DEFAULT_NAMESPACE,
         "--create-namespace",
         "--set",
         "replicaCount=2",
@@ -404,7 +404,7 @@ async fn helm_install_then_two_replicas_as_the_charts_service_account_fail_over(
         "status",
         "deployment/modelgate",
         "-n",
-        "modelgate-system",
+        modelgate::vocabulary::DEFAULT_NAMESPACE,
         "--timeout=90s",
     ]);
     assert!(rollout.status.success(), "rollout: {}", text(&rollout));
@@ -413,7 +413,7 @@ async fn helm_install_then_two_replicas_as_the_charts_service_account_fail_over(
             "get",
             "pods",
             "-n",
-            "modelgate-system",
+            modelgate::vocabulary::DEFAULT_NAMESPACE,
             "-l",
             "app.kubernetes.io/name=modelgate",
             "-o",
@@ -444,7 +444,8 @@ async fn helm_install_then_two_replicas_as_the_charts_service_account_fail_over(
         operator_process(&kubeconfig, &name_b, port_b, &[]),
     ]);
 
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "modelgate-system");
+    let leases: Api<Lease> =
+        Api::namespaced(client.clone(), modelgate::vocabulary::DEFAULT_NAMESPACE);
     // Names unique to this run, so a lease left by an earlier run never
     // passes for one of these replicas.
     let leader = eventually(60, "a leader", || async {

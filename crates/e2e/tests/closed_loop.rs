@@ -564,7 +564,7 @@ async fn an_exempt_group_is_let_through_and_marked_in_the_audit_log() {
     let client = install_modelgate().await;
     let ns = governed_namespace(&client, "governed-exempt").await;
     let params: Api<k8s_openapi::api::core::v1::ConfigMap> =
-        Api::namespaced(client.clone(), "modelgate-system");
+        Api::namespaced(client.clone(), modelgate::vocabulary::DEFAULT_NAMESPACE);
     let set = |groups: &str| serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "modelgate-authority"}, "data": {"exemptGroups": groups}});
     let manager = PatchParams::apply("closed-loop-test").force();
     params

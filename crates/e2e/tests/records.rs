@@ -110,7 +110,8 @@ fn write_lines(bundle: &Path, name: &str, lines: &[String]) -> PathBuf {
 /// The operator's own key, read from its Secret as the cluster admin can:
 /// a forger with the key must still be caught by the hash chain.
 async fn operator_key(client: &kube::Client) -> Signer {
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "modelgate-system");
+    let secrets: Api<Secret> =
+        Api::namespaced(client.clone(), modelgate::vocabulary::DEFAULT_NAMESPACE);
     let secret = secrets
         .get("modelgate-signing-key")
         .await

@@ -59,7 +59,7 @@ fn state(ctx: Arc<Context>) -> Arc<State> {
         written: Arc::default(),
         recorder: Some(Arc::new(Recorder::new(signer))),
         policies: reflector::store().0,
-        home: "modelgate-system".into(),
+        home: crate::vocabulary::DEFAULT_NAMESPACE.into(),
     })
 }
 
