@@ -94,12 +94,33 @@ struct Entry<T> {
     opened: u64,
     ends: Timestamp,
     value: T,
-    _ending: Ending,
+    /// Dropped when the session ends, which ends what follows it.
+    ending: Option<Ending>,
 }
 
 struct Entries<T> {
     map: HashMap<String, Entry<T>>,
     opened: u64,
+}
+
+/// How long an ended session is remembered, to tell its person it ended.
+const REMEMBER_ENDED: SignedDuration = SignedDuration::from_hours(1);
+
+impl<T> Entries<T> {
+    fn live(&self, now: Timestamp) -> impl Iterator<Item = &Entry<T>> {
+        self.map.values().filter(move |e| e.ends > now)
+    }
+
+    /// Drops ended sessions remembered long enough, and all of them once
+    /// they are as many as the live ones may be: what an ended session
+    /// keeps is a notice, never a place.
+    fn forget_ended(&mut self, now: Timestamp, max: usize) {
+        self.map
+            .retain(|_, e| e.ends > now || now.duration_since(e.ends) < REMEMBER_ENDED);
+        if self.map.len() >= max.saturating_mul(2) {
+            self.map.retain(|_, e| e.ends > now);
+        }
+    }
 }
 
 /// Sessions of signed-in people, by identifier, each with its owner and
@@ -150,18 +171,18 @@ impl<T: Clone> Sessions<T> {
         now: Timestamp,
     ) -> Result<usize, Full> {
         let mut entries = self.lock();
-        entries.map.retain(|_, e| e.ends > now);
+        entries.forget_ended(now, self.limits.sessions);
         let mut replaced = 0;
         loop {
-            let own = entries.map.values().filter(|e| e.owner == owner).count();
-            let full = entries.map.len() >= self.limits.sessions;
+            let own = entries.live(now).filter(|e| e.owner == owner).count();
+            let full = entries.live(now).count() >= self.limits.sessions;
             if own == 0 || (own < self.limits.per_person && !full) {
                 break;
             }
             let oldest = entries
                 .map
                 .iter()
-                .filter(|(_, e)| e.owner == owner)
+                .filter(|(_, e)| e.owner == owner && e.ends > now)
                 .min_by_key(|(_, e)| e.opened)
                 .map(|(id, _)| id.clone());
             if let Some(oldest) = oldest {
@@ -169,8 +190,8 @@ impl<T: Clone> Sessions<T> {
                 replaced += 1;
             }
         }
-        if entries.map.len() >= self.limits.sessions {
-            let soonest = entries.map.values().map(|e| e.ends).min().unwrap_or(now);
+        if entries.live(now).count() >= self.limits.sessions {
+            let soonest = entries.live(now).map(|e| e.ends).min().unwrap_or(now);
             return Err(Full {
                 max: self.limits.sessions,
                 retry_after: soonest.duration_since(now).max(SignedDuration::ZERO),
@@ -185,19 +206,20 @@ impl<T: Clone> Sessions<T> {
                 opened,
                 ends,
                 value,
-                _ending: ending,
+                ending: Some(ending),
             },
         );
         Ok(replaced)
     }
 
-    /// The value under `id` if it has not ended; an ended one is dropped.
+    /// The value under `id` if it has not ended. An ended one says so to
+    /// every request until it is forgotten (the live page that noticed the
+    /// end first must not take the notice from the page the person sees).
     pub fn get(&self, id: &str, now: Timestamp) -> Lookup<T> {
-        let mut entries = self.lock();
-        match entries.map.get(id) {
+        match self.lock().map.get_mut(id) {
             None => Lookup::Unknown,
             Some(e) if e.ends <= now => {
-                entries.map.remove(id);
+                e.ending = None;
                 Lookup::Ended
             }
             Some(e) => Lookup::Live(e.value.clone()),
@@ -209,8 +231,9 @@ impl<T: Clone> Sessions<T> {
         self.lock().map.remove(id);
     }
 
-    pub fn len(&self) -> usize {
-        self.lock().map.len()
+    /// How many sessions are live at `now`.
+    pub fn len(&self, now: Timestamp) -> usize {
+        self.lock().live(now).count()
     }
 
     /// How many sessions `owner` holds.
@@ -271,7 +294,7 @@ mod tests {
             .expect("kept");
         assert_eq!(s.get("a", t(59)), Lookup::Live(1));
         assert_eq!(s.get("a", t(60)), Lookup::Ended);
-        assert_eq!(s.get("a", t(61)), Lookup::Unknown, "an ended one is gone");
+        assert_eq!(s.get("a", t(61)), Lookup::Ended, "and says so again");
         assert_eq!(s.get("forged", t(0)), Lookup::Unknown);
     }
 
@@ -323,7 +346,8 @@ mod tests {
         let (ending, _) = end_signal();
         s.insert("new".into(), "oidc:bo", 2, ending, t(100), t(20))
             .expect("the ended one made room");
-        assert_eq!(s.len(), 1);
+        assert_eq!(s.len(t(20)), 1);
+        assert_eq!(s.get("old", t(20)), Lookup::Ended, "still told it ended");
     }
 
     #[tokio::test]

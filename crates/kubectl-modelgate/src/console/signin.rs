@@ -196,7 +196,7 @@ impl SignIn {
             .insert(id.clone(), &user, person, ending, ends, now)
         {
             Ok(replaced) => {
-                tracing::info!(%user, until = %ends, replaced, sessions = self.sessions.len(), "signed in");
+                tracing::info!(%user, until = %ends, replaced, sessions = self.sessions.len(now), "signed in");
                 Ok(id)
             }
             Err(full) => {
