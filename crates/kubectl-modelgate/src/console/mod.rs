@@ -7,7 +7,7 @@
 //! judge `approve` and `reject`: the console holds no identity of its own.
 //!
 //! Rooms: `views` (pure: objects in, what a page shows out), `pages` (the
-//! askama templates and their handlers), `decide` (the one POST, through
+//! askama templates and their handlers), `decision` (the one POST, through
 //! the plugin's own approve/reject), `guard` (Host, Origin and security
 //! headers), `live` (a watch turned into server-sent events), `assets` (the
 //! stylesheet and script, compiled into the binary), `person` (who a
@@ -17,7 +17,7 @@
 
 mod apiserver;
 mod assets;
-mod decide;
+mod decision;
 mod guard;
 mod live;
 mod local;
@@ -386,7 +386,7 @@ fn router(console: Console) -> Router {
     routes
         .route("/", get(pages::inbox))
         .route("/approvals/{name}", get(pages::approval))
-        .route("/approvals/{name}/gates/{gate}", post(decide::decide))
+        .route("/approvals/{name}/gates/{gate}", post(decision::decide))
         .route("/deployments", get(pages::deployments))
         .route("/events", get(live::events))
         .route("/assets/{file}", get(assets::serve))
