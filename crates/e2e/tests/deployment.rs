@@ -534,6 +534,8 @@ async fn a_deleted_model_deployment_stops_its_model_whatever_holds_it() {
             .then_some(())
     })
     .await;
+    f.events("fd", &[("Warning", "ModelDeploymentDeleted")])
+        .await;
     let pods: Api<Pod> = Api::namespaced(f.client.clone(), &f.ns.name);
     let selector = ListParams::default().labels("modelgate.io/model-deployment=fd");
     eventually(60, "its pods gone", || async {

@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
+use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::{Client, Resource, ResourceExt};
 use tracing::info;
@@ -85,33 +85,6 @@ pub fn controlled_by(d: &Deployment, uid: &str) -> bool {
 }
 
 impl Writer<'_> {
-    /// Deletes the Deployment of a ModelDeployment that is being deleted.
-    /// The garbage collector would only once the ModelDeployment is gone,
-    /// and a finalizer of anyone's can keep it from going: deleting a
-    /// ModelDeployment stops its model at once, whatever holds it.
-    pub async fn withdraw(&self, live: Option<&Deployment>) -> Result<()> {
-        let Some(d) = live.filter(|d| d.metadata.deletion_timestamp.is_none()) else {
-            return Ok(());
-        };
-        let params = DeleteParams {
-            propagation_policy: Some(PropagationPolicy::Background),
-            preconditions: Some(Preconditions {
-                uid: d.metadata.uid.clone(),
-                resource_version: None,
-            }),
-            ..DeleteParams::default()
-        };
-        match self.api().delete(&self.target.name, &params).await {
-            Ok(_) => {
-                info!("deleted the Deployment: its ModelDeployment is being deleted");
-                Ok(())
-            }
-            // Gone already, or replaced since it was read: nothing of ours.
-            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-            Err(e) => Err(e.into()),
-        }
-    }
-
     /// Carries out `plan` on `live`, the Deployment this ModelDeployment
     /// manages. `found` says whether a Deployment of the name exists at
     /// all, ours or not.

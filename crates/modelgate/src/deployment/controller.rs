@@ -324,7 +324,7 @@ async fn reconcile(
         target: &target,
     };
     if md.meta().deletion_timestamp.is_some() {
-        writer.withdraw(input.deployment).await.at(Step::Apply)?;
+        withdraw(ctx, md, input.deployment).await.at(Step::Apply)?;
         return Ok(Action::await_change());
     }
     let acted = writer
@@ -342,6 +342,33 @@ async fn reconcile(
     // Progress arrives through the Deployment watch; the re-check catches
     // what no watch event announces (a label removed by a cluster admin).
     Ok(Action::requeue(recheck_after(md)))
+}
+
+/// Deletes the Deployment of a ModelDeployment that is being deleted. The
+/// garbage collector would only once the ModelDeployment is gone, and a
+/// finalizer of anyone's can keep it from going: deleting a
+/// ModelDeployment stops its model at once, whatever holds it (an orphaning
+/// delete included, which is said as such).
+async fn withdraw(
+    ctx: &Context,
+    md: &ModelDeployment,
+    live: Option<&Deployment>,
+) -> Result<(), kube::Error> {
+    let Some(d) = live.filter(|d| d.metadata.deletion_timestamp.is_none()) else {
+        return Ok(());
+    };
+    let name = md.name_any();
+    if md.finalizers().iter().any(|f| f == "orphan") {
+        let note = format!(
+            "deleted: ModelDeployment {name} is being deleted with --cascade=orphan, and a Deployment modelgate released runs only while its ModelDeployment stands"
+        );
+        return orphans::stop(ctx, d, "OrphanDeleted", &note).await;
+    }
+    let note = format!(
+        "deleted: ModelDeployment {name} is being deleted (held by finalizers {:?}), and its model stops now",
+        md.finalizers()
+    );
+    orphans::stop(ctx, d, "ModelDeploymentDeleted", &note).await
 }
 
 /// What a reconcile reads besides the ModelDeployment itself: the

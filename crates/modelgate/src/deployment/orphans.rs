@@ -83,6 +83,23 @@ async fn look(ctx: &Context, (namespace, name): &Suspect) -> Result<(), kube::Er
     {
         return Ok(());
     }
+    let note = format!(
+        "deleted: ModelDeployment {owner} no longer exists (or is being deleted), and a Deployment modelgate released runs only while its ModelDeployment stands"
+    );
+    stop(ctx, &d, "OrphanDeleted", &note).await
+}
+
+/// Deletes the managed Deployment `d` (background propagation, bound to its
+/// uid) and says why in a Warning Event `reason` on it. Gone already, or
+/// replaced since it was read, is nothing of ours to delete.
+pub async fn stop(
+    ctx: &Context,
+    d: &Deployment,
+    reason: &str,
+    note: &str,
+) -> Result<(), kube::Error> {
+    let (namespace, name) = (d.namespace().unwrap_or_default(), d.name_any());
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
     let params = DeleteParams {
         propagation_policy: Some(PropagationPolicy::Background),
         preconditions: Some(Preconditions {
@@ -91,19 +108,20 @@ async fn look(ctx: &Context, (namespace, name): &Suspect) -> Result<(), kube::Er
         }),
         ..DeleteParams::default()
     };
-    deployments.delete(name, &params).await?;
-    info!(%namespace, deployment = %name, "deleted a managed Deployment whose ModelDeployment is gone");
-    let note = format!(
-        "deleted: ModelDeployment {owner} no longer exists (or is being deleted), and a Deployment modelgate released runs only while its ModelDeployment stands"
-    );
+    match deployments.delete(&name, &params).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    info!(%namespace, deployment = %name, reason, "deleted a managed Deployment whose ModelDeployment is gone or going");
     if let Err(e) = ctx
         .events
         .publish(
             &d.object_ref(&()),
             Severity::Warning,
-            "OrphanDeleted",
+            reason,
             "Delete",
-            &note,
+            note,
         )
         .await
     {
