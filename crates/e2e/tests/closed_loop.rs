@@ -19,6 +19,7 @@ use modelgate::api::{
     approval::ModelApproval,
     deployment::{DeploymentPhase, ModelDeployment},
 };
+use modelgate_e2e::refusal::refused;
 use modelgate_e2e::{cluster::*, fixtures::*, operator::*, pods::*, users::*, wait::*};
 
 const DEV: &str = "dev@example.com";
@@ -58,30 +59,69 @@ fn as_person(ns: &str, who: (&str, &str), args: &[&str], stdin: Option<&str>) ->
     kubectl_stdin(&all, stdin)
 }
 
-/// Runs one attack and asserts that it was refused with every phrase of
-/// `says` in the message (the message must tell the person what to do).
-fn refused(ns: &str, attack: &str, args: &[&str], stdin: Option<&str>, says: &[&str]) {
-    refused_as(ns, (DEV, DEV_GROUP), attack, args, stdin, says)
+/// A person kubectl acts as: user and group.
+type Person = (&'static str, &'static str);
+const DEVELOPER: Person = (DEV, DEV_GROUP);
+const ADMIN: Person = ("platform-admin@example.com", "system:masters");
+
+/// One attack of a table: what it tries, as whom, the kubectl arguments
+/// and standard input, and what the refusal must say (the message must
+/// tell the person what to do).
+#[derive(Clone)]
+struct Attack {
+    what: &'static str,
+    by: Person,
+    args: Vec<String>,
+    stdin: Option<String>,
+    says: Vec<&'static str>,
 }
 
-fn refused_as(
-    ns: &str,
-    who: (&str, &str),
-    attack: &str,
-    args: &[&str],
-    stdin: Option<&str>,
-    says: &[&str],
-) {
-    let out = as_person(ns, who, args, stdin);
-    let message = text(&out);
-    assert!(!out.status.success(), "{attack}: was allowed: {message}");
-    for phrase in says {
-        assert!(
-            message.contains(phrase),
-            "{attack}: the refusal does not say {phrase:?}: {message}"
-        );
+impl Attack {
+    /// `kubectl args` as the developer.
+    fn kubectl(what: &'static str, args: &[&str]) -> Self {
+        Attack {
+            what,
+            by: DEVELOPER,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            stdin: None,
+            says: Vec::new(),
+        }
     }
-    eprintln!("refused as expected: {attack}");
+
+    /// With `manifest` as kubectl's standard input.
+    fn stdin(self, manifest: String) -> Self {
+        Attack {
+            stdin: Some(manifest),
+            ..self
+        }
+    }
+
+    /// As `who` instead.
+    fn by(self, who: Person) -> Self {
+        Attack { by: who, ..self }
+    }
+
+    /// The refusal must say every one of `phrases`.
+    fn says(self, phrases: &[&'static str]) -> Self {
+        Attack {
+            says: phrases.to_vec(),
+            ..self
+        }
+    }
+}
+
+/// Runs every attack of `table` in `ns` and asserts each refusal.
+fn all_refused(ns: &str, table: &[Attack]) {
+    for attack in table {
+        let args: Vec<&str> = attack.args.iter().map(String::as_str).collect();
+        let out = as_person(ns, attack.by, &args, attack.stdin.as_deref());
+        refused(attack.what, out, &attack.says);
+    }
+}
+
+/// The attacks of `table`, as a cluster admin.
+fn by_admin(table: &[Attack]) -> Vec<Attack> {
+    table.iter().map(|a| a.clone().by(ADMIN)).collect()
 }
 
 /// Runs one attack the API allows (the operator is what stops it).
@@ -147,268 +187,218 @@ async fn a_developer_cannot_run_an_unapproved_model_in_a_governed_namespace() {
         .expect("a ReplicaSet");
 
     // Attacks on the managed Deployment.
-    let change_md = ["ModelDeployment fd"];
-    refused(
-        n,
-        "remove the managed-by label",
-        &["label", "deployment", "fd", "app.kubernetes.io/managed-by-"],
-        None,
-        &change_md,
-    );
-    refused(
-        n,
-        "re-point the model-deployment label",
-        &[
-            "label",
-            "deployment",
-            "fd",
-            "modelgate.io/model-deployment=other",
-            "--overwrite",
-        ],
-        None,
-        &change_md,
-    );
-    refused(
-        n,
-        "set the image",
-        &[
-            "set",
-            "image",
-            "deployment/fd",
-            &format!("server={EVIL_IMAGE}"),
-        ],
-        None,
-        &["change ModelDeployment fd instead"],
-    );
-    refused(
-        n,
-        "set MODEL_DIGEST on the Deployment",
-        &["set", "env", "deployment/fd", "MODEL_DIGEST=sha256:evil"],
-        None,
-        &["change ModelDeployment fd instead"],
-    );
-    refused(
-        n,
-        "remove the ownerReferences",
-        &[
-            "patch",
-            "deployment",
-            "fd",
-            "--type=json",
-            "-p",
-            r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
-        ],
-        None,
-        &["delete ModelDeployment fd"],
-    );
-    refused(
-        n,
-        "edit a modelgate annotation",
-        &[
-            "annotate",
-            "deployment",
-            "fd",
-            "modelgate.io/replicas-managed-",
-        ],
-        None,
-        &["change ModelDeployment fd instead"],
-    );
-    refused(
-        n,
-        "add a modelgate annotation",
-        &[
-            "annotate",
-            "deployment",
-            "fd",
-            "modelgate.io/approval=fd-v2",
-        ],
-        None,
-        &["change ModelDeployment fd instead"],
-    );
-    refused(
-        n,
-        "scale past the ModelDeployment",
-        &[
-            "patch",
-            "deployment",
-            "fd",
-            "-p",
-            r#"{"spec":{"replicas":3}}"#,
-        ],
-        None,
-        &["change spec.replicas there"],
-    );
+    let evil = format!("server={EVIL_IMAGE}");
+    let image = format!("--image={EVIL_IMAGE}");
+    let instead = "change ModelDeployment fd instead";
+    let on_the_deployment = [
+        Attack::kubectl(
+            "remove the managed-by label",
+            &["label", "deployment", "fd", "app.kubernetes.io/managed-by-"],
+        )
+        .says(&["ModelDeployment fd"]),
+        Attack::kubectl(
+            "re-point the model-deployment label",
+            &[
+                "label",
+                "deployment",
+                "fd",
+                "modelgate.io/model-deployment=other",
+                "--overwrite",
+            ],
+        )
+        .says(&["ModelDeployment fd"]),
+        Attack::kubectl("set the image", &["set", "image", "deployment/fd", &evil])
+            .says(&[instead]),
+        Attack::kubectl(
+            "set MODEL_DIGEST on the Deployment",
+            &["set", "env", "deployment/fd", "MODEL_DIGEST=sha256:evil"],
+        )
+        .says(&[instead]),
+        Attack::kubectl(
+            "remove the ownerReferences",
+            &[
+                "patch",
+                "deployment",
+                "fd",
+                "--type=json",
+                "-p",
+                r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
+            ],
+        )
+        .says(&["delete ModelDeployment fd"]),
+        Attack::kubectl(
+            "edit a modelgate annotation",
+            &[
+                "annotate",
+                "deployment",
+                "fd",
+                "modelgate.io/replicas-managed-",
+            ],
+        )
+        .says(&[instead]),
+        Attack::kubectl(
+            "add a modelgate annotation",
+            &[
+                "annotate",
+                "deployment",
+                "fd",
+                "modelgate.io/approval=fd-v2",
+            ],
+        )
+        .says(&[instead]),
+        Attack::kubectl(
+            "scale past the ModelDeployment",
+            &[
+                "patch",
+                "deployment",
+                "fd",
+                "-p",
+                r#"{"spec":{"replicas":3}}"#,
+            ],
+        )
+        .says(&["change spec.replicas there"]),
+    ];
 
     // New workloads of every pod-creating kind.
     let claimed = format!(
         "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: shadow, labels: {{app.kubernetes.io/managed-by: modelgate, modelgate.io/model-deployment: shadow}}}}\n\
          spec: {{selector: {{matchLabels: {{app: shadow}}}}, template: {{metadata: {{labels: {{app: shadow, modelgate.io/model-deployment: fd}}}}, spec: {{containers: [{{name: s, image: {EVIL_IMAGE}}}]}}}}}}\n"
     );
-    refused(
-        n,
-        "a Deployment claiming the managed-by label",
-        &["create", "-f", "-"],
-        Some(&claimed),
-        &["create a ModelDeployment"],
-    );
     let template = format!(
         "{{metadata: {{labels: {{app: shadow, modelgate.io/model-deployment: fd}}}}, spec: {{containers: [{{name: s, image: {EVIL_IMAGE}}}]}}}}"
     );
-    let workloads = [
-        (
+    let create = |what, manifest: String| {
+        Attack::kubectl(what, &["create", "-f", "-"])
+            .stdin(manifest)
+            .says(&[GOVERNED])
+    };
+    let new_workloads = [
+        Attack::kubectl(
+            "a Deployment claiming the managed-by label",
+            &["create", "-f", "-"],
+        )
+        .stdin(claimed)
+        .says(&["create a ModelDeployment"]),
+        create(
             "a plain Deployment",
             format!(
                 "apiVersion: apps/v1\nkind: Deployment\nmetadata: {{name: plain}}\nspec: {{selector: {{matchLabels: {{app: shadow}}}}, template: {template}}}\n"
             ),
         ),
-        (
+        create(
             "a ReplicaSet",
             format!(
                 "apiVersion: apps/v1\nkind: ReplicaSet\nmetadata: {{name: shadow}}\nspec: {{selector: {{matchLabels: {{app: shadow}}}}, template: {template}}}\n"
             ),
         ),
-        (
+        create(
             "a StatefulSet",
             format!(
                 "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: shadow}}\nspec: {{serviceName: shadow, selector: {{matchLabels: {{app: shadow}}}}, template: {template}}}\n"
             ),
         ),
-        (
+        create(
             "a DaemonSet",
             format!(
                 "apiVersion: apps/v1\nkind: DaemonSet\nmetadata: {{name: shadow}}\nspec: {{selector: {{matchLabels: {{app: shadow}}}}, template: {template}}}\n"
             ),
         ),
-        (
+        create(
             "a Job",
             format!(
                 "apiVersion: batch/v1\nkind: Job\nmetadata: {{name: shadow}}\nspec: {{template: {{metadata: {{labels: {{modelgate.io/model-deployment: fd}}}}, spec: {{restartPolicy: Never, containers: [{{name: s, image: {EVIL_IMAGE}}}]}}}}}}\n"
             ),
         ),
-        (
+        create(
             "a CronJob",
             format!(
                 "apiVersion: batch/v1\nkind: CronJob\nmetadata: {{name: shadow}}\nspec: {{schedule: '* * * * *', jobTemplate: {{spec: {{template: {{spec: {{restartPolicy: Never, containers: [{{name: s, image: {EVIL_IMAGE}}}]}}}}}}}}}}\n"
             ),
         ),
-        (
+        create(
             "a ReplicationController",
             format!(
                 "apiVersion: v1\nkind: ReplicationController\nmetadata: {{name: shadow}}\nspec: {{selector: {{app: shadow}}, template: {template}}}\n"
             ),
         ),
-        (
+        create(
             "a bare Pod",
             format!(
                 "apiVersion: v1\nkind: Pod\nmetadata: {{name: shadow}}\nspec: {{containers: [{{name: s, image: {EVIL_IMAGE}}}]}}\n"
             ),
         ),
-        (
+        create(
             "a Pod copying the modelgate label",
             format!(
                 "apiVersion: v1\nkind: Pod\nmetadata: {{name: shadow-labelled, labels: {{modelgate.io/model-deployment: fd}}}}\nspec: {{containers: [{{name: s, image: {EVIL_IMAGE}}}]}}\n"
             ),
         ),
+        Attack::kubectl("kubectl run", &["run", "shadow-run", &image])
+            .says(&[GOVERNED, "may not create pods"]),
     ];
-    for (attack, manifest) in &workloads {
-        refused(
-            n,
-            attack,
-            &["create", "-f", "-"],
-            Some(manifest),
-            &[GOVERNED],
-        );
-    }
-    refused(
-        n,
-        "kubectl run",
-        &["run", "shadow-run", &format!("--image={EVIL_IMAGE}")],
-        None,
-        &[GOVERNED, "may not create pods"],
-    );
 
-    // Attacks on what already runs.
-    refused(
-        n,
-        "change a running pod's image",
-        &[
-            "set",
-            "image",
-            &format!("pod/{pod}"),
-            &format!("server={EVIL_IMAGE}"),
-        ],
-        None,
-        &[GOVERNED, "images of a running pod never change"],
-    );
-    // `edit` holds no right to ephemeral containers; a cluster admin does,
-    // and admission refuses even that.
-    let evil = format!("--image={EVIL_IMAGE}");
-    let debug = ["debug", &pod, &evil, "--target=server", "--attach=false"];
-    refused(
-        n,
-        "add an ephemeral container",
-        &debug,
-        None,
-        &["cannot patch resource \"pods/ephemeralcontainers\""],
-    );
-    refused_as(
-        n,
-        ("platform-admin@example.com", "system:masters"),
-        "add an ephemeral container as a cluster admin",
-        &debug,
-        None,
-        &[GOVERNED, "no ephemeral containers"],
-    );
-    refused(
-        n,
-        "exec into a serving pod",
-        &["exec", &pod, "--", "sh", "-c", "true"],
-        None,
-        &[GOVERNED, "no exec or attach"],
-    );
-    refused(
-        n,
-        "change the ReplicaSet's template",
-        &[
-            "set",
-            "image",
-            &format!("rs/{rs}"),
-            &format!("server={EVIL_IMAGE}"),
-        ],
-        None,
-        &[GOVERNED, "ReplicaSets here"],
-    );
+    // Attacks on what already runs. `edit` holds no right to ephemeral
+    // containers; a cluster admin does, and admission refuses even that.
+    let debug = ["debug", &pod, &image, "--target=server", "--attach=false"];
+    let on_what_runs = [
+        Attack::kubectl(
+            "change a running pod's image",
+            &["set", "image", &format!("pod/{pod}"), &evil],
+        )
+        .says(&[GOVERNED, "images of a running pod never change"]),
+        Attack::kubectl("add an ephemeral container", &debug)
+            .says(&["cannot patch resource \"pods/ephemeralcontainers\""]),
+        Attack::kubectl("add an ephemeral container as a cluster admin", &debug)
+            .by(ADMIN)
+            .says(&[GOVERNED, "no ephemeral containers"]),
+        Attack::kubectl(
+            "exec into a serving pod",
+            &["exec", &pod, "--", "sh", "-c", "true"],
+        )
+        .says(&[GOVERNED, "no exec or attach"]),
+        Attack::kubectl(
+            "change the ReplicaSet's template",
+            &["set", "image", &format!("rs/{rs}"), &evil],
+        )
+        .says(&[GOVERNED, "ReplicaSets here"]),
+    ];
 
     // Attacks on the approval.
-    refused(
-        n,
-        "pass a gate as the developer",
-        &[
-            "patch",
-            "modelapproval",
-            "fd-v2",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            r#"{"status":{"phase":"Approved"}}"#,
-        ],
-        None,
-        &["forbidden"],
-    );
-    refused(
-        n,
-        "remove the in-use finalizer",
-        &[
-            "patch",
-            "modelapproval",
-            "fd-v1",
-            "--type=json",
-            "-p",
-            r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
-        ],
-        None,
-        &["forbidden"],
-    );
+    let on_the_approval = [
+        Attack::kubectl(
+            "pass a gate as the developer",
+            &[
+                "patch",
+                "modelapproval",
+                "fd-v2",
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status":{"phase":"Approved"}}"#,
+            ],
+        )
+        .says(&["forbidden"]),
+        Attack::kubectl(
+            "remove the in-use finalizer",
+            &[
+                "patch",
+                "modelapproval",
+                "fd-v1",
+                "--type=json",
+                "-p",
+                r#"[{"op":"remove","path":"/metadata/finalizers"}]"#,
+            ],
+        )
+        .says(&["forbidden"]),
+    ];
+    for table in [
+        &on_the_deployment[..],
+        &new_workloads,
+        &on_what_runs,
+        &on_the_approval,
+    ] {
+        all_refused(n, table);
+    }
 
     // What the API allows and the operator answers.
     allowed(
@@ -792,22 +782,6 @@ async fn v2_replaced_v1(client: &kube::Client, n: &str) -> Api<ModelDeployment> 
     mds
 }
 
-/// One attack of a table: what it tries, the kubectl arguments, and what
-/// the refusal must say.
-type Attack<'a> = (&'a str, Vec<String>, Vec<&'a str>);
-
-fn args(list: &[&str]) -> Vec<String> {
-    list.iter().map(|s| s.to_string()).collect()
-}
-
-/// Runs every attack of `table` as `who` and asserts each refusal.
-fn all_refused(ns: &str, who: (&str, &str), table: &[Attack<'_>]) {
-    for (attack, list, says) in table {
-        let list: Vec<&str> = list.iter().map(String::as_str).collect();
-        refused_as(ns, who, attack, &list, None, says);
-    }
-}
-
 /// A version rejected after a newer one replaced it never runs again, and a
 /// revoked one never grows: every way to bring back or keep the pods of a
 /// model that is no longer approved, at each level between the
@@ -833,168 +807,167 @@ async fn a_rejected_version_never_runs_again() {
         .flat_map(|rs| {
             let target = format!("rs/{rs}");
             vec![
-                (
+                Attack::kubectl(
                     "relabel a ReplicaSet out of its Deployment",
-                    args(&[
+                    &[
                         "label",
                         &target,
                         "modelgate.io/model-deployment=detached",
                         "--overwrite",
-                    ]),
-                    vec![GOVERNED, "never change here"],
-                ),
-                (
+                    ],
+                )
+                .says(&[GOVERNED, "never change here"]),
+                Attack::kubectl(
                     "remove a ReplicaSet's pod-template-hash",
-                    args(&["label", &target, "pod-template-hash-"]),
-                    vec![GOVERNED, "never change here"],
-                ),
-                (
+                    &["label", &target, "pod-template-hash-"],
+                )
+                .says(&[GOVERNED, "never change here"]),
+                Attack::kubectl(
                     "add a modelgate label to a ReplicaSet",
-                    args(&["label", &target, "modelgate.io/extra=1"]),
-                    vec![GOVERNED, "never change here"],
-                ),
-                (
+                    &["label", &target, "modelgate.io/extra=1"],
+                )
+                .says(&[GOVERNED, "never change here"]),
+                Attack::kubectl(
                     "scale a ReplicaSet (scale subresource)",
-                    args(&["scale", &target, "--replicas=3"]),
-                    vec![GOVERNED, "never scaled directly"],
-                ),
-                (
+                    &["scale", &target, "--replicas=3"],
+                )
+                .says(&[GOVERNED, "never scaled directly"]),
+                Attack::kubectl(
                     "patch a ReplicaSet's replicas",
-                    args(&["patch", &target, "-p", r#"{"spec":{"replicas":3}}"#]),
-                    vec![GOVERNED, "set only by the Deployment controller"],
-                ),
-                (
+                    &["patch", &target, "-p", r#"{"spec":{"replicas":3}}"#],
+                )
+                .says(&[GOVERNED, "set only by the Deployment controller"]),
+                Attack::kubectl(
                     "stall a ReplicaSet with minReadySeconds",
-                    args(&[
+                    &[
                         "patch",
                         &target,
                         "-p",
                         r#"{"spec":{"minReadySeconds":300}}"#,
-                    ]),
-                    vec![GOVERNED, "set only by the Deployment controller"],
-                ),
-                (
+                    ],
+                )
+                .says(&[GOVERNED, "set only by the Deployment controller"]),
+                Attack::kubectl(
                     "delete a ReplicaSet, orphaning its pods",
-                    args(&["delete", &target, "--cascade=orphan", "--wait=false"]),
-                    vec![GOVERNED, "deleted only by"],
-                ),
-                (
+                    &["delete", &target, "--cascade=orphan", "--wait=false"],
+                )
+                .says(&[GOVERNED, "deleted only by"]),
+                Attack::kubectl(
                     "hold a ReplicaSet with a finalizer",
-                    args(&[
+                    &[
                         "patch",
                         &target,
                         "--type=merge",
                         "-p",
                         r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
-                    ]),
-                    vec![GOVERNED, "finalizers"],
-                ),
-                (
+                    ],
+                )
+                .says(&[GOVERNED, "finalizers"]),
+                Attack::kubectl(
                     "remove a ReplicaSet's ownerReferences",
-                    args(&[
+                    &[
                         "patch",
                         &target,
                         "--type=json",
                         "-p",
                         r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
-                    ]),
-                    vec![GOVERNED, "ownerReferences"],
-                ),
+                    ],
+                )
+                .says(&[GOVERNED, "ownerReferences"]),
             ]
         })
         .collect();
     let pod_target = format!("pod/{pod}");
     let rest: Vec<Attack> = vec![
-        (
+        Attack::kubectl(
             "take a pod out of its ReplicaSet by its label",
-            args(&["label", &pod_target, "modelgate.io/model-deployment-"]),
-            vec![GOVERNED, "never change here"],
-        ),
-        (
+            &["label", &pod_target, "modelgate.io/model-deployment-"],
+        )
+        .says(&[GOVERNED, "never change here"]),
+        Attack::kubectl(
             "change a pod's pod-template-hash",
-            args(&[
+            &[
                 "label",
                 &pod_target,
                 "pod-template-hash=other",
                 "--overwrite",
-            ]),
-            vec![GOVERNED, "never change here"],
-        ),
-        (
+            ],
+        )
+        .says(&[GOVERNED, "never change here"]),
+        Attack::kubectl(
             "remove a pod's ownerReferences",
-            args(&[
+            &[
                 "patch",
                 &pod_target,
                 "--type=json",
                 "-p",
                 r#"[{"op":"remove","path":"/metadata/ownerReferences"}]"#,
-            ]),
-            vec![GOVERNED, "ownerReferences"],
-        ),
-        (
+            ],
+        )
+        .says(&[GOVERNED, "ownerReferences"]),
+        Attack::kubectl(
             "hold a pod with a finalizer",
-            args(&[
+            &[
                 "patch",
                 &pod_target,
                 "--type=merge",
                 "-p",
                 r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
-            ]),
-            vec![GOVERNED, "finalizers"],
-        ),
-        (
+            ],
+        )
+        .says(&[GOVERNED, "finalizers"]),
+        Attack::kubectl(
             "hold the Deployment with a finalizer",
-            args(&[
+            &[
                 "patch",
                 "deployment/fd",
                 "--type=merge",
                 "-p",
                 r#"{"metadata":{"finalizers":["example.com/hold"]}}"#,
-            ]),
-            vec![GOVERNED, "finalizers"],
-        ),
-        (
+            ],
+        )
+        .says(&[GOVERNED, "finalizers"]),
+        Attack::kubectl(
             "kubectl scale the Deployment",
-            args(&["scale", "deployment/fd", "--replicas=8"]),
-            vec![GOVERNED, "set spec.replicas on the ModelDeployment"],
-        ),
-        (
+            &["scale", "deployment/fd", "--replicas=8"],
+        )
+        .says(&[GOVERNED, "set spec.replicas on the ModelDeployment"]),
+        Attack::kubectl(
             "kubectl rollout pause",
-            args(&["rollout", "pause", "deployment/fd"]),
-            vec!["rollout settings", "change ModelDeployment fd instead"],
-        ),
-        (
+            &["rollout", "pause", "deployment/fd"],
+        )
+        .says(&["rollout settings", "change ModelDeployment fd instead"]),
+        Attack::kubectl(
             "stall the rollout with minReadySeconds",
-            args(&[
+            &[
                 "patch",
                 "deployment/fd",
                 "-p",
                 r#"{"spec":{"minReadySeconds":300}}"#,
-            ]),
-            vec!["rollout settings"],
-        ),
-        (
+            ],
+        )
+        .says(&["rollout settings"]),
+        Attack::kubectl(
             "change the rollout strategy",
-            args(&[
+            &[
                 "patch",
                 "deployment/fd",
                 "-p",
                 r#"{"spec":{"strategy":{"rollingUpdate":{"maxUnavailable":0,"maxSurge":1}}}}"#,
-            ]),
-            vec!["rollout settings"],
-        ),
-        (
+            ],
+        )
+        .says(&["rollout settings"]),
+        Attack::kubectl(
             "kubectl rollout undo to the rejected version",
-            args(&["rollout", "undo", "deployment/fd"]),
-            vec!["change ModelDeployment fd instead"],
-        ),
+            &["rollout", "undo", "deployment/fd"],
+        )
+        .says(&["change ModelDeployment fd instead"]),
     ];
-    all_refused(n, (DEV, DEV_GROUP), &rs_table);
-    all_refused(n, (DEV, DEV_GROUP), &rest);
+    all_refused(n, &rs_table);
+    all_refused(n, &rest);
     // A cluster admin is held to the same rules.
-    let admin = ("platform-admin@example.com", "system:masters");
-    all_refused(n, admin, &rs_table[..4]);
-    all_refused(n, admin, &rest[..7]);
+    all_refused(n, &by_admin(&rs_table[..4]));
+    all_refused(n, &by_admin(&rest[..7]));
 
     // v2 is revoked under onRevoke Hold: its pods stay, and never grow.
     fail_gate(n, "fd-v2", "LegalReview").await;
@@ -1009,19 +982,19 @@ async fn a_rejected_version_never_runs_again() {
     })
     .await;
     let grow = [
-        (
+        Attack::kubectl(
             "scale a held Deployment",
-            args(&["scale", "deployment/fd", "--replicas=8"]),
-            vec![GOVERNED],
-        ),
-        (
+            &["scale", "deployment/fd", "--replicas=8"],
+        )
+        .says(&[GOVERNED]),
+        Attack::kubectl(
             "patch a held Deployment's replicas",
-            args(&["patch", "deployment/fd", "-p", r#"{"spec":{"replicas":8}}"#]),
-            vec!["held at 1 replicas", "onRevoke: Hold"],
-        ),
+            &["patch", "deployment/fd", "-p", r#"{"spec":{"replicas":8}}"#],
+        )
+        .says(&["held at 1 replicas", "onRevoke: Hold"]),
     ];
-    all_refused(n, (DEV, DEV_GROUP), &grow);
-    all_refused(n, admin, &grow[1..]);
+    all_refused(n, &grow);
+    all_refused(n, &by_admin(&grow[1..]));
     let status = revoked.status.clone().unwrap_or_default();
     assert_eq!(status.served_model.map(|m| m.digest), Some(v2.clone()));
 
@@ -1171,18 +1144,20 @@ async fn a_ref_to_another_namespace_hides_no_revocation() {
     })
     .await;
     refused(
-        n,
         "grow the rejected model's Deployment",
-        &[
-            "patch",
-            "deployment",
-            "fd",
-            "--type",
-            "merge",
-            "-p",
-            r#"{"spec":{"replicas":4}}"#,
-        ],
-        None,
+        as_dev(
+            n,
+            &[
+                "patch",
+                "deployment",
+                "fd",
+                "--type",
+                "merge",
+                "-p",
+                r#"{"spec":{"replicas":4}}"#,
+            ],
+            None,
+        ),
         &["held at 0 replicas"],
     );
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
@@ -1443,10 +1418,12 @@ async fn an_autoscaler_never_grows_a_held_model() {
     })
     .await;
     refused(
-        n,
         "take the hold off the ReplicaSet",
-        &["annotate", "rs", &rs, "modelgate.io/held-replicas-"],
-        None,
+        as_dev(
+            n,
+            &["annotate", "rs", &rs, "modelgate.io/held-replicas-"],
+            None,
+        ),
         &[
             GOVERNED,
             "changed only by the Deployment controller and modelgate",
