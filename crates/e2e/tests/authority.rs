@@ -38,7 +38,7 @@ async fn with_approval(prefix: &str) -> (TestNamespace, Api<ModelApproval>) {
     let client = install_modelgate().await;
     let ns = TestNamespace::new(&client, prefix).await;
     let api = Api::namespaced(client, &ns.name);
-    create_approval(&api, "fd", "1.0.0", None).await;
+    model_approval("fd").version("1.0.0").create(&api).await;
     (ns, api)
 }
 

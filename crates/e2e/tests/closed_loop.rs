@@ -171,7 +171,10 @@ async fn a_developer_cannot_run_an_unapproved_model_in_a_governed_namespace() {
     // The legitimate path: v1 passes all five gates and serves; v2 waits.
     let (approvals, mds) = create_model(&client, n, "fd", "fd-v1", "1.0.0", None).await;
     approve_all(n, "fd-v1").await;
-    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    model_approval("fd-v2")
+        .version("2.0.0")
+        .create(&approvals)
+        .await;
     phase(&mds, "fd", DeploymentPhase::Available).await;
     let approved = digest_of("1.0.0");
     let pods = pods_serve(&client, n, "fd", &approved).await;
@@ -536,17 +539,21 @@ async fn the_controllers_own_identities_may_create_what_governed_namespaces_run(
     let mut unlabelled = pod.clone();
     unlabelled.metadata.labels = None;
     let as_rs = client_as(Some("system:kube-controller-manager"), &["system:masters"]).await;
-    let refusal = Api::<Pod>::namespaced(as_rs, &ns.name)
-        .create(&dry, &unlabelled)
-        .await
-        .expect_err("a pod without the modelgate label");
-    assert!(refusal.to_string().contains(GOVERNED), "{refusal}");
+    refused(
+        "a pod without the modelgate label",
+        Api::<Pod>::namespaced(as_rs, &ns.name)
+            .create(&dry, &unlabelled)
+            .await,
+        &[GOVERNED],
+    );
     let other = client_as(Some("someone@example.com"), &["system:masters"]).await;
-    let refusal = Api::<Pod>::namespaced(other, &ns.name)
-        .create(&dry, &pod)
-        .await
-        .expect_err("a pod from a person, even a cluster admin");
-    assert!(refusal.to_string().contains(GOVERNED), "{refusal}");
+    refused(
+        "a pod from a person, even a cluster admin",
+        Api::<Pod>::namespaced(other, &ns.name)
+            .create(&dry, &pod)
+            .await,
+        &[GOVERNED],
+    );
 }
 
 #[tokio::test]
@@ -687,12 +694,22 @@ async fn a_deleted_approval_in_use_revokes_and_stays_until_unused() {
     let n = ns.name.as_str();
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
-    create_approval(&approvals, "fd-v1", "1.0.0", None).await;
-    create_approval(&approvals, "unused", "9.0.0", None).await;
+    model_approval("fd-v1")
+        .version("1.0.0")
+        .create(&approvals)
+        .await;
+    model_approval("unused")
+        .version("9.0.0")
+        .create(&approvals)
+        .await;
     approve_all(n, "fd-v1").await;
     mds.create(
         &PostParams::default(),
-        &deployment_manifest("fd", "fd-v1", Some(2), "ScaleToZero"),
+        &model_deployment("fd")
+            .approval("fd-v1")
+            .replicas(2)
+            .on_revoke("ScaleToZero")
+            .build(),
     )
     .await
     .expect("md");
@@ -772,7 +789,10 @@ async fn v2_replaced_v1(client: &kube::Client, n: &str) -> Api<ModelDeployment> 
     let (approvals, mds) = create_model(client, n, "fd", "fd-v1", "1.0.0", None).await;
     approve_all(n, "fd-v1").await;
     phase(&mds, "fd", DeploymentPhase::Available).await;
-    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    model_approval("fd-v2")
+        .version("2.0.0")
+        .create(&approvals)
+        .await;
     approve_all(n, "fd-v2").await;
     let patch = serde_json::json!({"spec": {"approvalRef": {"name": "fd-v2"}}});
     mds.patch("fd", &PatchParams::default(), &Patch::Merge(&patch))
@@ -1109,9 +1129,15 @@ async fn a_ref_to_another_namespace_hides_no_revocation() {
     let record = watch_pods(&client, n).await;
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
-    create_approval(&approvals, "fd-v1", "1.0.0", None).await;
+    model_approval("fd-v1")
+        .version("1.0.0")
+        .create(&approvals)
+        .await;
     // No spec.replicas: the Deployment's replicas are editable until held.
-    let md = deployment_manifest("fd", "fd-v1", None, "ScaleToZero");
+    let md = model_deployment("fd")
+        .approval("fd-v1")
+        .on_revoke("ScaleToZero")
+        .build();
     mds.create(&PostParams::default(), &md).await.expect("md");
     approve_all(n, "fd-v1").await;
     phase(&mds, "fd", DeploymentPhase::Available).await;
@@ -1229,18 +1255,16 @@ async fn metadata_that_fills_a_managed_deployment_is_refused() {
             serde_json::json!({"metadata": {"labels": many}}),
         ),
     ] {
-        let refusal = developer
-            .patch("fd", &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .err()
-            .unwrap_or_else(|| panic!("{attack}: was allowed"))
-            .to_string();
-        for phrase in [
-            "may write at most 65536 bytes",
-            "change ModelDeployment fd instead",
-        ] {
-            assert!(refusal.contains(phrase), "{attack}: {refusal}");
-        }
+        refused(
+            attack,
+            developer
+                .patch("fd", &PatchParams::default(), &Patch::Merge(&patch))
+                .await,
+            &[
+                "may write at most 65536 bytes",
+                "change ModelDeployment fd instead",
+            ],
+        );
     }
     let after = deployments.get("fd").await.expect("deployment");
     assert_eq!(after.metadata.annotations, before.metadata.annotations);
@@ -1281,12 +1305,18 @@ async fn a_withdrawn_rollout_under_way_goes_no_further() {
     let record = watch_pods(&client, n).await;
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
-    create_approval(&approvals, "fd-v1", "1.0.0", None).await;
-    let md = deployment_manifest("fd", "fd-v1", Some(4), "Hold");
+    model_approval("fd-v1")
+        .version("1.0.0")
+        .create(&approvals)
+        .await;
+    let md = model_deployment("fd").approval("fd-v1").replicas(4).build();
     mds.create(&PostParams::default(), &md).await.expect("md");
     approve_all(n, "fd-v1").await;
     phase(&mds, "fd", DeploymentPhase::Available).await;
-    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    model_approval("fd-v2")
+        .version("2.0.0")
+        .create(&approvals)
+        .await;
     approve_all(n, "fd-v2").await;
     // v2's pods wait on a scheduling gate: the rollout stops half way.
     let gated = r#"{"spec":{"approvalRef":{"name":"fd-v2"},"template":{"spec":{"schedulingGates":[{"name":"example.com/later"}]}}}}"#;
@@ -1395,8 +1425,11 @@ async fn an_autoscaler_never_grows_a_held_model() {
     let record = watch_pods(&client, n).await;
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
-    create_approval(&approvals, "fd-v1", "1.0.0", None).await;
-    let md = deployment_manifest("fd", "fd-v1", None, "Hold");
+    model_approval("fd-v1")
+        .version("1.0.0")
+        .create(&approvals)
+        .await;
+    let md = model_deployment("fd").approval("fd-v1").build();
     mds.create(&PostParams::default(), &md).await.expect("md");
     approve_all(n, "fd-v1").await;
     phase(&mds, "fd", DeploymentPhase::Available).await;
@@ -1465,7 +1498,10 @@ async fn an_autoscaler_never_grows_a_held_model() {
 
     // An approved model again: the hold is lifted, the mark with it.
     as_dev(n, &["delete", "hpa", "grow"], None);
-    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    model_approval("fd-v2")
+        .version("2.0.0")
+        .create(&approvals)
+        .await;
     approve_all(n, "fd-v2").await;
     let v2 = r#"{"spec":{"approvalRef":{"name":"fd-v2"}}}"#;
     let out = as_dev(n, &["patch", "md", "fd", "--type", "merge", "-p", v2], None);
@@ -1495,7 +1531,7 @@ async fn a_padded_approval_is_refused() {
     let ns = governed_namespace(&client, "padded").await;
     let n = ns.name.as_str();
     let developer: Api<ModelApproval> = Api::namespaced(person(DEV, &[DEV_GROUP]).await, n);
-    let mut padded = approval_manifest("fd-v1", "1.0.0", None);
+    let mut padded = model_approval("fd-v1").version("1.0.0").build();
     padded.metadata.labels = Some(
         (0..4000)
             .map(|i| {
@@ -1506,32 +1542,25 @@ async fn a_padded_approval_is_refused() {
             })
             .collect(),
     );
-    let refusal = developer
-        .create(&PostParams::default(), &padded)
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_else(|| panic!("a padded approval was created"));
-    assert!(
-        refusal.contains("is too large") && refusal.contains("at most 65536"),
-        "{refusal}"
+    refused(
+        "a padded approval",
+        developer.create(&PostParams::default(), &padded).await,
+        &["is too large", "at most 65536"],
     );
-    let mut finalized = approval_manifest("fd-v1", "1.0.0", None);
+    let mut finalized = model_approval("fd-v1").version("1.0.0").build();
     finalized.metadata.finalizers = Some((0..17).map(|i| format!("example.com/f{i}")).collect());
-    let refusal = developer
-        .create(&PostParams::default(), &finalized)
-        .await
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_else(|| panic!("an approval with 17 finalizers was created"));
-    assert!(refusal.contains("17 finalizers"), "{refusal}");
+    refused(
+        "an approval with 17 finalizers",
+        developer.create(&PostParams::default(), &finalized).await,
+        &["17 finalizers"],
+    );
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
     assert!(approvals.get_opt("fd-v1").await.expect("read").is_none());
     // An ordinary approval is still the developer's to create.
     developer
         .create(
             &PostParams::default(),
-            &approval_manifest("fd-v1", "1.0.0", None),
+            &model_approval("fd-v1").version("1.0.0").build(),
         )
         .await
         .expect("an ordinary approval");

@@ -136,7 +136,11 @@ async fn phase_changes_are_signed_exported_and_tampering_is_named() {
     let ns = TestNamespace::new(&client, "records").await;
     let n = ns.name.as_str();
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
-    create_approval(&approvals, "fd-v1", "1.0.0", Some("2160h")).await;
+    model_approval("fd-v1")
+        .version("1.0.0")
+        .valid_for("2160h")
+        .create(&approvals)
+        .await;
     approve_all(n, "fd-v1").await;
     wait_phase(&approvals, "fd-v1", ApprovalPhase::Approved).await;
     set_gate(
@@ -395,7 +399,10 @@ async fn records_outlive_their_approval_and_only_the_operator_writes_them() {
     let ns = TestNamespace::new(&client, "records-kept").await;
     let n = ns.name.as_str();
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
-    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    model_approval("fd-v2")
+        .version("2.0.0")
+        .create(&approvals)
+        .await;
     approve_all(n, "fd-v2").await;
     let record = records_of(&client, n, "fd-v2", 1).await.remove(0);
     let name = record.metadata.name.clone().expect("name");
@@ -501,7 +508,10 @@ async fn a_removed_newest_record_is_named_by_the_checkpoint() {
     let ns = TestNamespace::new(&client, "records-cut").await;
     let n = ns.name.as_str();
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
-    create_approval(&approvals, "fd-v3", "3.0.0", None).await;
+    model_approval("fd-v3")
+        .version("3.0.0")
+        .create(&approvals)
+        .await;
     approve_all(n, "fd-v3").await;
     wait_phase(&approvals, "fd-v3", ApprovalPhase::Approved).await;
     set_gate(
