@@ -180,7 +180,7 @@ pub async fn install_modelgate() -> Client {
 async fn wait_for_policies(admin: &Client) {
     let approvals: Api<modelgate::api::approval::ModelApproval> =
         Api::namespaced(admin.clone(), modelgate::vocabulary::DEFAULT_NAMESPACE);
-    let probe = approval_manifest("policy-probe", "0.0.1", None);
+    let probe = model_approval("policy-probe").version("0.0.1").build();
     let _ = approvals.create(&PostParams::default(), &probe).await;
     let outsider = person(
         "policy-probe@example.com",

@@ -12,38 +12,67 @@ pub fn digest_of(version: &str) -> String {
     format!("sha256:{hex:0>64}")
 }
 
-/// A ModelApproval manifest for `fraud-detector` at `version`.
-pub fn approval_manifest(
-    name: &str,
-    version: &str,
-    valid_for: Option<&str>,
-) -> modelgate::api::approval::ModelApproval {
-    let mut spec = serde_json::json!({
-        "model": {"name": "fraud-detector", "version": version, "uri": format!("s3://models/fraud-detector/{version}/"), "digest": digest_of(version)},
-    });
-    if let Some(v) = valid_for {
-        spec["validFor"] = v.into();
+/// A ModelApproval `name` for `fraud-detector` to make, by name:
+/// `model_approval("fd-v1").version("1.0.0").create(&api).await`.
+pub fn model_approval(name: &str) -> ApprovalFixture {
+    ApprovalFixture {
+        name: name.to_string(),
+        version: "1.0.0".to_string(),
+        valid_for: None,
     }
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
-        "metadata": {"name": name}, "spec": spec,
-    }))
-    .expect("approval manifest")
 }
 
-/// Creates the ModelApproval `name` for `fraud-detector` at `version`.
-pub async fn create_approval(
-    api: &Api<modelgate::api::approval::ModelApproval>,
-    name: &str,
-    version: &str,
-    valid_for: Option<&str>,
-) -> modelgate::api::approval::ModelApproval {
-    api.create(
-        &kube::api::PostParams::default(),
-        &approval_manifest(name, version, valid_for),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("create approval {name}: {e}"))
+/// A ModelApproval to make: see [`model_approval`].
+#[derive(Debug, Clone)]
+pub struct ApprovalFixture {
+    name: String,
+    version: String,
+    valid_for: Option<String>,
+}
+
+impl ApprovalFixture {
+    /// The model version it approves (1.0.0 unless told); the URI and a
+    /// digest of its own follow from it.
+    pub fn version(self, version: &str) -> Self {
+        ApprovalFixture {
+            version: version.to_string(),
+            ..self
+        }
+    }
+
+    /// How long the approval stands (spec.validFor), if at all.
+    pub fn valid_for<'a>(self, valid_for: impl Into<Option<&'a str>>) -> Self {
+        ApprovalFixture {
+            valid_for: valid_for.into().map(str::to_string),
+            ..self
+        }
+    }
+
+    /// The manifest.
+    pub fn build(&self) -> modelgate::api::approval::ModelApproval {
+        let version = &self.version;
+        let mut spec = serde_json::json!({
+            "model": {"name": "fraud-detector", "version": version, "uri": format!("s3://models/fraud-detector/{version}/"), "digest": digest_of(version)},
+        });
+        if let Some(v) = &self.valid_for {
+            spec["validFor"] = v.as_str().into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
+            "metadata": {"name": self.name}, "spec": spec,
+        }))
+        .expect("approval manifest")
+    }
+
+    /// Creates it through `api`.
+    pub async fn create(
+        &self,
+        api: &Api<modelgate::api::approval::ModelApproval>,
+    ) -> modelgate::api::approval::ModelApproval {
+        api.create(&kube::api::PostParams::default(), &self.build())
+            .await
+            .unwrap_or_else(|e| panic!("create approval {}: {e}", self.name))
+    }
 }
 
 /// Sets all five gates True, each by a reviewer of its own.
@@ -76,24 +105,81 @@ pub async fn fail_gate(ns: &str, name: &str, gate: &str) {
         .unwrap_or_else(|e| panic!("fail {gate} of {name}: {e}"));
 }
 
-/// A ModelDeployment manifest serving through `approval`.
-pub fn deployment_manifest(
-    name: &str,
-    approval: &str,
+/// A ModelDeployment `name` to make, by name:
+/// `model_deployment("fd").approval("fd-v1").replicas(2).on_revoke("ScaleToZero").build()`.
+/// Unless told, it leaves spec.replicas unset and holds on revoke.
+pub fn model_deployment(name: &str) -> DeploymentFixture {
+    DeploymentFixture {
+        name: name.to_string(),
+        approval: String::new(),
+        replicas: None,
+        on_revoke: "Hold".to_string(),
+    }
+}
+
+/// A ModelDeployment to make: see [`model_deployment`].
+#[derive(Debug, Clone)]
+pub struct DeploymentFixture {
+    name: String,
+    approval: String,
     replicas: Option<i32>,
-    on_revoke: &str,
-) -> modelgate::api::deployment::ModelDeployment {
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelDeployment",
-        "metadata": {"name": name},
-        "spec": {
-            "approvalRef": {"name": approval}, "replicas": replicas, "onRevoke": on_revoke,
-            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
-                {"name": "server", "image": "registry.example.com/model-server:1.8", "env": [{"name": "LOG_LEVEL", "value": "info"}]}
-            ]}},
-        },
-    }))
-    .expect("deployment manifest")
+    on_revoke: String,
+}
+
+impl DeploymentFixture {
+    /// The ModelApproval it serves through (spec.approvalRef).
+    pub fn approval(self, approval: &str) -> Self {
+        DeploymentFixture {
+            approval: approval.to_string(),
+            ..self
+        }
+    }
+
+    /// spec.replicas, if set.
+    pub fn replicas(self, replicas: impl Into<Option<i32>>) -> Self {
+        DeploymentFixture {
+            replicas: replicas.into(),
+            ..self
+        }
+    }
+
+    /// spec.onRevoke: Hold, ScaleToZero or Rollback.
+    pub fn on_revoke(self, on_revoke: &str) -> Self {
+        DeploymentFixture {
+            on_revoke: on_revoke.to_string(),
+            ..self
+        }
+    }
+
+    /// The manifest.
+    pub fn build(&self) -> modelgate::api::deployment::ModelDeployment {
+        let name = &self.name;
+        assert!(
+            !self.approval.is_empty(),
+            "ModelDeployment {name}: no approval"
+        );
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": name},
+            "spec": {
+                "approvalRef": {"name": self.approval}, "replicas": self.replicas, "onRevoke": self.on_revoke,
+                "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
+                    {"name": "server", "image": "registry.example.com/model-server:1.8", "env": [{"name": "LOG_LEVEL", "value": "info"}]}
+                ]}},
+            },
+        }))
+        .expect("deployment manifest")
+    }
+
+    /// Creates it through `api`.
+    pub async fn create(
+        &self,
+        api: &Api<modelgate::api::deployment::ModelDeployment>,
+    ) -> modelgate::api::deployment::ModelDeployment {
+        api.create(&kube::api::PostParams::default(), &self.build())
+            .await
+            .unwrap_or_else(|e| panic!("create ModelDeployment {}: {e}", self.name))
+    }
 }
 
 /// Creates, in `ns`, the ModelApproval `approval` for `fraud-detector` at
@@ -113,13 +199,16 @@ pub async fn create_model(
     let approvals = kube::Api::namespaced(client.clone(), ns);
     let mds = kube::Api::namespaced(client.clone(), ns);
     let create = kube::api::PostParams::default();
+    let approval_manifest = model_approval(approval)
+        .version(version)
+        .valid_for(valid_for)
+        .build();
     approvals
-        .create(&create, &approval_manifest(approval, version, valid_for))
+        .create(&create, &approval_manifest)
         .await
         .expect("approval");
-    mds.create(&create, &deployment_manifest(md, approval, Some(1), "Hold"))
-        .await
-        .expect("md");
+    let md_manifest = model_deployment(md).approval(approval).replicas(1).build();
+    mds.create(&create, &md_manifest).await.expect("md");
     (approvals, mds)
 }
 

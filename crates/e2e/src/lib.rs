@@ -12,6 +12,7 @@ pub mod operator;
 pub mod paths;
 pub mod plugin;
 pub mod pods;
+pub mod refusal;
 pub mod registry;
 pub mod users;
 pub mod wait;

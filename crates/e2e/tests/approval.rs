@@ -36,7 +36,11 @@ async fn phase_is(
 #[tokio::test(flavor = "multi_thread")]
 async fn five_gates_one_by_one_approve_with_history_and_events() {
     let (client, ns, api) = setup("approve").await;
-    create_approval(&api, "fd", "2.4.0", Some("2160h")).await;
+    model_approval("fd")
+        .version("2.4.0")
+        .valid_for("2160h")
+        .create(&api)
+        .await;
     eventually(30, "phase Pending", || {
         phase_is(&api, "fd", ApprovalPhase::Pending)
     })
@@ -138,7 +142,7 @@ async fn five_gates_one_by_one_approve_with_history_and_events() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_gate_rejects_until_it_passes_again() {
     let (client, ns, api) = setup("reject").await;
-    create_approval(&api, "fd", "2.4.1", None).await;
+    model_approval("fd").version("2.4.1").create(&api).await;
     for gate in GATES {
         set_gate(&ns.name, "fd", gate, "True", &format!("{gate}@example.com"))
             .await
@@ -201,7 +205,11 @@ async fn a_failed_gate_rejects_until_it_passes_again() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_approval_expires_on_time_with_no_other_write() {
     let (client, ns, api) = setup("expire").await;
-    create_approval(&api, "fd", "2.4.2", Some("5s")).await;
+    model_approval("fd")
+        .version("2.4.2")
+        .valid_for("5s")
+        .create(&api)
+        .await;
     for gate in GATES {
         set_gate(&ns.name, "fd", gate, "True", &format!("{gate}@example.com"))
             .await
@@ -252,7 +260,7 @@ async fn an_approval_expires_on_time_with_no_other_write() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_settled_approval_makes_no_writes() {
     let (_, ns, api) = setup("quiet").await;
-    create_approval(&api, "fd", "2.4.3", None).await;
+    model_approval("fd").version("2.4.3").create(&api).await;
     for gate in &GATES[..3] {
         set_gate(&ns.name, "fd", gate, "True", &format!("{gate}@example.com"))
             .await
@@ -281,7 +289,7 @@ async fn a_settled_approval_makes_no_writes() {
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_reviewers_and_operator_lose_nothing() {
     let (_, ns, api) = setup("concurrent").await;
-    create_approval(&api, "fd", "2.4.4", None).await;
+    model_approval("fd").version("2.4.4").create(&api).await;
     // Two reviewers flip their gates back and forth as fast as they can while
     // the operator writes status after every flip.
     let flips = 26;
@@ -358,7 +366,7 @@ async fn concurrent_reviewers_and_operator_lose_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_malformed_reviewer_condition_is_reported_not_fatal() {
     let (_, ns, api) = setup("malformed").await;
-    create_approval(&api, "fd", "2.4.5", None).await;
+    model_approval("fd").version("2.4.5").create(&api).await;
     // A reviewer (of legal, here) writes a condition type that is no gate:
     // the admission policy refuses it, saying what is allowed.
     let eve = person("eve@example.com", &["modelgate:legal-reviewers"]).await;
@@ -447,7 +455,7 @@ async fn metrics_and_health_endpoints_follow_the_work() {
     assert_eq!((code, body.trim()), (200, "ok"));
 
     let before = http_get(addr, "/metrics").1;
-    create_approval(&api, "fd", "3.1.0", None).await;
+    model_approval("fd").version("3.1.0").create(&api).await;
     set_gate(&ns.name, "fd", "TechnicalReview", "True", "tom@example.com")
         .await
         .expect("gate");

@@ -33,7 +33,10 @@ async fn health_checks_match_every_phase_the_operator_produces() {
             approvals
                 .create(
                     &PostParams::default(),
-                    &approval_manifest(name, "9.0.0", valid_for),
+                    &model_approval(name)
+                        .version("9.0.0")
+                        .valid_for(valid_for)
+                        .build(),
                 )
                 .await
                 .expect("approval")
@@ -63,7 +66,10 @@ async fn health_checks_match_every_phase_the_operator_produces() {
         |name: &'static str, approval: &'static str, tweak: fn(&mut ModelDeployment)| {
             let mds = mds.clone();
             async move {
-                let mut md = deployment_manifest(name, approval, Some(1), "Hold");
+                let mut md = model_deployment(name)
+                    .approval(approval)
+                    .replicas(1)
+                    .build();
                 tweak(&mut md);
                 mds.create(&PostParams::default(), &md).await.expect("md")
             }

@@ -133,7 +133,10 @@ async fn with_evidence(
     kube::Api<modelgate::api::approval::ModelApproval>,
     kube::Api<modelgate::api::deployment::ModelDeployment>,
 ) {
-    let mut approval = approval_manifest(APPROVAL, "2.4.0", Some("2160h"));
+    let mut approval = model_approval(APPROVAL)
+        .version("2.4.0")
+        .valid_for("2160h")
+        .build();
     approval.spec.evidence = serde_json::from_value(serde_json::json!([
         {"gate": "FairnessReview", "uri": FAIRNESS_REPORT, "description": "Disparity report, 2026-Q3 holdout set"},
         {"gate": "SecurityReview", "uri": "https://security.example.com/pentests/2026-11", "description": "Pen test report, November 2026"},
@@ -149,7 +152,10 @@ async fn with_evidence(
         .expect("approval");
     mds.create(
         &create,
-        &deployment_manifest("fraud-detector", APPROVAL, Some(1), "Hold"),
+        &model_deployment("fraud-detector")
+            .approval(APPROVAL)
+            .replicas(1)
+            .build(),
     )
     .await
     .expect("md");
@@ -311,7 +317,10 @@ async fn one_approval(
     let client = install_modelgate().await;
     let ns = TestNamespace::new(&client, prefix).await;
     let approvals = kube::Api::namespaced(client.clone(), &ns.name);
-    create_approval(&approvals, APPROVAL, "2.4.0", None).await;
+    model_approval(APPROVAL)
+        .version("2.4.0")
+        .create(&approvals)
+        .await;
     (ns, approvals)
 }
 
@@ -548,7 +557,10 @@ async fn a_decision_for_an_approval_re_created_since_its_page_is_refused() {
         .await
         .expect("delete");
     gone(&approvals, APPROVAL, 30).await;
-    create_approval(&approvals, APPROVAL, "6.6.6", None).await;
+    model_approval(APPROVAL)
+        .version("6.6.6")
+        .create(&approvals)
+        .await;
 
     // Sam's form, sent as the page rendered it, is refused and says why.
     let body = format!(

@@ -161,7 +161,10 @@ async fn one_approval(prefix: &str) -> (TestNamespace, kube::Api<ModelApproval>)
     let client = install_modelgate().await;
     let ns = TestNamespace::new(&client, prefix).await;
     let approvals = kube::Api::namespaced(client.clone(), &ns.name);
-    create_approval(&approvals, APPROVAL, "2.4.0", None).await;
+    model_approval(APPROVAL)
+        .version("2.4.0")
+        .create(&approvals)
+        .await;
     // The operator's first write (Pending, the pinned policy) is done
     // before a test compares what was written.
     eventually(30, "the operator's first status", || async {

@@ -36,14 +36,21 @@ async fn setup(prefix: &str) -> Fixture {
 
 impl Fixture {
     async fn approval(&self, name: &str, version: &str) {
-        create_approval(&self.approvals, name, version, None).await;
+        model_approval(name)
+            .version(version)
+            .create(&self.approvals)
+            .await;
     }
 
     async fn md(&self, name: &str, approval: &str, replicas: Option<i32>, on_revoke: &str) {
         self.mds
             .create(
                 &PostParams::default(),
-                &deployment_manifest(name, approval, replicas, on_revoke),
+                &model_deployment(name)
+                    .approval(approval)
+                    .replicas(replicas)
+                    .on_revoke(on_revoke)
+                    .build(),
             )
             .await
             .expect("create md");
@@ -455,7 +462,7 @@ async fn bad_references_and_templates_are_conditions_not_crashes() {
     assert!(c.message.unwrap_or_default().contains("does-not-exist"));
 
     // Another namespace.
-    let mut cross = deployment_manifest("cross", "fd", Some(1), "Hold");
+    let mut cross = model_deployment("cross").approval("fd").replicas(1).build();
     cross.spec.approval_ref.namespace = Some("kube-system".into());
     f.mds
         .create(&PostParams::default(), &cross)
@@ -468,7 +475,10 @@ async fn bad_references_and_templates_are_conditions_not_crashes() {
     // name must be a DNS label).
     f.approval("fd", "5.0.0").await;
     approve_all(&f.ns.name, "fd").await;
-    let mut bad = deployment_manifest("badtemplate", "fd", Some(1), "Hold");
+    let mut bad = model_deployment("badtemplate")
+        .approval("fd")
+        .replicas(1)
+        .build();
     if let Some(spec) = bad.spec.template.spec.as_mut() {
         spec.containers[0].name = "Model_Server".into();
     }

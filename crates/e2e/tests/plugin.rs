@@ -306,7 +306,10 @@ async fn a_decision_names_the_digest_and_uid_it_was_about() {
     let ns = TestNamespace::new(&client, "plugin-bound").await;
     let approvals: Api<modelgate::api::approval::ModelApproval> =
         Api::namespaced(client.clone(), &ns.name);
-    let first = create_approval(&approvals, "fd-8", "8.0.0", None).await;
+    let first = model_approval("fd-8")
+        .version("8.0.0")
+        .create(&approvals)
+        .await;
     let old_uid = first.metadata.uid.clone().unwrap_or_default();
     // Re-created under the same name with other bytes.
     approvals
@@ -314,7 +317,10 @@ async fn a_decision_names_the_digest_and_uid_it_was_about() {
         .await
         .expect("delete");
     gone(&approvals, "fd-8", 30).await;
-    let second = create_approval(&approvals, "fd-8", "8.0.1", None).await;
+    let second = model_approval("fd-8")
+        .version("8.0.1")
+        .create(&approvals)
+        .await;
     let (sec, sec_groups) = reviewer(Gate::Security);
     let who = Some((sec.as_str(), &sec_groups[..]));
 

@@ -435,7 +435,10 @@ async fn a_pinned_approval_keeps_its_rules_and_a_broken_rule_is_reported() {
     apply_policy(&client, n, &policy(n, "default", 2, "m.auc >= 0.9")).await;
     policy_status(&client, n, "default").await;
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
-    create_approval(&approvals, "a1", "1.0.0", None).await;
+    model_approval("a1")
+        .version("1.0.0")
+        .create(&approvals)
+        .await;
     let before = approval_when(&approvals, "a1", "a1 pinned", |a| {
         a.status.as_ref().is_some_and(|s| s.policy.is_some())
     })
@@ -446,7 +449,10 @@ async fn a_pinned_approval_keeps_its_rules_and_a_broken_rule_is_reported() {
     apply_policy(&client, n, &policy(n, "default", 3, "m.auc >= 0.9")).await;
     let edited = policy_status(&client, n, "default").await;
     assert_eq!(edited.metadata.generation, Some(2));
-    create_approval(&approvals, "a2", "2.0.0", None).await;
+    model_approval("a2")
+        .version("2.0.0")
+        .create(&approvals)
+        .await;
     let a2 = approval_when(&approvals, "a2", "a2 pinned", |a| {
         a.status.as_ref().is_some_and(|s| s.policy.is_some())
     })

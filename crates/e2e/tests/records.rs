@@ -16,7 +16,13 @@ use modelgate::api::{
 };
 use modelgate::records::checkpoint::Checkpoint;
 use modelgate::records::envelope::Signer;
+use modelgate_e2e::refusal::refused;
 use modelgate_e2e::{cluster::*, fixtures::*, operator::*, plugin::*, users::*, wait::*};
+
+/// A refusal to touch the records says what is protected, as the API
+/// server's Forbidden or Invalid.
+const RECORDS: &[&str] = &["ApprovalRecord", "approvalrecords"];
+const FORBIDDEN_OR_INVALID: &[u16] = &[403, 422];
 
 /// The records of approval `name` in `ns`, oldest first, once there are `n`.
 async fn records_of(client: &kube::Client, ns: &str, name: &str, n: usize) -> Vec<ApprovalRecord> {
@@ -130,7 +136,11 @@ async fn phase_changes_are_signed_exported_and_tampering_is_named() {
     let ns = TestNamespace::new(&client, "records").await;
     let n = ns.name.as_str();
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
-    create_approval(&approvals, "fd-v1", "1.0.0", Some("2160h")).await;
+    model_approval("fd-v1")
+        .version("1.0.0")
+        .valid_for("2160h")
+        .create(&approvals)
+        .await;
     approve_all(n, "fd-v1").await;
     wait_phase(&approvals, "fd-v1", ApprovalPhase::Approved).await;
     set_gate(
@@ -389,7 +399,10 @@ async fn records_outlive_their_approval_and_only_the_operator_writes_them() {
     let ns = TestNamespace::new(&client, "records-kept").await;
     let n = ns.name.as_str();
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
-    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    model_approval("fd-v2")
+        .version("2.0.0")
+        .create(&approvals)
+        .await;
     approve_all(n, "fd-v2").await;
     let record = records_of(&client, n, "fd-v2", 1).await.remove(0);
     let name = record.metadata.name.clone().expect("name");
@@ -442,14 +455,20 @@ async fn records_outlive_their_approval_and_only_the_operator_writes_them() {
         };
         forged.spec.phase = "Approved".into();
         let created = api.create(&PostParams::default(), &forged).await;
-        refused(who, "create a record", created.map(|_| ()));
+        refused(&format!("{who} may not create a record"), created, &[])
+            .with_code(FORBIDDEN_OR_INVALID)
+            .says_one_of(RECORDS);
         let patch = serde_json::json!({"spec": {"phase": "Approved"}, "metadata": {"labels": {"tampered": "yes"}}});
         let changed = api
             .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
             .await;
-        refused(who, "change a record", changed.map(|_| ()));
+        refused(&format!("{who} may not change a record"), changed, &[])
+            .with_code(FORBIDDEN_OR_INVALID)
+            .says_one_of(RECORDS);
         let deleted = api.delete(&name, &DeleteParams::default()).await;
-        refused(who, "delete a record", deleted.map(|_| ()));
+        refused(&format!("{who} may not delete a record"), deleted, &[])
+            .with_code(FORBIDDEN_OR_INVALID)
+            .says_one_of(RECORDS);
     }
     let after = records.get(&name).await.expect("the record is still there");
     assert_eq!(
@@ -463,21 +482,6 @@ async fn records_outlive_their_approval_and_only_the_operator_writes_them() {
             .expect("get")
             .is_none()
     );
-}
-
-/// Asserts an API refusal that tells the person why.
-fn refused(who: &str, what: &str, result: kube::Result<()>) {
-    match result {
-        Err(kube::Error::Api(s)) if s.code == 403 || s.code == 422 => {
-            assert!(
-                s.message.contains("ApprovalRecord") || s.message.contains("approvalrecords"),
-                "{who}: {what}: the refusal says what is protected: {}",
-                s.message
-            );
-            eprintln!("refused as expected: {who} may not {what}: {}", s.message);
-        }
-        other => panic!("{who} could {what}: {other:?}"),
-    }
 }
 
 /// The seq of approval `uid`'s newest record that the namespace's
@@ -504,7 +508,10 @@ async fn a_removed_newest_record_is_named_by_the_checkpoint() {
     let ns = TestNamespace::new(&client, "records-cut").await;
     let n = ns.name.as_str();
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
-    create_approval(&approvals, "fd-v3", "3.0.0", None).await;
+    model_approval("fd-v3")
+        .version("3.0.0")
+        .create(&approvals)
+        .await;
     approve_all(n, "fd-v3").await;
     wait_phase(&approvals, "fd-v3", ApprovalPhase::Approved).await;
     set_gate(
@@ -540,18 +547,22 @@ async fn a_removed_newest_record_is_named_by_the_checkpoint() {
         )
         .await;
     refused(
-        "the cluster admin",
-        "rewrite the checkpoint",
-        rewritten.map(|_| ()),
-    );
+        "the cluster admin may not rewrite the checkpoint",
+        rewritten,
+        &[],
+    )
+    .with_code(FORBIDDEN_OR_INVALID)
+    .says_one_of(RECORDS);
     let deleted = as_admin
         .delete("approval-records", &DeleteParams::default())
         .await;
     refused(
-        "the cluster admin",
-        "delete the checkpoint",
-        deleted.map(|_| ()),
-    );
+        "the cluster admin may not delete the checkpoint",
+        deleted,
+        &[],
+    )
+    .with_code(FORBIDDEN_OR_INVALID)
+    .says_one_of(RECORDS);
     let after: Api<RecordCheckpoint> = Api::namespaced(client.clone(), n);
     assert_eq!(
         after

@@ -110,11 +110,21 @@ async fn killed_at_random_during_rollouts_nothing_unapproved_runs_and_nothing_is
     }
     // One more, onRevoke Rollback: v1, then v2, then v2 revoked, all while
     // the operator is being killed.
-    create_approval(&approvals, "rb-v1", "9.1.0", None).await;
-    create_approval(&approvals, "rb-v2", "9.2.0", None).await;
+    model_approval("rb-v1")
+        .version("9.1.0")
+        .create(&approvals)
+        .await;
+    model_approval("rb-v2")
+        .version("9.2.0")
+        .create(&approvals)
+        .await;
     mds.create(
         &kube::api::PostParams::default(),
-        &deployment_manifest("rb", "rb-v1", Some(2), "Rollback"),
+        &model_deployment("rb")
+            .approval("rb-v1")
+            .replicas(2)
+            .on_revoke("Rollback")
+            .build(),
     )
     .await
     .expect("rollback md");

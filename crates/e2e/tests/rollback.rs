@@ -16,7 +16,11 @@ use modelgate_e2e::{argocd::*, cluster::*, fixtures::*, operator::*, pods::*, wa
 
 /// A ModelDeployment of two replicas with onRevoke Rollback.
 fn rollback_md(name: &str, approval: &str, fallback: &str) -> ModelDeployment {
-    let mut md = deployment_manifest(name, approval, Some(2), "Rollback");
+    let mut md = model_deployment(name)
+        .approval(approval)
+        .replicas(2)
+        .on_revoke("Rollback")
+        .build();
     md.spec.rollback_fallback = serde_json::from_value(fallback.into()).ok();
     md
 }
@@ -70,7 +74,11 @@ async fn a_revoked_version_rolls_back_to_the_last_one_still_approved() {
     let (d1, d2) = (digest_of("1.0.0"), digest_of("2.0.0"));
 
     // v1 (valid for 40 s, so that it lapses later in the test) then v2.
-    create_approval(&approvals, "fd-v1", "1.0.0", Some("40s")).await;
+    model_approval("fd-v1")
+        .version("1.0.0")
+        .valid_for("40s")
+        .create(&approvals)
+        .await;
     approve_all(n, "fd-v1").await;
     mds.create(
         &PostParams::default(),
@@ -80,7 +88,10 @@ async fn a_revoked_version_rolls_back_to_the_last_one_still_approved() {
     .expect("md");
     phase(&mds, "fd", DeploymentPhase::Available).await;
     pods_serve(&client, n, "fd", &d1).await;
-    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    model_approval("fd-v2")
+        .version("2.0.0")
+        .create(&approvals)
+        .await;
     approve_all(n, "fd-v2").await;
     point_at(&mds, "fd", "fd-v2").await;
     eventually(60, "v2 available", || async {
@@ -181,13 +192,19 @@ async fn a_recreated_approval_of_the_same_name_is_never_rolled_back_to() {
     let n = ns.name.as_str();
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
-    create_approval(&approvals, "fd-v1", "1.0.0", None).await;
+    model_approval("fd-v1")
+        .version("1.0.0")
+        .create(&approvals)
+        .await;
     approve_all(n, "fd-v1").await;
     mds.create(&PostParams::default(), &rollback_md("fd", "fd-v1", "Hold"))
         .await
         .expect("md");
     phase(&mds, "fd", DeploymentPhase::Available).await;
-    create_approval(&approvals, "fd-v2", "2.0.0", None).await;
+    model_approval("fd-v2")
+        .version("2.0.0")
+        .create(&approvals)
+        .await;
     approve_all(n, "fd-v2").await;
     point_at(&mds, "fd", "fd-v2").await;
     pods_serve(&client, n, "fd", &digest_of("2.0.0")).await;
@@ -200,7 +217,10 @@ async fn a_recreated_approval_of_the_same_name_is_never_rolled_back_to() {
         .await
         .expect("delete v1");
     gone(&approvals, "fd-v1", 30).await;
-    create_approval(&approvals, "fd-v1", "1.0.0", None).await;
+    model_approval("fd-v1")
+        .version("1.0.0")
+        .create(&approvals)
+        .await;
     approve_all(n, "fd-v1").await;
 
     set_gate(
