@@ -131,6 +131,27 @@ fn allowed(ns: &str, attack: &str, args: &[&str]) {
     eprintln!("allowed, for the operator to answer: {attack}");
 }
 
+/// The pods the watch saw start after `t` with `digest`, by name, once each.
+fn started_after(record: &Mutex<Vec<Pod>>, digest: &str, t: jiff::Timestamp) -> Vec<String> {
+    let mut names: Vec<String> = record
+        .lock()
+        .map(|all| {
+            all.iter()
+                .filter(|p| seen(p).2.iter().any(|d| d == digest))
+                .filter(|p| {
+                    p.metadata
+                        .creation_timestamp
+                        .as_ref()
+                        .is_some_and(|born| born.0 > t)
+                })
+                .map(|p| seen(p).0)
+                .collect()
+        })
+        .unwrap_or_default();
+    names.dedup();
+    names
+}
+
 /// Watches every pod of `ns` from now on and records each version of each.
 async fn watch_pods(client: &kube::Client, ns: &str) -> Arc<Mutex<Vec<Pod>>> {
     let record = Arc::new(Mutex::new(Vec::new()));
@@ -1194,21 +1215,7 @@ async fn a_ref_to_another_namespace_hides_no_revocation() {
         "pods of the rejected model still run: {:?}",
         live.iter().map(seen).collect::<Vec<_>>()
     );
-    let started_after: Vec<String> = record
-        .lock()
-        .map(|all| {
-            all.iter()
-                .filter(|p| seen(p).2.contains(&v1))
-                .filter(|p| {
-                    p.metadata
-                        .creation_timestamp
-                        .as_ref()
-                        .is_some_and(|t| t.0 > rejected)
-                })
-                .map(|p| seen(p).0)
-                .collect()
-        })
-        .unwrap_or_default();
+    let started_after = started_after(&record, &v1, rejected);
     assert!(
         started_after.is_empty(),
         "pods of the rejected model started after the rejection: {started_after:?}"
@@ -1374,23 +1381,7 @@ async fn a_withdrawn_rollout_under_way_goes_no_further() {
         Some(half_way),
         "the withdrawn rollout went on"
     );
-    let started_after: Vec<String> = record
-        .lock()
-        .map(|all| {
-            all.iter()
-                .filter(|p| seen(p).2.contains(&v2))
-                .filter(|p| {
-                    p.metadata
-                        .creation_timestamp
-                        .as_ref()
-                        .is_some_and(|t| t.0 > withdrawn)
-                })
-                .map(|p| seen(p).0)
-                .collect()
-        })
-        .unwrap_or_default();
-    let mut started_after = started_after;
-    started_after.dedup();
+    let started_after = started_after(&record, &v2, withdrawn);
     assert!(
         started_after.is_empty(),
         "pods of the withdrawn model started: {started_after:?}"
@@ -1476,21 +1467,7 @@ async fn an_autoscaler_never_grows_a_held_model() {
         assert_eq!(r.spec.replicas, Some(1), "the held ReplicaSet grew");
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     }
-    let started_after: Vec<String> = record
-        .lock()
-        .map(|all| {
-            all.iter()
-                .filter(|p| seen(p).2.contains(&v1))
-                .filter(|p| {
-                    p.metadata
-                        .creation_timestamp
-                        .as_ref()
-                        .is_some_and(|t| t.0 > withdrawn)
-                })
-                .map(|p| seen(p).0)
-                .collect()
-        })
-        .unwrap_or_default();
+    let started_after = started_after(&record, &v1, withdrawn);
     assert!(
         started_after.is_empty(),
         "pods of the withdrawn model started: {started_after:?}"
