@@ -152,6 +152,18 @@ fn started_after(record: &Mutex<Vec<Pod>>, digest: &str, t: jiff::Timestamp) -> 
     names
 }
 
+/// The operator running, modelgate installed, and a governed namespace whose
+/// pods are all recorded from before the first attempt.
+async fn watched_governed_namespace(
+    prefix: &str,
+) -> (kube::Client, TestNamespace, Arc<Mutex<Vec<Pod>>>) {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = governed_namespace(&client, prefix).await;
+    let record = watch_pods(&client, &ns.name).await;
+    (client, ns, record)
+}
+
 /// Watches every pod of `ns` from now on and records each version of each.
 async fn watch_pods(client: &kube::Client, ns: &str) -> Arc<Mutex<Vec<Pod>>> {
     let record = Arc::new(Mutex::new(Vec::new()));
@@ -183,11 +195,8 @@ async fn watch_pods(client: &kube::Client, ns: &str) -> Arc<Mutex<Vec<Pod>>> {
 
 #[tokio::test]
 async fn a_developer_cannot_run_an_unapproved_model_in_a_governed_namespace() {
-    start_operator();
-    let client = install_modelgate().await;
-    let ns = governed_namespace(&client, "closed-loop").await;
+    let (client, ns, record) = watched_governed_namespace("closed-loop").await;
     let n = ns.name.as_str();
-    let record = watch_pods(&client, n).await;
 
     // The legitimate path: v1 passes all five gates and serves; v2 waits.
     let (approvals, mds) = create_model(&client, n, "fd", "fd-v1", "1.0.0", None).await;
@@ -829,11 +838,8 @@ async fn v2_replaced_v1(client: &kube::Client, n: &str) -> Api<ModelDeployment> 
 /// ModelDeployment and the pod, is refused, and the status says what runs.
 #[tokio::test]
 async fn a_rejected_version_never_runs_again() {
-    start_operator();
-    let client = install_modelgate().await;
-    let ns = governed_namespace(&client, "no-way-back").await;
+    let (client, ns, record) = watched_governed_namespace("no-way-back").await;
     let n = ns.name.as_str();
-    let record = watch_pods(&client, n).await;
     let mds = v2_replaced_v1(&client, n).await;
     let (v1, v2) = (digest_of("1.0.0"), digest_of("2.0.0"));
     let pods = pods_serve(&client, n, "fd", &v2).await;
@@ -1143,11 +1149,8 @@ async fn the_operator_puts_back_stray_replicasets_and_pauses() {
 /// Deployment, and no pod of the rejected model starts afterwards.
 #[tokio::test]
 async fn a_ref_to_another_namespace_hides_no_revocation() {
-    start_operator();
-    let client = install_modelgate().await;
-    let ns = governed_namespace(&client, "elsewhere-ref").await;
+    let (client, ns, record) = watched_governed_namespace("elsewhere-ref").await;
     let n = ns.name.as_str();
-    let record = watch_pods(&client, n).await;
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
     model_approval("fd-v1")
@@ -1305,11 +1308,8 @@ async fn metadata_that_fills_a_managed_deployment_is_refused() {
 /// model again lifts the pause.
 #[tokio::test]
 async fn a_withdrawn_rollout_under_way_goes_no_further() {
-    start_operator();
-    let client = install_modelgate().await;
-    let ns = governed_namespace(&client, "half-rolled").await;
+    let (client, ns, record) = watched_governed_namespace("half-rolled").await;
     let n = ns.name.as_str();
-    let record = watch_pods(&client, n).await;
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
     model_approval("fd-v1")
@@ -1409,11 +1409,8 @@ async fn a_withdrawn_rollout_under_way_goes_no_further() {
 /// so it never grows, and no pod of the withdrawn model starts.
 #[tokio::test]
 async fn an_autoscaler_never_grows_a_held_model() {
-    start_operator();
-    let client = install_modelgate().await;
-    let ns = governed_namespace(&client, "autoscaled").await;
+    let (client, ns, record) = watched_governed_namespace("autoscaled").await;
     let n = ns.name.as_str();
-    let record = watch_pods(&client, n).await;
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
     model_approval("fd-v1")
