@@ -93,9 +93,18 @@ struct Entry<T> {
     /// When it was opened, in order: a person's smallest is their oldest.
     opened: u64,
     ends: Timestamp,
-    value: T,
+    /// Dropped when the session is seen ended: what is remembered then is
+    /// a notice, not the person's client.
+    value: Option<T>,
     /// Dropped when the session ends, which ends what follows it.
     ending: Option<Ending>,
+}
+
+impl<T> Entry<T> {
+    fn end(&mut self) {
+        self.value = None;
+        self.ending = None;
+    }
 }
 
 struct Entries<T> {
@@ -117,6 +126,10 @@ impl<T> Entries<T> {
     fn forget_ended(&mut self, now: Timestamp, max: usize) {
         self.map
             .retain(|_, e| e.ends > now || now.duration_since(e.ends) < REMEMBER_ENDED);
+        self.map
+            .values_mut()
+            .filter(|e| e.ends <= now)
+            .for_each(Entry::end);
         if self.map.len() >= max.saturating_mul(2) {
             self.map.retain(|_, e| e.ends > now);
         }
@@ -205,7 +218,7 @@ impl<T: Clone> Sessions<T> {
                 owner: owner.to_string(),
                 opened,
                 ends,
-                value,
+                value: Some(value),
                 ending: Some(ending),
             },
         );
@@ -219,10 +232,10 @@ impl<T: Clone> Sessions<T> {
         match self.lock().map.get_mut(id) {
             None => Lookup::Unknown,
             Some(e) if e.ends <= now => {
-                e.ending = None;
+                e.end();
                 Lookup::Ended
             }
-            Some(e) => Lookup::Live(e.value.clone()),
+            Some(e) => e.value.clone().map_or(Lookup::Ended, Lookup::Live),
         }
     }
 
