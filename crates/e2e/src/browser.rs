@@ -227,7 +227,12 @@ pub async fn fit_page(browser: &Client) {
 }
 
 pub fn tempdir(prefix: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("{prefix}-{}", std::process::id()));
+    // One per call: tests of one binary run at once in one process, and a
+    // file one of them rewrites (a console's client secret) must not be
+    // read half-written by another.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir
 }
