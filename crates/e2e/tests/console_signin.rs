@@ -264,8 +264,10 @@ async fn a_token_without_the_group_is_refused_and_an_ended_session_signs_in_agai
     let browser = browser(&driver).await;
 
     let page = format!("/approvals/{APPROVAL}");
-    let signed_in = Instant::now();
     sign_in(&browser, &console, &page, "bo").await;
+    // Taken once signed in: the token was issued during the sign-in, which
+    // may take seconds on a loaded machine, so it ends within 15 s of now.
+    let signed_in = Instant::now();
     click(&browser, "#gate-legal details summary").await;
     decide(&browser, Gate::Legal, true, "LooksFine", "").await;
     let refusal = text_of(&browser, "#gate-legal [role=alert]").await;
