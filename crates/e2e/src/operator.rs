@@ -37,6 +37,7 @@ pub fn start_operator() -> std::net::SocketAddr {
                     records: Some(modelgate::records::key::KeyPlace::in_namespace(
                         modelgate::vocabulary::DEFAULT_NAMESPACE,
                     )),
+                    registry: registry_options(),
                 };
                 let running =
                     modelgate::operator::start(client, options, futures::future::pending())
@@ -50,6 +51,13 @@ pub fn start_operator() -> std::net::SocketAddr {
             .recv_timeout(Duration::from_secs(120))
             .expect("operator started")
     })
+}
+
+/// The local registry's CA, so that the operator resolves OCI models there.
+pub fn registry_options() -> modelgate::artifact::registry::RegistryOptions {
+    modelgate::artifact::registry::RegistryOptions {
+        ca_files: vec![crate::registry::registry().ca.clone()],
+    }
 }
 
 /// A plain HTTP GET on loopback: (status code, body).

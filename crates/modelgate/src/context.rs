@@ -38,6 +38,9 @@ pub struct Context {
     pub concurrency: u16,
     /// Retry waits of objects whose reconcile failed.
     pub backoff: Arc<crate::runtime::backoff::Backoff>,
+    /// Where OCI models are looked up; None answers every look-up with
+    /// "no registry client".
+    pub registry: Option<Arc<crate::artifact::registry::Registry>>,
 }
 
 impl Context {
@@ -55,6 +58,7 @@ impl Context {
             health,
             concurrency: DEFAULT_CONCURRENCY,
             backoff: Arc::default(),
+            registry: None,
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::api::{
     deployment::ModelDeployment,
     policy::ApprovalPolicy,
     record::{ApprovalRecord, RecordCheckpoint},
+    runtime::RuntimeCatalog,
 };
 
 /// How many levels below `spec.template` keep their descriptions: enough for
@@ -32,6 +33,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         ApprovalRecord::crd(),
         ApprovalPolicy::crd(),
         RecordCheckpoint::crd(),
+        RuntimeCatalog::crd(),
     ]
 }
 

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod approval;
+pub mod artifact;
 pub mod context;
 pub mod crd;
 pub mod deployment;

@@ -89,6 +89,10 @@ struct RunArgs {
         default_value = "modelgate-public-keys"
     )]
     public_keys: String,
+    /// A PEM file of CAs that model registries' certificates may be signed
+    /// by, besides the system's (repeat, or separate with commas).
+    #[arg(long, env = "MODELGATE_REGISTRY_CA", value_delimiter = ',')]
+    registry_ca: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -167,6 +171,9 @@ fn run(args: RunArgs) -> Result<(), BoxError> {
                 secret: args.signing_key_secret.clone(),
                 public: args.public_keys.clone(),
             }),
+            registry: modelgate::artifact::registry::RegistryOptions {
+                ca_files: args.registry_ca.clone(),
+            },
             leader_election: args.leader_elect.then(|| {
                 modelgate::runtime::leader::LeaderElection {
                     namespace: args.lease_namespace.clone(),

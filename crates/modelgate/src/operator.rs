@@ -27,6 +27,8 @@ pub struct Options {
     pub concurrency: u16,
     /// Where the signing key is kept; None writes no ApprovalRecords.
     pub records: Option<crate::records::key::KeyPlace>,
+    /// How model registries are reached.
+    pub registry: crate::artifact::registry::RegistryOptions,
 }
 
 /// Why the operator stopped other than by being asked to.
@@ -38,6 +40,8 @@ pub enum RunError {
     Election(#[from] kube_lease_manager::LeaseManagerError),
     #[error("lost the leader lease; exiting so that a fresh replica can stand by")]
     LostLease,
+    #[error("cannot reach model registries: {0}")]
+    Registry(String),
 }
 
 /// A handle on a running operator, for tests and the binary.
@@ -73,6 +77,13 @@ pub async fn start(
         health.clone(),
     );
     // Context::new starts from DEFAULT_CONCURRENCY; 0 keeps it.
+    ctx.registry = Some(Arc::new(
+        crate::artifact::registry::Registry::new(
+            &options.registry,
+            ctx.metrics.registry_requests.clone(),
+        )
+        .map_err(RunError::Registry)?,
+    ));
     if options.concurrency != 0 {
         ctx.concurrency = options.concurrency;
     }

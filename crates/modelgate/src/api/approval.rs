@@ -44,6 +44,12 @@ use super::policy::{GateProgress, Measurement, PinnedPolicy, Review};
         description = "Gates still open, with quorum progress, e.g. SecurityReview 1/2"
     ),
     printcolumn(
+        name = "Seal",
+        type_ = "string",
+        json_path = ".status.artifact.seal",
+        description = "Sealed: an OCI artifact resolved in its registry, mounted by digest; Unsealed: any other URI, which nothing makes the pods load; Unresolved: an OCI artifact its registry does not serve (yet)"
+    ),
+    printcolumn(
         name = "Expires",
         type_ = "date",
         json_path = ".status.expiresAt",
@@ -82,6 +88,7 @@ pub struct ModelApprovalSpec {
 
 /// Where a model artifact lives and which exact bytes are approved.
 #[derive(KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[x_kube(validation = Rule::new(super::oci::RULE).message(super::oci::MESSAGE))]
 #[serde(rename_all = "camelCase")]
 pub struct ModelArtifact {
     /// The model's name, e.g. fraud-detector: lower-case letters, digits,
@@ -95,14 +102,17 @@ pub struct ModelArtifact {
     #[schemars(length(min = 1, max = 63))]
     #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9]([-A-Za-z0-9_.+]*[A-Za-z0-9])?$')").message("model version must be letters, digits, '.', '_', '+' or '-', starting and ending with a letter or digit, e.g. 2.4.0"))]
     pub version: String,
-    /// Where the artifact lives, as a URI with a scheme, e.g.
-    /// s3://models/fraud-detector/2.4.0/.
+    /// Where the artifact lives, as a URI with a scheme. An OCI artifact,
+    /// oci://REGISTRY/REPOSITORY[:TAG], is resolved in its registry before
+    /// approval and mounted into the pods by digest (sealed); any other
+    /// scheme, e.g. s3://models/fraud-detector/2.4.0/, is passed to the
+    /// pods as MODEL_URI and is unsealed: nothing makes the pod load it.
     #[schemars(length(min = 1, max = 2048))]
     #[x_kube(validation = Rule::new("self.matches('^[a-zA-Z][a-zA-Z0-9+.-]*://[^ ]+$')").message("uri must be a URI with a scheme and no spaces, e.g. s3://models/fraud-detector/2.4.0/"))]
     pub uri: String,
     /// The exact artifact approved, as <algorithm>:<hex>, e.g. sha256
-    /// followed by 64 hex digits. A deployment serves these bytes and no
-    /// others.
+    /// followed by 64 hex digits; for an oci:// uri, the manifest's sha256
+    /// digest. A deployment serves these bytes and no others.
     #[schemars(length(min = 1, max = 160))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]+([+._-][a-z0-9]+)*:[a-f0-9]{32,}$')").message("digest must be <algorithm>:<lower-case hex>, e.g. sha256:0f3c… with 64 hex digits"))]
     #[x_kube(validation = Rule::new("!self.startsWith('sha256:') || self.size() == 71").message("a sha256 digest has exactly 64 hex digits after 'sha256:'"))]
@@ -258,6 +268,71 @@ pub struct ModelApprovalStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 82))]
     pub observed_inputs: Vec<ObservedInput>,
+    /// The artifact as its registry serves it, looked up once before the
+    /// approval can pass; for a URI that is not oci://, only that it is
+    /// unsealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ResolvedArtifact>,
+}
+
+/// What the registry said about the approved artifact.
+#[derive(KubeSchema, Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolvedArtifact {
+    /// Sealed (an OCI artifact its registry serves, mounted into the pods by
+    /// digest), Unsealed (not an OCI artifact: nothing makes the pods load
+    /// it) or Unresolved (an OCI artifact its registry does not serve, yet).
+    pub seal: Seal,
+    /// REGISTRY/REPOSITORY@DIGEST, what the pods mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2400))]
+    pub reference: Option<String>,
+    /// The manifest's media type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub media_type: Option<String>,
+    /// The manifest's artifact type (or its config's media type), e.g.
+    /// application/vnd.cncf.model.manifest.v1+json for a ModelPack model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 255))]
+    pub artifact_type: Option<String>,
+    /// The bytes of all its layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    /// How many layers (files) it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layers: Option<i64>,
+    /// When the registry answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<Time>,
+    /// Why it is unsealed or unresolved.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub message: Option<String>,
+}
+
+/// Whether the pods are made to load exactly the approved bytes.
+#[derive(JsonSchema, Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Seal {
+    /// Mounted into every pod by digest.
+    Sealed,
+    /// Not an OCI artifact: the pods are told its URI and digest, and
+    /// nothing makes them load it.
+    #[default]
+    Unsealed,
+    /// An OCI artifact its registry does not serve (yet): the approval
+    /// stays Pending.
+    Unresolved,
+}
+
+impl Seal {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Seal::Sealed => "Sealed",
+            Seal::Unsealed => "Unsealed",
+            Seal::Unresolved => "Unresolved",
+        }
+    }
 }
 
 /// One review or measurement as the operator last recorded it.

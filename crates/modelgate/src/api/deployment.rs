@@ -46,6 +46,12 @@ use super::condition::Condition;
         description = "Ready pods out of desired"
     ),
     printcolumn(
+        name = "Seal",
+        type_ = "string",
+        json_path = ".status.seal",
+        description = "Sealed when the pods load only the approved OCI artifact through an approved runtime; Unsealed otherwise (the Sealed condition says why)"
+    ),
+    printcolumn(
         name = "Pending",
         type_ = "string",
         json_path = ".status.pendingGates",
@@ -69,7 +75,10 @@ pub struct ModelDeploymentSpec {
     pub replicas: Option<i32>,
     /// The pods that serve the model, as in a Deployment. The operator adds
     /// MODEL_NAME, MODEL_VERSION, MODEL_URI and MODEL_DIGEST to every
-    /// container and the modelgate.io/model-* annotations to the pods.
+    /// container and the modelgate.io/model-* annotations to the pods; for
+    /// an OCI model, also the model itself as a read-only image volume at
+    /// /models/<model name>, named in MODEL_PATH. The template may not
+    /// declare image volumes of its own.
     pub template: PodTemplateSpec,
     /// What happens to running pods when the approval stops being Approved:
     /// Hold keeps them and blocks rollouts; ScaleToZero takes the model out of
@@ -171,7 +180,7 @@ pub struct ModelDeploymentStatus {
     /// AwaitingApproval, RollingOut, Available, Revoked or Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<DeploymentPhase>,
-    /// ApprovalSatisfied, Progressing and Available.
+    /// ApprovalSatisfied, Progressing, Available and Sealed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
@@ -204,6 +213,9 @@ pub struct ModelDeploymentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = SERVED_HISTORY_LIMIT))]
     pub served_history: Vec<ServedEntry>,
+    /// Sealed or Unsealed, as the Sealed condition says, at a glance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seal: Option<super::approval::Seal>,
 }
 
 /// The most entries status.servedHistory keeps (also its schema's bound).
@@ -285,3 +297,4 @@ pub struct ServedModel {
 pub const APPROVAL_SATISFIED: &str = "ApprovalSatisfied";
 pub const PROGRESSING: &str = "Progressing";
 pub const AVAILABLE: &str = "Available";
+pub const SEALED: &str = "Sealed";

@@ -9,9 +9,11 @@ pub mod approval;
 pub mod condition;
 pub mod deployment;
 pub mod gates;
+pub mod oci;
 pub mod policy;
 pub mod record;
 pub mod review;
+pub mod runtime;
 pub mod valid_for;
 
 /// The API group of both kinds.

@@ -16,6 +16,7 @@ use tracing::{info, instrument, warn};
 use super::decide::{self, Input};
 use super::in_use::{InUse, Mark};
 use super::written::Written;
+use crate::api::approval::Seal;
 use crate::api::condition::{FALSE, TRUE};
 use crate::api::policy::PinnedPolicy;
 use crate::api::{
@@ -42,6 +43,10 @@ const STEPS: [Step; 5] = [
     Step::Finalizer,
     Step::Record,
 ];
+
+/// How long an artifact its registry does not serve waits before the next
+/// look-up.
+const ARTIFACT_RETRY: Duration = Duration::from_secs(30);
 
 /// What the reconciles of this controller read besides the context.
 pub struct State {
@@ -160,7 +165,7 @@ async fn reconcile(
         .ok_or(Error::MissingMetadata("namespace"))
         .at(Step::Read)?;
     let pin = pin_for(&state, approval).at(Step::Read)?;
-    let decision = decide_for(&state, approval, pin.as_ref());
+    let decision = decide_for(&state, approval, pin.as_ref()).await;
     write_status(&state, approval, &namespace, &decision).await?;
     publish(ctx, approval, &decision).await;
     // The in-use mark first: a record that cannot be written yet must not
@@ -206,9 +211,10 @@ async fn record(
     Ok(())
 }
 
-/// The decision over the freshest status we know: the cache's, or our own
-/// last write when the cache has not caught up with it.
-fn decide_for(
+/// The decision over the freshest status we know (the cache's, or our own
+/// last write when the cache has not caught up with it), with the artifact
+/// as its registry answered.
+async fn decide_for(
     state: &State,
     approval: &ModelApproval,
     pin: Option<&PinnedPolicy>,
@@ -218,12 +224,19 @@ fn decide_for(
         approval.meta().resource_version.as_deref(),
         approval.status.as_ref(),
     );
+    let artifact = super::artifact::standing(
+        state.ctx.registry.as_deref(),
+        &approval.spec,
+        status.as_ref(),
+    )
+    .await;
     decide::decide(Input {
         spec: &approval.spec,
         generation: approval.meta().generation,
         status: status.as_ref(),
         now: now_seconds(),
         pin,
+        artifact: Some(&artifact),
     })
 }
 
@@ -326,7 +339,14 @@ fn next(decision: &decide::Decision, usage_known: bool) -> Action {
         .and_then(|e| decide::until(e, Timestamp::now()))
         .map(|wait| wait + Duration::from_millis(500));
     let retry = (!usage_known).then_some(Duration::from_secs(1));
-    match expiry.into_iter().chain(retry).min() {
+    // An artifact the registry does not serve yet is asked for again.
+    let unresolved = decision
+        .status
+        .artifact
+        .as_ref()
+        .filter(|a| a.seal == Seal::Unresolved)
+        .map(|_| ARTIFACT_RETRY);
+    match expiry.into_iter().chain(retry).chain(unresolved).min() {
         Some(wait) => Action::requeue(wait),
         None => Action::await_change(),
     }

@@ -12,7 +12,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::gates::{self, GateView};
 use super::history::{self, Recorded, Said};
 use super::inputs::{self, RecordedInputs};
-use crate::api::approval::{ObservedGate, ObservedInput, PHASE_SUBJECT};
+use crate::api::approval::{ObservedGate, ObservedInput, PHASE_SUBJECT, ResolvedArtifact, Seal};
 use crate::api::condition::{self, Condition, FALSE, TRUE, UNKNOWN};
 use crate::api::gates::{APPROVED_CONDITION, REVIEWS_VALID_CONDITION, is_operator_condition};
 use crate::api::policy::{GateProgress, PinnedPolicy};
@@ -35,6 +35,9 @@ pub struct Input<'a> {
     pub now: Timestamp,
     /// The rules to pin when the status has none yet (the policy in force).
     pub pin: Option<&'a PinnedPolicy>,
+    /// The artifact as its registry answered (see `approval::artifact`);
+    /// None leaves it unjudged.
+    pub artifact: Option<&'a ResolvedArtifact>,
 }
 
 /// What the operator should write and announce.
@@ -93,6 +96,9 @@ struct Standing {
     valid_for: Option<String>,
     life: Lifetime,
     phase: ApprovalPhase,
+    /// Why the artifact holds the approval back: its registry does not
+    /// serve it.
+    unresolved: Option<String>,
 }
 
 impl Standing {
@@ -102,7 +108,17 @@ impl Standing {
         let gates::Reading { views, progress } =
             gates::read(previous, policy.as_ref(), &mut problems);
         let valid_for = effective_valid_for(input.spec.valid_for.as_deref(), policy.as_ref());
-        let life = lifetime(input, previous, &views, valid_for.as_deref());
+        let unresolved = input
+            .artifact
+            .filter(|a| a.seal == Seal::Unresolved)
+            .map(|a| a.message.clone().unwrap_or_default());
+        let life = lifetime(
+            input,
+            previous,
+            &views,
+            valid_for.as_deref(),
+            unresolved.is_some(),
+        );
         let phase = phase_of(previous, &views, &life);
         Standing {
             policy,
@@ -112,6 +128,7 @@ impl Standing {
             valid_for,
             life,
             phase,
+            unresolved,
         }
     }
 
@@ -127,12 +144,15 @@ impl Standing {
             let before = condition::find(&previous.conditions, &c.type_);
             c.stamped(before, now, generation)
         };
-        let approved = approved_condition(
-            self.phase,
-            &self.gates,
-            &self.life,
-            self.valid_for.as_deref(),
-        );
+        let approved = match (&self.unresolved, self.phase) {
+            (Some(why), ApprovalPhase::Pending) => artifact_unresolved(why),
+            _ => approved_condition(
+                self.phase,
+                &self.gates,
+                &self.life,
+                self.valid_for.as_deref(),
+            ),
+        };
         let mut conditions = vec![stamp(approved), stamp(valid_condition(&self.problems))];
         conditions.extend(
             self.gates
@@ -191,6 +211,10 @@ impl Standing {
             observed_inputs,
             reviews: Vec::new(),
             measurements: Vec::new(),
+            artifact: input
+                .artifact
+                .cloned()
+                .or_else(|| previous.artifact.clone()),
         }
     }
 }
@@ -201,7 +225,7 @@ fn phase_of(previous: &ModelApprovalStatus, gates: &[GateView], life: &Lifetime)
         ApprovalPhase::Expired
     } else if gates.iter().any(|g| g.status == FALSE) {
         ApprovalPhase::Rejected
-    } else if gates.iter().all(|g| g.status == TRUE) && !life.unreadable {
+    } else if gates.iter().all(|g| g.status == TRUE) && !life.unreadable && !life.held {
         ApprovalPhase::Approved
     } else {
         ApprovalPhase::Pending
@@ -228,6 +252,8 @@ struct Lifetime {
     /// A validFor is given but cannot be read (or its expiry cannot be
     /// written): never "forever", so the approval is held back instead.
     unreadable: bool,
+    /// The artifact does not resolve: the approval waits for it.
+    held: bool,
 }
 
 /// approvedAt is the first time all gates passed and never moves, so
@@ -237,6 +263,7 @@ fn lifetime(
     previous: &ModelApprovalStatus,
     gates: &[GateView],
     valid_for: Option<&str>,
+    held: bool,
 ) -> Lifetime {
     let duration = valid_for.map(parse_valid_for);
     // Only validFor itself can be checked before approval; the expiry's
@@ -246,7 +273,7 @@ fn lifetime(
     let approved_at = previous
         .approved_at
         .clone()
-        .or_else(|| (all_passed && !unreadable).then_some(Time(input.now)));
+        .or_else(|| (all_passed && !unreadable && !held).then_some(Time(input.now)));
     let expires_at = match (&approved_at, duration.flatten()) {
         (Some(at), Some(d)) => {
             let expiry = at.0.checked_add(d).ok();
@@ -260,7 +287,19 @@ fn lifetime(
         approved_at,
         expires_at,
         unreadable,
+        held,
     }
+}
+
+fn artifact_unresolved(why: &str) -> Condition {
+    Condition::new(
+        APPROVED_CONDITION,
+        FALSE,
+        "ArtifactUnresolved",
+        format!(
+            "the model artifact does not resolve in its registry ({why}); reviews may go on, but the approval stays Pending until the registry serves this digest"
+        ),
+    )
 }
 
 /// The `Approved` condition for `phase`: why it is or is not approved.

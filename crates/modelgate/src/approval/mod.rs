@@ -3,6 +3,7 @@
 //! reviews and measurements not yet recorded (`inputs`), both kept in the
 //! status `history`; `controller` watches, applies and announces.
 
+pub mod artifact;
 pub mod controller;
 pub mod decide;
 pub mod gates;

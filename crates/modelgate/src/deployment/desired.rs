@@ -140,31 +140,35 @@ pub fn pod_template(
                 .unwrap_or(DEFAULT_TERMINATION_GRACE_SECONDS)
                 .clamp(0, MAX_TERMINATION_GRACE_SECONDS),
         );
+        let path = crate::artifact::mount::path(model);
         for c in spec
             .containers
             .iter_mut()
             .chain(spec.init_containers.iter_mut().flatten())
         {
-            inject_env(c, model);
+            inject_env(c, model, path.as_deref());
         }
+        crate::artifact::mount::add(spec, model);
     }
     template
 }
 
-/// Sets the MODEL_* variables on a container; a user's variable of the same
-/// name is replaced (the approved identity must win), every other is kept in
-/// its place.
-fn inject_env(container: &mut Container, model: &ModelArtifact) {
+/// Sets the MODEL_* variables on a container, and MODEL_PATH where the model
+/// is mounted; a user's variable of the same name is replaced (the approved
+/// identity must win), every other is kept in its place.
+fn inject_env(container: &mut Container, model: &ModelArtifact, path: Option<&str>) {
     let env = container.env.get_or_insert_with(Vec::new);
-    env.retain(|e| !MODEL_ENV.contains(&e.name.as_str()));
-    for (name, value) in
-        MODEL_ENV
-            .into_iter()
-            .zip([&model.name, &model.version, &model.uri, &model.digest])
-    {
+    env.retain(|e| {
+        !MODEL_ENV.contains(&e.name.as_str())
+            && (path.is_none() || e.name != crate::artifact::mount::MODEL_PATH)
+    });
+    let values = [&model.name, &model.version, &model.uri, &model.digest];
+    let identity = MODEL_ENV.into_iter().zip(values.map(|v| v.as_str()));
+    let mounted = path.map(|p| (crate::artifact::mount::MODEL_PATH, p));
+    for (name, value) in identity.chain(mounted) {
         env.push(EnvVar {
             name: name.into(),
-            value: Some(value.clone()),
+            value: Some(value.to_string()),
             value_from: None,
         });
     }

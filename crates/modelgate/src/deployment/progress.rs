@@ -394,6 +394,7 @@ fn report_status(
         deployment_name: deployment.and_then(|d| d.metadata.name.clone()),
         ready: deployment.map(ready),
         observed_generation: generation,
+        seal: None,
         served_history: served_history(
             input,
             &previous.served_history,

@@ -40,6 +40,11 @@ pub struct GateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
     pub cache: &'static str,
 }
@@ -68,6 +73,8 @@ pub struct Metrics {
     pub next_expiry: Family<NoLabels, Gauge<f64, AtomicU64>>,
     pub cache_synced: Family<CacheLabels, Gauge>,
     pub records_written: Counter,
+    /// Manifest look-ups in model registries, by outcome.
+    pub registry_requests: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -86,6 +93,7 @@ impl Default for Metrics {
             next_expiry: Family::default(),
             cache_synced: Family::default(),
             records_written: Counter::default(),
+            registry_requests: Family::default(),
         };
         metrics.register_reconciles();
         metrics.register_objects();
@@ -162,6 +170,11 @@ impl Metrics {
             "records_written",
             "Signed ApprovalRecords created",
             self.records_written.clone(),
+        );
+        r.register(
+            "registry_requests",
+            "Model manifests looked up in their registries, by outcome: found, missing or failed (one per OCI approval, plus retries while it does not resolve)",
+            self.registry_requests.clone(),
         );
         r.register(
             "leader",

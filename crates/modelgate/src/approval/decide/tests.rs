@@ -51,6 +51,7 @@ fn step(spec: &ModelApprovalSpec, status: &mut ModelApprovalStatus, now: Timesta
         status: Some(status),
         now,
         pin: None,
+        artifact: None,
     });
     let reviewers: Vec<Condition> = status
         .conditions
@@ -72,6 +73,7 @@ fn a_new_approval_is_pending_without_history() {
         status: None,
         now: t0(),
         pin: None,
+        artifact: None,
     });
     assert_eq!(d.status.phase, Some(ApprovalPhase::Pending));
     assert!(d.transitions.is_empty());
@@ -317,6 +319,7 @@ fn an_unreadable_valid_for_is_never_approved_forever() {
             status: Some(&status),
             now: t0(),
             pin: cap.map(|_| &pin),
+            artifact: None,
         });
         assert_eq!(
             d.status.phase,
@@ -395,7 +398,7 @@ proptest! {
             }
 
             // idempotent: the same input again is no change and no transition
-            let again = decide(Input { spec: &s, generation: Some(1), status: Some(&status), now, pin: None });
+            let again = decide(Input { spec: &s, generation: Some(1), status: Some(&status), now, pin: None, artifact: None });
             prop_assert!(!again.changed, "second decide changed status");
             prop_assert!(again.transitions.is_empty());
         }

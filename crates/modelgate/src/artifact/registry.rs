@@ -1,0 +1,159 @@
+//! Looks an OCI model up in its registry: the manifest at `REPO@DIGEST`
+//! exists, its bytes hash to that digest, and it is an image manifest whose
+//! layers are the model's files. One request per approval; the answer is
+//! kept in the approval's status and never asked again.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use oci_client::client::{Certificate, CertificateEncoding, ClientConfig};
+use oci_client::manifest::OciManifest;
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::api::approval::{ResolvedArtifact, Seal};
+use crate::api::oci::OciUri;
+use crate::runtime::metrics::OutcomeLabels;
+
+/// How the operator reaches registries.
+#[derive(Clone, Debug, Default)]
+pub struct RegistryOptions {
+    /// PEM files of CAs to trust besides the system's, for a registry with
+    /// a private CA.
+    pub ca_files: Vec<PathBuf>,
+}
+
+/// A registry client shared by the reconciles.
+pub struct Registry {
+    client: Client,
+    /// Look-ups by outcome: found, missing, failed.
+    requests: Family<OutcomeLabels, Counter>,
+}
+
+/// How long one look-up may take: a registry that hangs must not hold a
+/// reconcile worker.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Registry {
+    pub fn new(
+        options: &RegistryOptions,
+        requests: Family<OutcomeLabels, Counter>,
+    ) -> Result<Registry, String> {
+        // The HTTP client under oci-client leaves the TLS provider to the
+        // program: ring, the one the Kubernetes client uses. Installed once;
+        // a second install (tests start several operators) changes nothing.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut roots = Vec::new();
+        for file in &options.ca_files {
+            let data = std::fs::read(file)
+                .map_err(|e| format!("cannot read registry CA {}: {e}", file.display()))?;
+            roots.push(Certificate {
+                encoding: CertificateEncoding::Pem,
+                data,
+            });
+        }
+        let config = ClientConfig {
+            extra_root_certificates: roots,
+            // A model is one manifest; an index is refused, never resolved
+            // to a platform's entry.
+            platform_resolver: None,
+            connect_timeout: Some(TIMEOUT),
+            read_timeout: Some(TIMEOUT),
+            user_agent: concat!("modelgate/", env!("CARGO_PKG_VERSION")),
+            ..ClientConfig::default()
+        };
+        let client = Client::try_from(config).map_err(|e| format!("registry client: {e}"))?;
+        Ok(Registry { client, requests })
+    }
+
+    /// What the registry serves at `uri`'s repository under `digest`: a
+    /// Sealed artifact, or Unresolved with the reason.
+    pub async fn resolve(&self, uri: &OciUri<'_>, digest: &str) -> ResolvedArtifact {
+        let pinned = uri.pinned(digest);
+        let outcome = match pinned.parse::<Reference>() {
+            Ok(reference) => {
+                let pull = self
+                    .client
+                    .pull_manifest(&reference, &RegistryAuth::Anonymous);
+                match tokio::time::timeout(TIMEOUT, pull).await {
+                    Ok(Ok((manifest, _))) => described(&pinned, manifest),
+                    Ok(Err(e)) => Err(explain(&e)),
+                    Err(_) => Err(format!("the registry did not answer within {TIMEOUT:?}")),
+                }
+            }
+            Err(e) => Err(format!("not a reference a registry takes: {e}")),
+        };
+        let result = match outcome {
+            Ok(_) => "found",
+            Err(ref why) if why.starts_with(MISSING) => "missing",
+            Err(_) => "failed",
+        };
+        self.requests
+            .get_or_create(&OutcomeLabels { outcome: result })
+            .inc();
+        outcome.unwrap_or_else(|why| unresolved(&pinned, why))
+    }
+}
+
+const MISSING: &str = "the registry has no manifest";
+
+fn described(pinned: &str, manifest: OciManifest) -> Result<ResolvedArtifact, String> {
+    let OciManifest::Image(image) = manifest else {
+        return Err(
+            "it is an image index, not a model: name the digest of one model manifest".into(),
+        );
+    };
+    let size: i64 = image.layers.iter().map(|l| l.size.max(0)).sum();
+    Ok(ResolvedArtifact {
+        seal: Seal::Sealed,
+        reference: Some(pinned.to_string()),
+        media_type: Some(
+            image
+                .media_type
+                .unwrap_or_else(|| oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.into()),
+        ),
+        artifact_type: Some(image.artifact_type.unwrap_or(image.config.media_type)),
+        size: Some(size),
+        layers: Some(image.layers.len() as i64),
+        resolved_at: Some(Time(Timestamp::now())),
+        message: None,
+    })
+}
+
+/// A registry error, said for a person who can fix it.
+fn explain(error: &oci_client::errors::OciDistributionError) -> String {
+    use oci_client::errors::OciDistributionError as E;
+    match error {
+        E::ImageManifestNotFoundError(_) => format!("{MISSING} under this digest"),
+        E::RegistryError { envelope, .. }
+            if envelope
+                .errors
+                .iter()
+                .any(|e| format!("{:?}", e.code).contains("ManifestUnknown")) =>
+        {
+            format!("{MISSING} under this digest")
+        }
+        E::ServerError { code: 404, .. } => format!("{MISSING} under this digest"),
+        E::DigestError(e) => {
+            format!("the manifest the registry sent does not match this digest: {e}")
+        }
+        E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => {
+            "the registry refused the operator's credentials".into()
+        }
+        other => format!("the registry could not be asked: {other}"),
+    }
+}
+
+/// The status of an artifact that did not resolve.
+pub fn unresolved(pinned: &str, why: String) -> ResolvedArtifact {
+    ResolvedArtifact {
+        seal: Seal::Unresolved,
+        reference: Some(pinned.to_string()),
+        message: Some(why),
+        ..ResolvedArtifact::default()
+    }
+}
