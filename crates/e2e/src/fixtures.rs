@@ -19,6 +19,7 @@ pub fn model_approval(name: &str) -> ApprovalFixture {
         name: name.to_string(),
         version: "1.0.0".to_string(),
         valid_for: None,
+        artifact: None,
     }
 }
 
@@ -28,6 +29,8 @@ pub struct ApprovalFixture {
     name: String,
     version: String,
     valid_for: Option<String>,
+    /// (uri, digest) in place of the version's own.
+    artifact: Option<(String, String)>,
 }
 
 impl ApprovalFixture {
@@ -48,11 +51,26 @@ impl ApprovalFixture {
         }
     }
 
+    /// The artifact it approves, by URI and digest (an s3:// URI and a
+    /// made-up digest of the version unless told).
+    pub fn artifact(self, uri: &str, digest: &str) -> Self {
+        ApprovalFixture {
+            artifact: Some((uri.to_string(), digest.to_string())),
+            ..self
+        }
+    }
+
     /// The manifest.
     pub fn build(&self) -> modelgate::api::approval::ModelApproval {
         let version = &self.version;
+        let (uri, digest) = self.artifact.clone().unwrap_or_else(|| {
+            (
+                format!("s3://models/fraud-detector/{version}/"),
+                digest_of(version),
+            )
+        });
         let mut spec = serde_json::json!({
-            "model": {"name": "fraud-detector", "version": version, "uri": format!("s3://models/fraud-detector/{version}/"), "digest": digest_of(version)},
+            "model": {"name": "fraud-detector", "version": version, "uri": uri, "digest": digest},
         });
         if let Some(v) = &self.valid_for {
             spec["validFor"] = v.as_str().into();

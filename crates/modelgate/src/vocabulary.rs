@@ -20,6 +20,14 @@ pub const REVOKE_FIELD_MANAGER: &str = "modelgate-revoke";
 /// apart from the status writes.
 pub const IN_USE_FIELD_MANAGER: &str = "modelgate-in-use";
 
+/// The label that makes a namespace governed: admission holds its pods,
+/// and its ModelDeployments can be sealed.
+pub const GOVERNED_LABEL: &str = "modelgate.io/governed";
+
+/// The RuntimeCatalog the operator and admission read (the chart renders it
+/// from its `runtimes` and `egress` values).
+pub const RUNTIME_CATALOG: &str = "modelgate";
+
 /// Whether an Event is good news or something a person should look at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Severity {

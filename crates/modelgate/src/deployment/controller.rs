@@ -26,7 +26,8 @@ use super::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, MODEL_DEPLOYMENT_LABEL}
 use super::index::ApprovalIndex;
 use super::progress::{self, Decision};
 use super::rollout::{self, Input, Linked, Plan};
-use super::{orphans, replicasets};
+use super::{orphans, replicasets, sealing};
+use crate::api::condition::Condition;
 use crate::api::{
     approval::ModelApproval,
     deployment::{DeploymentPhase, ModelDeployment, RunningModel},
@@ -35,6 +36,7 @@ use crate::context::{Context, now_seconds};
 use crate::error::{AtStep, ReconcileError, Result, Step};
 use crate::runtime::Synced;
 use crate::runtime::watches::{CachedApproval, slim};
+use crate::vocabulary::RUNTIME_CATALOG;
 
 /// This controller's name in metrics.
 const CONTROLLER: &str = "deployment";
@@ -54,6 +56,8 @@ pub struct State {
     pub replicasets: Store<ReplicaSet>,
     /// What the last apply left on each Deployment.
     pub applied: Arc<Applied>,
+    /// Governed namespaces, the runtime catalog and the egress policies.
+    pub sealing: sealing::Stores,
 }
 
 /// What this controller is started with besides the context.
@@ -108,6 +112,7 @@ pub fn run(
         applied.clone(),
         orphan_tx.clone(),
     );
+    let sealed = sealing::watch(&client, config, &synced);
     let Some(rs) = replicasets::watch(client, config, &synced) else {
         warn!("cannot subscribe to the ReplicaSet cache; no deployment controller started");
         return futures::future::Either::Left(futures::future::ready(()));
@@ -133,13 +138,23 @@ pub fn run(
         deployments: deployments.store,
         replicasets: rs.store,
         applied,
+        sealing: sealed.stores,
     });
+    let in_namespace = mds.store.clone();
+    let every = mds.store.clone();
     let controller = Controller::for_stream(mds.changes, mds.store)
         .watches_stream(deployments.changes, owning_model_deployment)
         .watches_shared_stream(rs.for_deployments, replicaset_owner)
         .watches_shared_stream(inputs.approval_changes, move |approval| {
             index.lookup(&approval)
         })
+        // A namespace that becomes governed, or a changed catalog, changes
+        // whether pods are sealed; a changed egress policy is put back.
+        .watches_stream(sealed.namespaces, move |ns| {
+            model_deployments(&in_namespace, Some(&ns.name_any()))
+        })
+        .watches_stream(sealed.catalogs, move |_| model_deployments(&every, None))
+        .watches_stream(sealed.policies, policy_owner)
         .with_config(crate::runtime::controller_config(concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, state);
@@ -267,6 +282,27 @@ fn owning_model_deployment(d: Deployment) -> Option<ObjectRef<DeserializeGuard<M
     Some(ObjectRef::new(&name).within(&namespace))
 }
 
+/// The ModelDeployments in `namespace` (all of them for None).
+fn model_deployments(
+    store: &Store<DeserializeGuard<ModelDeployment>>,
+    namespace: Option<&str>,
+) -> Vec<ObjectRef<DeserializeGuard<ModelDeployment>>> {
+    store
+        .state()
+        .iter()
+        .filter(|md| namespace.is_none_or(|ns| md.namespace().as_deref() == Some(ns)))
+        .map(|md| ObjectRef::from_obj(md.as_ref()))
+        .collect()
+}
+
+/// The ModelDeployment an egress policy belongs to.
+fn policy_owner(
+    p: k8s_openapi::api::networking::v1::NetworkPolicy,
+) -> Option<ObjectRef<DeserializeGuard<ModelDeployment>>> {
+    let name = p.labels().get(MODEL_DEPLOYMENT_LABEL)?;
+    Some(ObjectRef::new(name).within(&p.namespace()?))
+}
+
 /// The ModelDeployment whose pods a labelled ReplicaSet runs.
 fn replicaset_owner(rs: Arc<ReplicaSet>) -> Option<ObjectRef<DeserializeGuard<ModelDeployment>>> {
     let name = rs.labels().get(MODEL_DEPLOYMENT_LABEL)?;
@@ -331,6 +367,7 @@ async fn reconcile(
         .carry_out(plan, input.deployment, observed.found.is_some())
         .await
         .at(Step::Apply)?;
+    keep_egress(&state, &target).await.at(Step::Apply)?;
     if let Plan::Release(approval) = plan
         && acted.written.is_some()
     {
@@ -429,6 +466,7 @@ impl Observed {
             served_before: &self.served_before,
             running: &self.running,
             now,
+            seal: None,
         }
     }
 }
@@ -480,11 +518,50 @@ fn serving_approval(
 fn status_after(state: &State, target: &Target<'_>, input: &Input<'_>, acted: &Acted) -> Decision {
     let after = acted.written.as_ref().or(input.deployment);
     let served_after = serving_approval(state, target, after);
+    let seal = seal(
+        state,
+        target,
+        served_after.as_ref().or(match input.linked {
+            Linked::Found(a) => Some(a),
+            _ => None,
+        }),
+    );
     let input = Input {
         served_approval: served_after.as_ref(),
+        seal: Some(&seal),
         ..*input
     };
     progress::status(&input, after, acted.failure.as_ref())
+}
+
+/// Whether the pods of `target` are sealed, serving `approval`'s model.
+fn seal(state: &State, target: &Target<'_>, approval: Option<&ModelApproval>) -> Condition {
+    let catalog = state.sealing.catalog();
+    crate::artifact::seal::condition(&crate::artifact::seal::Sealing {
+        model: approval.map(|a| &a.spec.model),
+        template: &target.md.spec.template,
+        namespace: &target.namespace,
+        governed: state.sealing.governed(&target.namespace),
+        catalog: catalog.as_deref(),
+        catalog_name: RUNTIME_CATALOG,
+    })
+}
+
+/// In a governed namespace, the ModelDeployment's egress policy is the
+/// operator's: written when missing or changed, from the catalog's list.
+async fn keep_egress(state: &State, target: &Target<'_>) -> Result<()> {
+    if !state.sealing.governed(&target.namespace) {
+        return Ok(());
+    }
+    let catalog = state.sealing.catalog();
+    let desired = sealing::egress_policy(
+        &target.namespace,
+        &target.name,
+        target.owner.clone(),
+        catalog.as_deref(),
+    );
+    let cached = state.sealing.policy(&target.namespace, &target.name);
+    Ok(sealing::keep(&state.ctx.client, cached.as_deref(), &desired).await?)
 }
 
 /// The Deployment named like the ModelDeployment: from the cache, or, when

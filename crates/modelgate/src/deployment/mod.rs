@@ -3,8 +3,9 @@
 //! or roll back; pure), `progress` decides the status (pure), `applied`
 //! remembers the last apply so that re-checks write nothing, `apply` makes
 //! the writes a plan calls for, `index` maps
-//! approvals to the deployments that depend on them, and `controller`
-//! watches, applies and announces.
+//! approvals to the deployments that depend on them, `sealing` keeps what
+//! the Sealed condition reads and the egress policy it owns, and
+//! `controller` watches, applies and announces.
 
 pub mod applied;
 pub mod apply;
@@ -15,3 +16,4 @@ pub mod orphans;
 pub mod progress;
 pub mod replicasets;
 pub mod rollout;
+pub mod sealing;

@@ -7,6 +7,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStat
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::rollout::{ApplyFailure, Input, Linked, Revoked, is_approved, served, serving_revoked};
+use crate::api::approval::Seal;
 use crate::api::condition::{self, Condition, FALSE, TRUE};
 use crate::api::deployment::{
     APPROVAL_SATISFIED, AVAILABLE, PROGRESSING, RUNNING_LIMIT, SERVED_HISTORY_LIMIT,
@@ -383,18 +384,24 @@ fn report_status(
     };
     ModelDeploymentStatus {
         phase: Some(report.phase),
-        conditions: vec![
-            stamp(report.satisfied),
-            stamp(report.progressing),
-            stamp(available),
-        ],
+        conditions: [report.satisfied, report.progressing, available]
+            .into_iter()
+            .chain(input.seal.cloned())
+            .map(stamp)
+            .collect(),
+        seal: input.seal.map(|c| {
+            if c.status == TRUE {
+                Seal::Sealed
+            } else {
+                Seal::Unsealed
+            }
+        }),
         pending_gates: report.pending,
         served_model: serving_now(deployment, input.running),
         running: input.running.iter().take(RUNNING_LIMIT).cloned().collect(),
         deployment_name: deployment.and_then(|d| d.metadata.name.clone()),
         ready: deployment.map(ready),
         observed_generation: generation,
-        seal: None,
         served_history: served_history(
             input,
             &previous.served_history,

@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 
 use super::desired::served_model;
+use crate::api::condition::Condition;
 use crate::api::{
     approval::{ApprovalPhase, ModelApproval},
     deployment::{ModelDeployment, OnRevoke, RollbackFallback, RunningModel, ServedModel},
@@ -35,6 +36,9 @@ pub struct Input<'a> {
     /// What the pods run now, from their ReplicaSets.
     pub running: &'a [RunningModel],
     pub now: Timestamp,
+    /// Whether the pods are sealed (see `artifact::seal`); None reports
+    /// nothing about it.
+    pub seal: Option<&'a Condition>,
 }
 
 /// What to do with the Deployment.

@@ -68,6 +68,11 @@ fn state(ctx: Arc<Context>, approvals: &[ModelApproval], deployments: &[Deployme
         deployments: deployment_store,
         replicasets: reflector::store().0,
         applied: Arc::default(),
+        sealing: super::sealing::Stores {
+            governed: reflector::store().0,
+            catalogs: reflector::store().0,
+            policies: reflector::store().0,
+        },
     })
 }
 

@@ -69,6 +69,7 @@ fn input<'a>(
         deployment: d,
         served_before: &[],
         running: &[],
+        seal: None,
         now: "2026-11-25T10:00:00Z"
             .parse()
             .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
