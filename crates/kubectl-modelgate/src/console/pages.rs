@@ -53,6 +53,10 @@ pub struct ApprovalPage {
     version: String,
     uri: String,
     digest: String,
+    /// Sealed, Unsealed or Unresolved (empty until the operator looked),
+    /// and what it rests on.
+    seal: String,
+    seal_note: String,
     /// The approval's uid: with the digest, the forms carry what was shown,
     /// and a decision for an object that changed since is refused.
     uid: String,
@@ -231,7 +235,10 @@ pub async fn approval_page(
         .filter_map(|g| Some((g.gate.clone(), g.progress.clone()?, g.advice.clone()?)))
         .collect();
     let gated = view.deployments;
+    let (seal, seal_note) = views::seal(status.artifact.as_ref());
     Ok(ApprovalPage {
+        seal,
+        seal_note,
         chrome: chrome(c, p, format!("/approvals/{name}"), "approval"),
         name: name.to_string(),
         model: a.spec.model.name.clone(),

@@ -226,6 +226,9 @@ pub struct DeploymentRow {
     pub serving: Option<(String, String)>,
     pub ready: String,
     pub why: String,
+    /// Sealed or Unsealed, and why not, once the operator judged it.
+    pub seal: String,
+    pub seal_why: String,
 }
 
 pub fn deployment_row(md: &ModelDeployment) -> DeploymentRow {
@@ -236,7 +239,17 @@ pub fn deployment_row(md: &ModelDeployment) -> DeploymentRow {
     )
     .and_then(|c| c.message.clone())
     .unwrap_or_default();
+    let sealed =
+        modelgate::api::condition::find(&status.conditions, modelgate::api::deployment::SEALED);
     DeploymentRow {
+        seal: status
+            .seal
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        seal_why: sealed
+            .filter(|c| c.status != modelgate::api::condition::TRUE)
+            .and_then(|c| c.message.clone())
+            .unwrap_or_default(),
         name: md.name_any(),
         phase: status
             .phase
@@ -247,6 +260,25 @@ pub fn deployment_row(md: &ModelDeployment) -> DeploymentRow {
         ready: status.ready.unwrap_or_else(|| "0/0".into()),
         why,
     }
+}
+
+/// An approval's seal and what it rests on, as the approval page says it:
+/// (Sealed, Unsealed, Unresolved or empty while unchecked; the detail).
+pub fn seal(artifact: Option<&modelgate::api::approval::ResolvedArtifact>) -> (String, String) {
+    let Some(a) = artifact else {
+        return (String::new(), String::new());
+    };
+    let detail = match (a.seal, &a.message) {
+        (modelgate::api::approval::Seal::Sealed, _) => format!(
+            "Resolved in its registry: {} files, {} bytes ({}). Every pod mounts exactly these bytes, read-only.",
+            a.layers.unwrap_or_default(),
+            a.size.unwrap_or_default(),
+            a.artifact_type.as_deref().unwrap_or("no artifact type"),
+        ),
+        (_, Some(message)) => message.clone(),
+        (_, None) => String::new(),
+    };
+    (a.seal.as_str().to_string(), detail)
 }
 
 /// One approval in the inbox.

@@ -53,7 +53,8 @@ fn approval() -> serde_json::Value {
         "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
         "metadata": {"name": APPROVAL, "namespace": NAMESPACE, "uid": UID, "resourceVersion": "5"},
         "spec": {"model": {"name": "fd", "version": "2", "uri": "s3://m/fd/2/", "digest": digest()}},
-        "status": {"phase": "Pending", "conditions": []},
+        "status": {"phase": "Pending", "conditions": [],
+                   "artifact": {"seal": "Unsealed", "message": "not an OCI artifact: nothing makes the pods load these bytes"}},
     })
 }
 

@@ -105,6 +105,33 @@ async fn a_form_from_another_origin_or_none_is_refused_and_writes_nothing() {
     );
 }
 
+#[tokio::test]
+async fn the_approval_page_says_whether_the_model_is_sealed() {
+    let (router, token, _) = console();
+    let a = send(
+        &router,
+        get(
+            HOST,
+            &format!("/approvals/{APPROVAL}"),
+            Some(&key_cookie(&token)),
+        ),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(
+        a.body
+            .contains(r#"<dt>Seal</dt><dd><span class="badge Unsealed">Unsealed</span>"#),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body
+            .contains("not an OCI artifact: nothing makes the pods load these bytes"),
+        "{}",
+        a.body
+    );
+}
+
 /// The approval page's CSRF cookie and its form's token.
 async fn page_token(router: &Router, cookie: &str) -> (String, String) {
     let a = send(

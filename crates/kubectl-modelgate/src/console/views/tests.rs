@@ -87,3 +87,21 @@ fn only_web_evidence_becomes_a_link() {
     assert_eq!(links, vec![true, false]);
     assert!(cards[0].evidence.is_empty());
 }
+
+#[test]
+fn a_sealed_artifact_says_what_every_pod_mounts() {
+    let artifact = modelgate::api::approval::ResolvedArtifact {
+        seal: modelgate::api::approval::Seal::Sealed,
+        layers: Some(3),
+        size: Some(1024),
+        artifact_type: Some("application/vnd.cncf.model.manifest.v1+json".into()),
+        ..Default::default()
+    };
+    let (seal, note) = super::seal(Some(&artifact));
+    assert_eq!(seal, "Sealed");
+    assert_eq!(
+        note,
+        "Resolved in its registry: 3 files, 1024 bytes (application/vnd.cncf.model.manifest.v1+json). Every pod mounts exactly these bytes, read-only."
+    );
+    assert_eq!(super::seal(None), (String::new(), String::new()));
+}
