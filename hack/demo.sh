@@ -5,11 +5,14 @@
 #   2. the operator and plugin built from this checkout
 #   3. CRDs, RBAC, admission policies installed (crds/, deploy/)
 #   4. the operator started as its own service account
-#   5. a governed namespace: a sample ModelApproval and ModelDeployment
-#      applied, the rollout held
+#   5. a governed namespace: the model pushed to the registry as an OCI
+#      artifact (with the local control plane), the platform's runtime
+#      catalog, a sample ModelApproval and ModelDeployment applied, the
+#      rollout held
 #   6. five reviewers pass their gates through `kubectl modelgate`
-#   7. the rollout, the audit trail and its signed record verified offline,
-#      and a developer's shortcut refused
+#   7. the rollout (each pod mounting the approved model by digest), the
+#      audit trail and its signed record verified offline, and a developer's
+#      shortcut refused
 # Run it again at will: it starts from a fresh demo namespace each time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,7 +41,7 @@ export PATH=$BIN:$PATH
 
 step 3 "installing the CRDs, RBAC and admission policies"
 kubectl apply -f crds/ >/dev/null
-kubectl wait --for=condition=Established crd/modelapprovals.modelgate.io crd/modeldeployments.modelgate.io crd/approvalrecords.modelgate.io crd/approvalpolicies.modelgate.io --timeout=60s >/dev/null
+kubectl wait --for=condition=Established crd/modelapprovals.modelgate.io crd/modeldeployments.modelgate.io crd/approvalrecords.modelgate.io crd/approvalpolicies.modelgate.io crd/runtimecatalogs.modelgate.io --timeout=60s >/dev/null
 kubectl apply --server-side --force-conflicts -k deploy/ >/dev/null
 # The chart's operator Deployment would run a published image; the demo runs
 # the operator from this checkout instead.
@@ -75,6 +78,22 @@ for _ in $(seq 120); do
 done
 echo "operator ready: http://127.0.0.1:$PORT/metrics"
 
+oras_() { "$MODELGATE_ORAS" "$@" --ca-file "$MODELGATE_REGISTRY_CA"; }
+# A small model in the ModelPack layout: weights, their config and a README.
+push_demo_model() {
+  local dir=$1 target=$2
+  mkdir -p "$dir"
+  head -c 4096 /dev/zero | tr '\0' 'w' >"$dir/model.safetensors"
+  printf '{"model_type":"fraud-detector","hidden_size":64}\n' >"$dir/config.json"
+  printf '# fraud-detector 2.4.0\n' >"$dir/README.md"
+  printf '{"descriptor":{"name":"fraud-detector","version":"2.4.0"},"modelfs":{"type":"layers"}}\n' >"$dir/model-config.json"
+  (cd "$dir" && show "$MODELGATE_ORAS" push --ca-file "$MODELGATE_REGISTRY_CA" \
+    --artifact-type application/vnd.cncf.model.manifest.v1+json \
+    --config model-config.json:application/vnd.cncf.model.config.v1+json "$target" \
+    model.safetensors:application/vnd.cncf.model.weight.v1.raw \
+    config.json:application/vnd.cncf.model.weight.config.v1.raw README.md:application/vnd.cncf.model.doc.v1.raw)
+}
+
 step 5 "a governed namespace, a model version and its deployment: the rollout is held until the five gates pass"
 if kubectl get namespace "$NS" >/dev/null 2>&1; then
   kubectl delete namespace "$NS" --wait=true --timeout=120s >/dev/null
@@ -82,7 +101,19 @@ fi
 kubectl create namespace "$NS" >/dev/null
 # Governed: nothing runs here that modelgate did not release.
 kubectl label namespace "$NS" modelgate.io/governed=true >/dev/null
-show kubectl apply -n "$NS" -f examples/approval.yaml -f examples/deployment.yaml
+approval=examples/approval.yaml
+if [ -n "${MODELGATE_REGISTRY:-}" ] && [ -n "${MODELGATE_ORAS:-}" ]; then
+  echo "# the model itself, pushed to the registry as an OCI artifact (ModelPack layout: its files are the layers):"
+  push_demo_model "$STATE/model" "$MODELGATE_REGISTRY/models/fraud-detector:2.4.0"
+  digest=$(oras_ resolve "$MODELGATE_REGISTRY/models/fraud-detector:2.4.0")
+  sed -e "s#^    uri: .*#    uri: oci://$MODELGATE_REGISTRY/models/fraud-detector:2.4.0#" \
+    -e "s#^    digest: .*#    digest: $digest#" examples/approval.yaml >"$STATE/approval.yaml"
+  approval=$STATE/approval.yaml
+  grep -E 'uri: oci|digest:' "$approval"
+fi
+echo "# the platform team's approved serving runtimes:"
+show kubectl apply -f examples/runtimes.yaml
+show kubectl apply -n "$NS" -f "$approval" -f examples/deployment.yaml
 sleep 2
 show kubectl get modelgate -n "$NS"
 show kubectl get deployments -n "$NS"
@@ -111,6 +142,11 @@ show kubectl get modelgate -n "$NS"
 show kubectl get pods -n "$NS" -o wide
 echo "# every pod carries the approved identity:"
 kubectl get pods -n "$NS" -o jsonpath='{range .items[*]}{.metadata.name}{": "}{range .spec.containers[0].env[*]}{.name}={.value}{" "}{end}{"\n"}{end}'
+echo "# and mounts the approved model by its digest, read-only (an image volume):"
+kubectl get pods -n "$NS" -o jsonpath='{range .items[*]}{.metadata.name}{": "}{range .spec.volumes[?(@.image)]}{.image.reference}{end}{" at "}{range .spec.containers[0].volumeMounts[?(@.name=="modelgate-model")]}{.mountPath}{" readOnly="}{.readOnly}{end}{"\n"}{end}'
+echo "# sealed: only that model, through an approved runtime, egress limited by the operator's NetworkPolicy:"
+kubectl get modeldeployment fraud-detector -n "$NS" -o jsonpath='{.status.conditions[?(@.type=="Sealed")].message}{"\n"}'
+show kubectl get networkpolicy -n "$NS"
 show kubectl modelgate history fraud-detector-2-4-0 -n "$NS"
 echo "# the approval's signed record, exported and verified offline:"
 show kubectl get approvalrecords -n "$NS"
