@@ -500,12 +500,6 @@ async fn network_policies_in_a_governed_namespace_are_the_operators() {
         "the refused writes changed the namespace's NetworkPolicies"
     );
 
-    // The operator removes its own.
-    operator
-        .delete("md-egress", &DeleteParams::default())
-        .await
-        .expect("the operator deletes its egress policy");
-
     // Outside governed namespaces NetworkPolicies are the developer's as usual.
     let free = namespace(&client, "sealed-netpol-free", false).await;
     let dev: Api<NetworkPolicy> = Api::namespaced(developer().await, &free.name);
