@@ -530,7 +530,7 @@ async fn the_operator_holds_no_verb_it_does_not_use() {
     let unbound = "system:serviceaccount:modelgate-system:unbound";
     let baseline = rules_of(client_as(Some(unbound), &OPERATOR_GROUPS).await, "default").await;
     got.retain(|r| !baseline.contains(r));
-    let crds = "[modelapprovals.modelgate.io,modeldeployments.modelgate.io,approvalrecords.modelgate.io,approvalpolicies.modelgate.io,recordcheckpoints.modelgate.io]";
+    let crds = "[modelapprovals.modelgate.io,modeldeployments.modelgate.io,approvalrecords.modelgate.io,approvalpolicies.modelgate.io,recordcheckpoints.modelgate.io,runtimecatalogs.modelgate.io]";
     let mut want: Vec<String> = vec![
         "modelgate.io/modelapprovals:get",
         "modelgate.io/modelapprovals:list",
@@ -561,6 +561,14 @@ async fn the_operator_holds_no_verb_it_does_not_use() {
         "modelgate.io/approvalpolicies:list",
         "modelgate.io/approvalpolicies:watch",
         "modelgate.io/approvalpolicies/status:patch",
+        "modelgate.io/runtimecatalogs:list",
+        "modelgate.io/runtimecatalogs:watch",
+        "networking.k8s.io/networkpolicies:list",
+        "networking.k8s.io/networkpolicies:watch",
+        "networking.k8s.io/networkpolicies:create",
+        "networking.k8s.io/networkpolicies:patch",
+        "/namespaces:list",
+        "/namespaces:watch",
     ]
     .into_iter()
     .map(String::from)

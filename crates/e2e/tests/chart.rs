@@ -201,17 +201,30 @@ fn the_rendered_chart_is_what_a_platform_team_checks() {
     );
     assert_eq!(params["data"]["exemptGroups"], "");
     // Approval authority, managed Deployments, governed namespaces,
-    // approval records, record checkpoints, object size.
+    // approval records, record checkpoints, object size, model volume,
+    // sealed pods.
     for kind in [
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     ] {
         assert_eq!(
             docs.iter().filter(|d| d["kind"] == kind).count(),
-            6,
+            8,
             "{kind}"
         );
     }
+    // The sealed-pods policy reads the catalog the chart always installs,
+    // listing no runtime unless told.
+    let sealed = find(
+        &docs,
+        "ValidatingAdmissionPolicyBinding",
+        "modelgate-sealed-pods",
+    );
+    assert_eq!(sealed["spec"]["paramRef"]["name"], "modelgate");
+    assert_eq!(
+        find(&docs, "RuntimeCatalog", "modelgate")["spec"]["runtimes"],
+        serde_json::json!([])
+    );
     assert_eq!(
         params["data"]["recordDeleters"],
         "system:serviceaccount:kube-system:namespace-controller,system:kube-controller-manager"
@@ -266,6 +279,16 @@ fn the_rendered_chart_is_what_a_platform_team_checks() {
             .as_array()
             .is_some_and(|s| s.iter().any(|s| s["name"] == "oidc:appsec"))
     );
+    let runtime = serde_json::json!({"name": "vllm", "image": format!("registry.example.com/vllm@sha256:{}", "ab".repeat(32)), "args": ["--port"]});
+    let docs = render(&[
+        "--set-json",
+        &format!("runtimes=[{runtime}]"),
+        "--set-json",
+        r#"egress=[{"cidr":"10.20.0.0/16","ports":[443]}]"#,
+    ]);
+    let catalog = &find(&docs, "RuntimeCatalog", "modelgate")["spec"];
+    assert_eq!(catalog["runtimes"], serde_json::json!([runtime]));
+    assert_eq!(catalog["egress"][0]["ports"], serde_json::json!([443]));
 }
 
 /// The console in the cluster: no token of its own, nothing bound to its
@@ -347,6 +370,10 @@ fn bad_values_are_refused_by_the_schema() {
         ("metrics.prometheusRule.job=", "job"),
         ("metrics.grafanaDashboard.lables.a=b", "lables"),
         ("tests.image.digest=latest", "digest"),
+        (
+            "runtimes[0].name=vllm,runtimes[0].image=registry.example.com/vllm:0.9",
+            "runtimes/0/image",
+        ),
         (
             "replicaCount=2,leaderElection.enabled=false",
             "replicaCount 2 needs leaderElection.enabled=true",
