@@ -10,12 +10,15 @@
 //! puts its runtimes back to none when they end, panicking or not, so that
 //! no other test (nor another test binary) sees a catalog listing runtimes.
 
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use modelgate::api::approval::ModelApproval;
 use modelgate::api::deployment::ModelDeployment;
 use modelgate_e2e::refusal::{self, refused};
+use modelgate_e2e::registry::{push_model, tiny_model};
 use modelgate_e2e::{cluster::*, fixtures::*, users::*, wait::*};
 use serde_json::{Value, json};
 
@@ -279,8 +282,11 @@ async fn a_governed_deployment_runs_only_listed_runtimes_with_their_flags_and_en
         ],
     );
     let after = api.get("md").await.expect("read md");
+    // The operator may write its status meanwhile; the spec is what the
+    // refused change would have written.
     assert_eq!(
-        before.metadata.resource_version, after.metadata.resource_version,
+        (before.metadata.generation, &before.spec),
+        (after.metadata.generation, &after.spec),
         "the refused change wrote the ModelDeployment"
     );
     println!("runtimes: {} refusals so far", refusal::count());
@@ -379,7 +385,9 @@ async fn a_governed_deployment_takes_only_configuration_volumes() {
         &api,
         "an extra image volume in a governed namespace",
         &deployment("md", volumes(json!({"name": "weights", "image": {"reference": format!("registry.example.com/other-weights@sha256:{}", "12".repeat(32))}}))),
-        &["volume weights of ModelDeployment md is an image volume", "may not declare image volumes of its own", "spec.model.uri oci://"],
+        // Both the sealed-pods and the model-volume policy refuse it; the
+        // API server answers with either.
+        &["volume weights of ModelDeployment md is", "spec.model.uri oci://"],
     )
     .await;
     refused_create(
@@ -538,4 +546,96 @@ async fn the_catalog_is_emptied_even_when_a_test_panics() {
         "the catalog still lists {}",
         listed.names()
     );
+}
+
+/// Every version of every pod of `ns` from now on, as a watch sees them.
+fn watch_pods(client: &Client, ns: &str) -> std::sync::Arc<std::sync::Mutex<Vec<Pod>>> {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    tokio::spawn(async move {
+        let mut stream = watcher(pods, watcher::Config::default())
+            .applied_objects()
+            .boxed();
+        while let Some(Ok(pod)) = stream.next().await {
+            record.lock().unwrap_or_else(|e| e.into_inner()).push(pod);
+        }
+    });
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sealed_deployment_runs_only_the_approved_model_in_a_listed_runtime() {
+    modelgate_e2e::operator::start_operator();
+    let client = install_modelgate().await;
+    let ns = namespace(&client, "sealed-run", true).await;
+    let _catalog = catalog(&ns.name, runtimes()).await;
+    let seen = watch_pods(&client, &ns.name);
+    let pushed = push_model(
+        &format!("models/{}/fraud", ns.name),
+        Some("1"),
+        &tiny_model("sealed"),
+    );
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), &ns.name);
+    model_approval("fd-v1")
+        .artifact(&pushed.uri(), &pushed.digest)
+        .create(&approvals)
+        .await;
+    approve_all(&ns.name, "fd-v1").await;
+    let mds: Api<ModelDeployment> = Api::namespaced(developer().await, &ns.name);
+    let md = deployment("fd", runtime_pod(&vllm(), json!({"args": ["--port=8000"]})));
+    mds.create(&PostParams::default(), &md)
+        .await
+        .expect("the developer deploys a listed runtime");
+    let sealed = eventually(90, "the ModelDeployment to be sealed", || async {
+        let md = mds.get("fd").await.ok()?;
+        let c = md
+            .status
+            .as_ref()?
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Sealed")?
+            .clone();
+        (c.status == "True").then_some(c)
+    })
+    .await;
+    let message = sealed.message.unwrap_or_default();
+    assert!(message.contains(&pushed.pinned()), "{message}");
+    let shown = kubectl(&["get", "md", "fd", "-n", &ns.name]);
+    assert!(
+        text(&shown).contains("Sealed"),
+        "kubectl get md: {}",
+        text(&shown)
+    );
+    modelgate_e2e::pods::pods_serve(&client, &ns.name, "fd", &pushed.digest).await;
+
+    // Every pod the watch saw: listed runtime images, and no image volume
+    // but the approved digest.
+    let listed = [vllm(), triton()];
+    let pods = seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(!pods.is_empty(), "the watch saw the pods");
+    for pod in &pods {
+        let spec = pod.spec.as_ref().expect("pod spec");
+        for c in spec
+            .containers
+            .iter()
+            .chain(spec.init_containers.iter().flatten())
+        {
+            let image = c.image.clone().unwrap_or_default();
+            assert!(
+                listed.contains(&image),
+                "pod {:?} ran {image}",
+                pod.metadata.name
+            );
+        }
+        let volumes: Vec<String> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| v.image.as_ref()?.reference.clone())
+            .collect();
+        assert_eq!(volumes, [pushed.pinned()], "pod {:?}", pod.metadata.name);
+    }
 }

@@ -61,11 +61,19 @@ pub struct ServingRuntime {
     /// value in the next argument is not accepted (it could name anything).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 128))]
+    #[schemars(inner(
+        length(min = 2, max = 128),
+        regex(pattern = r"^--?[A-Za-z0-9][-A-Za-z0-9_.]*$")
+    ))]
     pub args: Vec<String>,
     /// The environment variables a container of this runtime may set
     /// (MODEL_* are the operator's and always set).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 128))]
+    #[schemars(inner(
+        length(min = 1, max = 128),
+        regex(pattern = r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+    ))]
     pub env: Vec<String>,
 }
 

@@ -118,6 +118,12 @@ fn runtime_problems(c: &Container, runtime: &ServingRuntime) -> Vec<String> {
             c.name, runtime.name
         ));
     }
+    if let Some(how) = exec_hook(c) {
+        found.push(format!(
+            "container {} runs a command of its own through its {how}",
+            c.name
+        ));
+    }
     for arg in c.args.iter().flatten() {
         let flag = arg.split_once('=').map_or(arg.as_str(), |(f, _)| f);
         if !runtime.args.iter().any(|a| a == flag) {
@@ -143,6 +149,33 @@ fn runtime_problems(c: &Container, runtime: &ServingRuntime) -> Vec<String> {
         ));
     }
     found
+}
+
+/// The probe or lifecycle hook of `c` that runs a command in the runtime's
+/// container, if one does: as much a command of the developer's as
+/// `command` itself.
+fn exec_hook(c: &Container) -> Option<&'static str> {
+    let probes = [
+        ("liveness probe", &c.liveness_probe),
+        ("readiness probe", &c.readiness_probe),
+        ("startup probe", &c.startup_probe),
+    ];
+    let probe = probes
+        .into_iter()
+        .find(|(_, p)| p.as_ref().is_some_and(|p| p.exec.is_some()))
+        .map(|(how, _)| how);
+    let hooks = c.lifecycle.as_ref().map(|l| {
+        [
+            ("postStart hook", &l.post_start),
+            ("preStop hook", &l.pre_stop),
+        ]
+    });
+    let hook = hooks
+        .into_iter()
+        .flatten()
+        .find(|(_, h)| h.as_ref().is_some_and(|h| h.exec.is_some()))
+        .map(|(how, _)| how);
+    probe.or(hook)
 }
 
 /// A volume that is not bounded configuration or the operator's model.
@@ -244,6 +277,7 @@ mod tests {
         let t = template(serde_json::json!({
             "containers": [
                 {"name": "server", "image": RUNTIME, "command": ["sh"], "args": ["--model", "https://elsewhere/w"],
+                 "readinessProbe": {"exec": {"command": ["sh", "-c", "curl elsewhere"]}},
                  "env": [{"name": "TOKEN", "value": "x"}], "envFrom": [{"configMapRef": {"name": "all"}}]},
                 {"name": "baked", "image": "registry.example.com/baked:1"}],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "w"}},
@@ -255,6 +289,7 @@ mod tests {
             "s3://models/fraud/1 is not an OCI artifact",
             "namespace risk is not governed",
             "container server replaces the entrypoint of runtime vllm",
+            "container server runs a command of its own through its readiness probe",
             "argument \"--model\"",
             "argument \"https://elsewhere/w\"",
             "container server sets TOKEN",
