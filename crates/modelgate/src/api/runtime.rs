@@ -59,11 +59,13 @@ pub struct ServingRuntime {
     /// The flags a container of this runtime may be given, e.g. --port.
     /// Each argument must be one of them, alone or as FLAG=VALUE; a flag's
     /// value in the next argument is not accepted (it could name anything).
+    /// An entry that is itself FLAG=VALUE, e.g. --model=$(MODEL_PATH),
+    /// allows that exact argument only.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 128))]
     #[schemars(inner(
         length(min = 2, max = 128),
-        regex(pattern = r"^--?[A-Za-z0-9][-A-Za-z0-9_.]*$")
+        regex(pattern = r"^--?[A-Za-z0-9][-A-Za-z0-9_.]*(=.*)?$")
     ))]
     pub args: Vec<String>,
     /// The environment variables a container of this runtime may set
@@ -95,6 +97,18 @@ impl RuntimeCatalog {
     /// The runtime an image is, if it is one.
     pub fn runtime(&self, image: &str) -> Option<&ServingRuntime> {
         self.spec.runtimes.iter().find(|r| r.image == image)
+    }
+
+    /// Whether `runtime` may be given `arg`: one of its flags, alone or as
+    /// FLAG=VALUE, or exactly one of its pinned FLAG=VALUE entries.
+    pub fn allows_arg(runtime: &ServingRuntime, arg: &str) -> bool {
+        runtime.args.iter().any(|f| {
+            arg == f
+                || (!f.contains('=')
+                    && arg
+                        .strip_prefix(f.as_str())
+                        .is_some_and(|v| v.starts_with('=')))
+        })
     }
 
     /// The runtimes' names and images, as refusals list them.

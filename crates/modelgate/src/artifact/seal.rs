@@ -125,8 +125,7 @@ fn runtime_problems(c: &Container, runtime: &ServingRuntime) -> Vec<String> {
         ));
     }
     for arg in c.args.iter().flatten() {
-        let flag = arg.split_once('=').map_or(arg.as_str(), |(f, _)| f);
-        if !runtime.args.iter().any(|a| a == flag) {
+        if !RuntimeCatalog::allows_arg(runtime, arg) {
             found.push(format!(
                 "container {} is given argument {arg:?}, which runtime {} does not allow",
                 c.name, runtime.name
@@ -211,7 +210,7 @@ mod tests {
                 runtimes: vec![ServingRuntime {
                     name: "vllm".into(),
                     image: RUNTIME.into(),
-                    args: vec!["--port".into()],
+                    args: vec!["--port".into(), "--model=$(MODEL_PATH)".into()],
                     env: vec!["HF_HUB_OFFLINE".into()],
                 }],
                 egress: Vec::new(),
@@ -259,7 +258,7 @@ mod tests {
         let oci = model("oci://registry.example.com/models/fraud:1");
         let t = template(
             serde_json::json!({"containers": [{"name": "server", "image": RUNTIME,
-            "args": ["--port=8000"], "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}]}],
+            "args": ["--port=8000", "--model=$(MODEL_PATH)"], "env": [{"name": "HF_HUB_OFFLINE", "value": "1"}]}],
             "volumes": [{"name": "cfg", "configMap": {"name": "cfg"}}]}),
         );
         let c = judged(&oci, &t, true);
@@ -276,7 +275,7 @@ mod tests {
         let s3 = model("s3://models/fraud/1");
         let t = template(serde_json::json!({
             "containers": [
-                {"name": "server", "image": RUNTIME, "command": ["sh"], "args": ["--model", "https://elsewhere/w"],
+                {"name": "server", "image": RUNTIME, "command": ["sh"], "args": ["--model", "https://elsewhere/w", "--model=https://elsewhere/w"],
                  "readinessProbe": {"exec": {"command": ["sh", "-c", "curl elsewhere"]}},
                  "env": [{"name": "TOKEN", "value": "x"}], "envFrom": [{"configMapRef": {"name": "all"}}]},
                 {"name": "baked", "image": "registry.example.com/baked:1"}],
@@ -292,6 +291,7 @@ mod tests {
             "container server runs a command of its own through its readiness probe",
             "argument \"--model\"",
             "argument \"https://elsewhere/w\"",
+            "argument \"--model=https://elsewhere/w\"",
             "container server sets TOKEN",
             "envFrom",
             "container baked runs registry.example.com/baked:1, which is not an approved runtime (approved: vllm (",
