@@ -4,6 +4,7 @@
 //! asserted; only correctness (a lost gate decision) fails the run.
 
 mod cluster;
+mod oci;
 mod scenarios;
 mod stats;
 
@@ -72,6 +73,10 @@ pub struct Knobs {
     /// start, followed by the at-rest measurement), churn.
     #[arg(long, value_delimiter = ',', default_values_t = [Scenario::Latency, Scenario::Cold, Scenario::Churn])]
     pub scenarios: Vec<Scenario>,
+    /// The approvals name an OCI model pushed to the local registry, so that
+    /// the cold start includes one registry look-up per approval.
+    #[arg(long)]
+    pub oci: bool,
     /// A small, quick run (CI's smoke test): overrides the knobs above.
     #[arg(long)]
     pub smoke: bool,

@@ -26,9 +26,12 @@ fn digest(seed: &str) -> String {
 }
 
 fn approval(name: &str) -> serde_json::Value {
+    let (uri, digest) = super::oci::model()
+        .cloned()
+        .unwrap_or_else(|| (format!("s3://bench/{name}/"), digest(name)));
     json!({
         "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval", "metadata": {"name": name},
-        "spec": {"model": {"name": "bench-model", "version": "1.0.0", "uri": format!("s3://bench/{name}/"), "digest": digest(name)}},
+        "spec": {"model": {"name": "bench-model", "version": "1.0.0", "uri": uri, "digest": digest}},
     })
 }
 
@@ -297,6 +300,9 @@ pub async fn run_all(knobs: Knobs) -> Result<(), BoxError> {
     std::fs::create_dir_all(&dir)?;
     let kubeconfig = cluster::operator_kubeconfig(&admin, &dir).await?;
     println!("modelgate-bench: {knobs:?}");
+    if knobs.oci {
+        super::oci::push(&dir)?;
+    }
 
     let scenarios = scenarios(&admin, &knobs, &kubeconfig, run);
     // Interrupted or failed, the run still removes what it created (a run
@@ -658,6 +664,11 @@ async fn cold_start_and_rest(
         cluster::requests_between(&requests_before, &cluster::api_requests(admin).await?);
     let objects = (knobs.cold_approvals + knobs.cold_deployments) as f64;
     let rss = peak_rss_mib(pid).unwrap_or(0.0);
+    let lookups = cluster::sum_series(
+        &cluster::operator_metrics(port),
+        "modelgate_registry_requests_total",
+        &[],
+    ) / knobs.cold_approvals as f64;
     println!(
         "operator settled {settled}/{} approvals and {} deployments in {:.2}s; peak RSS {rss} MiB; {:.2} API requests per object",
         knobs.cold_approvals,
@@ -666,6 +677,7 @@ async fn cold_start_and_rest(
         requests / objects
     );
     println!("  API requests: {by_kind}");
+    println!("  registry look-ups per approval: {lookups:.2}");
 
     // At rest: nothing changes; the operator should write nothing.
     section(&format!("at rest, {} s", knobs.rest_secs));
@@ -724,6 +736,7 @@ async fn cold_start_and_rest(
             "approvals": knobs.cold_approvals, "deployments": knobs.cold_deployments, "settle_s": (settle.as_secs_f64() * 100.0).round() / 100.0,
             "baseline_s": (baseline.as_secs_f64() * 100.0).round() / 100.0, "ratio_to_baseline": ratio,
             "peak_rss_mib": rss, "api_requests_per_object": (requests / objects * 100.0).round() / 100.0,
+            "oci": knobs.oci, "registry_lookups_per_approval": (lookups * 100.0).round() / 100.0,
         }),
         json!({"secs": knobs.rest_secs, "writes": w1 - w0, "cpu_ms": rest_cpu.as_millis() as u64}),
     ))
