@@ -67,6 +67,11 @@ impl Registry {
             ..ClientConfig::default()
         };
         let client = Client::try_from(config).map_err(|e| format!("registry client: {e}"))?;
+        // Every outcome from zero: an alert on "missing" or "failed" needs
+        // a series before the first one happens.
+        for outcome in OUTCOMES {
+            requests.get_or_create(&OutcomeLabels { outcome });
+        }
         Ok(Registry { client, requests })
     }
 
@@ -100,6 +105,9 @@ impl Registry {
 }
 
 const MISSING: &str = "the registry has no manifest";
+
+/// The outcomes of a look-up, as the metric labels them.
+const OUTCOMES: [&str; 3] = ["found", "missing", "failed"];
 
 fn described(pinned: &str, manifest: OciManifest) -> Result<ResolvedArtifact, String> {
     let OciManifest::Image(image) = manifest else {
