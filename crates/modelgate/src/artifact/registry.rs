@@ -70,7 +70,7 @@ impl Registry {
         // Every outcome from zero: an alert on "missing" or "failed" needs
         // a series before the first one happens.
         for outcome in OUTCOMES {
-            requests.get_or_create(&OutcomeLabels { outcome });
+            let _ = requests.get_or_create(&OutcomeLabels { outcome });
         }
         Ok(Registry { client, requests })
     }
