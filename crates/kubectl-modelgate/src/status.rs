@@ -36,6 +36,10 @@ pub struct ApprovalView {
     pub model: String,
     pub version: String,
     pub digest: String,
+    /// Sealed, Unsealed or Unresolved (docs/artifacts.md); absent until the
+    /// operator looked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seal: Option<String>,
     pub phase: String,
     pub gates_passed: usize,
     pub gates: Vec<GateView>,
@@ -120,6 +124,10 @@ pub fn view(a: &ModelApproval, deployments: &[ModelDeployment]) -> ApprovalView 
         model: a.spec.model.name.clone(),
         version: a.spec.model.version.clone(),
         digest: a.spec.model.digest.clone(),
+        seal: status.artifact.as_ref().map(|x| match &x.message {
+            Some(why) => format!("{}: {why}", x.seal.as_str()),
+            None => x.seal.as_str().to_string(),
+        }),
         phase: status
             .phase
             .map(|p| p.to_string())
@@ -243,12 +251,13 @@ fn detail(v: &ApprovalView, now: Timestamp) -> String {
             .unwrap_or_else(|| "-".into())
     };
     let mut out = format!(
-        "Name:         {}\nNamespace:    {}\nModel:        {} {}\nDigest:       {}\nPhase:        {} ({}/5 gates passed)\nApproved at:  {}\nExpires at:   {}\nDeployments:  {}\nPolicy:       {}\n\n",
+        "Name:         {}\nNamespace:    {}\nModel:        {} {}\nDigest:       {}\nSeal:         {}\nPhase:        {} ({}/5 gates passed)\nApproved at:  {}\nExpires at:   {}\nDeployments:  {}\nPolicy:       {}\n\n",
         v.name,
         v.namespace,
         v.model,
         v.version,
         v.digest,
+        v.seal.as_deref().unwrap_or("-"),
         v.phase,
         v.gates_passed,
         time(v.approved_at),
