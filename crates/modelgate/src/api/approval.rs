@@ -268,11 +268,36 @@ pub struct ModelApprovalStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 82))]
     pub observed_inputs: Vec<ObservedInput>,
+    /// The gates past their review deadline and still undecided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    pub overdue: Vec<OverdueGate>,
     /// The artifact as its registry serves it, looked up once before the
     /// approval can pass; for a URI that is not oci://, only that it is
     /// unsealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact: Option<ResolvedArtifact>,
+}
+
+/// A gate whose review is overdue.
+#[derive(KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct OverdueGate {
+    pub gate: String,
+    /// When its review was due.
+    pub due: Time,
+    /// Who was asked: the gate's reviewer group, or the rule's evaluators.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub asked: Option<String>,
+    /// Who is told, from the pinned policy.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub escalated_to: Vec<String>,
+    /// When the approval expires as ReviewTimedOut if the gate stays
+    /// undecided.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Time>,
 }
 
 /// What the registry said about the approved artifact.

@@ -82,6 +82,36 @@ pub struct GateRule {
     /// reviewers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automatic: Option<Automatic>,
+    /// When the gate's review is due, who is told when it is overdue, and
+    /// whether the approval expires if it stays undecided. A deadline never
+    /// passes a gate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Deadline>,
+}
+
+/// A gate's review deadline and escalation, counted from the approval's
+/// creation.
+#[derive(KubeSchema, Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Deadline {
+    /// How long the gate may wait for its decision, e.g. 72h. After it the
+    /// gate is overdue: its approval's status, the console and a Warning
+    /// Event say so and name who was asked and who is told.
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(super::valid_for::RULE).message("reviewWithin must be a positive duration of whole hours, minutes and seconds, such as 72h or 36h30m"))]
+    pub review_within: String,
+    /// Who is told when the gate is overdue (people, groups, on-call
+    /// rotations), as the Event and the console name them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 256)))]
+    pub escalate_to: Vec<String>,
+    /// When set, an approval whose gate is still undecided this long after
+    /// its creation expires as ReviewTimedOut (final: create a new
+    /// ModelApproval). Left out, an overdue gate waits for ever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(super::valid_for::RULE).message("expireAfter must be a positive duration of whole hours, minutes and seconds, such as 720h"))]
+    pub expire_after: Option<String>,
 }
 
 /// A gate decided (or advised) by a CEL rule over measurements.
@@ -169,6 +199,9 @@ pub struct PinnedGate {
     pub reviewers: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub automatic: Option<Automatic>,
+    /// The gate's review deadline, when the policy gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Deadline>,
 }
 
 /// One person's review of a quorum gate, written by that person.

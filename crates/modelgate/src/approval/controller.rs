@@ -102,6 +102,7 @@ pub fn run(
             let recorder = inputs.recorder.clone();
             move |approvals| {
                 metrics.set_next_expiry(next_expiry(approvals));
+                metrics.set_overdue(overdue_by_gate(approvals));
                 if let Some(recorder) = &recorder {
                     recorder.keep_only(approvals.iter().filter_map(|a| a.0.as_ref().ok()?.uid()));
                 }
@@ -133,6 +134,18 @@ pub fn run(
             ),
         }
     }
+}
+
+/// How many approvals each gate is overdue on.
+fn overdue_by_gate(approvals: &[Arc<CachedApproval>]) -> [(Gate, i64); 5] {
+    Gate::ALL.map(|gate| {
+        let n = approvals
+            .iter()
+            .filter_map(|a| a.0.as_ref().ok()?.status.as_ref())
+            .filter(|s| s.overdue.iter().any(|o| o.gate == gate.condition_type()))
+            .count();
+        (gate, n as i64)
+    })
 }
 
 /// The earliest expiry (Unix seconds) among the Approved approvals: the
@@ -237,6 +250,7 @@ async fn decide_for(
         now: now_seconds(),
         pin,
         artifact: Some(&artifact),
+        created: approval.meta().creation_timestamp.as_ref().map(|t| t.0),
     })
 }
 
@@ -334,9 +348,14 @@ async fn publish(ctx: &Context, approval: &ModelApproval, decision: &decide::Dec
 /// When to look again: expiry must happen on time with nothing else
 /// changing, and an in-use mark waits for the deployment index.
 fn next(decision: &decide::Decision, usage_known: bool) -> Action {
+    // Expiry and review deadlines must happen on time with nothing else
+    // changing.
     let expiry = decision
         .expires_at
-        .and_then(|e| decide::until(e, Timestamp::now()))
+        .into_iter()
+        .chain(decision.next_deadline)
+        .filter_map(|e| decide::until(e, Timestamp::now()))
+        .min()
         .map(|wait| wait + Duration::from_millis(500));
     let retry = (!usage_known).then_some(Duration::from_secs(1));
     // An artifact the registry does not serve yet is asked for again.

@@ -9,6 +9,7 @@ use std::time::Duration;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
+use super::deadlines;
 use super::gates::{self, GateView};
 use super::history::{self, Recorded, Said};
 use super::inputs::{self, RecordedInputs};
@@ -38,6 +39,8 @@ pub struct Input<'a> {
     /// The artifact as its registry answered (see `approval::artifact`);
     /// None leaves it unjudged.
     pub artifact: Option<&'a ResolvedArtifact>,
+    /// When the approval was created: review deadlines count from it.
+    pub created: Option<Timestamp>,
 }
 
 /// What the operator should write and announce.
@@ -53,6 +56,8 @@ pub struct Decision {
     pub changed: bool,
     /// When the approval lapses, if it has not yet.
     pub expires_at: Option<Timestamp>,
+    /// The next review deadline (or ReviewTimedOut expiry) still ahead.
+    pub next_deadline: Option<Timestamp>,
 }
 
 /// Parses `validFor` with the CRD's own grammar (see [`crate::api::valid_for`]).
@@ -73,6 +78,7 @@ pub fn decide(input: Input<'_>) -> Decision {
         recorded: mut changes,
         observed,
     } = inputs::recorded(previous, &now);
+    changes.extend(deadlines::transitions(previous, &standing.deadlines, &now));
     changes.extend(standing.transitions(previous, &approved_message(&conditions), &now));
     history::chain(previous, &mut changes);
     let status = standing.status(&input, previous, conditions, &changes, observed);
@@ -82,6 +88,7 @@ pub fn decide(input: Input<'_>) -> Decision {
         transitions: changes.into_iter().map(|r| r.transition).collect(),
         changed,
         expires_at: standing.life.expires_at.filter(|_| !standing.life.lapsed),
+        next_deadline: standing.deadlines.next,
     }
 }
 
@@ -99,6 +106,8 @@ struct Standing {
     /// Why the artifact holds the approval back: its registry does not
     /// serve it.
     unresolved: Option<String>,
+    /// Overdue gates and a ReviewTimedOut expiry.
+    deadlines: deadlines::Standing,
 }
 
 impl Standing {
@@ -117,9 +126,18 @@ impl Standing {
             previous,
             &views,
             valid_for.as_deref(),
-            unresolved.is_some(),
+            // An expired approval is never approved afterwards.
+            unresolved.is_some() || previous.phase == Some(ApprovalPhase::Expired),
         );
-        let phase = phase_of(previous, &views, &life);
+        let deadlines = deadlines::read(&deadlines::Clock {
+            policy: policy.as_ref(),
+            gates: &views,
+            progress: &progress,
+            created: input.created,
+            now: input.now,
+            approved: life.approved_at.is_some(),
+        });
+        let phase = phase_of(previous, &views, &life, deadlines.timed_out.is_some());
         Standing {
             policy,
             gates: views,
@@ -129,6 +147,7 @@ impl Standing {
             life,
             phase,
             unresolved,
+            deadlines,
         }
     }
 
@@ -146,12 +165,14 @@ impl Standing {
         };
         let approved = match (&self.unresolved, self.phase) {
             (Some(why), ApprovalPhase::Pending) => artifact_unresolved(why),
-            _ => approved_condition(
-                self.phase,
-                &self.gates,
-                &self.life,
-                self.valid_for.as_deref(),
-            ),
+            _ => self.timed_out(previous).unwrap_or_else(|| {
+                approved_condition(
+                    self.phase,
+                    &self.gates,
+                    &self.life,
+                    self.valid_for.as_deref(),
+                )
+            }),
         };
         let mut conditions = vec![stamp(approved), stamp(valid_condition(&self.problems))];
         conditions.extend(
@@ -161,6 +182,22 @@ impl Standing {
                 .map(|g| stamp(g.condition())),
         );
         conditions
+    }
+
+    /// The Approved condition of an approval a review deadline expired:
+    /// said once, and kept as it was said (a gate decided afterwards does
+    /// not reopen it).
+    fn timed_out(&self, previous: &ModelApprovalStatus) -> Option<Condition> {
+        if self.phase != ApprovalPhase::Expired || self.life.expires_at.is_some() {
+            return None;
+        }
+        let said = condition::find(&previous.conditions, APPROVED_CONDITION)
+            .filter(|c| c.reason.as_deref() == Some(TIMED_OUT));
+        match (said, &self.deadlines.timed_out) {
+            (Some(c), _) => Some(c.clone()),
+            (None, Some((gate, at))) => Some(review_timed_out(gate, *at)),
+            (None, None) => None,
+        }
     }
 
     /// The gate and phase changes between what the operator last recorded
@@ -205,7 +242,7 @@ impl Standing {
             history: history.entries,
             history_dropped: (history.dropped > 0).then_some(history.dropped),
             history_base: history.base,
-            waiting_on: waiting_on(&self.gates, &self.progress),
+            waiting_on: waiting_on(&self.gates, &self.progress, &self.deadlines.overdue),
             progress: self.progress.clone(),
             policy: self.policy.clone(),
             observed_inputs,
@@ -215,13 +252,23 @@ impl Standing {
                 .artifact
                 .cloned()
                 .or_else(|| previous.artifact.clone()),
+            overdue: if self.phase == ApprovalPhase::Expired {
+                Vec::new()
+            } else {
+                self.deadlines.overdue.clone()
+            },
         }
     }
 }
 
 /// The phase the gates and the approval's life add up to. Expired is final.
-fn phase_of(previous: &ModelApprovalStatus, gates: &[GateView], life: &Lifetime) -> ApprovalPhase {
-    if previous.phase == Some(ApprovalPhase::Expired) || life.lapsed {
+fn phase_of(
+    previous: &ModelApprovalStatus,
+    gates: &[GateView],
+    life: &Lifetime,
+    timed_out: bool,
+) -> ApprovalPhase {
+    if previous.phase == Some(ApprovalPhase::Expired) || life.lapsed || timed_out {
         ApprovalPhase::Expired
     } else if gates.iter().any(|g| g.status == FALSE) {
         ApprovalPhase::Rejected
@@ -289,6 +336,20 @@ fn lifetime(
         unreadable,
         held,
     }
+}
+
+/// The reason of an approval a review deadline expired.
+pub const TIMED_OUT: &str = "ReviewTimedOut";
+
+fn review_timed_out(gate: &str, at: Timestamp) -> Condition {
+    Condition::new(
+        APPROVED_CONDITION,
+        FALSE,
+        TIMED_OUT,
+        format!(
+            "{gate} was still undecided at {at}, when its policy's expireAfter ran out; create a new ModelApproval to review the model again"
+        ),
+    )
 }
 
 fn artifact_unresolved(why: &str) -> Condition {
@@ -514,15 +575,24 @@ fn effective_valid_for(spec: Option<&str>, policy: Option<&PinnedPolicy>) -> Opt
 
 /// What the approval waits on, at a glance: each open gate, with quorum
 /// progress where there is one.
-fn waiting_on(gates: &[GateView], progress: &[GateProgress]) -> Option<String> {
+fn waiting_on(
+    gates: &[GateView],
+    progress: &[GateProgress],
+    overdue: &[crate::api::approval::OverdueGate],
+) -> Option<String> {
     let open: Vec<String> = gates
         .iter()
         .filter(|g| g.status == UNKNOWN)
         .map(|g| {
             let name = g.gate.condition_type();
+            let late = if overdue.iter().any(|o| o.gate == name) {
+                " (overdue)"
+            } else {
+                ""
+            };
             match progress.iter().find(|p| p.gate == name && p.mode.is_none()) {
-                Some(p) => format!("{name} {}", p.progress),
-                None => name.to_string(),
+                Some(p) => format!("{name} {}{late}", p.progress),
+                None => format!("{name}{late}"),
             }
         })
         .collect();

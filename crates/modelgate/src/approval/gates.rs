@@ -347,6 +347,7 @@ mod tests {
                 measured_by: vec![by.into()],
                 mode,
             }),
+            deadline: None,
         }
     }
 

@@ -5,6 +5,7 @@
 
 pub mod artifact;
 pub mod controller;
+pub mod deadlines;
 pub mod decide;
 pub mod gates;
 pub mod history;

@@ -315,11 +315,13 @@ mod tests {
                         measured_by: vec!["ci".into()],
                         mode: RuleMode::Decide,
                     }),
+                    deadline: None,
                 },
                 GateRule {
                     gate: "SecurityReview".into(),
                     reviewers: Some(2),
                     automatic: None,
+                    deadline: None,
                 },
             ],
         };

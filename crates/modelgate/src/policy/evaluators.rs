@@ -76,6 +76,7 @@ mod tests {
                     measured_by: by.iter().map(|s| s.to_string()).collect(),
                     mode: RuleMode::Decide,
                 }),
+                deadline: None,
             }],
         }
     }

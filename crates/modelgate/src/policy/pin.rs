@@ -36,6 +36,7 @@ pub fn pin(policy: Option<&ApprovalPolicy>) -> PinnedPolicy {
                     gate: g.condition_type().into(),
                     reviewers: r.reviewers.unwrap_or(1).max(1),
                     automatic: r.automatic.clone(),
+                    deadline: r.deadline.clone(),
                 },
                 None => one_reviewer(g),
             }
@@ -58,6 +59,7 @@ fn one_reviewer(g: Gate) -> PinnedGate {
         gate: g.condition_type().into(),
         reviewers: 1,
         automatic: None,
+        deadline: None,
     }
 }
 
@@ -124,6 +126,7 @@ mod tests {
                         gate: "SecurityReview".into(),
                         reviewers: Some(2),
                         automatic: None,
+                        deadline: None,
                     },
                     GateRule {
                         gate: "TechnicalReview".into(),
@@ -133,6 +136,7 @@ mod tests {
                             measured_by: vec!["ci".into()],
                             mode: RuleMode::Decide,
                         }),
+                        deadline: None,
                     },
                 ],
             },

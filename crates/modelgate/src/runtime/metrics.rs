@@ -40,6 +40,11 @@ pub struct GateLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GateOnlyLabels {
+    pub gate: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
@@ -73,6 +78,8 @@ pub struct Metrics {
     pub next_expiry: Family<NoLabels, Gauge<f64, AtomicU64>>,
     pub cache_synced: Family<CacheLabels, Gauge>,
     pub records_written: Counter,
+    /// Approvals whose gate is past its review deadline, by gate.
+    pub overdue_gates: Family<GateOnlyLabels, Gauge>,
     /// Manifest look-ups in model registries, by outcome.
     pub registry_requests: Family<OutcomeLabels, Counter>,
 }
@@ -94,6 +101,7 @@ impl Default for Metrics {
             cache_synced: Family::default(),
             records_written: Counter::default(),
             registry_requests: Family::default(),
+            overdue_gates: Family::default(),
         };
         metrics.register_reconciles();
         metrics.register_objects();
@@ -145,6 +153,11 @@ impl Metrics {
             "approval_next_expiry_timestamp_seconds",
             "When the first Approved ModelApproval expires (Unix time); absent when none expires",
             self.next_expiry.clone(),
+        );
+        r.register(
+            "overdue_gates",
+            "Approvals whose gate is past its review deadline and undecided, by gate (recounted from the cache every 5 s)",
+            self.overdue_gates.clone(),
         );
         r.register(
             "cache_synced",
@@ -248,6 +261,18 @@ impl Metrics {
             None => {
                 self.next_expiry.remove(&NoLabels {});
             }
+        }
+    }
+
+    /// Sets the overdue count of every gate (zeros included, so an alert
+    /// has a series before the first deadline passes).
+    pub fn set_overdue(&self, counts: [(crate::api::gates::Gate, i64); 5]) {
+        for (gate, n) in counts {
+            self.overdue_gates
+                .get_or_create(&GateOnlyLabels {
+                    gate: gate.condition_type(),
+                })
+                .set(n);
         }
     }
 

@@ -52,6 +52,7 @@ fn step(spec: &ModelApprovalSpec, status: &mut ModelApprovalStatus, now: Timesta
         now,
         pin: None,
         artifact: None,
+        created: None,
     });
     let reviewers: Vec<Condition> = status
         .conditions
@@ -74,6 +75,7 @@ fn a_new_approval_is_pending_without_history() {
         now: t0(),
         pin: None,
         artifact: None,
+        created: None,
     });
     assert_eq!(d.status.phase, Some(ApprovalPhase::Pending));
     assert!(d.transitions.is_empty());
@@ -320,6 +322,7 @@ fn an_unreadable_valid_for_is_never_approved_forever() {
             now: t0(),
             pin: cap.map(|_| &pin),
             artifact: None,
+            created: None,
         });
         assert_eq!(
             d.status.phase,
@@ -398,9 +401,117 @@ proptest! {
             }
 
             // idempotent: the same input again is no change and no transition
-            let again = decide(Input { spec: &s, generation: Some(1), status: Some(&status), now, pin: None, artifact: None });
+            let again = decide(Input { spec: &s, generation: Some(1), status: Some(&status), now, pin: None, artifact: None, created: None });
             prop_assert!(!again.changed, "second decide changed status");
             prop_assert!(again.transitions.is_empty());
         }
     }
+}
+
+/// One reconcile under a policy whose SecurityReview is due 72h after
+/// creation (t0) and expires the approval after 720h.
+fn step_with_deadline(status: &mut ModelApprovalStatus, now: Timestamp) -> Decision {
+    let mut pin = crate::policy::pin::pin(None);
+    if let Some(g) = pin.gates.iter_mut().find(|g| g.gate == "SecurityReview") {
+        g.deadline = Some(crate::api::policy::Deadline {
+            review_within: "72h".into(),
+            escalate_to: vec!["oncall@example.com".into()],
+            expire_after: Some("720h".into()),
+        });
+    }
+    let s = spec(None);
+    let d = decide(Input {
+        spec: &s,
+        generation: Some(1),
+        status: Some(status),
+        now,
+        pin: Some(&pin),
+        artifact: None,
+        created: Some(t0()),
+    });
+    let reviewers: Vec<Condition> = status
+        .conditions
+        .iter()
+        .filter(|c| !is_operator_condition(&c.type_))
+        .cloned()
+        .collect();
+    *status = d.status.clone();
+    status.conditions.extend(reviewers);
+    d
+}
+
+#[test]
+fn an_overdue_gate_is_announced_once_and_never_passed() {
+    let mut status = ModelApprovalStatus::default();
+    let d = step_with_deadline(&mut status, t0() + SignedDuration::from_hours(1));
+    assert!(status.overdue.is_empty());
+    assert_eq!(d.next_deadline, Some(t0() + SignedDuration::from_hours(72)));
+    let late = t0() + SignedDuration::from_hours(80);
+    let d = step_with_deadline(&mut status, late);
+    let overdue: Vec<&Transition> = d.transitions.iter().filter(|t| t.to == "Overdue").collect();
+    assert_eq!(overdue.len(), 1, "{:?}", d.transitions);
+    assert_eq!(overdue[0].subject, "SecurityReview");
+    assert_eq!(overdue[0].severity, Severity::Warning);
+    assert!(
+        overdue[0].message.contains("told oncall@example.com"),
+        "{}",
+        overdue[0].message
+    );
+    assert_eq!(status.overdue.len(), 1);
+    assert_eq!(
+        status.phase,
+        Some(ApprovalPhase::Pending),
+        "a deadline never passes a gate"
+    );
+    assert!(
+        status
+            .history
+            .iter()
+            .any(|h| h.subject == "SecurityReview" && h.to == "Overdue")
+    );
+    let again = step_with_deadline(&mut status, late + SignedDuration::from_hours(1));
+    assert!(
+        again.transitions.is_empty(),
+        "announced once: {:?}",
+        again.transitions
+    );
+    // Decided: no longer overdue.
+    set(&mut status, gate(Gate::Security, TRUE, "sam"));
+    step_with_deadline(&mut status, late + SignedDuration::from_hours(2));
+    assert!(status.overdue.is_empty());
+}
+
+#[test]
+fn an_undecided_gate_past_expire_after_expires_the_approval_for_good() {
+    let mut status = ModelApprovalStatus::default();
+    step_with_deadline(&mut status, t0() + SignedDuration::from_hours(100));
+    let d = step_with_deadline(&mut status, t0() + SignedDuration::from_hours(721));
+    assert_eq!(status.phase, Some(ApprovalPhase::Expired));
+    let approved = condition::find(&status.conditions, APPROVED_CONDITION)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(approved.reason.as_deref(), Some(TIMED_OUT));
+    assert!(
+        approved
+            .message
+            .unwrap_or_default()
+            .contains("SecurityReview was still undecided")
+    );
+    assert!(
+        d.transitions
+            .iter()
+            .any(|t| t.subject == PHASE_SUBJECT && t.to == "Expired")
+    );
+    assert!(status.overdue.is_empty());
+    // A decision afterwards does not reopen it, and the reason stays.
+    for g in Gate::ALL {
+        set(&mut status, gate(g, TRUE, &format!("r-{}", g.short_name())));
+    }
+    step_with_deadline(&mut status, t0() + SignedDuration::from_hours(722));
+    assert_eq!(status.phase, Some(ApprovalPhase::Expired));
+    assert_eq!(status.approved_at, None, "never approved after it expired");
+    let approved = condition::find(&status.conditions, APPROVED_CONDITION)
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(approved.reason.as_deref(), Some(TIMED_OUT));
 }
