@@ -664,3 +664,52 @@ async fn another_local_process_without_the_printed_key_is_refused() {
     assert_eq!(code, 200, "{page}");
     assert!(page.contains("authenticity_token"), "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_overdue_gate_is_marked_on_its_card_as_it_happens() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = TestNamespace::new(&client, "console-overdue").await;
+    let n = ns.name.as_str();
+    // SecurityReview is due 3 s after the approval's creation.
+    let policy = serde_json::json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ApprovalPolicy",
+        "metadata": {"name": "default", "namespace": n},
+        "spec": {"gates": [{"gate": "SecurityReview", "deadline": {"reviewWithin": "3s", "escalateTo": ["oncall@example.com"]}}]},
+    });
+    let policies: kube::Api<modelgate::api::policy::ApprovalPolicy> =
+        kube::Api::namespaced(client.clone(), n);
+    policies
+        .patch(
+            "default",
+            &kube::api::PatchParams::apply("policy-admin").force(),
+            &kube::api::Patch::Apply(&policy),
+        )
+        .await
+        .expect("apply the policy");
+    eventually(60, "the policy observed", || async {
+        let p = policies.get("default").await.ok()?;
+        (p.status?.observed_generation == p.metadata.generation).then_some(())
+    })
+    .await;
+    let approvals = kube::Api::namespaced(client.clone(), n);
+    model_approval(APPROVAL)
+        .version("2.4.0")
+        .create(&approvals)
+        .await;
+
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    let sam = reviewer_console(n, Gate::Security, "sam@example.com");
+    sam.open(&browser, &format!("/approvals/{APPROVAL}")).await;
+    // The deadline passes about when the page opens: the card says so
+    // either at once or, live, without a reload.
+    let card = shows(&browser, "#gate-security-state", "Overdue:", 30).await;
+    assert!(card.contains("oncall@example.com told"), "{card}");
+    assert!(card.contains("A deadline never passes a gate"), "{card}");
+    let other = text_of(&browser, "#gate-legal-state").await;
+    assert!(
+        !other.contains("Overdue"),
+        "only the gate with a deadline: {other}"
+    );
+}

@@ -96,6 +96,9 @@ pub struct GateCard {
     /// The API server's refusal of my last write, verbatim.
     pub refusal: Option<String>,
     pub typed: Typed,
+    /// Set while the gate is past its review deadline: when it was due and
+    /// who is told.
+    pub overdue: Option<String>,
 }
 
 pub struct EvidenceLink {
@@ -103,6 +106,36 @@ pub struct EvidenceLink {
     pub description: String,
     /// Offered as a link only when it is a web page (see [`is_web_link`]).
     pub web: bool,
+}
+
+/// What a gate card says of an overdue gate: when it was due, who is told,
+/// and when the approval expires unless it is decided.
+fn overdue(a: &ModelApproval, gate: Gate) -> Option<String> {
+    let o = a
+        .status
+        .as_ref()?
+        .overdue
+        .iter()
+        .find(|o| o.gate == gate.condition_type())?;
+    let told = if o.escalated_to.is_empty() {
+        String::new()
+    } else {
+        format!("; {} told", o.escalated_to.join(", "))
+    };
+    let expires = o
+        .expires
+        .as_ref()
+        .map(|e| {
+            format!(
+                "; the approval expires {} unless this gate is decided",
+                when(e.0)
+            )
+        })
+        .unwrap_or_default();
+    Some(format!(
+        "the review was due {}{told}{expires}",
+        when(o.due.0)
+    ))
 }
 
 /// The five gate cards of `a`.
@@ -160,6 +193,7 @@ fn card(
             })
             .collect(),
         refusal: None,
+        overdue: overdue(a, gate),
         typed: Typed {
             approve: true,
             ..Typed::default()

@@ -275,15 +275,26 @@ fn summary(spec: &ApprovalPolicySpec) -> String {
     let parts: Vec<String> = pinned
         .gates
         .iter()
-        .filter_map(|g| match (g.decider(), &g.automatic) {
-            (Decider::Rule, _) => Some(format!("{} rule (Decide)", g.gate)),
-            (Decider::Quorum(n), a) => Some(format!(
-                "{} {n} reviewers{}",
-                g.gate,
-                if a.is_some() { " + rule (Advise)" } else { "" }
-            )),
-            (Decider::Person, Some(_)) => Some(format!("{} rule (Advise)", g.gate)),
-            (Decider::Person, None) => None,
+        .filter_map(|g| {
+            let rule = match (g.decider(), &g.automatic) {
+                (Decider::Rule, _) => Some(format!("{} rule (Decide)", g.gate)),
+                (Decider::Quorum(n), a) => Some(format!(
+                    "{} {n} reviewers{}",
+                    g.gate,
+                    if a.is_some() { " + rule (Advise)" } else { "" }
+                )),
+                (Decider::Person, Some(_)) => Some(format!("{} rule (Advise)", g.gate)),
+                (Decider::Person, None) => None,
+            };
+            let due = g.deadline.as_ref().map(|d| match &d.expire_after {
+                Some(e) => format!("due {}, expires {e}", d.review_within),
+                None => format!("due {}", d.review_within),
+            });
+            match (rule, due) {
+                (Some(r), Some(d)) => Some(format!("{r}, {d}")),
+                (None, Some(d)) => Some(format!("{} {d}", g.gate)),
+                (r, None) => r,
+            }
         })
         .collect();
     if parts.is_empty() {
