@@ -567,6 +567,7 @@ async fn the_operator_holds_no_verb_it_does_not_use() {
         "networking.k8s.io/networkpolicies:watch",
         "networking.k8s.io/networkpolicies:create",
         "networking.k8s.io/networkpolicies:patch",
+        "networking.k8s.io/networkpolicies:delete",
         "/namespaces:list",
         "/namespaces:watch",
     ]

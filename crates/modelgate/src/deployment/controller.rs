@@ -548,10 +548,16 @@ fn seal(state: &State, target: &Target<'_>, approval: Option<&ModelApproval>) ->
 }
 
 /// In a governed namespace, the ModelDeployment's egress policy is the
-/// operator's: written when missing or changed, from the catalog's list.
+/// operator's: written when missing or changed, from the catalog's list;
+/// elsewhere it is removed.
 async fn keep_egress(state: &State, target: &Target<'_>) -> Result<()> {
+    let cached = state.sealing.policy(&target.namespace, &target.name);
     if !state.sealing.governed(&target.namespace) {
-        return Ok(());
+        // A namespace no longer governed keeps no egress policy of ours.
+        return match cached {
+            Some(p) => Ok(sealing::remove(&state.ctx.client, &p).await?),
+            None => Ok(()),
+        };
     }
     let catalog = state.sealing.catalog();
     let desired = sealing::egress_policy(
@@ -560,7 +566,6 @@ async fn keep_egress(state: &State, target: &Target<'_>) -> Result<()> {
         target.owner.clone(),
         catalog.as_deref(),
     );
-    let cached = state.sealing.policy(&target.namespace, &target.name);
     Ok(sealing::keep(&state.ctx.client, cached.as_deref(), &desired).await?)
 }
 

@@ -200,3 +200,15 @@ pub async fn keep(
     .await?;
     Ok(())
 }
+
+/// Deletes an egress policy the operator wrote, once its namespace is no
+/// longer governed.
+pub async fn remove(client: &Client, policy: &NetworkPolicy) -> Result<(), kube::Error> {
+    let api: Api<NetworkPolicy> =
+        Api::namespaced(client.clone(), &policy.namespace().unwrap_or_default());
+    match api.delete(&policy.name_any(), &Default::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
+}
