@@ -280,7 +280,12 @@ fn approval() -> Value {
             "validFor": "2160h",
             "evidence": [{"gate": "FairnessReview", "uri": "https://reports.example.com/fairness.html"}]
         },
-        "status": {"measurements": [{"name": "auc", "value": 0.94, "measuredBy": "system:serviceaccount:ml:evaluator"}]}
+        "status": {
+            "measurements": [{"name": "auc", "value": 0.94, "measuredBy": "system:serviceaccount:ml:evaluator"}],
+            "policy": {"name": "risk/default", "gates": [
+                {"gate": "SecurityReview", "reviewers": 2, "deadline": {"reviewWithin": "72h", "expireAfter": "720h"}}
+            ]}
+        }
     })
 }
 
@@ -316,7 +321,7 @@ fn policy() -> Value {
         "spec": {
             "validFor": "2160h",
             "gates": [
-                {"gate": "SecurityReview", "reviewers": 2},
+                {"gate": "SecurityReview", "reviewers": 2, "deadline": {"reviewWithin": "72h", "escalateTo": ["oncall@example.com"], "expireAfter": "720h"}},
                 {"gate": "TechnicalReview", "automatic": {"rule": "m.auc >= 0.92", "measuredBy": ["system:serviceaccount:ml:evaluator"], "mode": "Decide"}}
             ]
         }
@@ -349,6 +354,15 @@ fn valid_objects() -> Vec<(&'static str, Kind, Value)> {
                 ),
                 "/spec/validFor",
                 json!("720h30m"),
+            ),
+        ),
+        (
+            "an approval of an OCI artifact with a tag",
+            Kind::ModelApproval,
+            with(
+                approval(),
+                "/spec/model/uri",
+                json!("oci://registry.example.com:5000/models/fraud-detector:2.4.0"),
             ),
         ),
         ("the sample deployment", Kind::ModelDeployment, deployment()),
@@ -388,6 +402,10 @@ const DIGEST_FORMAT: (&str, &str) = ("spec.model.digest", "digest must be <algor
 const SHA256_LENGTH: (&str, &str) = ("spec.model.digest", "a sha256 digest");
 const VALID_FOR: (&str, &str) = ("spec.validFor", "validFor must be a positive duration");
 const IMMUTABLE: (&str, &str) = ("spec", "spec is immutable");
+const OCI_URI: (&str, &str) = (
+    "spec.model",
+    "an oci:// uri must be oci://REGISTRY/REPOSITORY[:TAG]",
+);
 
 /// A ModelApproval, the sample with `value` at `pointer`, sent on create.
 fn ap(
@@ -554,6 +572,79 @@ fn cases() -> Vec<Case> {
             json!(""),
             &[VALID_FOR],
             Row,
+        ),
+        ap(
+            "uri-oci-registry-not-named",
+            "/spec/model/uri",
+            json!("oci://models/fraud-detector"),
+            &[OCI_URI],
+            NoRow,
+        ),
+        ap(
+            "uri-oci-digest-in-uri",
+            "/spec/model/uri",
+            json!(format!("oci://registry.example.com/models/fraud@{DIGEST}")),
+            &[OCI_URI],
+            NoRow,
+        ),
+        case(
+            "uri-oci-sha512",
+            ModelApproval,
+            with(
+                with(
+                    a(),
+                    "/spec/model/uri",
+                    json!("oci://registry.example.com/models/fraud"),
+                ),
+                "/spec/model/digest",
+                json!(format!("sha512:{}", "ab".repeat(64))),
+            ),
+            &[OCI_URI],
+            NoRow,
+        ),
+        ap(
+            "pinned-deadline-days",
+            "/status/policy/gates/0/deadline/reviewWithin",
+            json!("3d"),
+            &[(
+                "status.policy.gates[*].deadline.reviewWithin",
+                "reviewWithin must be a positive duration",
+            )],
+            NoRow,
+        ),
+        ap(
+            "pinned-expiry-days",
+            "/status/policy/gates/0/deadline/expireAfter",
+            json!("30d"),
+            &[(
+                "status.policy.gates[*].deadline.expireAfter",
+                "expireAfter must be a positive duration",
+            )],
+            NoRow,
+        ),
+        case(
+            "policy-deadline-days",
+            ApprovalPolicy,
+            with(policy(), "/spec/gates/0/deadline/reviewWithin", json!("3d")),
+            &[(
+                "spec.gates[*].deadline.reviewWithin",
+                "reviewWithin must be a positive duration",
+            )],
+            NoRow,
+        ),
+        case(
+            "policy-expiry-fraction",
+            ApprovalPolicy,
+            with(
+                policy(),
+                "/spec/gates/0/deadline/expireAfter",
+                json!("1.5h"),
+            ),
+            &[(
+                "spec.gates[*].deadline.expireAfter",
+                "expireAfter must be a positive duration",
+            )],
+            NoRow,
         ),
         case(
             "policy-validfor-out-of-order",
