@@ -124,10 +124,7 @@ pub fn view(a: &ModelApproval, deployments: &[ModelDeployment]) -> ApprovalView 
         model: a.spec.model.name.clone(),
         version: a.spec.model.version.clone(),
         digest: a.spec.model.digest.clone(),
-        seal: status.artifact.as_ref().map(|x| match &x.message {
-            Some(why) => format!("{}: {why}", x.seal.as_str()),
-            None => x.seal.as_str().to_string(),
-        }),
+        seal: seal(status.artifact.as_ref()),
         phase: status
             .phase
             .map(|p| p.to_string())
@@ -243,6 +240,15 @@ fn list(views: &[ApprovalView], namespaces: bool, now: Timestamp) -> String {
         t.add_row(row);
     }
     output::render(&t)
+}
+
+/// The artifact's seal and why, e.g. "Unsealed: not an OCI artifact: …".
+fn seal(artifact: Option<&modelgate::api::approval::ResolvedArtifact>) -> Option<String> {
+    let a = artifact?;
+    Some(match &a.message {
+        Some(why) => format!("{}: {why}", a.seal.as_str()),
+        None => a.seal.as_str().to_string(),
+    })
 }
 
 fn detail(v: &ApprovalView, now: Timestamp) -> String {

@@ -206,6 +206,17 @@ pub async fn approval(
     }
 }
 
+/// The approval `name`, as the person may read it.
+async fn read_approval(p: &Person, name: &str) -> Result<ModelApproval> {
+    let api: Api<ModelApproval> = Api::namespaced(p.session.client.clone(), &p.session.namespace);
+    api.get(name).await.map_err(|e| {
+        CliError::from_api(
+            e,
+            &format!("ModelApproval {name} in namespace {}", p.session.namespace),
+        )
+    })
+}
+
 /// The approval page as it stands in the cluster now, its forms empty.
 pub async fn approval_page(
     c: &Console,
@@ -213,13 +224,7 @@ pub async fn approval_page(
     name: &str,
     token: &CsrfToken,
 ) -> Result<ApprovalPage> {
-    let api: Api<ModelApproval> = Api::namespaced(p.session.client.clone(), &p.session.namespace);
-    let a = api.get(name).await.map_err(|e| {
-        CliError::from_api(
-            e,
-            &format!("ModelApproval {name} in namespace {}", p.session.namespace),
-        )
-    })?;
+    let a = read_approval(p, name).await?;
     let mds = model_deployments(p).await?;
     let status = a.status.clone().unwrap_or_default();
     let at = |t: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {

@@ -140,21 +140,12 @@ pub fn run(
         applied,
         sealing: sealed.stores,
     });
-    let in_namespace = mds.store.clone();
-    let every = mds.store.clone();
+    let store = mds.store.clone();
     let controller = Controller::for_stream(mds.changes, mds.store)
         .watches_stream(deployments.changes, owning_model_deployment)
         .watches_shared_stream(rs.for_deployments, replicaset_owner)
-        .watches_shared_stream(inputs.approval_changes, move |approval| {
-            index.lookup(&approval)
-        })
-        // A namespace that becomes governed, or a changed catalog, changes
-        // whether pods are sealed; a changed egress policy is put back.
-        .watches_stream(sealed.namespaces, move |ns| {
-            model_deployments(&in_namespace, Some(&ns.name_any()))
-        })
-        .watches_stream(sealed.catalogs, move |_| model_deployments(&every, None))
-        .watches_stream(sealed.policies, policy_owner)
+        .watches_shared_stream(inputs.approval_changes, move |a| index.lookup(&a));
+    let controller = watching_sealing(controller, sealed.changes, store)
         .with_config(crate::runtime::controller_config(concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, state);
@@ -280,6 +271,22 @@ fn owning_model_deployment(d: Deployment) -> Option<ObjectRef<DeserializeGuard<M
         .map(|o| o.name.clone())
         .or_else(|| d.labels().get(MODEL_DEPLOYMENT_LABEL).cloned())?;
     Some(ObjectRef::new(&name).within(&namespace))
+}
+
+/// A namespace that becomes governed, or a changed catalog, changes whether
+/// pods are sealed; a changed egress policy is put back.
+fn watching_sealing(
+    controller: Controller<DeserializeGuard<ModelDeployment>>,
+    changes: sealing::Changes,
+    store: Store<DeserializeGuard<ModelDeployment>>,
+) -> Controller<DeserializeGuard<ModelDeployment>> {
+    let every = store.clone();
+    controller
+        .watches_stream(changes.namespaces, move |ns| {
+            model_deployments(&store, Some(&ns.name_any()))
+        })
+        .watches_stream(changes.catalogs, move |_| model_deployments(&every, None))
+        .watches_stream(changes.policies, policy_owner)
 }
 
 /// The ModelDeployments in `namespace` (all of them for None).

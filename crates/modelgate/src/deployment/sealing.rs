@@ -49,14 +49,19 @@ impl Stores {
     }
 }
 
-type Changes<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
+type Feed<K> = std::pin::Pin<Box<dyn Stream<Item = Result<K, watcher::Error>> + Send>>;
 
-/// The caches and their change streams, which the controller drives.
+/// The caches' change streams, which the controller drives.
+pub struct Changes {
+    pub namespaces: Feed<PartialObjectMeta<Namespace>>,
+    pub catalogs: Feed<RuntimeCatalog>,
+    pub policies: Feed<NetworkPolicy>,
+}
+
+/// The caches and their change streams.
 pub struct Watched {
     pub stores: Stores,
-    pub namespaces: Changes<PartialObjectMeta<Namespace>>,
-    pub catalogs: Changes<RuntimeCatalog>,
-    pub policies: Changes<NetworkPolicy>,
+    pub changes: Changes,
 }
 
 /// Watches the governed namespaces (metadata only), the RuntimeCatalog and
@@ -97,9 +102,11 @@ pub fn watch(client: &Client, config: &watcher::Config, synced: &Arc<Synced>) ->
             catalogs,
             policies,
         },
-        namespaces: Box::pin(namespaces),
-        catalogs: Box::pin(catalog_changes),
-        policies: Box::pin(policy_changes),
+        changes: Changes {
+            namespaces: Box::pin(namespaces),
+            catalogs: Box::pin(catalog_changes),
+            policies: Box::pin(policy_changes),
+        },
     }
 }
 
