@@ -563,6 +563,7 @@ async fn the_operator_holds_no_verb_it_does_not_use() {
         "modelgate.io/approvalpolicies/status:patch",
         "modelgate.io/runtimecatalogs:list",
         "modelgate.io/runtimecatalogs:watch",
+        "networking.k8s.io/networkpolicies:get",
         "networking.k8s.io/networkpolicies:list",
         "networking.k8s.io/networkpolicies:watch",
         "networking.k8s.io/networkpolicies:create",

@@ -256,7 +256,6 @@ where
 /// ModelDeployment its owner, so that deleting the ModelDeployment has the
 /// garbage collector delete the platform's policy.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "finding 1: a ModelDeployment named like a platform NetworkPolicy takes it over and its deletion deletes it"]
 async fn a_developer_cannot_take_over_or_delete_a_platform_network_policy_by_name() {
     modelgate_e2e::operator::start_operator();
     let client = install_modelgate().await;
@@ -325,7 +324,6 @@ async fn a_developer_cannot_take_over_or_delete_a_platform_network_policy_by_nam
 /// platform lists runtimes, pods of an unlisted image keep running and the
 /// ModelDeployment reports Sealed=True once its spec names a runtime.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "finding 2: Sealed judges the spec template while held pods run another (unlisted image, Sealed=True)"]
 async fn sealed_is_never_true_while_held_pods_run_an_unlisted_image() {
     modelgate_e2e::operator::start_operator();
     let client = install_modelgate().await;
@@ -391,9 +389,29 @@ where
     let _guard = catalog(&ns.name, runtimes()).await;
     let pushed = approved_model(&client, &ns.name).await;
     let mds: Api<ModelDeployment> = Api::namespaced(developer().await, &ns.name);
-    mds.create(&PostParams::default(), &deployment(name, "fd-v1", pod))
+    // Refused at admission is the best outcome: nothing runs. Admitted, the
+    // operator must never call it sealed.
+    match mds
+        .create(&PostParams::default(), &deployment(name, "fd-v1", pod))
         .await
-        .expect("admission lets the developer's ModelDeployment in");
+    {
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            assert!(
+                s.message.contains("which seals what its model pods load"),
+                "{}",
+                s.message
+            );
+            assert!(
+                mds.get_opt(name).await.expect("read back").is_none(),
+                "refused, yet created"
+            );
+            println!("refused at admission: {}", s.message);
+            return;
+        }
+        other => {
+            other.expect("admitted, or refused by the sealing rules");
+        }
+    }
     modelgate_e2e::pods::pods_serve(&client, &ns.name, name, &pushed.digest).await;
     never_sealed_while(&client, &ns.name, name, 15, unsealed).await;
 }
@@ -403,7 +421,6 @@ where
 /// the runtime loads from MODEL_PATH; admission lets it in and the
 /// operator keeps the mount and reports Sealed=True.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "finding 3: a configMap mounted over the model directory's files replaces the approved bytes, Sealed=True"]
 async fn no_volume_shadows_the_approved_model_in_a_sealed_pod() {
     let mut pod = runtime_pod(
         &vllm(),
@@ -439,7 +456,6 @@ async fn no_volume_shadows_the_approved_model_in_a_sealed_pod() {
 /// `hostNetwork: true` in and the operator reports Sealed=True ("bounded
 /// configuration and egress").
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "finding 4: hostNetwork pods escape the egress policy and report Sealed=True"]
 async fn a_host_network_pod_is_never_sealed() {
     let mut pod = runtime_pod(&vllm(), json!({}));
     pod["hostNetwork"] = json!(true);
@@ -460,7 +476,6 @@ async fn a_host_network_pod_is_never_sealed() {
 /// host's PID namespace, and host aliases that point the runtime's names
 /// elsewhere.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "finding 5: privileged / hostPID / hostAliases pods report Sealed=True"]
 async fn a_privileged_or_host_pid_pod_is_never_sealed() {
     let mut pod = runtime_pod(&vllm(), json!({"securityContext": {"privileged": true}}));
     pod["hostPID"] = json!(true);
@@ -515,7 +530,6 @@ fn black_hole() -> u16 {
 /// wait: here an approval in another namespace, approved by all five
 /// reviewers, is not reported Approved within a minute.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "finding 6: approvals naming a hanging registry starve the approval controller for every namespace"]
 async fn approvals_naming_a_hanging_registry_do_not_hold_other_teams_approvals() {
     modelgate_e2e::operator::start_operator();
     let client = install_modelgate().await;
@@ -578,7 +592,6 @@ async fn approvals_naming_a_hanging_registry_do_not_hold_other_teams_approvals()
 /// as replacing the entrypoint and the second as unbounded, and reports
 /// the pods unsealed.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "finding 7: admission admits command: [] and a sourceless volume, the operator reports them Unsealed"]
 async fn what_admission_admits_the_operator_judges_alike() {
     modelgate_e2e::operator::start_operator();
     let client = install_modelgate().await;
@@ -633,7 +646,6 @@ async fn what_admission_admits_the_operator_judges_alike() {
 /// by the platform team leaves every new governed ModelDeployment's pods
 /// unbounded, and no status is written for any governed ModelDeployment.
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "finding 8: pods run with no egress policy when writing it fails (catalog CIDR the API refuses)"]
 async fn pods_never_run_without_their_egress_policy() {
     modelgate_e2e::operator::start_operator();
     let client = install_modelgate().await;

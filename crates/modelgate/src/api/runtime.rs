@@ -85,11 +85,11 @@ pub struct ServingRuntime {
 pub struct EgressEndpoint {
     /// An IP block, e.g. 10.20.0.0/16.
     #[schemars(length(min = 1, max = 64))]
-    #[x_kube(validation = Rule::new("isCIDR(self)").message("egress cidr must be a CIDR such as 10.20.0.0/16"))]
+    #[x_kube(validation = Rule::new("isCIDR(self) && cidr(self) == cidr(self).masked()").message("egress cidr must be a CIDR with no host bits, such as 10.20.0.0/16 (not 10.20.0.5/16), as NetworkPolicies take it"))]
     pub cidr: String,
     /// TCP ports; every port when left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16))]
+    #[schemars(length(max = 16), inner(range(min = 1)))]
     pub ports: Vec<u16>,
 }
 

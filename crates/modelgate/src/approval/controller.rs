@@ -61,6 +61,8 @@ pub struct State {
     pub policies: Store<CachedPolicy>,
     /// The operator's namespace: its `default` policy applies cluster-wide.
     pub home: String,
+    /// Registry look-ups, beside the workers.
+    pub lookups: Arc<super::artifact::Lookups>,
 }
 
 /// What this controller is started with besides the context.
@@ -90,8 +92,10 @@ pub fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
     ctx.metrics.start_at_zero(CONTROLLER, &STEPS);
+    let (lookups, answered) = super::artifact::Lookups::new(ctx.registry.clone());
     let controller = Controller::for_shared_stream(inputs.changes, inputs.store.clone())
-        .reconcile_on(inputs.usage);
+        .reconcile_on(inputs.usage)
+        .reconcile_on(answered);
     let observer = crate::runtime::count_phases(
         inputs.store,
         ctx.metrics.approvals.clone(),
@@ -117,6 +121,7 @@ pub fn run(
         recorder: inputs.recorder,
         policies: inputs.policies,
         home: inputs.home,
+        lookups,
     });
     let policies = state.policies.clone();
     let controller = controller
@@ -178,7 +183,7 @@ async fn reconcile(
         .ok_or(Error::MissingMetadata("namespace"))
         .at(Step::Read)?;
     let pin = pin_for(&state, approval).at(Step::Read)?;
-    let decision = decide_for(&state, approval, pin.as_ref()).await;
+    let decision = decide_for(&state, approval, pin.as_ref());
     write_status(&state, approval, &namespace, &decision).await?;
     publish(ctx, approval, &decision).await;
     // The in-use mark first: a record that cannot be written yet must not
@@ -227,7 +232,7 @@ async fn record(
 /// The decision over the freshest status we know (the cache's, or our own
 /// last write when the cache has not caught up with it), with the artifact
 /// as its registry answered.
-async fn decide_for(
+fn decide_for(
     state: &State,
     approval: &ModelApproval,
     pin: Option<&PinnedPolicy>,
@@ -237,12 +242,15 @@ async fn decide_for(
         approval.meta().resource_version.as_deref(),
         approval.status.as_ref(),
     );
+    let uid = approval.meta().uid.as_deref().unwrap_or_default();
+    let object =
+        ObjectRef::new(&approval.name_any()).within(&approval.namespace().unwrap_or_default());
     let artifact = super::artifact::standing(
-        state.ctx.registry.as_deref(),
+        &state.lookups,
+        (uid, object),
         &approval.spec,
         status.as_ref(),
-    )
-    .await;
+    );
     decide::decide(Input {
         spec: &approval.spec,
         generation: approval.meta().generation,
@@ -358,12 +366,14 @@ fn next(decision: &decide::Decision, usage_known: bool) -> Action {
         .min()
         .map(|wait| wait + Duration::from_millis(500));
     let retry = (!usage_known).then_some(Duration::from_secs(1));
-    // An artifact the registry does not serve yet is asked for again.
+    // An artifact the registry does not serve yet is asked for again; one
+    // being looked up brings its approval back when the answer comes.
     let unresolved = decision
         .status
         .artifact
         .as_ref()
         .filter(|a| a.seal == Seal::Unresolved)
+        .filter(|a| a.message.as_deref() != Some(super::artifact::LOOKING))
         .map(|_| ARTIFACT_RETRY);
     match expiry.into_iter().chain(retry).chain(unresolved).min() {
         Some(wait) => Action::requeue(wait),

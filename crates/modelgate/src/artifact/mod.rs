@@ -2,5 +2,6 @@
 //! them into the pods by digest, and judging whether a pod is sealed.
 
 pub mod mount;
+pub mod reach;
 pub mod registry;
 pub mod seal;

@@ -44,8 +44,9 @@ pub fn add(spec: &mut PodSpec, model: &ModelArtifact) {
         .iter_mut()
         .chain(spec.init_containers.iter_mut().flatten())
     {
+        // Nothing else at or under /models: no other bytes over the model.
         let mounts = c.volume_mounts.get_or_insert_with(Vec::new);
-        mounts.retain(|m| m.name != VOLUME && m.mount_path != path);
+        mounts.retain(|m| m.name != VOLUME && !super::reach::under_models(&m.mount_path));
         mounts.push(VolumeMount {
             name: VOLUME.into(),
             mount_path: path.clone(),

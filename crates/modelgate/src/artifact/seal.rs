@@ -9,7 +9,7 @@
 
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, Volume};
 
-use super::mount;
+use super::{mount, reach};
 use crate::api::approval::ModelArtifact;
 use crate::api::condition::{Condition, FALSE, TRUE};
 use crate::api::deployment::SEALED;
@@ -30,6 +30,13 @@ pub struct Sealing<'a> {
     pub catalog: Option<&'a RuntimeCatalog>,
     /// The catalog's name, for messages.
     pub catalog_name: &'a str,
+    /// The template the pods run now (the live Deployment's), when there
+    /// is one: held or rolling pods run it, not the spec's.
+    pub live: Option<&'a PodTemplateSpec>,
+    /// Whether every pod runs the live template (no rollout under way).
+    pub settled: bool,
+    /// Why the egress policy is not the operator's, when it is not.
+    pub egress: Option<&'a str>,
 }
 
 /// The Sealed condition.
@@ -78,13 +85,21 @@ pub fn problems(sealing: &Sealing<'_>) -> Vec<String> {
             sealing.catalog_name
         ));
     }
-    if let Some(spec) = &sealing.template.spec {
-        found.extend(container_problems(
-            spec,
-            sealing.catalog.filter(|_| !runtimes.is_empty()),
-        ));
+    let catalog = sealing.catalog.filter(|_| !runtimes.is_empty());
+    let templates = std::iter::once(sealing.template).chain(sealing.live);
+    for spec in templates.filter_map(|t| t.spec.as_ref()) {
+        found.extend(container_problems(spec, catalog));
         found.extend(spec.volumes.iter().flatten().filter_map(volume_problem));
+        found.extend(reach::host_problems(spec));
+        found.extend(reach::shadowing(spec));
     }
+    if !sealing.settled {
+        found.push("a rollout is under way: pods of an earlier template still run".to_string());
+    }
+    found.extend(sealing.egress.map(str::to_string));
+    // The spec's template and the live one share most findings.
+    let mut seen = std::collections::HashSet::new();
+    found.retain(|p| seen.insert(p.clone()));
     found
 }
 
@@ -112,7 +127,7 @@ fn container_problems(spec: &PodSpec, catalog: Option<&RuntimeCatalog>) -> Vec<S
 /// What a runtime's container is given beyond what the catalog allows.
 fn runtime_problems(c: &Container, runtime: &ServingRuntime) -> Vec<String> {
     let mut found = Vec::new();
-    if c.command.is_some() {
+    if c.command.as_ref().is_some_and(|c| !c.is_empty()) {
         found.push(format!(
             "container {} replaces the entrypoint of runtime {}",
             c.name, runtime.name
@@ -177,15 +192,27 @@ fn exec_hook(c: &Container) -> Option<&'static str> {
     probe.or(hook)
 }
 
-/// A volume that is not bounded configuration or the operator's model.
+/// A volume that is not bounded configuration or the operator's model. By
+/// key, as admission reads it: a volume with no source at all is the API
+/// server's default, an emptyDir.
 fn volume_problem(v: &Volume) -> Option<String> {
-    let bounded = v.config_map.is_some()
-        || v.secret.is_some()
-        || v.projected.is_some()
-        || v.downward_api.is_some()
-        || v.empty_dir.is_some();
-    let ours = v.name == mount::VOLUME;
-    if ours || bounded {
+    const BOUNDED: [&str; 5] = [
+        "configMap",
+        "secret",
+        "projected",
+        "downwardAPI",
+        "emptyDir",
+    ];
+    if v.name == mount::VOLUME {
+        return None;
+    }
+    let value = serde_json::to_value(v).ok()?;
+    let sources: Vec<&String> = value
+        .as_object()?
+        .keys()
+        .filter(|k| k.as_str() != "name")
+        .collect();
+    if sources.iter().all(|k| BOUNDED.contains(&k.as_str())) {
         return None;
     }
     let what = if v.image.is_some() {
@@ -250,6 +277,9 @@ mod tests {
             governed,
             catalog: Some(&catalog),
             catalog_name: "modelgate",
+            live: None,
+            settled: true,
+            egress: None,
         })
     }
 
@@ -318,6 +348,9 @@ mod tests {
             governed: true,
             catalog: None,
             catalog_name: "modelgate",
+            live: None,
+            settled: true,
+            egress: None,
         });
         assert_eq!(
             said(&c),

@@ -78,8 +78,9 @@ impl Acted {
 }
 
 /// Whether `d` has the ModelDeployment of `uid` as its controller.
-pub fn controlled_by(d: &Deployment, uid: &str) -> bool {
-    d.owner_references()
+pub fn controlled_by(object: &impl kube::ResourceExt, uid: &str) -> bool {
+    object
+        .owner_references()
         .iter()
         .any(|o| o.controller == Some(true) && o.uid == uid)
 }

@@ -370,17 +370,19 @@ async fn reconcile(
         withdraw(ctx, md, input.deployment).await.at(Step::Apply)?;
         return Ok(Action::await_change());
     }
+    // The egress policy before the pods: a policy that cannot be written
+    // holds the rollout (fail closed).
+    let egress = keep_egress(&state, &target).await.at(Step::Apply)?;
     let acted = writer
         .carry_out(plan, input.deployment, observed.found.is_some())
         .await
         .at(Step::Apply)?;
-    keep_egress(&state, &target).await.at(Step::Apply)?;
     if let Plan::Release(approval) = plan
         && acted.written.is_some()
     {
         observe_rollout(&state, approval, input.deployment);
     }
-    let decision = status_after(&state, &target, &input, &acted);
+    let decision = status_after(&state, &target, &input, &acted, egress.as_deref());
     report(&state, &target, &decision).await?;
     ctx.succeeded(guarded.as_ref());
     // Progress arrives through the Deployment watch; the re-check catches
@@ -522,17 +524,20 @@ fn serving_approval(
 
 /// The status decision over the Deployment as the action left it, and what
 /// that serves (a rollback changes it).
-fn status_after(state: &State, target: &Target<'_>, input: &Input<'_>, acted: &Acted) -> Decision {
+fn status_after(
+    state: &State,
+    target: &Target<'_>,
+    input: &Input<'_>,
+    acted: &Acted,
+    egress: Option<&str>,
+) -> Decision {
     let after = acted.written.as_ref().or(input.deployment);
     let served_after = serving_approval(state, target, after);
-    let seal = seal(
-        state,
-        target,
-        served_after.as_ref().or(match input.linked {
-            Linked::Found(a) => Some(a),
-            _ => None,
-        }),
-    );
+    let model = served_after.as_ref().or(match input.linked {
+        Linked::Found(a) => Some(a),
+        _ => None,
+    });
+    let seal = seal(state, target, model, after, egress);
     let input = Input {
         served_approval: served_after.as_ref(),
         seal: Some(&seal),
@@ -541,9 +546,19 @@ fn status_after(state: &State, target: &Target<'_>, input: &Input<'_>, acted: &A
     progress::status(&input, after, acted.failure.as_ref())
 }
 
-/// Whether the pods of `target` are sealed, serving `approval`'s model.
-fn seal(state: &State, target: &Target<'_>, approval: Option<&ModelApproval>) -> Condition {
+/// Whether the pods of `target` are sealed, serving `approval`'s model from
+/// Deployment `live`.
+fn seal(
+    state: &State,
+    target: &Target<'_>,
+    approval: Option<&ModelApproval>,
+    live: Option<&Deployment>,
+    egress: Option<&str>,
+) -> Condition {
     let catalog = state.sealing.catalog();
+    let settled = live
+        .and_then(|d| d.status.as_ref())
+        .is_none_or(|s| s.replicas.unwrap_or(0) == s.updated_replicas.unwrap_or(0));
     crate::artifact::seal::condition(&crate::artifact::seal::Sealing {
         model: approval.map(|a| &a.spec.model),
         template: &target.md.spec.template,
@@ -551,20 +566,23 @@ fn seal(state: &State, target: &Target<'_>, approval: Option<&ModelApproval>) ->
         governed: state.sealing.governed(&target.namespace),
         catalog: catalog.as_deref(),
         catalog_name: RUNTIME_CATALOG,
+        live: live.map(|d| &d.spec.template),
+        settled,
+        egress,
     })
 }
 
 /// In a governed namespace, the ModelDeployment's egress policy is the
 /// operator's: written when missing or changed, from the catalog's list;
 /// elsewhere it is removed.
-async fn keep_egress(state: &State, target: &Target<'_>) -> Result<()> {
+async fn keep_egress(state: &State, target: &Target<'_>) -> Result<Option<String>> {
     let cached = state.sealing.policy(&target.namespace, &target.name);
     if !state.sealing.governed(&target.namespace) {
         // A namespace no longer governed keeps no egress policy of ours.
-        return match cached {
-            Some(p) => Ok(sealing::remove(&state.ctx.client, &p).await?),
-            None => Ok(()),
-        };
+        if let Some(p) = cached.filter(|p| controlled_by(p.as_ref(), &target.owner.uid)) {
+            sealing::remove(&state.ctx.client, &p).await?;
+        }
+        return Ok(None);
     }
     let catalog = state.sealing.catalog();
     let desired = sealing::egress_policy(
@@ -573,7 +591,13 @@ async fn keep_egress(state: &State, target: &Target<'_>) -> Result<()> {
         target.owner.clone(),
         catalog.as_deref(),
     );
-    Ok(sealing::keep(&state.ctx.client, cached.as_deref(), &desired).await?)
+    Ok(sealing::keep(
+        &state.ctx.client,
+        cached.as_deref(),
+        &desired,
+        &target.owner.uid,
+    )
+    .await?)
 }
 
 /// The Deployment named like the ModelDeployment: from the cache, or, when

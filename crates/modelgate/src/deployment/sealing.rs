@@ -14,7 +14,7 @@ use k8s_openapi::api::networking::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -183,29 +183,51 @@ fn port(protocol: &str, number: i32) -> NetworkPolicyPort {
     }
 }
 
-/// Applies `desired` unless the cached policy already says the same.
+/// Keeps `desired` in place: created when no policy has its name, changed
+/// only when this ModelDeployment (`owner`, a uid) controls the one there,
+/// and otherwise left alone. A policy of that name that someone else wrote
+/// is never taken over: the answer says why the pods' egress is not the
+/// operator's.
 pub async fn keep(
     client: &Client,
     cached: Option<&NetworkPolicy>,
     desired: &NetworkPolicy,
-) -> Result<(), kube::Error> {
-    let same = cached.is_some_and(|c| {
-        c.spec == desired.spec
-            && c.labels() == desired.labels()
-            && c.owner_references() == desired.owner_references()
-    });
-    if same {
-        return Ok(());
-    }
+    owner: &str,
+) -> Result<Option<String>, kube::Error> {
     let namespace = desired.namespace().unwrap_or_default();
+    let name = desired.name_any();
     let api: Api<NetworkPolicy> = Api::namespaced(client.clone(), &namespace);
-    api.patch(
-        &desired.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(desired),
-    )
-    .await?;
-    Ok(())
+    let current = match cached {
+        Some(c) => Some(c.clone()),
+        None => api.get_opt(&name).await?,
+    };
+    let Some(current) = current else {
+        let create = PostParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PostParams::default()
+        };
+        return match api.create(&create, desired).await {
+            Ok(_) => Ok(None),
+            // Created meanwhile: looked at again on the next reconcile.
+            Err(kube::Error::Api(s)) if s.code == 409 => Ok(None),
+            Err(e) => Err(e),
+        };
+    };
+    if !super::apply::controlled_by(&current, owner) {
+        return Ok(Some(format!(
+            "NetworkPolicy {name} is not this ModelDeployment's: modelgate leaves a policy it did not write alone, so the pods' egress is not the operator's (rename the ModelDeployment or the policy)"
+        )));
+    }
+    let same = current.spec == desired.spec && current.labels() == desired.labels();
+    if !same {
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(desired),
+        )
+        .await?;
+    }
+    Ok(None)
 }
 
 /// Deletes an egress policy the operator wrote, once its namespace is no

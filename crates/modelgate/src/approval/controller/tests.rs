@@ -60,6 +60,7 @@ fn state(ctx: Arc<Context>) -> Arc<State> {
         recorder: Some(Arc::new(Recorder::new(signer))),
         policies: reflector::store().0,
         home: crate::vocabulary::DEFAULT_NAMESPACE.into(),
+        lookups: super::super::artifact::Lookups::new(None).0,
     })
 }
 
