@@ -21,6 +21,18 @@ pub fn path(model: &ModelArtifact) -> Option<String> {
     oci::parse(&model.uri).map(|_| format!("{ROOT}/{}", model.name))
 }
 
+/// Whether `path` is at or under the models' root once spelled plainly
+/// (`//models`, `/./models/x` and `/models/` all are). A path with `..`
+/// counts too: it could lead anywhere.
+pub fn under_models(path: &str) -> bool {
+    let segments: Vec<&str> = path
+        .split('/')
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect();
+    let root = ROOT.trim_start_matches('/');
+    segments.first() == Some(&root) || segments.contains(&"..")
+}
+
 /// Adds the model's volume to `spec` and mounts it in every container, in
 /// place of any volume or mount of the same name; nothing for a model that
 /// is not an OCI artifact.
@@ -46,7 +58,7 @@ pub fn add(spec: &mut PodSpec, model: &ModelArtifact) {
     {
         // Nothing else at or under /models: no other bytes over the model.
         let mounts = c.volume_mounts.get_or_insert_with(Vec::new);
-        mounts.retain(|m| m.name != VOLUME && !super::reach::under_models(&m.mount_path));
+        mounts.retain(|m| m.name != VOLUME && !under_models(&m.mount_path));
         mounts.push(VolumeMount {
             name: VOLUME.into(),
             mount_path: path.clone(),
@@ -62,4 +74,26 @@ pub fn image_volumes(spec: &PodSpec) -> impl Iterator<Item = (&str, Option<&str>
         let image = v.image.as_ref()?;
         Some((v.name.as_str(), image.reference.as_deref()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_spelling_of_the_models_root_is_under_it() {
+        for path in [
+            "/models",
+            "/models/",
+            "//models/x",
+            "/./models/fraud/model.safetensors",
+            "/srv/../models",
+            "models",
+        ] {
+            assert!(under_models(path), "{path}");
+        }
+        for path in ["/etc/vllm", "/modelsx", "/data/models", "/"] {
+            assert!(!under_models(path), "{path}");
+        }
+    }
 }
