@@ -5,7 +5,7 @@
 //! Look-ups run beside the reconcile workers, never in them: anyone may
 //! write an approval naming a registry that hangs, and a worker waiting on
 //! it would be a worker taken from every other approval. Each registry host
-//! gets two look-ups at once; an answer is kept until the approval's next
+//! gets eight look-ups at once; an answer is kept until the approval's next
 //! reconcile, which it triggers.
 
 use std::collections::{HashMap, HashSet};
@@ -28,8 +28,9 @@ const UNSEALED: &str = "not an OCI artifact: the pods are told its URI and diges
 /// The message while a look-up is under way.
 pub const LOOKING: &str = "being looked up in its registry";
 
-/// Look-ups at once per registry host.
-const PER_HOST: usize = 2;
+/// Look-ups at once per registry host: enough for a cold start over
+/// thousands of approvals, few enough not to hammer one registry.
+const PER_HOST: usize = 8;
 
 /// The look-ups under way and their answers, by approval uid.
 pub struct Lookups {
@@ -91,7 +92,9 @@ impl Lookups {
                 repository: &repository,
                 tag: tag.as_deref(),
             };
+            let started = std::time::Instant::now();
             let answer = registry.resolve(&uri, &digest).await;
+            tracing::debug!(uid, elapsed = ?started.elapsed(), seal = ?answer.seal, "registry look-up answered");
             lock(&this.answers).insert(uid.clone(), answer);
             lock(&this.pending).remove(&uid);
             let _ = this.done.unbounded_send(object);

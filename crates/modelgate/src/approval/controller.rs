@@ -183,7 +183,11 @@ async fn reconcile(
         .ok_or(Error::MissingMetadata("namespace"))
         .at(Step::Read)?;
     let pin = pin_for(&state, approval).at(Step::Read)?;
-    let decision = decide_for(&state, approval, pin.as_ref());
+    let Some(decision) = decide_for(&state, approval, pin.as_ref()) else {
+        // The answer brings it back; the requeue only covers an answer lost
+        // with a restart of the look-ups.
+        return Ok(Action::requeue(ARTIFACT_RETRY));
+    };
     write_status(&state, approval, &namespace, &decision).await?;
     publish(ctx, approval, &decision).await;
     // The in-use mark first: a record that cannot be written yet must not
@@ -231,12 +235,14 @@ async fn record(
 
 /// The decision over the freshest status we know (the cache's, or our own
 /// last write when the cache has not caught up with it), with the artifact
-/// as its registry answered.
+/// as its registry answered. None while an approval the operator never
+/// wrote waits for its first look-up: its answer brings the approval back,
+/// and one status write then says it all.
 fn decide_for(
     state: &State,
     approval: &ModelApproval,
     pin: Option<&PinnedPolicy>,
-) -> decide::Decision {
+) -> Option<decide::Decision> {
     let status = state.written.current(
         approval.meta().uid.as_deref().unwrap_or_default(),
         approval.meta().resource_version.as_deref(),
@@ -251,7 +257,11 @@ fn decide_for(
         &approval.spec,
         status.as_ref(),
     );
-    decide::decide(Input {
+    let first = status.as_ref().is_none_or(|s| s.artifact.is_none());
+    if first && artifact.message.as_deref() == Some(super::artifact::LOOKING) {
+        return None;
+    }
+    Some(decide::decide(Input {
         spec: &approval.spec,
         generation: approval.meta().generation,
         status: status.as_ref(),
@@ -259,7 +269,7 @@ fn decide_for(
         pin,
         artifact: Some(&artifact),
         created: approval.meta().creation_timestamp.as_ref().map(|t| t.0),
-    })
+    }))
 }
 
 /// The rules to pin into an approval that has none yet: its namespace's
