@@ -89,8 +89,8 @@ pub struct EgressEndpoint {
     pub cidr: String,
     /// TCP ports; every port when left out.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 16), inner(range(min = 1)))]
-    pub ports: Vec<u16>,
+    #[schemars(length(max = 16), inner(range(min = 1, max = 65535)))]
+    pub ports: Vec<i32>,
 }
 
 impl RuntimeCatalog {

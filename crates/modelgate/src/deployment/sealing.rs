@@ -123,19 +123,22 @@ pub fn egress_policy(
         (MODEL_DEPLOYMENT_LABEL.to_string(), name.to_string()),
     ]);
     let mut egress = vec![dns()];
-    egress.extend(catalog.iter().flat_map(|c| &c.spec.egress).map(|e| {
-        NetworkPolicyEgressRule {
-            to: Some(vec![NetworkPolicyPeer {
-                ip_block: Some(IPBlock {
-                    cidr: e.cidr.clone(),
-                    except: None,
-                }),
-                ..NetworkPolicyPeer::default()
-            }]),
-            ports: (!e.ports.is_empty())
-                .then(|| e.ports.iter().map(|p| port("TCP", i32::from(*p))).collect()),
-        }
-    }));
+    egress.extend(
+        catalog
+            .iter()
+            .flat_map(|c| &c.spec.egress)
+            .map(|e| NetworkPolicyEgressRule {
+                to: Some(vec![NetworkPolicyPeer {
+                    ip_block: Some(IPBlock {
+                        cidr: e.cidr.clone(),
+                        except: None,
+                    }),
+                    ..NetworkPolicyPeer::default()
+                }]),
+                ports: (!e.ports.is_empty())
+                    .then(|| e.ports.iter().map(|p| port("TCP", *p)).collect()),
+            }),
+    );
     NetworkPolicy {
         metadata: ObjectMeta {
             name: Some(name.to_string()),
