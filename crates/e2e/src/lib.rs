@@ -5,6 +5,7 @@
 
 pub mod argocd;
 pub mod browser;
+pub mod catalog;
 pub mod chart;
 pub mod cluster;
 pub mod fixtures;

@@ -17,18 +17,15 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use modelgate::api::approval::ModelApproval;
 use modelgate::api::deployment::ModelDeployment;
+use modelgate_e2e::catalog::{CATALOG_NAME, UNLISTED_IMAGE, catalog, runtime_pod, with_pod};
 use modelgate_e2e::registry::{Pushed, push_model, tiny_model};
 use modelgate_e2e::{cluster::*, fixtures::*, users::*, wait::*};
 use serde_json::{Value, json};
 
 const DEV: &str = "dev@example.com";
 const DEV_GROUP: &str = "ml-developers";
-const UNLISTED_IMAGE: &str = "registry.example.com/model-server:1.8";
-const CATALOG_NAME: &str = "modelgate";
 /// Where the fixture's model (fraud-detector) is mounted.
 const MODEL_DIR: &str = "/models/fraud-detector";
-
-static CATALOG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn vllm() -> String {
     format!("registry.example.com/vllm@sha256:{}", "ab".repeat(32))
@@ -38,89 +35,9 @@ fn runtimes() -> Value {
     json!([{"name": "vllm", "image": vllm(), "args": ["--port"]}])
 }
 
-/// The catalog lock; on drop the catalog's runtimes are put back to none.
-struct Catalog {
-    _lock: tokio::sync::MutexGuard<'static, ()>,
-}
-
-impl Drop for Catalog {
-    fn drop(&mut self) {
-        let out = kubectl(&[
-            "patch",
-            "runtimecatalog",
-            CATALOG_NAME,
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"runtimes":[]}}"#,
-        ]);
-        if !out.status.success() {
-            eprintln!("could not empty the runtime catalog: {}", text(&out));
-        }
-    }
-}
-
-/// Lists `runtimes` in the catalog as the platform team (under `guard`).
-async fn list_runtimes(runtimes: Value) {
-    let api: Api<modelgate::api::runtime::RuntimeCatalog> = Api::all(admin().await);
-    api.patch(
-        CATALOG_NAME,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"spec": {"runtimes": runtimes}})),
-    )
-    .await
-    .expect("set the runtime catalog");
-}
-
-/// Takes the catalog and lists `runtimes`, then waits until admission in
-/// `ns` reads them.
-async fn catalog(ns: &str, runtimes: Value) -> Catalog {
-    let guard = Catalog {
-        _lock: CATALOG.lock().await,
-    };
-    let listing = runtimes.as_array().is_some_and(|r| !r.is_empty());
-    list_runtimes(runtimes).await;
-    admission_reads(ns, listing).await;
-    guard
-}
-
-/// Waits until a dry run of an unlisted image is refused in `ns` exactly
-/// when `listing`.
-async fn admission_reads(ns: &str, listing: bool) {
-    let probe = deployment(
-        "catalog-probe",
-        "fd-v1",
-        json!({"containers": [{"name": "server", "image": UNLISTED_IMAGE}]}),
-    );
-    let mds: Api<ModelDeployment> = Api::namespaced(admin().await, ns);
-    let dry = PostParams {
-        dry_run: true,
-        ..Default::default()
-    };
-    eventually(30, "admission to read the runtime catalog", || async {
-        let refused = match mds.create(&dry, &probe).await {
-            Err(kube::Error::Api(s)) => s.message.contains("not an approved serving runtime"),
-            _ => false,
-        };
-        (refused == listing).then_some(())
-    })
-    .await;
-}
-
 /// A ModelDeployment `name` through `approval` whose pod spec is `pod`.
 fn deployment(name: &str, approval: &str, pod: Value) -> ModelDeployment {
-    let mut md = serde_json::to_value(model_deployment(name).approval(approval).build())
-        .expect("ModelDeployment as JSON");
-    md["spec"]["template"]["spec"] = pod;
-    serde_json::from_value(md).expect("ModelDeployment manifest")
-}
-
-/// One container of runtime `image` with `extra` fields.
-fn runtime_pod(image: &str, extra: Value) -> Value {
-    let mut container = json!({"name": "server", "image": image});
-    if let (Some(c), Some(e)) = (container.as_object_mut(), extra.as_object()) {
-        c.extend(e.clone());
-    }
-    json!({"containers": [container]})
+    with_pod(name, approval, pod)
 }
 
 /// A governed namespace where the developer holds `edit` and model-owner.
@@ -340,8 +257,7 @@ async fn sealed_is_never_true_while_held_pods_run_an_unlisted_image() {
     .expect("an unlisted image while no runtime is listed");
     modelgate_e2e::pods::pods_serve(&client, &ns.name, "fd", &pushed.digest).await;
     // The platform team lists its runtime.
-    list_runtimes(runtimes()).await;
-    admission_reads(&ns.name, true).await;
+    guard.list(&ns.name, runtimes()).await;
     // The developer points the ModelDeployment at a runtime and at an
     // approval nobody approved: the rollout is held, the old pods stay.
     let approvals: Api<ModelApproval> = Api::namespaced(developer().await, &ns.name);

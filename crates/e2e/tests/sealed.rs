@@ -17,6 +17,7 @@ use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use modelgate::api::approval::ModelApproval;
 use modelgate::api::deployment::ModelDeployment;
+use modelgate_e2e::catalog::{CATALOG_NAME, UNLISTED_IMAGE, catalog, runtime_pod, with_pod};
 use modelgate_e2e::refusal::{self, refused};
 use modelgate_e2e::registry::{push_model, tiny_model};
 use modelgate_e2e::{cluster::*, fixtures::*, users::*, wait::*};
@@ -24,11 +25,7 @@ use serde_json::{Value, json};
 
 const DEV: &str = "dev@example.com";
 const DEV_GROUP: &str = "ml-developers";
-const SERVER_IMAGE: &str = "registry.example.com/model-server:1.8";
-const CATALOG_NAME: &str = "modelgate";
-
-/// Held by every test whose outcome depends on what the catalog lists.
-static CATALOG: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+const SERVER_IMAGE: &str = UNLISTED_IMAGE;
 
 fn vllm() -> String {
     format!("registry.example.com/vllm@sha256:{}", "ab".repeat(32))
@@ -50,86 +47,10 @@ fn runtimes() -> Value {
     ])
 }
 
-/// The catalog lock, and on drop the catalog's runtimes put back to none.
-struct Catalog {
-    _lock: tokio::sync::MutexGuard<'static, ()>,
-}
-
-impl Drop for Catalog {
-    fn drop(&mut self) {
-        // Drop cannot await: kubectl, as TestNamespace's drop does.
-        let out = kubectl(&[
-            "patch",
-            "runtimecatalog",
-            CATALOG_NAME,
-            "--type=merge",
-            "-p",
-            r#"{"spec":{"runtimes":[]}}"#,
-        ]);
-        if !out.status.success() {
-            eprintln!("could not empty the runtime catalog: {}", text(&out));
-        }
-    }
-}
-
-/// Takes the catalog and lists `runtimes` in it (as the platform team), then
-/// waits until admission in `ns` (governed) reads the new list.
-async fn catalog(ns: &str, runtimes: Value) -> Catalog {
-    let guard = Catalog {
-        _lock: CATALOG.lock().await,
-    };
-    let listing = runtimes.as_array().is_some_and(|r| !r.is_empty());
-    let api: Api<modelgate::api::runtime::RuntimeCatalog> = Api::all(admin().await);
-    api.patch(
-        CATALOG_NAME,
-        &PatchParams::default(),
-        &Patch::Merge(&json!({"spec": {"runtimes": runtimes}})),
-    )
-    .await
-    .expect("set the runtime catalog");
-    // A dry run of a template that is no runtime: refused exactly while
-    // runtimes are listed.
-    let probe = deployment(
-        "catalog-probe",
-        json!({"containers": [{"name": "server", "image": SERVER_IMAGE}]}),
-    );
-    let mds: Api<ModelDeployment> = Api::namespaced(admin().await, ns);
-    eventually(30, "admission to read the runtime catalog", || async {
-        let refused = match mds
-            .create(
-                &PostParams {
-                    dry_run: true,
-                    ..Default::default()
-                },
-                &probe,
-            )
-            .await
-        {
-            Err(kube::Error::Api(s)) => s.message.contains("not an approved serving runtime"),
-            _ => false,
-        };
-        (refused == listing).then_some(())
-    })
-    .await;
-    guard
-}
-
 /// A ModelDeployment `name` through approval `fd-v1` whose pod spec is
 /// `pod` (the rest as the fixture makes it).
 fn deployment(name: &str, pod: Value) -> ModelDeployment {
-    let mut md = serde_json::to_value(model_deployment(name).approval("fd-v1").build())
-        .expect("ModelDeployment as JSON");
-    md["spec"]["template"]["spec"] = pod;
-    serde_json::from_value(md).expect("ModelDeployment manifest")
-}
-
-/// One container of runtime `image` with `extra` fields.
-fn runtime_pod(image: &str, extra: Value) -> Value {
-    let mut container = json!({"name": "server", "image": image});
-    if let (Some(c), Some(e)) = (container.as_object_mut(), extra.as_object()) {
-        c.extend(e.clone());
-    }
-    json!({"containers": [container]})
+    with_pod(name, "fd-v1", pod)
 }
 
 /// A namespace where the developer holds `edit` and model-owner; governed
@@ -538,7 +459,7 @@ async fn the_catalog_is_emptied_even_when_a_test_panics() {
         "the task did not panic"
     );
     // Read under the lock: no other test is between setting and emptying it.
-    let _held = CATALOG.lock().await;
+    let _held = modelgate_e2e::catalog::held().await;
     let api: Api<modelgate::api::runtime::RuntimeCatalog> = Api::all(client);
     let listed = api.get(CATALOG_NAME).await.expect("read the catalog");
     assert!(

@@ -45,14 +45,26 @@ fn set(status: &mut ModelApprovalStatus, c: Condition) {
 /// One reconcile: decide, then merge the operator's fields into the status
 /// as server-side apply would (the reviewers' conditions stay).
 fn step(spec: &ModelApprovalSpec, status: &mut ModelApprovalStatus, now: Timestamp) -> Decision {
+    step_under(spec, status, now, None, None)
+}
+
+/// [`step`] under the pinned rules `pin`, for an approval created at
+/// `created`.
+fn step_under(
+    spec: &ModelApprovalSpec,
+    status: &mut ModelApprovalStatus,
+    now: Timestamp,
+    pin: Option<&PinnedPolicy>,
+    created: Option<Timestamp>,
+) -> Decision {
     let d = decide(Input {
         spec,
         generation: Some(1),
         status: Some(status),
         now,
-        pin: None,
+        pin,
         artifact: None,
-        created: None,
+        created,
     });
     let reviewers: Vec<Condition> = status
         .conditions
@@ -419,25 +431,7 @@ fn step_with_deadline(status: &mut ModelApprovalStatus, now: Timestamp) -> Decis
             expire_after: Some("720h".into()),
         });
     }
-    let s = spec(None);
-    let d = decide(Input {
-        spec: &s,
-        generation: Some(1),
-        status: Some(status),
-        now,
-        pin: Some(&pin),
-        artifact: None,
-        created: Some(t0()),
-    });
-    let reviewers: Vec<Condition> = status
-        .conditions
-        .iter()
-        .filter(|c| !is_operator_condition(&c.type_))
-        .cloned()
-        .collect();
-    *status = d.status.clone();
-    status.conditions.extend(reviewers);
-    d
+    step_under(&spec(None), status, now, Some(&pin), Some(t0()))
 }
 
 #[test]
