@@ -4,6 +4,7 @@
 //! or not, so that no other test (nor another test binary) sees runtimes
 //! listed.
 
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use modelgate::api::deployment::ModelDeployment;
 use serde_json::{Value, json};
@@ -111,4 +112,14 @@ pub fn runtime_pod(image: &str, extra: Value) -> Value {
         c.extend(e.clone());
     }
     json!({"containers": [container]})
+}
+
+/// A NetworkPolicy that lets every pod of its namespace reach anywhere:
+/// what the operator's egress policies must never be widened by.
+pub fn allow_all_egress(name: &str) -> NetworkPolicy {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]},
+    }))
+    .expect("NetworkPolicy")
 }

@@ -31,3 +31,31 @@ pub async fn person(user: &str, groups: &[&str]) -> Client {
     all.push("system:authenticated");
     client_as(Some(user), &all).await
 }
+
+/// The developer of the sealing tests: `edit` and model-owner in the
+/// namespaces the tests bind them in.
+pub const DEVELOPER: &str = "dev@example.com";
+pub const DEVELOPER_GROUP: &str = "ml-developers";
+
+/// The developer's client.
+pub async fn developer() -> kube::Client {
+    person(DEVELOPER, &[DEVELOPER_GROUP]).await
+}
+
+/// Binds the developer to `edit` and model-owner in `ns` (as an admin).
+pub async fn bind_developer(client: &kube::Client, ns: &str) {
+    use k8s_openapi::api::rbac::v1::RoleBinding;
+    let bindings: kube::Api<RoleBinding> = kube::Api::namespaced(client.clone(), ns);
+    for role in ["edit", "modelgate-model-owner"] {
+        let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": format!("dev-{role}")},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "User", "name": DEVELOPER, "apiGroup": "rbac.authorization.k8s.io"}],
+        }))
+        .expect("RoleBinding");
+        bindings
+            .create(&kube::api::PostParams::default(), &binding)
+            .await
+            .unwrap_or_else(|e| panic!("bind {role}: {e}"));
+    }
+}

@@ -12,18 +12,17 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Client;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use modelgate::api::approval::ModelApproval;
 use modelgate::api::deployment::ModelDeployment;
-use modelgate_e2e::catalog::{CATALOG_NAME, UNLISTED_IMAGE, catalog, runtime_pod, with_pod};
+use modelgate_e2e::catalog::{
+    CATALOG_NAME, UNLISTED_IMAGE, allow_all_egress, catalog, runtime_pod, with_pod,
+};
 use modelgate_e2e::registry::{Pushed, push_model, tiny_model};
 use modelgate_e2e::{cluster::*, fixtures::*, users::*, wait::*};
 use serde_json::{Value, json};
 
-const DEV: &str = "dev@example.com";
-const DEV_GROUP: &str = "ml-developers";
 /// Where the fixture's model (fraud-detector) is mounted.
 const MODEL_DIR: &str = "/models/fraud-detector";
 
@@ -51,19 +50,7 @@ async fn governed_namespace(client: &Client, prefix: &str) -> TestNamespace {
 /// model-owner.
 async fn developer_namespace(client: &Client, prefix: &str) -> TestNamespace {
     let ns = TestNamespace::new(client, prefix).await;
-    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns.name);
-    for role in ["edit", "modelgate-model-owner"] {
-        let binding: RoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": format!("dev-{role}")},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"kind": "User", "name": DEV, "apiGroup": "rbac.authorization.k8s.io"}],
-        }))
-        .expect("RoleBinding");
-        bindings
-            .create(&PostParams::default(), &binding)
-            .await
-            .unwrap_or_else(|e| panic!("bind {role}: {e}"));
-    }
+    bind_developer(client, &ns.name).await;
     ns
 }
 
@@ -77,25 +64,13 @@ async fn govern(ns: &str) {
         dry_run: true,
         ..Default::default()
     };
-    let open = allow_all("probe");
+    let open = allow_all_egress("probe");
     eventually(60, "the governed rules in a new namespace", || async {
         matches!(policies.create(&dry, &open).await,
             Err(kube::Error::Api(s)) if s.message.contains("NetworkPolicies here"))
         .then_some(())
     })
     .await;
-}
-
-fn allow_all(name: &str) -> NetworkPolicy {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]},
-    }))
-    .expect("NetworkPolicy")
-}
-
-async fn developer() -> Client {
-    person(DEV, &[DEV_GROUP]).await
 }
 
 /// Pushes a tiny model and approves it as `fd-v1` (as the reviewers).

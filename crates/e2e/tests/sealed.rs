@@ -12,19 +12,18 @@
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use modelgate::api::approval::ModelApproval;
 use modelgate::api::deployment::ModelDeployment;
-use modelgate_e2e::catalog::{CATALOG_NAME, UNLISTED_IMAGE, catalog, runtime_pod, with_pod};
+use modelgate_e2e::catalog::{
+    CATALOG_NAME, UNLISTED_IMAGE, allow_all_egress, catalog, runtime_pod, with_pod,
+};
 use modelgate_e2e::refusal::{self, refused};
 use modelgate_e2e::registry::{push_model, tiny_model};
 use modelgate_e2e::{cluster::*, fixtures::*, users::*, wait::*};
 use serde_json::{Value, json};
 
-const DEV: &str = "dev@example.com";
-const DEV_GROUP: &str = "ml-developers";
 const SERVER_IMAGE: &str = UNLISTED_IMAGE;
 
 fn vllm() -> String {
@@ -61,19 +60,7 @@ async fn namespace(client: &Client, prefix: &str, governed: bool) -> TestNamespa
         let out = kubectl(&["label", "namespace", &ns.name, "modelgate.io/governed=true"]);
         assert!(out.status.success(), "label namespace: {}", text(&out));
     }
-    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns.name);
-    for role in ["edit", "modelgate-model-owner"] {
-        let binding: RoleBinding = serde_json::from_value(json!({
-            "metadata": {"name": format!("dev-{role}")},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
-            "subjects": [{"kind": "User", "name": DEV, "apiGroup": "rbac.authorization.k8s.io"}],
-        }))
-        .expect("RoleBinding");
-        bindings
-            .create(&PostParams::default(), &binding)
-            .await
-            .unwrap_or_else(|e| panic!("bind {role}: {e}"));
-    }
+    bind_developer(client, &ns.name).await;
     if governed {
         sealing_applies(client, &ns.name).await;
     }
@@ -94,7 +81,7 @@ async fn sealing_applies(client: &Client, ns: &str) {
     let mut pod = runtime_pod(&vllm(), json!({}));
     pod["volumes"] = json!([{"name": "data", "hostPath": {"path": "/data"}}]);
     let host_path = deployment("probe", pod);
-    let open = network_policy("probe");
+    let open = allow_all_egress("probe");
     eventually(
         60,
         "the sealing rules in a new governed namespace",
@@ -107,20 +94,6 @@ async fn sealing_applies(client: &Client, ns: &str) {
         },
     )
     .await;
-}
-
-/// A NetworkPolicy that lets every pod of the namespace reach anywhere.
-fn network_policy(name: &str) -> NetworkPolicy {
-    serde_json::from_value(json!({
-        "metadata": {"name": name},
-        "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [{}]},
-    }))
-    .expect("NetworkPolicy")
-}
-
-/// The developer's client.
-async fn developer() -> Client {
-    person(DEV, &[DEV_GROUP]).await
 }
 
 /// Asserts that the developer's attempt to create `md` in `api` was refused
@@ -397,7 +370,7 @@ async fn network_policies_in_a_governed_namespace_are_the_operators() {
     ];
     refused(
         "creating a NetworkPolicy that allows all egress",
-        dev.create(&PostParams::default(), &network_policy("allow-all"))
+        dev.create(&PostParams::default(), &allow_all_egress("allow-all"))
             .await,
         &says,
     )
@@ -432,7 +405,7 @@ async fn network_policies_in_a_governed_namespace_are_the_operators() {
     // Outside governed namespaces NetworkPolicies are the developer's as usual.
     let free = namespace(&client, "sealed-netpol-free", false).await;
     let dev: Api<NetworkPolicy> = Api::namespaced(developer().await, &free.name);
-    dev.create(&PostParams::default(), &network_policy("allow-all"))
+    dev.create(&PostParams::default(), &allow_all_egress("allow-all"))
         .await
         .expect("create a NetworkPolicy in an ungoverned namespace");
     dev.patch("allow-all", &PatchParams::default(), &Patch::Merge(&widen))
