@@ -93,22 +93,24 @@ pub struct EgressEndpoint {
     pub ports: Vec<i32>,
 }
 
-impl RuntimeCatalog {
-    /// The runtime an image is, if it is one.
-    pub fn runtime(&self, image: &str) -> Option<&ServingRuntime> {
-        self.spec.runtimes.iter().find(|r| r.image == image)
-    }
-
-    /// Whether `runtime` may be given `arg`: one of its flags, alone or as
-    /// FLAG=VALUE, or exactly one of its pinned FLAG=VALUE entries.
-    pub fn allows_arg(runtime: &ServingRuntime, arg: &str) -> bool {
-        runtime.args.iter().any(|f| {
+impl ServingRuntime {
+    /// Whether this runtime may be given `arg`: one of its flags, alone or
+    /// as FLAG=VALUE, or exactly one of its pinned FLAG=VALUE entries.
+    pub fn allows(&self, arg: &str) -> bool {
+        self.args.iter().any(|f| {
             arg == f
                 || (!f.contains('=')
                     && arg
                         .strip_prefix(f.as_str())
                         .is_some_and(|v| v.starts_with('=')))
         })
+    }
+}
+
+impl RuntimeCatalog {
+    /// The runtime an image is, if it is one.
+    pub fn runtime(&self, image: &str) -> Option<&ServingRuntime> {
+        self.spec.runtimes.iter().find(|r| r.image == image)
     }
 
     /// The runtimes' names and images, as refusals list them.

@@ -78,22 +78,11 @@ impl Lookups {
             return Some(unresolved(&uri.pinned(digest), why));
         };
         let host = self.host(uri.registry);
-        let (this, uid) = (self.clone(), uid.to_string());
-        let (registry_host, repository, tag) = (
-            uri.registry.to_string(),
-            uri.repository.to_string(),
-            uri.tag.map(str::to_string),
-        );
-        let digest = digest.to_string();
+        let (this, uid, pinned) = (self.clone(), uid.to_string(), uri.pinned(digest));
         tokio::spawn(async move {
             let _turn = host.acquire().await;
-            let uri = OciUri {
-                registry: &registry_host,
-                repository: &repository,
-                tag: tag.as_deref(),
-            };
             let started = std::time::Instant::now();
-            let answer = registry.resolve(&uri, &digest).await;
+            let answer = registry.resolve(&pinned).await;
             tracing::debug!(uid, elapsed = ?started.elapsed(), seal = ?answer.seal, "registry look-up answered");
             lock(&this.answers).insert(uid.clone(), answer);
             lock(&this.pending).remove(&uid);

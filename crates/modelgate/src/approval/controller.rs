@@ -143,14 +143,20 @@ pub fn run(
 
 /// How many approvals each gate is overdue on.
 fn overdue_by_gate(approvals: &[Arc<CachedApproval>]) -> [(Gate, i64); 5] {
-    Gate::ALL.map(|gate| {
-        let n = approvals
-            .iter()
-            .filter_map(|a| a.0.as_ref().ok()?.status.as_ref())
-            .filter(|s| s.overdue.iter().any(|o| o.gate == gate.condition_type()))
-            .count();
-        (gate, n as i64)
-    })
+    let mut counts = Gate::ALL.map(|gate| (gate, 0));
+    let overdue = approvals
+        .iter()
+        .filter_map(|a| a.0.as_ref().ok()?.status.as_ref())
+        .flat_map(|s| &s.overdue);
+    for o in overdue {
+        if let Some(count) = counts
+            .iter_mut()
+            .find(|(g, _)| g.condition_type() == o.gate)
+        {
+            count.1 += 1;
+        }
+    }
+    counts
 }
 
 /// The earliest expiry (Unix seconds) among the Approved approvals: the

@@ -68,14 +68,6 @@ pub fn add(spec: &mut PodSpec, model: &ModelArtifact) {
     }
 }
 
-/// The image volumes of a pod spec: (name, reference).
-pub fn image_volumes(spec: &PodSpec) -> impl Iterator<Item = (&str, Option<&str>)> {
-    spec.volumes.iter().flatten().filter_map(|v| {
-        let image = v.image.as_ref()?;
-        Some((v.name.as_str(), image.reference.as_deref()))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

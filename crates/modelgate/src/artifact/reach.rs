@@ -75,7 +75,8 @@ pub fn shadowing(spec: &PodSpec) -> Vec<String> {
         .collect()
 }
 
-fn containers(spec: &PodSpec) -> impl Iterator<Item = &Container> {
+/// A pod's containers and init containers: every one that runs.
+pub fn containers(spec: &PodSpec) -> impl Iterator<Item = &Container> {
     spec.containers
         .iter()
         .chain(spec.init_containers.iter().flatten())

@@ -16,7 +16,6 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use crate::api::approval::{ResolvedArtifact, Seal};
-use crate::api::oci::OciUri;
 use crate::runtime::metrics::OutcomeLabels;
 
 /// How the operator reaches registries.
@@ -69,51 +68,81 @@ impl Registry {
         let client = Client::try_from(config).map_err(|e| format!("registry client: {e}"))?;
         // Every outcome from zero: an alert on "missing" or "failed" needs
         // a series before the first one happens.
-        for outcome in OUTCOMES {
-            let _ = requests.get_or_create(&OutcomeLabels { outcome });
+        for outcome in Outcome::ALL {
+            let _ = requests.get_or_create(&OutcomeLabels {
+                outcome: outcome.as_str(),
+            });
         }
         Ok(Registry { client, requests })
     }
 
-    /// What the registry serves at `uri`'s repository under `digest`: a
-    /// Sealed artifact, or Unresolved with the reason.
-    pub async fn resolve(&self, uri: &OciUri<'_>, digest: &str) -> ResolvedArtifact {
-        let pinned = uri.pinned(digest);
+    /// What the registry serves at `pinned` (`REGISTRY/REPOSITORY@DIGEST`):
+    /// a Sealed artifact, or Unresolved with the reason.
+    pub async fn resolve(&self, pinned: &str) -> ResolvedArtifact {
         let outcome = match pinned.parse::<Reference>() {
             Ok(reference) => {
                 let pull = self
                     .client
                     .pull_manifest(&reference, &RegistryAuth::Anonymous);
                 match tokio::time::timeout(TIMEOUT, pull).await {
-                    Ok(Ok((manifest, _))) => described(&pinned, manifest),
+                    Ok(Ok((manifest, _))) => described(pinned, manifest),
                     Ok(Err(e)) => Err(explain(&e)),
-                    Err(_) => Err(format!("the registry did not answer within {TIMEOUT:?}")),
+                    Err(_) => Err(failed(format!(
+                        "the registry did not answer within {TIMEOUT:?}"
+                    ))),
                 }
             }
-            Err(e) => Err(format!("not a reference a registry takes: {e}")),
+            Err(e) => Err(failed(format!("not a reference a registry takes: {e}"))),
         };
-        let result = match outcome {
-            Ok(_) => "found",
-            Err(ref why) if why.starts_with(MISSING) => "missing",
-            Err(_) => "failed",
+        let label = match &outcome {
+            Ok(_) => Outcome::Found,
+            Err((outcome, _)) => *outcome,
         };
         self.requests
-            .get_or_create(&OutcomeLabels { outcome: result })
+            .get_or_create(&OutcomeLabels {
+                outcome: label.as_str(),
+            })
             .inc();
-        outcome.unwrap_or_else(|why| unresolved(&pinned, why))
+        outcome.unwrap_or_else(|(_, why)| unresolved(pinned, why))
     }
 }
 
-const MISSING: &str = "the registry has no manifest";
+/// How a look-up ended, as the metric labels it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Found,
+    /// The registry answered that it has no such manifest.
+    Missing,
+    /// Anything else: unreachable, refused, not a model.
+    Failed,
+}
 
-/// The outcomes of a look-up, as the metric labels them.
-const OUTCOMES: [&str; 3] = ["found", "missing", "failed"];
+impl Outcome {
+    const ALL: [Outcome; 3] = [Outcome::Found, Outcome::Missing, Outcome::Failed];
 
-fn described(pinned: &str, manifest: OciManifest) -> Result<ResolvedArtifact, String> {
+    const fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Found => "found",
+            Outcome::Missing => "missing",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// A look-up that failed, and why.
+type Failure = (Outcome, String);
+
+fn failed(why: String) -> Failure {
+    (Outcome::Failed, why)
+}
+
+const MISSING: &str = "the registry has no manifest under this digest";
+
+fn described(pinned: &str, manifest: OciManifest) -> Result<ResolvedArtifact, Failure> {
     let OciManifest::Image(image) = manifest else {
-        return Err(
+        return Err(failed(
             "it is an image index, not a model: name the digest of one model manifest".into(),
-        );
+        ));
     };
     let size: i64 = image.layers.iter().map(|l| l.size.max(0)).sum();
     Ok(ResolvedArtifact {
@@ -133,26 +162,26 @@ fn described(pinned: &str, manifest: OciManifest) -> Result<ResolvedArtifact, St
 }
 
 /// A registry error, said for a person who can fix it.
-fn explain(error: &oci_client::errors::OciDistributionError) -> String {
-    use oci_client::errors::OciDistributionError as E;
+fn explain(error: &oci_client::errors::OciDistributionError) -> Failure {
+    use oci_client::errors::{OciDistributionError as E, OciErrorCode};
+    let missing = (Outcome::Missing, MISSING.to_string());
     match error {
-        E::ImageManifestNotFoundError(_) => format!("{MISSING} under this digest"),
+        E::ImageManifestNotFoundError(_) | E::ServerError { code: 404, .. } => missing,
         E::RegistryError { envelope, .. }
             if envelope
                 .errors
                 .iter()
-                .any(|e| format!("{:?}", e.code).contains("ManifestUnknown")) =>
+                .any(|e| e.code == OciErrorCode::ManifestUnknown) =>
         {
-            format!("{MISSING} under this digest")
+            missing
         }
-        E::ServerError { code: 404, .. } => format!("{MISSING} under this digest"),
-        E::DigestError(e) => {
-            format!("the manifest the registry sent does not match this digest: {e}")
-        }
+        E::DigestError(e) => failed(format!(
+            "the manifest the registry sent does not match this digest: {e}"
+        )),
         E::UnauthorizedError { .. } | E::AuthenticationFailure(_) => {
-            "the registry refused the operator's credentials".into()
+            failed("the registry refused the operator's credentials".into())
         }
-        other => format!("the registry could not be asked: {other}"),
+        other => failed(format!("the registry could not be asked: {other}")),
     }
 }
 

@@ -104,13 +104,11 @@ pub fn problems(sealing: &Sealing<'_>) -> Vec<String> {
 }
 
 fn container_problems(spec: &PodSpec, catalog: Option<&RuntimeCatalog>) -> Vec<String> {
-    let containers = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten());
+    let Some(catalog) = catalog else {
+        return Vec::new();
+    };
     let mut found = Vec::new();
-    for c in containers {
-        let Some(catalog) = catalog else { break };
+    for c in reach::containers(spec) {
         match catalog.runtime(c.image.as_deref().unwrap_or_default()) {
             None => found.push(format!(
                 "container {} runs {}, which is not an approved runtime (approved: {})",
@@ -140,7 +138,7 @@ fn runtime_problems(c: &Container, runtime: &ServingRuntime) -> Vec<String> {
         ));
     }
     for arg in c.args.iter().flatten() {
-        if !RuntimeCatalog::allows_arg(runtime, arg) {
+        if !runtime.allows(arg) {
             found.push(format!(
                 "container {} is given argument {arg:?}, which runtime {} does not allow",
                 c.name, runtime.name
