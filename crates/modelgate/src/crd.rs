@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::api::{
     approval::ModelApproval,
+    breakglass::BreakGlass,
     deployment::ModelDeployment,
     policy::ApprovalPolicy,
     record::{ApprovalRecord, RecordCheckpoint},
@@ -34,6 +35,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         ApprovalPolicy::crd(),
         RecordCheckpoint::crd(),
         RuntimeCatalog::crd(),
+        BreakGlass::crd(),
     ]
 }
 

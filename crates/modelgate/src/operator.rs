@@ -169,6 +169,8 @@ async fn controllers(
         recorder: home.recorder,
         policies,
         home: home.namespace,
+        config: config.clone(),
+        synced: synced.clone(),
     };
     let deployment_inputs = crate::deployment::controller::Inputs {
         config,

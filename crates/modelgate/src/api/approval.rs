@@ -6,6 +6,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::breakglass::ReleasedBy;
 use super::condition::Condition;
 use super::policy::{GateProgress, Measurement, PinnedPolicy, Review};
 
@@ -27,7 +28,7 @@ use super::policy::{GateProgress, Measurement, PinnedPolicy, Review};
         name = "Phase",
         type_ = "string",
         json_path = ".status.phase",
-        description = "Pending, Approved, Rejected or Expired"
+        description = "Pending, Approved, Rejected, Expired or BreakGlass"
     ),
     printcolumn(name = "Model", type_ = "string", json_path = ".spec.model.name"),
     printcolumn(name = "Version", type_ = "string", json_path = ".spec.model.version"),
@@ -161,15 +162,20 @@ pub enum ApprovalPhase {
     /// The approval lapsed (validFor ran out). Final: re-certify with a new
     /// ModelApproval.
     Expired,
+    /// Released by an approved BreakGlass while some gates are still open:
+    /// it serves until the break-glass window ends, and turns Approved
+    /// when the skipped gates pass in time, Pending (revoked) when not.
+    BreakGlass,
 }
 
 impl ApprovalPhase {
     /// Every phase, in the order an approval passes through them.
-    pub const ALL: [ApprovalPhase; 4] = [
+    pub const ALL: [ApprovalPhase; 5] = [
         ApprovalPhase::Pending,
         ApprovalPhase::Approved,
         ApprovalPhase::Rejected,
         ApprovalPhase::Expired,
+        ApprovalPhase::BreakGlass,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -178,6 +184,7 @@ impl ApprovalPhase {
             ApprovalPhase::Approved => "Approved",
             ApprovalPhase::Rejected => "Rejected",
             ApprovalPhase::Expired => "Expired",
+            ApprovalPhase::BreakGlass => "BreakGlass",
         }
     }
 }
@@ -193,7 +200,8 @@ impl std::fmt::Display for ApprovalPhase {
 #[derive(KubeSchema, Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelApprovalStatus {
-    /// Pending, Approved, Rejected or Expired. Set by the operator.
+    /// Pending, Approved, Rejected, Expired or BreakGlass. Set by the
+    /// operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<ApprovalPhase>,
     /// The five gates (set by reviewers) and Approved and ReviewsValid (set by
@@ -277,6 +285,10 @@ pub struct ModelApprovalStatus {
     /// unsealed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact: Option<ResolvedArtifact>,
+    /// The approved BreakGlass that releases the approval while its phase
+    /// is BreakGlass; kept, with the outcome in history, once it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<ReleasedBy>,
 }
 
 /// A gate whose review is overdue.

@@ -52,6 +52,12 @@ use super::condition::Condition;
         description = "Sealed when the pods load only the approved OCI artifact through an approved runtime; Unsealed otherwise (the Sealed condition says why)"
     ),
     printcolumn(
+        name = "Break-Glass",
+        type_ = "string",
+        json_path = ".status.breakGlass",
+        description = "While a break-glass releases the approval: which, until when, and the gates it skips"
+    ),
+    printcolumn(
         name = "Pending",
         type_ = "string",
         json_path = ".status.pendingGates",
@@ -216,6 +222,11 @@ pub struct ModelDeploymentStatus {
     /// Sealed or Unsealed, as the Sealed condition says, at a glance.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<super::approval::Seal>,
+    /// While a break-glass releases the approval: which, until when, and
+    /// the gates it skips. The rollout is an emergency one until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub break_glass: Option<String>,
 }
 
 /// The most entries status.servedHistory keeps (also its schema's bound).

@@ -6,6 +6,7 @@
 #![allow(clippy::duplicated_attributes)]
 
 pub mod approval;
+pub mod breakglass;
 pub mod condition;
 pub mod deployment;
 pub mod gates;

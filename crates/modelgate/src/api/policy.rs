@@ -7,6 +7,7 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::breakglass::BreakGlassRule;
 use super::condition::Condition;
 
 /// The most reviewers a quorum may ask for.
@@ -61,6 +62,11 @@ pub struct ApprovalPolicySpec {
     #[schemars(length(max = 5))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["gate".into()]))]
     pub gates: Vec<GateRule>,
+    /// Who may release an approval short of some gates in an emergency,
+    /// who approves that, and for how long at most (docs/breakglass.md).
+    /// Left out, no one may.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlassRule>,
 }
 
 /// How one gate is decided.
@@ -187,6 +193,9 @@ pub struct PinnedPolicy {
     /// One entry per gate, all five, in the usual order.
     #[schemars(length(max = 5))]
     pub gates: Vec<PinnedGate>,
+    /// The policy's break-glass rule, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<BreakGlassRule>,
 }
 
 /// One gate's pinned rule.

@@ -63,6 +63,8 @@ pub struct State {
     pub home: String,
     /// Registry look-ups, beside the workers.
     pub lookups: Arc<super::artifact::Lookups>,
+    /// The BreakGlass objects, by the approvals they name.
+    pub break_glass: Store<super::release::CachedBreakGlass>,
 }
 
 /// What this controller is started with besides the context.
@@ -83,6 +85,9 @@ pub struct Inputs {
     pub policies: Store<CachedPolicy>,
     /// The operator's own namespace.
     pub home: String,
+    /// How watches make their first list, and the cache-sync markers.
+    pub config: kube::runtime::watcher::Config,
+    pub synced: Arc<crate::runtime::Synced>,
 }
 
 /// The ModelApproval controller, ready to be driven until `shutdown`.
@@ -93,9 +98,12 @@ pub fn run(
 ) -> impl Future<Output = ()> {
     ctx.metrics.start_at_zero(CONTROLLER, &STEPS);
     let (lookups, answered) = super::artifact::Lookups::new(ctx.registry.clone());
+    let (break_glass, released) =
+        super::release::watch(ctx.client.clone(), inputs.config, &inputs.synced);
     let controller = Controller::for_shared_stream(inputs.changes, inputs.store.clone())
         .reconcile_on(inputs.usage)
-        .reconcile_on(answered);
+        .reconcile_on(answered)
+        .reconcile_on(released);
     let observer = crate::runtime::count_phases(
         inputs.store,
         ctx.metrics.approvals.clone(),
@@ -122,8 +130,10 @@ pub fn run(
         policies: inputs.policies,
         home: inputs.home,
         lookups,
+        break_glass,
     });
     let policies = state.policies.clone();
+    let break_glass = state.break_glass.clone();
     let controller = controller
         .with_config(crate::runtime::controller_config(concurrency))
         .graceful_shutdown_on(shutdown)
@@ -131,11 +141,13 @@ pub fn run(
     // Pinning from a policy cache still filling would pin the wrong rules:
     // reconciles start once it has its first list. One waiter here, not one
     // per reconcile (the cache's readiness wakes a single waiter).
+    // Likewise the BreakGlass cache: an approval decided before it is full
+    // would lose its release and revoke what a break-glass serves.
     async move {
-        match policies.wait_until_ready().await {
-            Ok(()) => crate::runtime::drive_counting(controller, observer).await,
+        match futures::try_join!(policies.wait_until_ready(), break_glass.wait_until_ready()) {
+            Ok(_) => crate::runtime::drive_counting(controller, observer).await,
             Err(_) => warn!(
-                "the policy cache stopped before its first list; approvals are not reconciled"
+                "the policy or BreakGlass cache stopped before its first list; approvals are not reconciled"
             ),
         }
     }
@@ -189,12 +201,16 @@ async fn reconcile(
         .ok_or(Error::MissingMetadata("namespace"))
         .at(Step::Read)?;
     let pin = pin_for(&state, approval).at(Step::Read)?;
-    let Some(decision) = decide_for(&state, approval, pin.as_ref()) else {
+    let now = now_seconds();
+    let Some((decision, judged)) = decide_for(&state, approval, pin.as_ref(), now) else {
         // The answer brings it back; the requeue only covers an answer lost
         // with a restart of the look-ups.
         return Ok(Action::requeue(ARTIFACT_RETRY));
     };
     write_status(&state, approval, &namespace, &decision).await?;
+    super::release::write(ctx, CONTROLLER, &judged, &decision.status, now)
+        .await
+        .at(Step::Status)?;
     publish(ctx, approval, &decision).await;
     // The in-use mark first: a record that cannot be written yet must not
     // keep a finalizer that is due to go.
@@ -248,7 +264,8 @@ fn decide_for(
     state: &State,
     approval: &ModelApproval,
     pin: Option<&PinnedPolicy>,
-) -> Option<decide::Decision> {
+    now: Timestamp,
+) -> Option<(decide::Decision, Vec<super::release::Judged>)> {
     let status = state.written.current(
         approval.meta().uid.as_deref().unwrap_or_default(),
         approval.meta().resource_version.as_deref(),
@@ -267,15 +284,24 @@ fn decide_for(
     if first && artifact.message.as_deref() == Some(super::artifact::LOOKING) {
         return None;
     }
-    Some(decide::decide(Input {
+    // Break-glass is judged under the pinned rules: the status's, or those
+    // about to be pinned.
+    let mut pinned = status.clone().unwrap_or_default();
+    if pinned.policy.is_none() {
+        pinned.policy = pin.cloned();
+    }
+    let judged = super::release::judged(&state.break_glass, approval, Some(&pinned), now);
+    let decision = decide::decide(Input {
         spec: &approval.spec,
         generation: approval.meta().generation,
         status: status.as_ref(),
-        now: now_seconds(),
+        now,
         pin,
         artifact: Some(&artifact),
         created: approval.meta().creation_timestamp.as_ref().map(|t| t.0),
-    }))
+        release: super::release::release(&judged, now),
+    });
+    Some((decision, judged))
 }
 
 /// The rules to pin into an approval that has none yet: its namespace's

@@ -14,6 +14,7 @@ use super::gates::{self, GateView};
 use super::history::{self, Recorded, Said};
 use super::inputs::{self, RecordedInputs};
 use crate::api::approval::{ObservedGate, ObservedInput, PHASE_SUBJECT, ResolvedArtifact, Seal};
+use crate::api::breakglass::ReleasedBy;
 use crate::api::condition::{self, Condition, FALSE, TRUE, UNKNOWN};
 use crate::api::gates::{APPROVED_CONDITION, REVIEWS_VALID_CONDITION, is_operator_condition};
 use crate::api::policy::{GateProgress, PinnedPolicy};
@@ -41,6 +42,10 @@ pub struct Input<'a> {
     pub artifact: Option<&'a ResolvedArtifact>,
     /// When the approval was created: review deadlines count from it.
     pub created: Option<Timestamp>,
+    /// An approved break-glass whose window is open (see
+    /// `approval::breakglass`): it releases the approval while every gate
+    /// still open is one it skips.
+    pub release: Option<&'a ReleasedBy>,
 }
 
 /// What the operator should write and announce.
@@ -88,7 +93,12 @@ pub fn decide(input: Input<'_>) -> Decision {
         transitions: changes.into_iter().map(|r| r.transition).collect(),
         changed,
         expires_at: standing.life.expires_at.filter(|_| !standing.life.lapsed),
-        next_deadline: standing.deadlines.next,
+        next_deadline: standing
+            .deadlines
+            .next
+            .into_iter()
+            .chain(standing.release.as_ref().map(|r| r.until.0))
+            .min(),
     }
 }
 
@@ -108,6 +118,8 @@ struct Standing {
     unresolved: Option<String>,
     /// Overdue gates and a ReviewTimedOut expiry.
     deadlines: deadlines::Standing,
+    /// The break-glass that releases the approval, while it does.
+    release: Option<ReleasedBy>,
 }
 
 impl Standing {
@@ -138,6 +150,15 @@ impl Standing {
             approved: life.approved_at.is_some(),
         });
         let phase = phase_of(previous, &views, &life, deadlines.timed_out.is_some());
+        let release = input
+            .release
+            .filter(|r| phase == ApprovalPhase::Pending && releases(r, &views, &life, input.now))
+            .cloned();
+        let phase = if release.is_some() {
+            ApprovalPhase::BreakGlass
+        } else {
+            phase
+        };
         Standing {
             policy,
             gates: views,
@@ -148,6 +169,7 @@ impl Standing {
             phase,
             unresolved,
             deadlines,
+            release,
         }
     }
 
@@ -165,6 +187,10 @@ impl Standing {
         };
         let approved = match (&self.unresolved, self.phase) {
             (Some(why), ApprovalPhase::Pending) => artifact_unresolved(why),
+            (_, ApprovalPhase::BreakGlass) => match &self.release {
+                Some(r) => released_by_break_glass(r),
+                None => awaiting_review(&self.gates),
+            },
             _ => self.timed_out(previous).unwrap_or_else(|| {
                 approved_condition(
                     self.phase,
@@ -211,7 +237,12 @@ impl Standing {
         self.gates
             .iter()
             .filter_map(|g| gate_transition(previous, g, now))
-            .chain(phase_transition(previous, self.phase, phase_message, now))
+            .chain(phase_transition(
+                previous,
+                (self.phase, self.release.as_ref()),
+                phase_message,
+                now,
+            ))
             .collect()
     }
 
@@ -252,6 +283,10 @@ impl Standing {
                 .artifact
                 .cloned()
                 .or_else(|| previous.artifact.clone()),
+            break_glass: self
+                .release
+                .clone()
+                .or_else(|| previous.break_glass.clone()),
             overdue: if self.phase == ApprovalPhase::Expired {
                 Vec::new()
             } else {
@@ -259,6 +294,40 @@ impl Standing {
             },
         }
     }
+}
+
+/// Whether `release` releases an approval whose gates are `gates`: its
+/// window is open, no gate failed, every open gate is one it skips, and
+/// nothing else holds the approval back (an artifact its registry does not
+/// serve, an unreadable validFor).
+fn releases(release: &ReleasedBy, gates: &[GateView], life: &Lifetime, now: Timestamp) -> bool {
+    release.until.0 > now
+        && !life.held
+        && !life.unreadable
+        && gates.iter().all(|g| {
+            g.status == TRUE
+                || (g.status == UNKNOWN
+                    && release.skips.iter().any(|s| s == g.gate.condition_type()))
+        })
+}
+
+/// The `Approved` condition of an approval a break-glass releases.
+fn released_by_break_glass(r: &ReleasedBy) -> Condition {
+    Condition::new(
+        APPROVED_CONDITION,
+        FALSE,
+        "BreakGlass",
+        format!(
+            "released by break-glass {} without {} until {} (requested by {}, approved by {}: {}); unless {} pass before then, the release is revoked",
+            r.name,
+            r.skips.join(", "),
+            r.until.0,
+            r.requested_by,
+            r.approved_by.join(", "),
+            r.reason,
+            r.skips.join(" and ")
+        ),
+    )
 }
 
 /// The phase the gates and the approval's life add up to. Expired is final.
@@ -514,7 +583,7 @@ fn gate_transition(previous: &ModelApprovalStatus, g: &GateView, now: &Time) -> 
 /// phase yet, Pending) is not a transition; every later change of phase is.
 fn phase_transition(
     previous: &ModelApprovalStatus,
-    phase: ApprovalPhase,
+    (phase, release): (ApprovalPhase, Option<&ReleasedBy>),
     phase_message: &str,
     now: &Time,
 ) -> Option<Recorded> {
@@ -522,12 +591,27 @@ fn phase_transition(
     if previous.phase == Some(phase) || first_pending {
         return None;
     }
+    let after_break_glass = previous.phase == Some(ApprovalPhase::BreakGlass);
     let (reason, severity) = match phase {
+        ApprovalPhase::Approved if after_break_glass => ("BreakGlassRatified", Severity::Normal),
         ApprovalPhase::Approved => ("Approved", Severity::Normal),
         ApprovalPhase::Rejected => ("Rejected", Severity::Warning),
         ApprovalPhase::Expired => ("Expired", Severity::Warning),
+        ApprovalPhase::Pending if after_break_glass => ("BreakGlassLapsed", Severity::Warning),
         ApprovalPhase::Pending => ("Pending", Severity::Normal),
+        ApprovalPhase::BreakGlass => ("BreakGlass", Severity::Warning),
     };
+    let phase_message = match (after_break_glass, &previous.break_glass) {
+        (true, Some(r)) if phase != ApprovalPhase::Approved => {
+            format!(
+                "break-glass {} no longer releases it: {phase_message}",
+                r.name
+            )
+        }
+        (true, Some(r)) => format!("break-glass {} ratified: {phase_message}", r.name),
+        _ => phase_message.to_string(),
+    };
+    let phase_message = phase_message.as_str();
     let transition = Transition::new(
         PHASE_SUBJECT,
         previous.phase,
@@ -537,7 +621,10 @@ fn phase_transition(
         format!("phase {phase}: {phase_message}"),
     );
     let said = Said {
-        reviewer: None,
+        // A break-glass is its requester's act.
+        reviewer: release
+            .filter(|_| phase == ApprovalPhase::BreakGlass)
+            .map(|r| r.requested_by.clone()),
         reason: Some(reason.to_string()),
         message: Some(phase_message.to_string()),
     };

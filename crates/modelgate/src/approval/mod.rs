@@ -4,6 +4,7 @@
 //! status `history`; `controller` watches, applies and announces.
 
 pub mod artifact;
+pub mod breakglass;
 pub mod controller;
 pub mod deadlines;
 pub mod decide;
@@ -11,4 +12,5 @@ pub mod gates;
 pub mod history;
 pub mod in_use;
 pub mod inputs;
+pub mod release;
 pub mod written;

@@ -387,7 +387,17 @@ async fn reconcile(
     ctx.succeeded(guarded.as_ref());
     // Progress arrives through the Deployment watch; the re-check catches
     // what no watch event announces (a label removed by a cluster admin).
-    Ok(Action::requeue(recheck_after(md)))
+    // A break-glass window ends on time here too, whatever the approval
+    // controller does.
+    let window = match plan {
+        Plan::Release(a) => rollout::break_glass(a, input.now)
+            .and_then(|r| crate::approval::decide::until(r.until.0, input.now)),
+        _ => None,
+    };
+    let wait = window.map_or(recheck_after(md), |w| {
+        recheck_after(md).min(w + Duration::from_millis(500))
+    });
+    Ok(Action::requeue(wait))
 }
 
 /// Deletes the Deployment of a ModelDeployment that is being deleted. The
@@ -445,7 +455,7 @@ impl Observed {
             .is_some_and(|s| s.deployment_name.is_some());
         let approved = matches!(
             linked_as(md, &target.namespace, linked.as_ref()),
-            Linked::Found(a) if rollout::is_approved(a)
+            Linked::Found(a) if rollout::releases(a, now_seconds())
         );
         let found = find_deployment(state, target, named_in_status || approved).await?;
         let live = found.clone().filter(|d| ours(d, &target.owner));

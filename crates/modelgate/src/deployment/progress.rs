@@ -6,7 +6,9 @@
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::rollout::{ApplyFailure, Input, Linked, Revoked, is_approved, served, serving_revoked};
+use super::rollout::{
+    ApplyFailure, Input, Linked, Revoked, break_glass, releases, served, serving_revoked,
+};
 use crate::api::approval::Seal;
 use crate::api::condition::{self, Condition, FALSE, TRUE};
 use crate::api::deployment::{
@@ -323,7 +325,7 @@ pub fn status(
                 ),
             )
         }
-        Linked::Found(a) if is_approved(a) => released(input, a, deployment, failure),
+        Linked::Found(a) if releases(a, input.now) => released(input, a, deployment, failure),
         linked => not_released(input, linked, deployment),
     };
     let previous = input.md.status.clone().unwrap_or_default();
@@ -348,15 +350,34 @@ fn released(
 ) -> Report {
     let progress = progress(deployment, failure, input.running);
     let model = &approval.spec.model;
-    let satisfied = Condition::new(
-        APPROVAL_SATISFIED,
-        TRUE,
-        "ApprovalApproved",
-        format!(
-            "approval {} ({} {}) passed all five gates",
-            input.md.spec.approval_ref.name, model.name, model.version
+    let satisfied = match break_glass(approval, input.now) {
+        Some(r) => Condition::new(
+            APPROVAL_SATISFIED,
+            TRUE,
+            "BreakGlass",
+            format!(
+                "approval {} ({} {}) is released by break-glass {} without {} until {} ({}); unless {} pass before then, onRevoke {:?} applies",
+                input.md.spec.approval_ref.name,
+                model.name,
+                model.version,
+                r.name,
+                r.skips.join(", "),
+                r.until.0,
+                r.reason,
+                r.skips.join(" and "),
+                input.md.spec.on_revoke
+            ),
         ),
-    );
+        None => Condition::new(
+            APPROVAL_SATISFIED,
+            TRUE,
+            "ApprovalApproved",
+            format!(
+                "approval {} ({} {}) passed all five gates",
+                input.md.spec.approval_ref.name, model.name, model.version
+            ),
+        ),
+    };
     Report {
         phase: progress.phase,
         satisfied,
@@ -382,6 +403,17 @@ fn report_status(
         let before = condition::find(&previous.conditions, &c.type_);
         c.stamped(before, &now, generation)
     };
+    let break_glass = match input.linked {
+        Linked::Found(a) if report.satisfied.status == TRUE => break_glass(a, input.now).map(|r| {
+            format!(
+                "{} until {} without {}",
+                r.name,
+                r.until.0,
+                r.skips.join(",")
+            )
+        }),
+        _ => None,
+    };
     ModelDeploymentStatus {
         phase: Some(report.phase),
         conditions: [report.satisfied, report.progressing, available]
@@ -402,6 +434,7 @@ fn report_status(
         deployment_name: deployment.and_then(|d| d.metadata.name.clone()),
         ready: deployment.map(ready),
         observed_generation: generation,
+        break_glass,
         served_history: served_history(
             input,
             &previous.served_history,

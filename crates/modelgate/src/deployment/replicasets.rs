@@ -154,14 +154,17 @@ pub fn run_strays(
     crate::runtime::drive(controller)
 }
 
-/// Whether `model`'s approval stands now: Approved, not being deleted, and
-/// for the same artifact.
+/// Whether `model`'s approval stands now: Approved (or released by an open
+/// break-glass), not being deleted, and for the same artifact.
 fn approved(state: &State, namespace: &str, model: &ServedModel) -> bool {
     state
         .approvals
         .get(&ObjectRef::new(&model.approval).within(namespace))
         .and_then(|a| a.0.as_ref().ok().cloned())
-        .is_some_and(|a| super::rollout::is_approved(&a) && a.spec.model.digest == model.digest)
+        .is_some_and(|a| {
+            super::rollout::releases(&a, crate::context::now_seconds())
+                && a.spec.model.digest == model.digest
+        })
 }
 
 /// Whether `rs` is the current ReplicaSet of the managed Deployment that

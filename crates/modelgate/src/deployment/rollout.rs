@@ -6,6 +6,7 @@ use jiff::Timestamp;
 use k8s_openapi::api::apps::v1::Deployment;
 
 use super::desired::served_model;
+use crate::api::breakglass::ReleasedBy;
 use crate::api::condition::Condition;
 use crate::api::{
     approval::{ApprovalPhase, ModelApproval},
@@ -65,6 +66,23 @@ pub fn is_approved(a: &ModelApproval) -> bool {
         && a.status.as_ref().and_then(|s| s.phase) == Some(ApprovalPhase::Approved)
 }
 
+/// Whether `a` lets its model serve at `now`: Approved, or released by a
+/// break-glass whose window is still open (this side checks the window
+/// too, so a late approval controller never stretches it); and not being
+/// deleted.
+pub fn releases(a: &ModelApproval, now: Timestamp) -> bool {
+    is_approved(a) || break_glass(a, now).is_some()
+}
+
+/// The break-glass that releases `a` at `now`, if one does.
+pub fn break_glass(a: &ModelApproval, now: Timestamp) -> Option<&ReleasedBy> {
+    let status = a.status.as_ref()?;
+    (a.metadata.deletion_timestamp.is_none() && status.phase == Some(ApprovalPhase::BreakGlass))
+        .then_some(status.break_glass.as_ref())
+        .flatten()
+        .filter(|r| r.until.0 > now)
+}
+
 /// The model the live Deployment's template carries.
 pub fn served(deployment: Option<&Deployment>) -> Option<ServedModel> {
     served_model(&deployment?.spec.template)
@@ -87,7 +105,7 @@ pub fn serving_revoked(input: &Input<'_>) -> Option<Revoked> {
     };
     // An approval that no longer exists approves nothing.
     match approval {
-        Some(a) if is_approved(a) => None,
+        Some(a) if releases(a, input.now) => None,
         _ => Some(Revoked {
             served,
             deleted: approval.is_none_or(|a| a.metadata.deletion_timestamp.is_some()),
@@ -98,7 +116,7 @@ pub fn serving_revoked(input: &Input<'_>) -> Option<Revoked> {
 /// Decides what to do with the Deployment.
 pub fn plan<'a>(input: &Input<'a>) -> Plan<'a> {
     match input.linked {
-        Linked::Found(a) if is_approved(a) => Plan::Release(a),
+        Linked::Found(a) if releases(a, input.now) => Plan::Release(a),
         // A missing, unapproved or cross-namespace ref releases nothing, and
         // hides no revocation: what serves still answers to its own approval
         // (re-pointing approvalRef elsewhere must not keep a rejected model
@@ -122,7 +140,8 @@ pub fn plan<'a>(input: &Input<'a>) -> Plan<'a> {
 
 /// The approval a Rollback serves: of status.servedHistory (newest first),
 /// the first entry other than the revoked approval whose approval still
-/// exists with the same uid and is Approved and unexpired.
+/// exists with the same uid and is Approved and unexpired (never one a
+/// break-glass releases: a rollback goes to a reviewed version).
 pub fn rollback_target<'a>(input: &Input<'a>, revoked: &str) -> Option<&'a ModelApproval> {
     let history = input
         .md

@@ -317,6 +317,7 @@ mod tests {
     fn a_rule_that_does_not_compile_makes_the_policy_not_ready() {
         let spec = |rule: &str| ApprovalPolicySpec {
             valid_for: None,
+            break_glass: None,
             gates: vec![
                 GateRule {
                     gate: "TechnicalReview".into(),

@@ -68,6 +68,7 @@ mod tests {
     fn spec(by: &[&str]) -> ApprovalPolicySpec {
         ApprovalPolicySpec {
             valid_for: None,
+            break_glass: None,
             gates: vec![GateRule {
                 gate: "TechnicalReview".into(),
                 reviewers: None,

@@ -22,6 +22,7 @@ pub fn pin(policy: Option<&ApprovalPolicy>) -> PinnedPolicy {
             generation: None,
             valid_for: None,
             gates: Gate::ALL.map(one_reviewer).to_vec(),
+            break_glass: None,
         };
     };
     let gates = Gate::ALL
@@ -51,6 +52,7 @@ pub fn pin(policy: Option<&ApprovalPolicy>) -> PinnedPolicy {
         generation: policy.metadata.generation,
         valid_for: policy.spec.valid_for.clone(),
         gates,
+        break_glass: policy.spec.break_glass.clone(),
     }
 }
 
@@ -121,6 +123,7 @@ mod tests {
             "default",
             ApprovalPolicySpec {
                 valid_for: Some("720h".into()),
+                break_glass: None,
                 gates: vec![
                     GateRule {
                         gate: "SecurityReview".into(),

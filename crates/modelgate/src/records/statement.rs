@@ -64,6 +64,10 @@ pub struct Predicate {
     #[serde(default)]
     pub history_base: Option<String>,
     pub history_head: String,
+    /// For a phase change into or out of BreakGlass: the break-glass, who
+    /// asked, who approved, why, the gates skipped and its window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<crate::api::breakglass::ReleasedBy>,
 }
 
 /// Which approval.
@@ -73,6 +77,8 @@ pub struct ApprovalIdentity {
     pub name: String,
     pub uid: String,
 }
+
+const BREAK_GLASS: &str = crate::api::approval::ApprovalPhase::BreakGlass.as_str();
 
 /// The seqs of the phase changes in `history`, oldest first.
 pub fn phase_changes(history: &[HistoryEntry]) -> impl Iterator<Item = i64> + '_ {
@@ -140,6 +146,10 @@ pub fn statement(
             history,
             history_base: status.history_base.clone(),
             history_head: change.hash.clone()?,
+            break_glass: status
+                .break_glass
+                .clone()
+                .filter(|_| change.to == BREAK_GLASS || change.from == BREAK_GLASS),
         },
     })
 }

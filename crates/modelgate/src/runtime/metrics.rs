@@ -82,6 +82,8 @@ pub struct Metrics {
     pub overdue_gates: Family<GateOnlyLabels, Gauge>,
     /// Manifest look-ups in model registries, by outcome.
     pub registry_requests: Family<OutcomeLabels, Counter>,
+    /// BreakGlass objects entering each phase.
+    pub break_glass: Family<PhaseLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -102,6 +104,7 @@ impl Default for Metrics {
             records_written: Counter::default(),
             registry_requests: Family::default(),
             overdue_gates: Family::default(),
+            break_glass: Family::default(),
         };
         metrics.register_reconciles();
         metrics.register_objects();
@@ -188,6 +191,11 @@ impl Metrics {
             "registry_requests",
             "Model manifests looked up in their registries, by outcome: found, missing or failed (one per OCI approval, plus retries while it does not resolve)",
             self.registry_requests.clone(),
+        );
+        r.register(
+            "break_glass_transitions",
+            "BreakGlass objects entering a phase: AwaitingApproval, Active, Ratified, Lapsed or Refused",
+            self.break_glass.clone(),
         );
         r.register(
             "leader",

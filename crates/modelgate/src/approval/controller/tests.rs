@@ -61,6 +61,7 @@ fn state(ctx: Arc<Context>) -> Arc<State> {
         policies: reflector::store().0,
         home: crate::vocabulary::DEFAULT_NAMESPACE.into(),
         lookups: super::super::artifact::Lookups::new(None).0,
+        break_glass: reflector::store().0,
     })
 }
 

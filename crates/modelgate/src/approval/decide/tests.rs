@@ -65,6 +65,7 @@ fn step_under(
         pin,
         artifact: None,
         created,
+        release: None,
     });
     let reviewers: Vec<Condition> = status
         .conditions
@@ -88,6 +89,7 @@ fn a_new_approval_is_pending_without_history() {
         pin: None,
         artifact: None,
         created: None,
+        release: None,
     });
     assert_eq!(d.status.phase, Some(ApprovalPhase::Pending));
     assert!(d.transitions.is_empty());
@@ -335,6 +337,7 @@ fn an_unreadable_valid_for_is_never_approved_forever() {
             pin: cap.map(|_| &pin),
             artifact: None,
             created: None,
+            release: None,
         });
         assert_eq!(
             d.status.phase,
@@ -413,7 +416,7 @@ proptest! {
             }
 
             // idempotent: the same input again is no change and no transition
-            let again = decide(Input { spec: &s, generation: Some(1), status: Some(&status), now, pin: None, artifact: None, created: None });
+            let again = decide(Input { spec: &s, generation: Some(1), status: Some(&status), now, pin: None, artifact: None, created: None, release: None });
             prop_assert!(!again.changed, "second decide changed status");
             prop_assert!(again.transitions.is_empty());
         }

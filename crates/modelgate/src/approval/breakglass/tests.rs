@@ -1,0 +1,401 @@
+//! Break-glass judged against pinned rules, and through the approval's
+//! decision: released, ratified, lapsed, refused.
+
+use jiff::{SignedDuration, Timestamp};
+use kube::api::ObjectMeta;
+
+use super::*;
+use crate::api::approval::{ModelApprovalSpec, ModelArtifact};
+use crate::api::breakglass::{
+    ApprovalRef, BreakGlassApproval, BreakGlassSpec, Identities, Identity, SkippedGate,
+};
+use crate::api::gates::Gate;
+use crate::api::policy::PinnedPolicy;
+use crate::approval::decide::{self, Input};
+use crate::policy::pin;
+
+fn t0() -> Timestamp {
+    "2026-12-06T03:00:00Z"
+        .parse()
+        .unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
+fn rule() -> BreakGlassRule {
+    BreakGlassRule {
+        requesters: Identities {
+            users: vec![],
+            groups: vec!["incident-commanders".into()],
+        },
+        approvers: Identities {
+            users: vec!["dana".into()],
+            groups: vec!["sre-oncall".into()],
+        },
+        approvals: Some(1),
+        max_duration: "8h".into(),
+    }
+}
+
+fn pinned(rule: Option<BreakGlassRule>) -> PinnedPolicy {
+    PinnedPolicy {
+        name: "ml-prod/default".into(),
+        break_glass: rule,
+        ..pin::pin(None)
+    }
+}
+
+fn spec() -> ModelApprovalSpec {
+    ModelApprovalSpec {
+        model: ModelArtifact {
+            name: "fraud-detector".into(),
+            version: "2.4.1".into(),
+            uri: "s3://models/fraud-detector/2.4.1/".into(),
+            digest: format!("sha256:{}", "1".repeat(64)),
+        },
+        valid_for: None,
+        evidence: vec![],
+    }
+}
+
+/// An approval status with every gate but `open` passed, under `policy`.
+fn status_with_open(policy: PinnedPolicy, open: &[Gate], now: Timestamp) -> ModelApprovalStatus {
+    let mut status = ModelApprovalStatus {
+        policy: Some(policy),
+        ..ModelApprovalStatus::default()
+    };
+    for g in Gate::ALL.into_iter().filter(|g| !open.contains(g)) {
+        status.conditions.push(Condition {
+            type_: g.condition_type().into(),
+            status: TRUE.into(),
+            reason: Some("Checked".into()),
+            reviewer: Some(format!("{}-reviewer", g.condition_type())),
+            ..Condition::default()
+        });
+    }
+    step(&mut status, now, None);
+    status
+}
+
+/// One reconcile of the approval, with `release`; the reviewers'
+/// conditions stay.
+fn step(status: &mut ModelApprovalStatus, now: Timestamp, release: Option<&ReleasedBy>) {
+    let s = spec();
+    let d = decide::decide(Input {
+        spec: &s,
+        generation: Some(1),
+        status: Some(status),
+        now,
+        pin: None,
+        artifact: None,
+        created: None,
+        release,
+    });
+    let reviewers: Vec<Condition> = status
+        .conditions
+        .iter()
+        .filter(|c| Gate::from_condition_type(&c.type_).is_some())
+        .cloned()
+        .collect();
+    *status = d.status;
+    status.conditions.extend(reviewers);
+}
+
+fn request(user: &str, groups: &[&str], skips: Vec<SkippedGate>, duration: &str) -> BreakGlass {
+    BreakGlass {
+        metadata: ObjectMeta {
+            name: Some("inc-4711".into()),
+            namespace: Some("ml-prod".into()),
+            generation: Some(1),
+            ..ObjectMeta::default()
+        },
+        spec: BreakGlassSpec {
+            approval_ref: ApprovalRef {
+                name: "fraud-detector-2.4.1".into(),
+            },
+            reason: "INC-4711: 2.4.0 blocks every card payment in Ireland".into(),
+            duration: duration.into(),
+            skips,
+            requested_by: Identity {
+                user: user.into(),
+                groups: groups.iter().map(|g| g.to_string()).collect(),
+            },
+        },
+        status: None,
+    }
+}
+
+fn approve(bg: &mut BreakGlass, user: &str, groups: &[&str], at: Timestamp) {
+    let status = bg.status.get_or_insert_with(Default::default);
+    status.approvals.push(BreakGlassApproval {
+        user: user.into(),
+        groups: groups.iter().map(|g| g.to_string()).collect(),
+        message: None,
+        time: Some(Time(at)),
+    });
+}
+
+/// Writes `outcome` into the BreakGlass as the controller would.
+fn settle(
+    bg: &mut BreakGlass,
+    authority: &Authority,
+    decided: &ModelApprovalStatus,
+    now: Timestamp,
+) {
+    let approvals = bg
+        .status
+        .as_ref()
+        .map(|s| s.approvals.clone())
+        .unwrap_or_default();
+    let mut status = outcome(bg, authority, decided, now);
+    status.approvals = approvals;
+    bg.status = Some(status);
+}
+
+fn refused(a: &Authority) -> String {
+    match a {
+        Authority::Refused(why) => why.clone(),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_policy_without_a_break_glass_rule_refuses_every_request() {
+    let status = status_with_open(pinned(None), &[Gate::Legal], t0());
+    let bg = request(
+        "erin",
+        &["incident-commanders"],
+        vec![SkippedGate::LegalReview],
+        "4h",
+    );
+    let why = refused(&authority(&bg, Some(&status), t0()));
+    assert!(why.contains("allows no break-glass"), "{why}");
+}
+
+#[test]
+fn the_models_owner_alone_is_refused_and_approves_nothing() {
+    let status = status_with_open(pinned(Some(rule())), &[Gate::Legal], t0());
+    // The model's owner is no requester under the policy…
+    let mut bg = request(
+        "olivia",
+        &["model-owners"],
+        vec![SkippedGate::LegalReview],
+        "4h",
+    );
+    approve(&mut bg, "olivia", &["model-owners"], t0());
+    let why = refused(&authority(&bg, Some(&status), t0()));
+    assert!(why.contains("olivia may not request"), "{why}");
+    assert!(why.contains("incident-commanders"), "{why}");
+    // …and a requester's own approval never counts.
+    let mut own = request(
+        "erin",
+        &["incident-commanders", "sre-oncall"],
+        vec![SkippedGate::LegalReview],
+        "4h",
+    );
+    approve(&mut own, "erin", &["sre-oncall"], t0());
+    match authority(&own, Some(&status), t0()) {
+        Authority::Awaiting(why) => assert!(
+            why.contains("erin's does not count (the requester's own)"),
+            "{why}"
+        ),
+        other => panic!("expected to wait, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_window_longer_than_the_policy_allows_is_refused() {
+    let status = status_with_open(pinned(Some(rule())), &[Gate::Legal], t0());
+    let bg = request(
+        "erin",
+        &["incident-commanders"],
+        vec![SkippedGate::LegalReview],
+        "9h",
+    );
+    assert!(refused(&authority(&bg, Some(&status), t0())).contains("maxDuration 8h"));
+}
+
+#[test]
+fn one_on_call_approval_releases_the_approval_until_the_window_ends() {
+    let mut status = status_with_open(pinned(Some(rule())), &[Gate::Legal], t0());
+    assert_eq!(status.phase, Some(ApprovalPhase::Pending));
+    let mut bg = request(
+        "erin",
+        &["incident-commanders"],
+        vec![SkippedGate::LegalReview],
+        "4h",
+    );
+    approve(&mut bg, "bob", &["sre-oncall"], t0());
+    let now = t0() + SignedDuration::from_mins(1);
+    let judged = authority(&bg, Some(&status), now);
+    let Authority::Approved(r) = &judged else {
+        panic!("expected approval, got {judged:?}")
+    };
+    assert_eq!(r.approved_by, vec!["bob".to_string()]);
+    assert_eq!(r.until.0, now + SignedDuration::from_hours(4));
+    step(&mut status, now, Some(r));
+    assert_eq!(status.phase, Some(ApprovalPhase::BreakGlass));
+    let entry = status
+        .history
+        .last()
+        .cloned()
+        .unwrap_or_else(|| panic!("no history"));
+    assert_eq!(
+        (entry.from.as_str(), entry.to.as_str()),
+        ("Pending", "BreakGlass")
+    );
+    assert_eq!(entry.reviewer.as_deref(), Some("erin"));
+    assert_eq!(
+        status.break_glass.as_ref().map(|b| b.name.as_str()),
+        Some("inc-4711")
+    );
+    settle(&mut bg, &judged, &status, now);
+    let bg_status = bg.status.clone().unwrap_or_default();
+    assert_eq!(bg_status.phase, Some(BreakGlassPhase::Active));
+    assert_eq!(bg_status.active_since, Some(Time(now)));
+    // The window stays where it began on later reconciles.
+    let later = now + SignedDuration::from_hours(1);
+    match authority(&bg, Some(&status), later) {
+        Authority::Approved(again) => assert_eq!(again.until, r.until),
+        other => panic!("expected approval, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_gate_it_does_not_skip_keeps_the_approval_pending() {
+    let mut status = status_with_open(pinned(Some(rule())), &[Gate::Legal, Gate::Security], t0());
+    let mut bg = request(
+        "erin",
+        &["incident-commanders"],
+        vec![SkippedGate::LegalReview],
+        "4h",
+    );
+    approve(&mut bg, "dana", &[], t0());
+    let judged = authority(&bg, Some(&status), t0());
+    let Authority::Approved(r) = &judged else {
+        panic!("expected approval, got {judged:?}")
+    };
+    step(&mut status, t0(), Some(r));
+    assert_eq!(status.phase, Some(ApprovalPhase::Pending));
+    settle(&mut bg, &judged, &status, t0());
+    let bg_status = bg.status.unwrap_or_default();
+    assert_eq!(bg_status.phase, Some(BreakGlassPhase::Refused));
+    assert!(
+        bg_status
+            .message
+            .unwrap_or_default()
+            .contains("SecurityReview is open")
+    );
+}
+
+#[test]
+fn ratification_in_the_window_approves_and_clears_the_mark() {
+    let mut status = status_with_open(pinned(Some(rule())), &[Gate::Legal], t0());
+    let mut bg = request(
+        "erin",
+        &["incident-commanders"],
+        vec![SkippedGate::LegalReview],
+        "4h",
+    );
+    approve(&mut bg, "bob", &["sre-oncall"], t0());
+    let judged = authority(&bg, Some(&status), t0());
+    let Authority::Approved(r) = judged.clone() else {
+        panic!("expected approval")
+    };
+    step(&mut status, t0(), Some(&r));
+    settle(&mut bg, &judged, &status, t0());
+    status.conditions.push(Condition {
+        type_: Gate::Legal.condition_type().into(),
+        status: TRUE.into(),
+        reviewer: Some("lena".into()),
+        ..Condition::default()
+    });
+    let now = t0() + SignedDuration::from_hours(2);
+    step(&mut status, now, Some(&r));
+    assert_eq!(status.phase, Some(ApprovalPhase::Approved));
+    let entry = status
+        .history
+        .last()
+        .cloned()
+        .unwrap_or_else(|| panic!("no history"));
+    assert_eq!(entry.reason.as_deref(), Some("BreakGlassRatified"));
+    settle(&mut bg, &judged, &status, now);
+    assert_eq!(
+        bg.status.and_then(|s| s.phase),
+        Some(BreakGlassPhase::Ratified)
+    );
+}
+
+#[test]
+fn no_ratification_lapses_at_the_window_and_never_releases_again() {
+    let mut status = status_with_open(pinned(Some(rule())), &[Gate::Legal], t0());
+    let mut bg = request(
+        "erin",
+        &["incident-commanders"],
+        vec![SkippedGate::LegalReview],
+        "4h",
+    );
+    approve(&mut bg, "bob", &["sre-oncall"], t0());
+    let judged = authority(&bg, Some(&status), t0());
+    let Authority::Approved(r) = judged.clone() else {
+        panic!("expected approval")
+    };
+    step(&mut status, t0(), Some(&r));
+    settle(&mut bg, &judged, &status, t0());
+    let end = t0() + SignedDuration::from_hours(4);
+    let judged = authority(&bg, Some(&status), end);
+    // The window is over: nothing is released.
+    assert!(release([&judged], end).is_none());
+    step(&mut status, end, None);
+    assert_eq!(status.phase, Some(ApprovalPhase::Pending));
+    let entry = status
+        .history
+        .last()
+        .cloned()
+        .unwrap_or_else(|| panic!("no history"));
+    assert_eq!(entry.reason.as_deref(), Some("BreakGlassLapsed"));
+    settle(&mut bg, &judged, &status, end);
+    let bg_status = bg.status.clone().unwrap_or_default();
+    assert_eq!(bg_status.phase, Some(BreakGlassPhase::Lapsed));
+    assert!(
+        bg_status
+            .message
+            .unwrap_or_default()
+            .contains("window ended")
+    );
+    // Lapsed is final, even if more approvals arrive.
+    approve(&mut bg, "dana", &[], end);
+    let again = authority(&bg, Some(&status), end);
+    settle(&mut bg, &again, &status, end + SignedDuration::from_mins(1));
+    assert_eq!(
+        bg.status.and_then(|s| s.phase),
+        Some(BreakGlassPhase::Lapsed)
+    );
+}
+
+#[test]
+fn a_failed_gate_is_never_skipped() {
+    let mut status = status_with_open(pinned(Some(rule())), &[Gate::Legal], t0());
+    status.conditions.push(Condition {
+        type_: Gate::Legal.condition_type().into(),
+        status: FALSE.into(),
+        reviewer: Some("lena".into()),
+        ..Condition::default()
+    });
+    step(&mut status, t0(), None);
+    let mut bg = request(
+        "erin",
+        &["incident-commanders"],
+        vec![SkippedGate::LegalReview],
+        "4h",
+    );
+    approve(&mut bg, "bob", &["sre-oncall"], t0());
+    let judged = authority(&bg, Some(&status), t0());
+    let Authority::Approved(r) = judged.clone() else {
+        panic!("expected approval")
+    };
+    step(&mut status, t0(), Some(&r));
+    assert_eq!(status.phase, Some(ApprovalPhase::Rejected));
+    settle(&mut bg, &judged, &status, t0());
+    let bg_status = bg.status.unwrap_or_default();
+    assert_eq!(bg_status.phase, Some(BreakGlassPhase::Refused));
+    assert!(bg_status.message.unwrap_or_default().contains("Rejected"));
+}

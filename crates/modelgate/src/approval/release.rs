@@ -1,0 +1,155 @@
+//! The BreakGlass objects the approval controller reads and writes: their
+//! cache (every change brings back the approval it names), the ones of one
+//! approval judged under its pinned policy, and their status once the
+//! approval's decision is made.
+
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt, TryStreamExt};
+use jiff::Timestamp;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+
+use super::breakglass::{self, Authority};
+use crate::api::approval::{ModelApproval, ModelApprovalStatus};
+use crate::api::breakglass::{BreakGlass, BreakGlassPhase, ReleasedBy};
+use crate::context::Context;
+use crate::error::Result;
+use crate::runtime::Synced;
+use crate::runtime::watches::CachedApproval;
+use crate::transition::Transition;
+use crate::vocabulary::Severity;
+
+/// A BreakGlass as cached: one that cannot be read is skipped, never fatal
+/// to the watch.
+pub type CachedBreakGlass = DeserializeGuard<BreakGlass>;
+
+/// The cache of BreakGlass objects, and the approvals their changes concern.
+pub fn watch(
+    client: Client,
+    config: watcher::Config,
+    synced: &Arc<Synced>,
+) -> (
+    Store<CachedBreakGlass>,
+    impl Stream<Item = ObjectRef<CachedApproval>> + Send + 'static,
+) {
+    let mut marker = synced.marker::<CachedBreakGlass>("breakglasses");
+    let (store, writer) = reflector::store();
+    let changes = watcher(Api::<CachedBreakGlass>::all(client), config)
+        .default_backoff()
+        .modify(|bg| crate::runtime::watches::slim(bg))
+        .reflect(writer)
+        .inspect_ok(move |event| marker(event))
+        .applied_objects()
+        .filter_map(|bg| async move {
+            let bg = bg.ok()?.0.ok()?;
+            let namespace = bg.namespace()?;
+            Some(ObjectRef::new(&bg.spec.approval_ref.name).within(&namespace))
+        });
+    (store, changes)
+}
+
+/// One BreakGlass of an approval and what its policy says of it.
+pub struct Judged {
+    pub bg: Arc<CachedBreakGlass>,
+    pub authority: Authority,
+}
+
+impl Judged {
+    fn object(&self) -> Option<&BreakGlass> {
+        self.bg.0.as_ref().ok()
+    }
+}
+
+/// The BreakGlass objects naming `approval`, each judged under its pinned
+/// rules (`status`: the freshest the controller knows).
+pub fn judged(
+    store: &Store<CachedBreakGlass>,
+    approval: &ModelApproval,
+    status: Option<&ModelApprovalStatus>,
+    now: Timestamp,
+) -> Vec<Judged> {
+    let namespace = approval.namespace();
+    let name = approval.name_any();
+    store
+        .state()
+        .into_iter()
+        .filter(|bg| {
+            bg.0.as_ref()
+                .is_ok_and(|bg| bg.namespace() == namespace && bg.spec.approval_ref.name == name)
+        })
+        .filter_map(|cached| {
+            let authority = breakglass::authority(cached.0.as_ref().ok()?, status, now);
+            Some(Judged {
+                bg: cached.clone(),
+                authority,
+            })
+        })
+        .collect()
+}
+
+/// The release the decision may use, of those `judged`.
+pub fn release(judged: &[Judged], now: Timestamp) -> Option<&ReleasedBy> {
+    breakglass::release(judged.iter().map(|j| &j.authority), now)
+}
+
+/// Writes the status of every BreakGlass of the approval whose outcome
+/// changed under the `decided` status, and announces its phase change.
+pub async fn write(
+    ctx: &Context,
+    controller: &'static str,
+    judged: &[Judged],
+    decided: &ModelApprovalStatus,
+    now: Timestamp,
+) -> Result<()> {
+    for j in judged {
+        let Some(bg) = j.object() else { continue };
+        let status = breakglass::outcome(bg, &j.authority, decided, now);
+        let before = bg.status.clone().unwrap_or_default();
+        let mut unchanged = before.clone();
+        unchanged.approvals.clear();
+        if unchanged == status {
+            continue;
+        }
+        let namespace = bg.namespace().unwrap_or_default();
+        let _: BreakGlass = ctx
+            .apply_status(controller, &namespace, &bg.name_any(), &status)
+            .await?;
+        if let Some(t) = phase_change(before.phase, &status) {
+            ctx.metrics
+                .break_glass
+                .get_or_create(&crate::runtime::metrics::PhaseLabels {
+                    phase: status.phase.map(|p| p.as_str()).unwrap_or_default(),
+                })
+                .inc();
+            ctx.announce(controller, &bg.object_ref(&()), &[t]).await;
+        }
+    }
+    Ok(())
+}
+
+/// The phase change of a BreakGlass, as its Event says it.
+fn phase_change(
+    before: Option<BreakGlassPhase>,
+    status: &crate::api::breakglass::BreakGlassStatus,
+) -> Option<Transition> {
+    let phase = status.phase?;
+    if before == Some(phase) {
+        return None;
+    }
+    let severity = match phase {
+        BreakGlassPhase::AwaitingApproval | BreakGlassPhase::Ratified => Severity::Normal,
+        _ => Severity::Warning,
+    };
+    Some(Transition::new(
+        "Phase",
+        before.map(|p| p.as_str()),
+        phase.as_str(),
+        format!("BreakGlass{}", phase.as_str()),
+        severity,
+        status.message.clone().unwrap_or_default(),
+    ))
+}
