@@ -41,7 +41,7 @@ export PATH=$BIN:$PATH
 
 step 3 "installing the CRDs, RBAC and admission policies"
 kubectl apply -f crds/ >/dev/null
-kubectl wait --for=condition=Established crd/modelapprovals.modelgate.io crd/modeldeployments.modelgate.io crd/approvalrecords.modelgate.io crd/approvalpolicies.modelgate.io crd/runtimecatalogs.modelgate.io --timeout=60s >/dev/null
+kubectl wait --for=condition=Established crd/modelapprovals.modelgate.io crd/modeldeployments.modelgate.io crd/approvalrecords.modelgate.io crd/approvalpolicies.modelgate.io crd/runtimecatalogs.modelgate.io crd/breakglasses.modelgate.io --timeout=60s >/dev/null
 kubectl apply --server-side --force-conflicts -k deploy/ >/dev/null
 # The chart's operator Deployment would run a published image; the demo runs
 # the operator from this checkout instead.
