@@ -4,6 +4,7 @@
 //! concern; each test file names the modules it uses.
 
 pub mod argocd;
+pub mod breakglass;
 pub mod browser;
 pub mod catalog;
 pub mod chart;

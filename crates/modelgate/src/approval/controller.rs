@@ -98,7 +98,7 @@ pub fn run(
 ) -> impl Future<Output = ()> {
     ctx.metrics.start_at_zero(CONTROLLER, &STEPS);
     let (lookups, answered) = super::artifact::Lookups::new(ctx.registry.clone());
-    let (break_glass, released) =
+    let (break_glass, released, break_glass_watch) =
         super::release::watch(ctx.client.clone(), inputs.config, &inputs.synced);
     let controller = Controller::for_shared_stream(inputs.changes, inputs.store.clone())
         .reconcile_on(inputs.usage)
@@ -144,12 +144,14 @@ pub fn run(
     // Likewise the BreakGlass cache: an approval decided before it is full
     // would lose its release and revoke what a break-glass serves.
     async move {
+        let watch = tokio::spawn(break_glass_watch);
         match futures::try_join!(policies.wait_until_ready(), break_glass.wait_until_ready()) {
             Ok(_) => crate::runtime::drive_counting(controller, observer).await,
             Err(_) => warn!(
                 "the policy or BreakGlass cache stopped before its first list; approvals are not reconciled"
             ),
         }
+        watch.abort();
     }
 }
 

@@ -5,7 +5,8 @@
 
 use std::sync::Arc;
 
-use futures::{Stream, StreamExt, TryStreamExt};
+use futures::channel::mpsc::UnboundedReceiver;
+use futures::{Future, StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
@@ -27,20 +28,23 @@ use crate::vocabulary::Severity;
 /// to the watch.
 pub type CachedBreakGlass = DeserializeGuard<BreakGlass>;
 
-/// The cache of BreakGlass objects, and the approvals their changes concern.
+/// The cache of BreakGlass objects, the approvals their changes concern,
+/// and the watch that fills both: driven on its own, because the approval
+/// controller starts only once this cache has its first list.
 pub fn watch(
     client: Client,
     config: watcher::Config,
     synced: &Arc<Synced>,
 ) -> (
     Store<CachedBreakGlass>,
-    impl Stream<Item = ObjectRef<CachedApproval>> + Send + 'static,
+    UnboundedReceiver<ObjectRef<CachedApproval>>,
+    impl Future<Output = ()> + Send + 'static + use<>,
 ) {
     let mut marker = synced.marker::<CachedBreakGlass>("breakglasses");
     let (store, writer) = reflector::store();
     let changes = watcher(Api::<CachedBreakGlass>::all(client), config)
         .default_backoff()
-        .modify(|bg| crate::runtime::watches::slim(bg))
+        .modify(crate::runtime::watches::slim)
         .reflect(writer)
         .inspect_ok(move |event| marker(event))
         .applied_objects()
@@ -49,7 +53,13 @@ pub fn watch(
             let namespace = bg.namespace()?;
             Some(ObjectRef::new(&bg.spec.approval_ref.name).within(&namespace))
         });
-    (store, changes)
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let driven = changes.for_each(move |approval| {
+        // The controller gone (shutdown): nothing left to tell.
+        let _ = tx.unbounded_send(approval);
+        futures::future::ready(())
+    });
+    (store, rx, driven)
 }
 
 /// One BreakGlass of an approval and what its policy says of it.

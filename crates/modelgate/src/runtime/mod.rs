@@ -110,7 +110,7 @@ impl Synced {
     pub fn marker<K>(
         self: &Arc<Self>,
         cache: &'static str,
-    ) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+    ) -> impl FnMut(&watcher::Event<K>) + Send + 'static + use<K> {
         self.streams.fetch_add(1, Ordering::AcqRel);
         self.pending.fetch_add(1, Ordering::AcqRel);
         let gauge = self.gauges.get_or_create(&CacheLabels { cache }).clone();
