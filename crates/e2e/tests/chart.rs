@@ -202,14 +202,14 @@ fn the_rendered_chart_is_what_a_platform_team_checks() {
     assert_eq!(params["data"]["exemptGroups"], "");
     // Approval authority, managed Deployments, governed namespaces,
     // approval records, record checkpoints, object size, model volume,
-    // sealed pods.
+    // sealed pods, break-glass.
     for kind in [
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionPolicyBinding",
     ] {
         assert_eq!(
             docs.iter().filter(|d| d["kind"] == kind).count(),
-            8,
+            9,
             "{kind}"
         );
     }

@@ -34,14 +34,16 @@ enum Kind {
     ModelDeployment,
     ApprovalRecord,
     ApprovalPolicy,
+    BreakGlass,
 }
 
 impl Kind {
-    const ALL: [Kind; 4] = [
+    const ALL: [Kind; 5] = [
         Kind::ModelApproval,
         Kind::ModelDeployment,
         Kind::ApprovalRecord,
         Kind::ApprovalPolicy,
+        Kind::BreakGlass,
     ];
 
     fn file(self) -> &'static str {
@@ -50,6 +52,7 @@ impl Kind {
             Kind::ModelDeployment => "modeldeployments.modelgate.io.yaml",
             Kind::ApprovalRecord => "approvalrecords.modelgate.io.yaml",
             Kind::ApprovalPolicy => "approvalpolicies.modelgate.io.yaml",
+            Kind::BreakGlass => "breakglasses.modelgate.io.yaml",
         }
     }
 }
@@ -284,7 +287,7 @@ fn approval() -> Value {
             "measurements": [{"name": "auc", "value": 0.94, "measuredBy": "system:serviceaccount:ml:evaluator"}],
             "policy": {"name": "risk/default", "gates": [
                 {"gate": "SecurityReview", "reviewers": 2, "deadline": {"reviewWithin": "72h", "expireAfter": "720h"}}
-            ]}
+            ], "breakGlass": {"requesters": {"groups": ["incident-commanders"]}, "approvers": {"users": ["bob@example.com"]}, "maxDuration": "8h"}}
         }
     })
 }
@@ -323,7 +326,21 @@ fn policy() -> Value {
             "gates": [
                 {"gate": "SecurityReview", "reviewers": 2, "deadline": {"reviewWithin": "72h", "escalateTo": ["oncall@example.com"], "expireAfter": "720h"}},
                 {"gate": "TechnicalReview", "automatic": {"rule": "m.auc >= 0.92", "measuredBy": ["system:serviceaccount:ml:evaluator"], "mode": "Decide"}}
-            ]
+            ],
+            "breakGlass": {"requesters": {"groups": ["incident-commanders"]}, "approvers": {"groups": ["sre-oncall"]}, "approvals": 1, "maxDuration": "8h"}
+        }
+    })
+}
+
+fn break_glass() -> Value {
+    json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "BreakGlass", "metadata": {"name": "inc-4711"},
+        "spec": {
+            "approvalRef": {"name": "fraud-detector-2-4-1"},
+            "reason": "INC-4711: 2.4.0 blocks every card payment in Ireland",
+            "duration": "4h",
+            "skips": ["LegalReview"],
+            "requestedBy": {"user": "erin@example.com", "groups": ["incident-commanders"]}
         }
     })
 }
@@ -368,6 +385,7 @@ fn valid_objects() -> Vec<(&'static str, Kind, Value)> {
         ("the sample deployment", Kind::ModelDeployment, deployment()),
         ("the sample record", Kind::ApprovalRecord, record()),
         ("the sample policy", Kind::ApprovalPolicy, policy()),
+        ("the sample break-glass", Kind::BreakGlass, break_glass()),
     ]
 }
 
@@ -646,6 +664,101 @@ fn cases() -> Vec<Case> {
             )],
             NoRow,
         ),
+        case(
+            "policy-break-glass-no-requester",
+            ApprovalPolicy,
+            with(
+                policy(),
+                "/spec/breakGlass/requesters",
+                json!({"users": []}),
+            ),
+            &[(
+                "spec.breakGlass.requesters",
+                "name at least one user or group",
+            )],
+            NoRow,
+        ),
+        case(
+            "policy-break-glass-no-approver",
+            ApprovalPolicy,
+            with(policy(), "/spec/breakGlass/approvers", json!({})),
+            &[(
+                "spec.breakGlass.approvers",
+                "name at least one user or group",
+            )],
+            NoRow,
+        ),
+        case(
+            "policy-break-glass-days",
+            ApprovalPolicy,
+            with(policy(), "/spec/breakGlass/maxDuration", json!("1d")),
+            &[(
+                "spec.breakGlass.maxDuration",
+                "maxDuration must be a positive duration",
+            )],
+            NoRow,
+        ),
+        ap(
+            "pinned-break-glass-no-requester",
+            "/status/policy/breakGlass/requesters",
+            json!({"groups": []}),
+            &[(
+                "status.policy.breakGlass.requesters",
+                "name at least one user or group",
+            )],
+            NoRow,
+        ),
+        ap(
+            "pinned-break-glass-no-approver",
+            "/status/policy/breakGlass/approvers",
+            json!({}),
+            &[(
+                "status.policy.breakGlass.approvers",
+                "name at least one user or group",
+            )],
+            NoRow,
+        ),
+        ap(
+            "pinned-break-glass-days",
+            "/status/policy/breakGlass/maxDuration",
+            json!("1d"),
+            &[(
+                "status.policy.breakGlass.maxDuration",
+                "maxDuration must be a positive duration",
+            )],
+            NoRow,
+        ),
+        case(
+            "break-glass-duration-days",
+            BreakGlass,
+            with(break_glass(), "/spec/duration", json!("1d")),
+            &[("spec.duration", "duration must be a positive duration")],
+            NoRow,
+        ),
+        case(
+            "break-glass-gate-twice",
+            BreakGlass,
+            with(
+                break_glass(),
+                "/spec/skips",
+                json!(["LegalReview", "LegalReview"]),
+            ),
+            &[("spec.skips", "each gate may be named once")],
+            NoRow,
+        ),
+        Case {
+            old: Some(break_glass()),
+            ..case(
+                "break-glass-spec-edit",
+                BreakGlass,
+                with(break_glass(), "/spec/duration", json!("8h")),
+                &[(
+                    "spec",
+                    "spec is immutable: a break-glass is a record of one request",
+                )],
+                NoRow,
+            )
+        },
         case(
             "policy-validfor-out-of-order",
             ApprovalPolicy,

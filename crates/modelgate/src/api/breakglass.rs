@@ -249,7 +249,7 @@ pub struct BreakGlassRule {
 /// Users and groups, by name.
 #[derive(KubeSchema, Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("size(self.?users.orValue([])) + size(self.?groups.orValue([])) > 0").message("name at least one user or group"))]
+#[x_kube(validation = Rule::new("(has(self.users) && size(self.users) > 0) || (has(self.groups) && size(self.groups) > 0)").message("name at least one user or group"))]
 pub struct Identities {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32), inner(length(min = 1, max = 512)))]
