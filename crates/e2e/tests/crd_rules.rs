@@ -1052,3 +1052,38 @@ fn every_rule_in_the_crds_has_a_case() {
         API_SERVER_ONLY.len()
     );
 }
+
+/// The status fields of `kind` in its committed CRD.
+fn status_fields(kind: Kind) -> Vec<String> {
+    let schema = schema(kind);
+    schema["properties"]["status"]["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{kind:?} has no status properties"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+/// Every field of a status that people do not write is the operator's, and
+/// the chart's admission policies say so field by field: a field added to
+/// the Rust types without its line there would be anyone's to write.
+#[test]
+fn the_admission_policies_keep_every_operator_status_field_the_operators() {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+        .join("charts/modelgate/templates/admission.yaml");
+    let admission = std::fs::read_to_string(&path).expect("admission.yaml");
+    let people = ["conditions", "reviews", "measurements"];
+    for field in status_fields(Kind::ModelApproval) {
+        let guard = format!("object.?status.?{field} != oldObject.?status.?{field}");
+        assert!(
+            people.contains(&field.as_str()) || admission.contains(&guard),
+            "modelgate-approval-authority does not keep status.{field} the operator's: add `{guard}` to operatorFieldsChanged"
+        );
+    }
+    for field in status_fields(Kind::BreakGlass) {
+        assert!(
+            field == "approvals" || admission.contains(&format!("'{field}'")),
+            "modelgate-break-glass does not keep status.{field} the operator's: add it to operatorFields"
+        );
+    }
+}

@@ -203,6 +203,11 @@ pub struct BreakGlassStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The uid of the approval it was first judged against: it releases
+    /// that approval only, never one created again under the same name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    pub approval_uid: Option<String>,
 }
 
 /// One approver's approval of a break-glass.

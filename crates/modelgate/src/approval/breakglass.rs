@@ -165,6 +165,19 @@ fn started(bg: &BreakGlass, status: Option<&ModelApprovalStatus>) -> Option<Time
     own.or(recorded).map(|t| t.0)
 }
 
+/// Why `bg` may not release the approval of `uid`, when it was first
+/// judged against another approval of the same name (deleted and created
+/// again since): the people who approved it approved that one.
+pub fn bound_elsewhere(bg: &BreakGlass, uid: &str) -> Option<String> {
+    let first = bg.status.as_ref()?.approval_uid.as_deref()?;
+    (first != uid).then(|| {
+        format!(
+            "approval {} was deleted and created again since this break-glass was requested (uid {first}, now {uid}); it releases only the approval it was requested for: request again",
+            bg.spec.approval_ref.name
+        )
+    })
+}
+
 /// The release `decide` may use: of the approved, unexpired ones, the one
 /// whose window ends last.
 pub fn release<'a>(
@@ -185,11 +198,15 @@ pub fn release<'a>(
 pub fn outcome(
     bg: &BreakGlass,
     authority: &Authority,
-    decided: &ModelApprovalStatus,
+    (decided, uid): (&ModelApprovalStatus, &str),
     now: Timestamp,
 ) -> BreakGlassStatus {
     let previous = bg.status.clone().unwrap_or_default();
     let mut status = BreakGlassStatus {
+        approval_uid: previous
+            .approval_uid
+            .clone()
+            .or_else(|| Some(uid.to_string())),
         skipping: Some(
             bg.spec
                 .skips

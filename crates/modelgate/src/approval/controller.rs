@@ -210,7 +210,7 @@ async fn reconcile(
         return Ok(Action::requeue(ARTIFACT_RETRY));
     };
     write_status(&state, approval, &namespace, &decision).await?;
-    super::release::write(ctx, CONTROLLER, &judged, &decision.status, now)
+    super::release::write(ctx, CONTROLLER, &judged, (&decision.status, approval), now)
         .await
         .at(Step::Status)?;
     publish(ctx, approval, &decision).await;

@@ -92,7 +92,12 @@ pub fn judged(
                 .is_ok_and(|bg| bg.namespace() == namespace && bg.spec.approval_ref.name == name)
         })
         .filter_map(|cached| {
-            let authority = breakglass::authority(cached.0.as_ref().ok()?, status, now);
+            let bg = cached.0.as_ref().ok()?;
+            let uid = approval.metadata.uid.as_deref().unwrap_or_default();
+            let authority = match breakglass::bound_elsewhere(bg, uid) {
+                Some(why) => Authority::Refused(why),
+                None => breakglass::authority(bg, status, now),
+            };
             Some(Judged {
                 bg: cached.clone(),
                 authority,
@@ -112,12 +117,13 @@ pub async fn write(
     ctx: &Context,
     controller: &'static str,
     judged: &[Judged],
-    decided: &ModelApprovalStatus,
+    (decided, approval): (&ModelApprovalStatus, &ModelApproval),
     now: Timestamp,
 ) -> Result<()> {
+    let uid = approval.metadata.uid.as_deref().unwrap_or_default();
     for j in judged {
         let Some(bg) = j.object() else { continue };
-        let status = breakglass::outcome(bg, &j.authority, decided, now);
+        let status = breakglass::outcome(bg, &j.authority, (decided, uid), now);
         let before = bg.status.clone().unwrap_or_default();
         let mut unchanged = before.clone();
         unchanged.approvals.clear();

@@ -145,7 +145,7 @@ fn settle(
         .as_ref()
         .map(|s| s.approvals.clone())
         .unwrap_or_default();
-    let mut status = outcome(bg, authority, decided, now);
+    let mut status = outcome(bg, authority, (decided, "uid-1"), now);
     status.approvals = approvals;
     bg.status = Some(status);
 }
@@ -398,4 +398,25 @@ fn a_failed_gate_is_never_skipped() {
     let bg_status = bg.status.unwrap_or_default();
     assert_eq!(bg_status.phase, Some(BreakGlassPhase::Refused));
     assert!(bg_status.message.unwrap_or_default().contains("Rejected"));
+}
+
+#[test]
+fn a_break_glass_releases_only_the_approval_it_was_requested_for() {
+    let status = status_with_open(pinned(Some(rule())), &[Gate::Legal], t0());
+    let mut bg = request(
+        "erin",
+        &["incident-commanders"],
+        vec![SkippedGate::LegalReview],
+        "4h",
+    );
+    approve(&mut bg, "bob", &["sre-oncall"], t0());
+    let judged = authority(&bg, Some(&status), t0());
+    settle(&mut bg, &judged, &status, t0());
+    assert_eq!(
+        bg.status.as_ref().and_then(|s| s.approval_uid.as_deref()),
+        Some("uid-1")
+    );
+    assert_eq!(bound_elsewhere(&bg, "uid-1"), None);
+    let why = bound_elsewhere(&bg, "uid-2").unwrap_or_default();
+    assert!(why.contains("deleted and created again"), "{why}");
 }
