@@ -57,6 +57,7 @@ pub fn start_operator() -> std::net::SocketAddr {
 pub fn registry_options() -> modelgate::artifact::registry::RegistryOptions {
     modelgate::artifact::registry::RegistryOptions {
         ca_files: vec![crate::registry::registry().ca.clone()],
+        auth_file: None,
     }
 }
 

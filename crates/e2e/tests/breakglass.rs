@@ -426,14 +426,22 @@ async fn the_models_owner_alone_releases_nothing_and_nobody_writes_in_anothers_n
     assert_eq!(after.status, before.status, "nothing changed");
     // A reviewer, who may write the approval's status, may not write its
     // break-glass there.
-    let legal = person("lena@example.com", &[group_of("LegalReview").expect("group")]).await;
+    let legal = person(
+        "lena@example.com",
+        &[group_of("LegalReview").expect("group")],
+    )
+    .await;
     let forged = serde_json::json!({"apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
         "status": {"breakGlass": {"name": "inc-4713", "requestedBy": COMMANDER, "approvedBy": [APPROVER],
             "reason": "forged", "skips": ["LegalReview"], "since": "2026-01-01T00:00:00Z", "until": "2099-01-01T00:00:00Z"}}});
     refused(
         "a break-glass written into the approval by a reviewer",
         Api::<ModelApproval>::namespaced(legal, n)
-            .patch_status("fd-v2", &PatchParams::apply("forger"), &Patch::Apply(&forged))
+            .patch_status(
+                "fd-v2",
+                &PatchParams::apply("forger"),
+                &Patch::Apply(&forged),
+            )
             .await,
         &["operator"],
     );

@@ -68,7 +68,8 @@ pub enum Step {
     Apply,
     /// Setting or removing the in-use finalizer.
     Finalizer,
-    /// Writing a signed ApprovalRecord and its checkpoint.
+    /// Writing a signed ApprovalRecord and its checkpoint, and attaching it
+    /// to an OCI model in its registry.
     Record,
     /// Publishing an Event. Best effort: counted, but it does not fail the
     /// reconcile (the status history is the durable record).
@@ -94,7 +95,7 @@ impl Step {
     pub const fn causes(self) -> &'static [&'static str] {
         match self {
             Step::Read => &["kube", "invalid", "missing_metadata", "unavailable"],
-            Step::Record => &["kube", "missing_metadata", "serialize"],
+            Step::Record => &["kube", "missing_metadata", "serialize", "unavailable"],
             Step::Status | Step::Apply | Step::Finalizer | Step::Event => &["kube"],
         }
     }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod events;
 #[cfg(test)]
 mod fixtures;
+pub mod fleet;
 pub mod operator;
 pub mod policy;
 pub mod records;

@@ -93,6 +93,11 @@ struct RunArgs {
     /// by, besides the system's (repeat, or separate with commas).
     #[arg(long, env = "MODELGATE_REGISTRY_CA", value_delimiter = ',')]
     registry_ca: Vec<PathBuf>,
+    /// A Docker config file with registry credentials by host (the key of a
+    /// kubernetes.io/dockerconfigjson Secret), for looking models up and
+    /// attaching their signed records; anonymous without.
+    #[arg(long, env = "MODELGATE_REGISTRY_AUTH")]
+    registry_auth: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -173,6 +178,7 @@ fn run(args: RunArgs) -> Result<(), BoxError> {
             }),
             registry: modelgate::artifact::registry::RegistryOptions {
                 ca_files: args.registry_ca.clone(),
+                auth_file: args.registry_auth.clone(),
             },
             leader_election: args.leader_elect.then(|| {
                 modelgate::runtime::leader::LeaderElection {

@@ -80,7 +80,10 @@ pub async fn start(
     ctx.registry = Some(Arc::new(
         crate::artifact::registry::Registry::new(
             &options.registry,
-            ctx.metrics.registry_requests.clone(),
+            (
+                ctx.metrics.registry_requests.clone(),
+                ctx.metrics.registry_pushes.clone(),
+            ),
         )
         .map_err(RunError::Registry)?,
     ));

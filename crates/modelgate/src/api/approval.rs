@@ -289,6 +289,30 @@ pub struct ModelApprovalStatus {
     /// is BreakGlass; kept, with the outcome in history, once it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<ReleasedBy>,
+    /// For an OCI model: the signed records attached to it in its registry,
+    /// so that other clusters and offline checks read them there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publication: Option<Publication>,
+}
+
+/// The records of an approval attached to its model in the registry.
+#[derive(KubeSchema, Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Publication {
+    /// The seq of the newest record attached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
+    /// REGISTRY/REPOSITORY@DIGEST of its referrer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2400))]
+    pub referrer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_at: Option<Time>,
+    /// Why the last attempt failed, while attempts fail; they are retried
+    /// with backoff until one succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024))]
+    pub message: Option<String>,
 }
 
 /// A gate whose review is overdue.

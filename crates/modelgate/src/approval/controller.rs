@@ -104,23 +104,7 @@ pub fn run(
         .reconcile_on(inputs.usage)
         .reconcile_on(answered)
         .reconcile_on(released);
-    let observer = crate::runtime::count_phases(
-        inputs.store,
-        ctx.metrics.approvals.clone(),
-        ApprovalPhase::ALL.map(|p| p.as_str()).to_vec(),
-        |a| Some(a.status.as_ref()?.phase?.as_str()),
-        {
-            let metrics = ctx.metrics.clone();
-            let recorder = inputs.recorder.clone();
-            move |approvals| {
-                metrics.set_next_expiry(next_expiry(approvals));
-                metrics.set_overdue(overdue_by_gate(approvals));
-                if let Some(recorder) = &recorder {
-                    recorder.keep_only(approvals.iter().filter_map(|a| a.0.as_ref().ok()?.uid()));
-                }
-            }
-        },
-    );
+    let observer = observe(&ctx, inputs.store, inputs.recorder.clone());
     let concurrency = ctx.concurrency;
     let state = Arc::new(State {
         ctx,
@@ -153,6 +137,29 @@ pub fn run(
         }
         watch.abort();
     }
+}
+
+/// Keeps the per-phase gauge, the next expiry, the overdue gates and the
+/// recorder's memory up to date from the approval cache.
+fn observe(
+    ctx: &Context,
+    store: Store<CachedApproval>,
+    recorder: Option<Arc<Recorder>>,
+) -> tokio::task::JoinHandle<()> {
+    let metrics = ctx.metrics.clone();
+    crate::runtime::count_phases(
+        store,
+        ctx.metrics.approvals.clone(),
+        ApprovalPhase::ALL.map(|p| p.as_str()).to_vec(),
+        |a| Some(a.status.as_ref()?.phase?.as_str()),
+        move |approvals| {
+            metrics.set_next_expiry(next_expiry(approvals));
+            metrics.set_overdue(overdue_by_gate(approvals));
+            if let Some(recorder) = &recorder {
+                recorder.keep_only(approvals.iter().filter_map(|a| a.0.as_ref().ok()?.uid()));
+            }
+        },
+    )
 }
 
 /// How many approvals each gate is overdue on.
@@ -218,6 +225,7 @@ async fn reconcile(
     // keep a finalizer that is due to go.
     let usage_known = mark_in_use(&state, approval).await?;
     record(&state, approval, &decision).await?;
+    attach_records(&state, approval, &decision).await?;
     ctx.succeeded(guarded.as_ref());
     Ok(next(&decision, usage_known))
 }
@@ -255,6 +263,45 @@ async fn record(
         .at(Step::Record)?;
     state.ctx.metrics.records_written.inc_by(created as u64);
     Ok(())
+}
+
+/// Attaches the new signed records of an OCI approval to its model in the
+/// registry, and keeps count in its status. A push that fails is said in
+/// the status and fails the reconcile, which is retried with backoff.
+async fn attach_records(
+    state: &State,
+    approval: &ModelApproval,
+    decision: &decide::Decision,
+) -> Result<(), ReconcileError> {
+    let (Some(recorder), Some(registry)) = (&state.recorder, &state.ctx.registry) else {
+        return Ok(());
+    };
+    if crate::fleet::publish::due(&decision.status).is_empty() {
+        return Ok(());
+    }
+    let (publication, failure) =
+        crate::fleet::publish::publish(registry, recorder, approval, &decision.status).await;
+    if let Some(publication) = publication {
+        let status = crate::api::approval::ModelApprovalStatus {
+            publication: Some(publication),
+            ..decision.status.clone()
+        };
+        let namespace = approval.namespace().unwrap_or_default();
+        let written: ModelApproval = state
+            .ctx
+            .apply_status(CONTROLLER, &namespace, &approval.name_any(), &status)
+            .await
+            .at(Step::Status)?;
+        state.written.record(
+            approval.meta().uid.as_deref().unwrap_or_default(),
+            written.meta().resource_version.as_deref(),
+            status,
+        );
+    }
+    match failure {
+        Some(why) => Err(Error::Unavailable(why)).at(Step::Record),
+        None => Ok(()),
+    }
 }
 
 /// The decision over the freshest status we know (the cache's, or our own

@@ -287,6 +287,8 @@ impl Standing {
                 .release
                 .clone()
                 .or_else(|| previous.break_glass.clone()),
+            // Kept as the publisher left it (see `fleet::publish`).
+            publication: previous.publication.clone(),
             overdue: if self.phase == ApprovalPhase::Expired {
                 Vec::new()
             } else {

@@ -24,6 +24,9 @@ pub struct RegistryOptions {
     /// PEM files of CAs to trust besides the system's, for a registry with
     /// a private CA.
     pub ca_files: Vec<PathBuf>,
+    /// A Docker config file (a `kubernetes.io/dockerconfigjson` Secret's
+    /// key) with credentials by registry host; anonymous without.
+    pub auth_file: Option<PathBuf>,
 }
 
 /// A registry client shared by the reconciles.
@@ -31,6 +34,10 @@ pub struct Registry {
     client: Client,
     /// Look-ups by outcome: found, missing, failed.
     requests: Family<OutcomeLabels, Counter>,
+    /// Credentials by registry host.
+    credentials: super::credentials::Credentials,
+    /// Records attached to models, by outcome.
+    pushes: Family<OutcomeLabels, Counter>,
 }
 
 /// How long one look-up may take: a registry that hangs must not hold a
@@ -40,7 +47,10 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 impl Registry {
     pub fn new(
         options: &RegistryOptions,
-        requests: Family<OutcomeLabels, Counter>,
+        (requests, pushes): (
+            Family<OutcomeLabels, Counter>,
+            Family<OutcomeLabels, Counter>,
+        ),
     ) -> Result<Registry, String> {
         // The HTTP client under oci-client leaves the TLS provider to the
         // program: ring, the one the Kubernetes client uses. Installed once;
@@ -66,6 +76,10 @@ impl Registry {
             ..ClientConfig::default()
         };
         let client = Client::try_from(config).map_err(|e| format!("registry client: {e}"))?;
+        let credentials = match &options.auth_file {
+            Some(file) => super::credentials::Credentials::read(file)?,
+            None => super::credentials::Credentials::default(),
+        };
         // Every outcome from zero: an alert on "missing" or "failed" needs
         // a series before the first one happens.
         for outcome in Outcome::ALL {
@@ -73,7 +87,30 @@ impl Registry {
                 outcome: outcome.as_str(),
             });
         }
-        Ok(Registry { client, requests })
+        for outcome in ["published", "failed"] {
+            let _ = pushes.get_or_create(&OutcomeLabels { outcome });
+        }
+        Ok(Registry {
+            client,
+            requests,
+            credentials,
+            pushes,
+        })
+    }
+
+    /// The credentials for `reference`'s registry.
+    pub fn auth(&self, reference: &Reference) -> RegistryAuth {
+        self.credentials.for_host(reference.resolve_registry())
+    }
+
+    /// The count of records attached to models, by outcome.
+    pub fn pushes(&self) -> &Family<OutcomeLabels, Counter> {
+        &self.pushes
+    }
+
+    /// The client, for the fleet's pushes and pulls.
+    pub fn client(&self) -> &Client {
+        &self.client
     }
 
     /// What the registry serves at `pinned` (`REGISTRY/REPOSITORY@DIGEST`):
@@ -81,9 +118,8 @@ impl Registry {
     pub async fn resolve(&self, pinned: &str) -> ResolvedArtifact {
         let outcome = match pinned.parse::<Reference>() {
             Ok(reference) => {
-                let pull = self
-                    .client
-                    .pull_manifest(&reference, &RegistryAuth::Anonymous);
+                let auth = self.auth(&reference);
+                let pull = self.client.pull_manifest(&reference, &auth);
                 match tokio::time::timeout(TIMEOUT, pull).await {
                     Ok(Ok((manifest, _))) => described(pinned, manifest),
                     Ok(Err(e)) => Err(explain(&e)),

@@ -118,6 +118,13 @@ impl Recorder {
         Ok(created)
     }
 
+    /// `statement` signed, as the DSSE envelope's JSON: the same bytes the
+    /// record holds (Ed25519 signatures are deterministic).
+    pub fn envelope(&self, statement: &super::statement::Statement) -> Result<Vec<u8>> {
+        let payload = serde_json::to_vec(statement)?;
+        Ok(serde_json::to_vec(&self.signer.seal(&payload))?)
+    }
+
     /// Notes `seq` as the newest recorded of `approval`.
     fn remember(&self, approval: &ModelApproval, seq: i64) {
         if let Ok(mut m) = self.recorded.lock() {

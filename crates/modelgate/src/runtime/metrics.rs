@@ -84,6 +84,8 @@ pub struct Metrics {
     pub registry_requests: Family<OutcomeLabels, Counter>,
     /// BreakGlass objects entering each phase.
     pub break_glass: Family<PhaseLabels, Counter>,
+    /// Signed records attached to models in their registries, by outcome.
+    pub registry_pushes: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -105,6 +107,7 @@ impl Default for Metrics {
             registry_requests: Family::default(),
             overdue_gates: Family::default(),
             break_glass: Family::default(),
+            registry_pushes: Family::default(),
         };
         metrics.register_reconciles();
         metrics.register_objects();
@@ -191,6 +194,11 @@ impl Metrics {
             "registry_requests",
             "Model manifests looked up in their registries, by outcome: found, missing or failed (one per OCI approval, plus retries while it does not resolve)",
             self.registry_requests.clone(),
+        );
+        r.register(
+            "registry_pushes",
+            "Signed records attached to their models in the registry as OCI referrers, by outcome: published or failed (failures are retried with backoff)",
+            self.registry_pushes.clone(),
         );
         r.register(
             "break_glass_transitions",

@@ -1,0 +1,162 @@
+//! The approval travels with the artifact: each signed record of an OCI
+//! approval is attached to the model in the real registry as an OCI 1.1
+//! referrer, which anyone holding the public keys checks from the registry
+//! alone, and which `oras discover` (a tool nobody here wrote) lists.
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
+use modelgate::api::approval::{ApprovalPhase, ModelApproval};
+use modelgate::api::record::Envelope;
+use modelgate::fleet::referrer::{ARTIFACT_TYPE, ENVELOPE_MEDIA_TYPE, PHASE, SEQ};
+use modelgate::records::envelope::{open, public_keys};
+use modelgate_e2e::registry::*;
+use modelgate_e2e::{cluster::*, fixtures::*, operator::*, wait::*};
+
+/// The referrers of `pushed` of our artifact type, as the registry's
+/// referrers API lists them.
+async fn referrers(pushed: &Pushed) -> Vec<serde_json::Value> {
+    let reg = registry();
+    let path = pushed
+        .repository
+        .trim_start_matches(&format!("{}/", reg.address));
+    let url = reg.url(&format!(
+        "{path}/referrers/{}?artifactType={}",
+        pushed.digest,
+        // A '+' in a query is a space.
+        ARTIFACT_TYPE.replace('+', "%2B")
+    ));
+    let index: serde_json::Value = reg
+        .https()
+        .get(url)
+        .send()
+        .await
+        .expect("referrers")
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).expect("an index"))
+        .expect("an index");
+    index["manifests"].as_array().cloned().unwrap_or_default()
+}
+
+/// The DSSE envelope a referrer carries, fetched from the registry.
+async fn envelope_of(pushed: &Pushed, referrer: &str) -> Envelope {
+    let reg = registry();
+    let path = pushed
+        .repository
+        .trim_start_matches(&format!("{}/", reg.address));
+    let manifest: serde_json::Value = reg
+        .https()
+        .get(reg.url(&format!("{path}/manifests/{referrer}")))
+        .header("Accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .expect("manifest")
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).expect("a manifest"))
+        .expect("a manifest");
+    assert_eq!(manifest["subject"]["digest"], pushed.digest.as_str());
+    assert_eq!(manifest["layers"][0]["mediaType"], ENVELOPE_MEDIA_TYPE);
+    let layer = manifest["layers"][0]["digest"].as_str().expect("layer");
+    reg.https()
+        .get(reg.url(&format!("{path}/blobs/{layer}")))
+        .send()
+        .await
+        .expect("blob")
+        .bytes()
+        .await
+        .map(|b| serde_json::from_slice(&b).expect("an envelope"))
+        .expect("an envelope")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_record_of_an_oci_approval_is_attached_to_its_model_and_verifies_from_the_registry() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = TestNamespace::new(&client, "fleet-publish").await;
+    let n = ns.name.as_str();
+    let pushed = push_model(
+        &format!("{n}/fraud"),
+        Some("2.4.1"),
+        &tiny_model("fraud-241"),
+    );
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
+    model_approval("fd-oci")
+        .artifact(&pushed.uri(), &pushed.digest)
+        .create(&approvals)
+        .await;
+    approve_all(n, "fd-oci").await;
+    let published = eventually(60, "the Approved record attached", || async {
+        let a = approvals.get("fd-oci").await.ok()?;
+        let s = a.status.as_ref()?;
+        (s.phase == Some(ApprovalPhase::Approved) && s.publication.as_ref()?.seq.is_some())
+            .then_some(a)
+    })
+    .await;
+    let publication = published
+        .status
+        .as_ref()
+        .and_then(|s| s.publication.clone())
+        .expect("publication");
+    assert_eq!(publication.message, None);
+
+    // A revocation is a referrer too: the newest statement wins.
+    fail_gate(n, "fd-oci", "SecurityReview").await;
+    let listed = eventually(60, "the Rejected record attached", || async {
+        let list = referrers(&pushed).await;
+        (list.len() >= 2).then_some(list)
+    })
+    .await;
+    let newest = listed
+        .iter()
+        .max_by_key(|m| {
+            m["annotations"][SEQ]
+                .as_str()
+                .and_then(|s| s.parse::<i64>().ok())
+        })
+        .expect("a newest referrer");
+    assert_eq!(newest["annotations"][PHASE], "Rejected");
+    assert_eq!(newest["artifactType"], ARTIFACT_TYPE);
+
+    // Verified from the registry alone with the published public keys.
+    let keys_map: Api<ConfigMap> =
+        Api::namespaced(client.clone(), modelgate::vocabulary::DEFAULT_NAMESPACE);
+    let pem: String = keys_map
+        .get("modelgate-public-keys")
+        .await
+        .expect("public keys")
+        .data
+        .unwrap_or_default()
+        .into_values()
+        .collect();
+    let keys = public_keys(&pem).expect("keys");
+    for m in &listed {
+        let envelope = envelope_of(&pushed, m["digest"].as_str().expect("digest")).await;
+        let payload = open(&envelope, &keys).expect("the signature verifies");
+        let statement: serde_json::Value = serde_json::from_slice(&payload).expect("statement");
+        let hex = pushed.digest.trim_start_matches("sha256:");
+        assert_eq!(statement["subject"][0]["digest"]["sha256"], hex);
+        assert_eq!(statement["predicate"]["phase"], m["annotations"][PHASE]);
+    }
+
+    // oras, which nobody here wrote, lists them too.
+    let out = registry()
+        .oras(&[
+            "discover",
+            "--format",
+            "json",
+            "--artifact-type",
+            ARTIFACT_TYPE,
+        ])
+        .arg(pushed.pinned())
+        .output()
+        .expect("oras discover");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lists = |d: &serde_json::Value| said.contains(d.as_str().unwrap_or("?"));
+    assert!(listed.iter().all(|m| lists(&m["digest"])), "{said}");
+}
