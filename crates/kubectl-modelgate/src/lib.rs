@@ -5,6 +5,7 @@
 mod audit;
 mod authority;
 pub(crate) mod bound;
+mod breakglass;
 mod console;
 mod history;
 mod measure;
@@ -129,6 +130,9 @@ pub enum Command {
     Why(why::WhyArgs),
     /// Record measurements for the automatic gates (for evaluation pipelines, as their own identity).
     Measure(measure::MeasureArgs),
+    /// An emergency release of an approval still short of some gates: request one, or approve someone else's.
+    #[command(subcommand)]
+    BreakGlass(breakglass::BreakGlassCommand),
     /// The signed, offline-verifiable records: export them, verify a bundle, render it for auditors.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -195,6 +199,9 @@ pub async fn run(cli: Cli) -> Result<String> {
         Command::Reject(args) => review::reject(&cli.global.session().await?, args).await,
         Command::History(args) => history::run(&cli.global.session().await?, args).await,
         Command::Why(args) => why::run(&cli.global.session().await?, args).await,
+        Command::BreakGlass(command) => {
+            breakglass::run(&cli.global.session().await?, command).await
+        }
         Command::Audit(command) => audit::run(&cli.global, command).await,
         Command::Measure(args) => measure::run(&cli.global.session().await?, args).await,
         Command::Console(args) => console::run(&cli.global, *args).await,
