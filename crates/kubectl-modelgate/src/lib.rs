@@ -77,7 +77,7 @@ pub type Result<T, E = CliError> = std::result::Result<T, E>;
     version,
     about = "Review, approve and audit AI models held by modelgate",
     long_about = "Review, approve and audit AI models held by modelgate.\n\nA ModelApproval carries five gates (technical, fairness, security, legal, business); a ModelDeployment rolls out only when all five are passed. Reviewers pass or fail their own gate here; the name on every decision is the one the cluster authenticated.",
-    after_help = "Examples:\n  kubectl modelgate status -n risk\n  kubectl modelgate approve fraud-detector-2-4-0 --gate security --reason PenTestPassed -n risk\n  kubectl modelgate why fraud-detector -n risk\n  kubectl modelgate history fraud-detector-2-4-0 -n risk\n  kubectl modelgate audit export -n risk -o risk.jsonl && kubectl modelgate audit verify risk.jsonl"
+    after_help = "Examples:\n  kubectl modelgate status -n risk\n  kubectl modelgate approve fraud-detector-2-4-0 --gate security --reason PenTestPassed -n risk\n  kubectl modelgate why fraud-detector -n risk\n  kubectl modelgate history fraud-detector-2-4-0 -n risk\n  kubectl modelgate break-glass request fraud-detector-2-4-1 --for 4h --skip legal --reason \"INC-4711: …\" -n risk\n  kubectl modelgate audit export -n risk -o risk.jsonl && kubectl modelgate audit verify risk.jsonl"
 )]
 pub struct Cli {
     #[command(flatten)]
