@@ -471,6 +471,27 @@ async fn break_glass_is_requested_approved_shown_and_reported_from_the_terminal(
     let still = bgs.get("inc-4711").await.expect("the BreakGlass");
     assert!(still.status.is_none_or(|s| s.approvals.is_empty()));
 
+    // Without RBAC: the API server's refusal as it is, nothing written.
+    let out = run_plugin(
+        n,
+        Some(("nobody@example.com", &[])),
+        &["break-glass", "approve", "inc-4711"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("is forbidden: User \"nobody@example.com\""),
+        "{}",
+        stderr(&out)
+    );
+    // Someone the policy does not name: recorded, and told it does not count.
+    let out = run_plugin(n, Some(STRANGER), &["break-glass", "approve", "inc-4711"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("status: AwaitingApproval: waiting on 1 more approval(s) from groups sre-oncall, other than the requester; sam@example.com's does not count (not an approver under the policy)"),
+        "{}",
+        stdout(&out)
+    );
+
     // The on-call approves: Active, and until when.
     let out = run_plugin(
         n,
