@@ -115,8 +115,7 @@ pub async fn run(session: &Session, args: ApproveArgs) -> Result<String> {
     approvable(&bg, &me.user)?;
     let applied = apply(&api, &bg, &me, message.as_deref(), &what).await?;
     let before = applied.status.as_ref().and_then(|s| s.message.clone());
-    let seen =
-        super::wait_until(&api, &args.name, SETTLE, |b| answered(b, before.as_deref())).await?;
+    let seen = super::wait_until(&api, applied, SETTLE, |b| answered(b, before.as_deref())).await;
     Ok(approved(
         &seen,
         &me,

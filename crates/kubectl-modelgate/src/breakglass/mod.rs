@@ -124,24 +124,25 @@ fn standing(bg: &BreakGlass, now: Timestamp) -> String {
     )
 }
 
-/// Reads `name` until `done` holds or `within` has passed; the last read.
+/// Reads `written` again until `done` holds of it or `within` has passed;
+/// the last read. A read that fails is not a failed command (what was
+/// written stands), so the last good read is kept.
 async fn wait_until(
     api: &Api<BreakGlass>,
-    name: &str,
+    written: BreakGlass,
     within: Duration,
     done: impl Fn(&BreakGlass) -> bool,
-) -> Result<BreakGlass> {
+) -> BreakGlass {
+    let name = written.name_any();
     let deadline = tokio::time::Instant::now() + within;
-    loop {
-        let bg = api
-            .get(name)
-            .await
-            .map_err(|e| CliError::from_api(e, &format!("BreakGlass {name}")))?;
-        if done(&bg) || tokio::time::Instant::now() >= deadline {
-            return Ok(bg);
-        }
+    let mut last = written;
+    while !done(&last) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(POLL).await;
+        if let Ok(bg) = api.get(&name).await {
+            last = bg;
+        }
     }
+    last
 }
 
 /// The approval a break-glass names, in the session's namespace.

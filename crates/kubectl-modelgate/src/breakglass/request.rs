@@ -195,10 +195,7 @@ pub async fn run(session: &Session, args: RequestArgs) -> Result<String> {
             &format!("namespace {} or the BreakGlass kind", session.namespace),
         )
     })?;
-    let judged = super::wait_until(&api, &created.name_any(), FIRST_LOOK, |b| {
-        super::phase(b).is_some()
-    })
-    .await?;
+    let judged = super::wait_until(&api, created, FIRST_LOOK, |b| super::phase(b).is_some()).await;
     requested(&judged, rule, &session.namespace, Timestamp::now())
 }
 
