@@ -1,13 +1,16 @@
 //! The built `kubectl-modelgate` binary against the real API server, run as
 //! each reviewer through impersonation: approve, reject, status, history,
-//! why, completion.
+//! why, completion, and a break-glass requested, approved, shown and
+//! reported.
 
 use std::process::Command;
 use std::time::Instant;
 
 use kube::api::Api;
 use modelgate::api::{deployment::ModelDeployment, gates::Gate};
-use modelgate_e2e::{cluster::*, fixtures::*, operator::*, paths::*, plugin::*, wait::*};
+use modelgate_e2e::{
+    breakglass::*, cluster::*, fixtures::*, operator::*, paths::*, plugin::*, wait::*,
+};
 
 fn reviewer(gate: Gate) -> (String, [&'static str; 1]) {
     (
@@ -281,20 +284,23 @@ fn completion_and_help_cover_every_subcommand() {
         );
     }
     for sub in [
-        "status",
-        "approve",
-        "reject",
-        "history",
-        "why",
-        "completion",
+        &["status"][..],
+        &["approve"],
+        &["reject"],
+        &["history"],
+        &["why"],
+        &["completion"],
+        &["break-glass", "request"],
+        &["break-glass", "approve"],
     ] {
         let out = Command::new(binary("kubectl-modelgate"))
-            .args([sub, "--help"])
+            .args(sub)
+            .arg("--help")
             .output()
             .expect("run");
         assert!(
             stdout(&out).contains("Example"),
-            "{sub} --help has no example"
+            "{sub:?} --help has no example"
         );
     }
 }
@@ -362,5 +368,199 @@ async fn a_decision_names_the_digest_and_uid_it_was_about() {
         stdout(&out).contains(&format!("on digest {digest} (approval uid {uid})")),
         "{}",
         stdout(&out)
+    );
+}
+
+const IC: (&str, &[&str]) = (COMMANDER, &[COMMANDERS]);
+const ONCALL: (&str, &[&str]) = (APPROVER, &[ON_CALL]);
+/// Allowed to ask by RBAC, not by the policy.
+const STRANGER: (&str, &[&str]) = ("sam@example.com", &["risk-team"]);
+const INCIDENT: &str = "INC-4711: 9.0.0 flags every card payment in Ireland";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn break_glass_is_requested_approved_shown_and_reported_from_the_terminal() {
+    use modelgate::api::approval::ModelApproval;
+    use modelgate::api::breakglass::BreakGlass;
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = TestNamespace::new(&client, "plugin-bg").await;
+    let n = ns.name.as_str();
+    break_glass_policy(&client, n, "8h").await;
+    bind_break_glass(&client, n).await;
+    bind_break_glass_user(&client, n, STRANGER.0).await;
+    let (approvals, _) = create_model(&client, n, "fd", "fd-9", "9.0.0", None).await;
+    for gate in [
+        Gate::Technical,
+        Gate::Fairness,
+        Gate::Security,
+        Gate::Business,
+    ] {
+        set_gate(n, "fd-9", gate.condition_type(), "True", &reviewer(gate).0)
+            .await
+            .expect("gate");
+    }
+    let pinned = |a: &ModelApproval| {
+        a.status.as_ref().is_some_and(|s| {
+            s.gates_passed.as_deref() == Some("4/5")
+                && s.policy.as_ref().is_some_and(|p| p.break_glass.is_some())
+        })
+    };
+    eventually(30, "four gates passed under the pinned rule", || async {
+        approvals.get("fd-9").await.ok().filter(pinned)
+    })
+    .await;
+    let bgs: Api<BreakGlass> = Api::namespaced(client.clone(), n);
+    let request = [
+        "break-glass",
+        "request",
+        "fd-9",
+        "--reason",
+        INCIDENT,
+        "--for",
+        "4h",
+        "--skip",
+        "legal",
+        "--name",
+        "inc-4711",
+    ];
+
+    // Someone the policy does not name: refused in the operator's words,
+    // and nothing is written.
+    let out = run_plugin(n, Some(STRANGER), &request);
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert!(
+        stderr(&out)
+            .contains("no break-glass requested: sam@example.com may not request a break-glass"),
+        "{}",
+        stderr(&out)
+    );
+    let none = bgs.list(&Default::default()).await.expect("list");
+    assert!(none.items.is_empty(), "{:?}", none.items);
+
+    // The incident commander asks: told who approves and how.
+    let out = run_plugin(n, Some(IC), &request);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    println!("{said}");
+    for says in [
+        &format!(
+            "break-glass inc-4711 requested by {COMMANDER}: fd-9 without LegalReview for 4h once approved"
+        ),
+        &format!("it needs 1 approval(s) from groups {ON_CALL}, never your own"),
+        &format!("kubectl modelgate break-glass approve inc-4711 -n {n}"),
+    ] {
+        assert!(said.contains(says), "{says}\n{said}");
+    }
+    let asked = bgs.get("inc-4711").await.expect("the BreakGlass");
+    assert_eq!(
+        (
+            asked.spec.requested_by.user.as_str(),
+            asked.spec.requested_by.groups.clone()
+        ),
+        (COMMANDER, vec![COMMANDERS.to_string()])
+    );
+
+    // The requester's own approval: refused, nothing written.
+    let out = run_plugin(n, Some(IC), &["break-glass", "approve", "inc-4711"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("your own request"),
+        "{}",
+        stderr(&out)
+    );
+    let still = bgs.get("inc-4711").await.expect("the BreakGlass");
+    assert!(still.status.is_none_or(|s| s.approvals.is_empty()));
+
+    // Without RBAC: the API server's refusal as it is, nothing written.
+    let out = run_plugin(
+        n,
+        Some(("nobody@example.com", &[])),
+        &["break-glass", "approve", "inc-4711"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert!(
+        stderr(&out).contains("is forbidden: User \"nobody@example.com\""),
+        "{}",
+        stderr(&out)
+    );
+    // Someone the policy does not name: recorded, and told it does not count.
+    let out = run_plugin(n, Some(STRANGER), &["break-glass", "approve", "inc-4711"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("status: AwaitingApproval: waiting on 1 more approval(s) from groups sre-oncall, other than the requester; sam@example.com's does not count (not an approver under the policy)"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The on-call approves: Active, and until when.
+    let out = run_plugin(
+        n,
+        Some(ONCALL),
+        &[
+            "break-glass",
+            "approve",
+            "inc-4711",
+            "-m",
+            "checked with the incident commander",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let said = stdout(&out);
+    println!("{said}");
+    assert!(
+        said.contains(&format!("recorded as {APPROVER} (groups {ON_CALL})"))
+            && said.contains("status: Active until"),
+        "{said}"
+    );
+    let line = format!(
+        "Break-glass:  inc-4711 by {COMMANDER}, approved by {APPROVER}, without LegalReview until"
+    );
+    let shown = eventually(30, "status shows the break-glass", || async {
+        let text = stdout(&run_plugin(n, None, &["status", "fd-9"]));
+        text.contains(&line).then_some(text)
+    })
+    .await;
+    assert!(shown.contains(&format!("{INCIDENT}\n")), "{shown}");
+
+    // Legal passes in time: ratified, and the auditor's page says so first.
+    set_gate(n, "fd-9", "LegalReview", "True", &reviewer(Gate::Legal).0)
+        .await
+        .expect("legal");
+    let dir = modelgate_e2e::browser::tempdir("plugin-bg");
+    let bundle = dir.join("fd.jsonl");
+    let page = dir.join("fd.html");
+    eventually(60, "the ratification recorded", || async {
+        let out = run_plugin(
+            n,
+            None,
+            &["audit", "export", "-o", &bundle.to_string_lossy()],
+        );
+        stdout(&out).contains("exported 2 records").then_some(())
+    })
+    .await;
+    let out = run_plugin(
+        n,
+        None,
+        &[
+            "audit",
+            "report",
+            &bundle.to_string_lossy(),
+            "-o",
+            &page.to_string_lossy(),
+        ],
+    );
+    assert!(
+        stdout(&out).contains("all verified"),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let html = std::fs::read_to_string(&page).expect("the page");
+    let first = html.find("Break-glass releases").unwrap_or(usize::MAX);
+    let timelines = html.find("<section class=\"approval\"").unwrap_or(0);
+    assert!(first < timelines, "{html}");
+    assert!(
+        html.contains("break-glass inc-4711 <span class=\"badge ratified\">"),
+        "{html}"
     );
 }

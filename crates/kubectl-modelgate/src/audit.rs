@@ -275,3 +275,81 @@ fn report(args: &ReportArgs) -> Result<String> {
         }
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixtures;
+    use modelgate::records::envelope::Signer;
+    use modelgate::records::statement::record;
+
+    /// A directory of this test's own under the system's temporary one.
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("kubectl-modelgate-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        dir
+    }
+
+    fn args(bundle: &Path) -> BundleArgs {
+        BundleArgs {
+            bundle: bundle.to_path_buf(),
+            keys: None,
+            approval: None,
+        }
+    }
+
+    #[test]
+    fn records_of_a_break_glass_verify_offline_and_a_changed_release_does_not() {
+        let signer = Signer::generate().unwrap_or_else(|e| panic!("{e}"));
+        let approvals = fixtures::three_approvals();
+        let statements: Vec<_> = approvals.iter().flat_map(fixtures::statements).collect();
+        // Into and out of BreakGlass, twice: four records carry the release.
+        let carrying: Vec<_> = statements
+            .iter()
+            .filter(|s| s.predicate.break_glass.is_some())
+            .collect();
+        assert_eq!(carrying.len(), 4);
+        let json = serde_json::to_value(carrying[0]).unwrap_or_default();
+        assert_eq!(
+            json["predicate"]["breakGlass"]["requestedBy"],
+            "ines@example.com"
+        );
+        let dir = scratch("break-glass-verify");
+        let bundle = dir.join("risk.jsonl");
+        let text = fixtures::bundle(&signer, &approvals);
+        write(&bundle, &text).unwrap_or_else(|e| panic!("{e}"));
+        write(
+            &keys_beside(&bundle),
+            &signer.public_pem().unwrap_or_default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let out = verify_bundle(&args(&bundle)).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.starts_with("verified 5 records of 3 approvals"),
+            "{out}"
+        );
+
+        // Line 2 (the ratified release begins) with another requester,
+        // under the signature of what the operator signed.
+        let mut forged = carrying[0].clone();
+        if let Some(r) = forged.predicate.break_glass.as_mut() {
+            r.requested_by = "mallory@example.com".into();
+        }
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let signed: Envelope = serde_json::from_str(&lines[1]).unwrap_or_else(|e| panic!("{e}"));
+        let other = Signer::generate().unwrap_or_else(|e| panic!("{e}"));
+        let payload = record(&forged, &other).unwrap_or_else(|e| panic!("{e}"));
+        let changed = Envelope {
+            payload: payload.spec.envelope.payload,
+            ..signed
+        };
+        lines[1] = serde_json::to_string(&changed).unwrap_or_default();
+        write(&bundle, &(lines.join("\n") + "\n")).unwrap_or_else(|e| panic!("{e}"));
+        match verify_bundle(&args(&bundle)) {
+            Err(CliError::Unverified(why)) => assert!(why.contains("line 2:"), "{why}"),
+            other => panic!("a changed release verified: {other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

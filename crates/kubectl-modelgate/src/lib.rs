@@ -5,6 +5,7 @@
 mod audit;
 mod authority;
 pub(crate) mod bound;
+mod breakglass;
 mod console;
 mod history;
 mod measure;
@@ -76,7 +77,7 @@ pub type Result<T, E = CliError> = std::result::Result<T, E>;
     version,
     about = "Review, approve and audit AI models held by modelgate",
     long_about = "Review, approve and audit AI models held by modelgate.\n\nA ModelApproval carries five gates (technical, fairness, security, legal, business); a ModelDeployment rolls out only when all five are passed. Reviewers pass or fail their own gate here; the name on every decision is the one the cluster authenticated.",
-    after_help = "Examples:\n  kubectl modelgate status -n risk\n  kubectl modelgate approve fraud-detector-2-4-0 --gate security --reason PenTestPassed -n risk\n  kubectl modelgate why fraud-detector -n risk\n  kubectl modelgate history fraud-detector-2-4-0 -n risk\n  kubectl modelgate audit export -n risk -o risk.jsonl && kubectl modelgate audit verify risk.jsonl"
+    after_help = "Examples:\n  kubectl modelgate status -n risk\n  kubectl modelgate approve fraud-detector-2-4-0 --gate security --reason PenTestPassed -n risk\n  kubectl modelgate why fraud-detector -n risk\n  kubectl modelgate history fraud-detector-2-4-0 -n risk\n  kubectl modelgate break-glass request fraud-detector-2-4-1 --for 4h --skip legal --reason \"INC-4711: …\" -n risk\n  kubectl modelgate audit export -n risk -o risk.jsonl && kubectl modelgate audit verify risk.jsonl"
 )]
 pub struct Cli {
     #[command(flatten)]
@@ -129,6 +130,9 @@ pub enum Command {
     Why(why::WhyArgs),
     /// Record measurements for the automatic gates (for evaluation pipelines, as their own identity).
     Measure(measure::MeasureArgs),
+    /// An emergency release of an approval still short of some gates: request one, or approve someone else's.
+    #[command(subcommand)]
+    BreakGlass(breakglass::BreakGlassCommand),
     /// The signed, offline-verifiable records: export them, verify a bundle, render it for auditors.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
@@ -195,6 +199,9 @@ pub async fn run(cli: Cli) -> Result<String> {
         Command::Reject(args) => review::reject(&cli.global.session().await?, args).await,
         Command::History(args) => history::run(&cli.global.session().await?, args).await,
         Command::Why(args) => why::run(&cli.global.session().await?, args).await,
+        Command::BreakGlass(command) => {
+            breakglass::run(&cli.global.session().await?, command).await
+        }
         Command::Audit(command) => audit::run(&cli.global, command).await,
         Command::Measure(args) => measure::run(&cli.global.session().await?, args).await,
         Command::Console(args) => console::run(&cli.global, *args).await,

@@ -1,6 +1,13 @@
 //! The auditor's page: one self-contained HTML file (styles inline, no
-//! scripts, nothing fetched) with the verification result and a timeline per
-//! approval, rendered with askama from `templates/audit-report.html`.
+//! scripts, nothing fetched) with the verification result, the break-glass
+//! releases first, and a timeline per approval, rendered with askama from
+//! `templates/audit-report.html`.
+
+mod breakglass;
+#[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 
@@ -20,6 +27,7 @@ struct Page<'a> {
     records: usize,
     failures: Vec<String>,
     keys: &'a [String],
+    releases: Vec<breakglass::Release>,
     approvals: Vec<ApprovalView>,
 }
 
@@ -45,12 +53,13 @@ struct Moment {
     why: String,
     seq: String,
     hash: String,
-    /// pass, fail, pending or phase: the dot's colour.
+    /// pass, fail, pending, phase or breakglass: the dot's colour.
     kind: &'static str,
     /// For a phase change: the bundle line of its signed record.
     record: Option<RecordMark>,
 }
 
+#[derive(Clone)]
 struct RecordMark {
     line: usize,
     verified: bool,
@@ -94,6 +103,7 @@ pub fn render(bundle: &str, report: &Report, keys: &[String]) -> Result<String> 
         records: report.lines.len(),
         failures: report.failures.iter().map(|f| f.to_string()).collect(),
         keys,
+        releases: breakglass::releases(&report.lines),
         approvals,
     };
     page.render().map_err(|e| CliError::Render(e.to_string()))
@@ -136,6 +146,8 @@ fn moment(e: &Value, record: Option<RecordMark>) -> Moment {
     let to = text(e, "to");
     let from = text(e, "from");
     let kind = match (subject.as_str(), to.as_str()) {
+        ("Phase", "BreakGlass") => "breakglass",
+        ("Phase", _) if from == "BreakGlass" => "breakglass",
         ("Phase", _) => "phase",
         (_, "True") => "pass",
         (_, "False") => "fail",

@@ -8,6 +8,8 @@ use serde::Serialize;
 
 use super::output::{self, mark};
 use super::{CliError, Format, Result, Session};
+use modelgate::api::approval::{ApprovalPhase, ModelApprovalStatus};
+use modelgate::api::breakglass::ReleasedBy;
 use modelgate::api::condition::{self, UNKNOWN};
 use modelgate::api::policy::RuleMode;
 use modelgate::api::{approval::ModelApproval, deployment::ModelDeployment, gates::Gate};
@@ -52,6 +54,10 @@ pub struct ApprovalView {
     /// The pinned policy the gates are decided by.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// The break-glass that releases the approval, while its phase is
+    /// BreakGlass.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<ReleasedBy>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -77,12 +83,9 @@ pub struct GateView {
     pub advice: Option<String>,
 }
 
-/// The view of one approval, with the deployments that depend on it.
-pub fn view(a: &ModelApproval, deployments: &[ModelDeployment]) -> ApprovalView {
-    let status = a.status.clone().unwrap_or_default();
-    let name = a.name_any();
-    let namespace = a.namespace().unwrap_or_default();
-    let gates: Vec<GateView> = Gate::ALL
+/// Each gate as the approval's conditions and progress show it.
+fn gate_views(status: &ModelApprovalStatus) -> Vec<GateView> {
+    Gate::ALL
         .iter()
         .map(|g| {
             let c = condition::find(&status.conditions, g.condition_type());
@@ -106,7 +109,15 @@ pub fn view(a: &ModelApproval, deployments: &[ModelDeployment]) -> ApprovalView 
                 since: c.and_then(|c| c.last_transition_time.clone()).map(|t| t.0),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// The view of one approval, with the deployments that depend on it.
+pub fn view(a: &ModelApproval, deployments: &[ModelDeployment]) -> ApprovalView {
+    let status = a.status.clone().unwrap_or_default();
+    let name = a.name_any();
+    let namespace = a.namespace().unwrap_or_default();
+    let gates = gate_views(&status);
     let users = deployments
         .iter()
         .filter(|d| d.namespace().as_deref() == Some(namespace.as_str()))
@@ -119,7 +130,12 @@ pub fn view(a: &ModelApproval, deployments: &[ModelDeployment]) -> ApprovalView 
         })
         .map(|d| d.name_any())
         .collect();
+    let break_glass = status
+        .break_glass
+        .clone()
+        .filter(|_| status.phase == Some(ApprovalPhase::BreakGlass));
     ApprovalView {
+        break_glass,
         namespace,
         model: a.spec.model.name.clone(),
         version: a.spec.model.version.clone(),
@@ -239,7 +255,39 @@ fn list(views: &[ApprovalView], namespaces: bool, now: Timestamp) -> String {
         }
         t.add_row(row);
     }
-    output::render(&t)
+    output::render(&t) + &released(views, namespaces, now)
+}
+
+/// Below the table, one line per approval a break-glass releases.
+fn released(views: &[ApprovalView], namespaces: bool, now: Timestamp) -> String {
+    let mut out = String::new();
+    for v in views {
+        let Some(r) = &v.break_glass else { continue };
+        let name = if namespaces {
+            format!("{}/{}", v.namespace, v.name)
+        } else {
+            v.name.clone()
+        };
+        out.push_str(&format!(
+            "\n{name} is released by break-glass {}\n",
+            break_glass_line(r, now)
+        ));
+    }
+    out
+}
+
+/// Who released the approval without which gates, until when and why:
+/// "NAME by X, approved by Y, without GATES until TIME: REASON".
+fn break_glass_line(r: &ReleasedBy, now: Timestamp) -> String {
+    format!(
+        "{} by {}, approved by {}, without {} until {}: {}",
+        r.name,
+        r.requested_by,
+        r.approved_by.join(", "),
+        r.skips.join(", "),
+        output::when(r.until.0, now),
+        r.reason
+    )
 }
 
 /// The artifact's seal and why, e.g. "Unsealed: not an OCI artifact: …".
@@ -256,8 +304,13 @@ fn detail(v: &ApprovalView, now: Timestamp) -> String {
         t.map(|t| output::when(t, now))
             .unwrap_or_else(|| "-".into())
     };
+    let break_glass = v
+        .break_glass
+        .as_ref()
+        .map(|r| format!("Break-glass:  {}\n", break_glass_line(r, now)))
+        .unwrap_or_default();
     let mut out = format!(
-        "Name:         {}\nNamespace:    {}\nModel:        {} {}\nDigest:       {}\nSeal:         {}\nPhase:        {} ({}/5 gates passed)\nApproved at:  {}\nExpires at:   {}\nDeployments:  {}\nPolicy:       {}\n\n",
+        "Name:         {}\nNamespace:    {}\nModel:        {} {}\nDigest:       {}\nSeal:         {}\nPhase:        {} ({}/5 gates passed)\n{break_glass}Approved at:  {}\nExpires at:   {}\nDeployments:  {}\nPolicy:       {}\n\n",
         v.name,
         v.namespace,
         v.model,
@@ -303,4 +356,60 @@ fn detail(v: &ApprovalView, now: Timestamp) -> String {
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approval(phase: &str) -> ModelApproval {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
+            "metadata": {"name": "fd-7", "namespace": "risk"},
+            "spec": {"model": {"name": "fd", "version": "7.0.0", "uri": "s3://m", "digest": "sha256:00"}},
+            "status": {"phase": phase, "breakGlass": {
+                "name": "fd-7-bg-x7k2p", "requestedBy": "ines@example.com",
+                "approvedBy": ["olga@example.com", "pat@example.com"],
+                "reason": "INC-4711: 2.4.0 flags every card payment in Ireland",
+                "skips": ["LegalReview"],
+                "since": "2026-11-25T09:00:00Z", "until": "2026-11-25T14:00:00Z",
+            }},
+        }))
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    const LINE: &str = "fd-7-bg-x7k2p by ines@example.com, approved by olga@example.com, pat@example.com, without LegalReview until 2026-11-25 14:00:00Z (in 4h): INC-4711: 2.4.0 flags every card payment in Ireland";
+
+    #[test]
+    fn a_released_approval_says_by_whom_without_what_until_when_and_why() {
+        let now: Timestamp = "2026-11-25T10:00:00Z"
+            .parse()
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let v = view(&approval("BreakGlass"), &[]);
+        let text = detail(&v, now);
+        assert!(
+            text.contains(&format!(
+                "Phase:        BreakGlass (0/5 gates passed)\nBreak-glass:  {LINE}\n"
+            )),
+            "{text}"
+        );
+        let table = list(std::slice::from_ref(&v), false, now);
+        assert!(
+            table.contains(&format!("\nfd-7 is released by break-glass {LINE}\n")),
+            "{table}"
+        );
+        let json = serde_json::to_value(&v).unwrap_or_default();
+        assert_eq!(json["breakGlass"]["requestedBy"], "ines@example.com");
+    }
+
+    #[test]
+    fn once_ratified_the_break_glass_line_is_gone() {
+        let now: Timestamp = "2026-11-25T10:00:00Z"
+            .parse()
+            .unwrap_or(Timestamp::UNIX_EPOCH);
+        let v = view(&approval("Approved"), &[]);
+        assert!(v.break_glass.is_none());
+        assert!(!detail(&v, now).contains("Break-glass"));
+        assert!(!list(&[v], true, now).contains("break-glass"));
+    }
 }
