@@ -9,9 +9,11 @@ use std::process::Stdio;
 use std::time::Instant;
 
 use fantoccini::Locator;
+use modelgate::api::approval::{ApprovalPhase, ModelApproval};
+use modelgate::api::breakglass::ReleasedBy;
 use modelgate::api::{deployment::DeploymentPhase, gates::Gate};
 use modelgate_e2e::{
-    browser::*, cluster::*, fixtures::*, operator::*, plugin::*, pods::*, wait::*,
+    breakglass::*, browser::*, cluster::*, fixtures::*, operator::*, plugin::*, pods::*, wait::*,
 };
 
 const APPROVAL: &str = "fraud-detector-2-4-0";
@@ -712,4 +714,142 @@ async fn an_overdue_gate_is_marked_on_its_card_as_it_happens() {
         !other.contains("Overdue"),
         "only the gate with a deadline: {other}"
     );
+}
+
+/// The approval of the demo with four gates passed, LegalReview open, a
+/// ModelDeployment following it (onRevoke ScaleToZero), and a break-glass
+/// without LegalReview requested by the incident commander and approved by
+/// the on-call, each as themselves: the release it is under.
+async fn released_without_legal_review(client: &kube::Client, n: &str) -> ReleasedBy {
+    break_glass_policy(client, n, "8h").await;
+    bind_break_glass(client, n).await;
+    let approvals: kube::Api<ModelApproval> = kube::Api::namespaced(client.clone(), n);
+    model_approval(APPROVAL)
+        .version("2.4.0")
+        .create(&approvals)
+        .await;
+    for (gate, user, _, _) in REVIEWERS.iter().filter(|r| r.0 != Gate::Legal) {
+        set_gate(n, APPROVAL, gate.condition_type(), "True", user)
+            .await
+            .unwrap_or_else(|e| panic!("pass {gate}: {e}"));
+    }
+    model_deployment("fraud-detector")
+        .approval(APPROVAL)
+        .replicas(1)
+        .on_revoke("ScaleToZero")
+        .create(&kube::Api::namespaced(client.clone(), n))
+        .await;
+    let request = Request {
+        name: "inc-4711",
+        approval: APPROVAL,
+        skips: &["LegalReview"],
+        duration: "8h",
+    };
+    request_break_glass(n, &request, COMMANDER, &[COMMANDERS])
+        .await
+        .expect("the commander requests");
+    approve_break_glass(n, "inc-4711", APPROVER, &[ON_CALL])
+        .await
+        .expect("the on-call approves");
+    eventually(60, "the approval released by break-glass", || async {
+        let status = approvals.get(APPROVAL).await.ok()?.status?;
+        (status.phase == Some(ApprovalPhase::BreakGlass)).then_some(status.break_glass?)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_break_glass_release_is_announced_atop_its_page_in_plain_words() {
+    start_operator();
+    let client = install_modelgate().await;
+    let ns = TestNamespace::new(&client, "console-break-glass").await;
+    let n = ns.name.as_str();
+    let released = released_without_legal_review(&client, n).await;
+    let until = released.until.0.strftime("%Y-%m-%d %H:%M UTC").to_string();
+
+    let driver = Driver::start();
+    let browser = driver.browser().await;
+    let lee = reviewer_console(n, Gate::Legal, "lee@example.com");
+    lee.open(&browser, &format!("/approvals/{APPROVAL}")).await;
+    let banner = shows(&browser, "#break-glass-banner", "Emergency release", 30).await;
+    let said = format!(
+        "Emergency release (break-glass): served without LegalReview until {until}. \
+         Requested by {COMMANDER}, approved by {APPROVER}: {}. \
+         Unless LegalReview passes before then, the release is withdrawn: \
+         fraud-detector is scaled to zero and stops serving (onRevoke ScaleToZero).",
+        released.reason
+    );
+    assert!(banner.starts_with(&said), "{banner}\nnot\n{said}");
+    let element = browser
+        .find(Locator::Css("#break-glass-banner"))
+        .await
+        .expect("the banner");
+    assert_eq!(
+        element.attr("role").await.expect("role").as_deref(),
+        Some("alert")
+    );
+    assert_eq!(
+        element.attr("class").await.expect("class").as_deref(),
+        Some("break-glass")
+    );
+    let above = "return document.getElementById('break-glass-banner').getBoundingClientRect().bottom \
+                 <= document.querySelector('h1').getBoundingClientRect().top";
+    assert_eq!(
+        browser.execute(above, vec![]).await.expect("where it is"),
+        serde_json::Value::Bool(true),
+        "the banner stands above the page's heading"
+    );
+    let legal = text_of(&browser, "#gate-legal-state").await;
+    assert!(
+        legal.contains(&format!("Skipped by break-glass until {until}.")),
+        "{legal}"
+    );
+    let business = text_of(&browser, "#gate-business-state").await;
+    assert!(!business.contains("Skipped"), "{business}");
+    screenshot(
+        &browser,
+        &tempdir("console-shots"),
+        "console-break-glass.png",
+    )
+    .await;
+
+    // The lists mark it: in Lee's inbox it waits on Lee, sooner than ever;
+    // the deployment serves it under the break-glass.
+    browser
+        .goto(&format!("{}/", lee.url))
+        .await
+        .expect("the inbox");
+    let waiting = text_of(
+        &browser,
+        "section[aria-labelledby=waiting-h] tr.break-glass",
+    )
+    .await;
+    assert!(
+        waiting.contains(APPROVAL)
+            && waiting.contains("BreakGlass")
+            && waiting.contains(&format!(
+                "Emergency release without LegalReview until {until}"
+            )),
+        "{waiting}"
+    );
+    browser
+        .goto(&format!("{}/deployments", lee.url))
+        .await
+        .expect("the deployments");
+    let row = shows(
+        &browser,
+        "#md-fraud-detector",
+        "Emergency release: break-glass inc-4711 until",
+        60,
+    )
+    .await;
+    assert!(row.contains("without LegalReview"), "{row}");
+    let class = browser
+        .find(Locator::Css("#md-fraud-detector"))
+        .await
+        .expect("the row")
+        .attr("class")
+        .await
+        .expect("class");
+    assert_eq!(class.as_deref(), Some("break-glass"));
 }

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use super::Console;
 use super::person::Person;
+use super::views::breakglass::{self, Banner};
 use super::views::{self, Chrome, DeploymentRow, GateCard, InboxRow, Moment, Shelf, html};
 use crate::{CliError, Result};
 use modelgate::api::{approval::ModelApproval, deployment::ModelDeployment, gates::Gate};
@@ -70,6 +71,10 @@ pub struct ApprovalPage {
     /// Quorum progress and rule results, as (gate, progress, what it saw).
     progress: Vec<(String, String, String)>,
     pub gates: Vec<GateCard>,
+    /// While a break-glass releases the approval: the banner atop the page.
+    break_glass: Option<Banner>,
+    /// Once one no longer does: a line of what it was, beside the history.
+    break_glass_past: Option<String>,
     moments: Vec<Moment>,
     deployments: Vec<DeploymentRow>,
     token: String,
@@ -239,9 +244,14 @@ pub async fn approval_page(
         .iter()
         .filter_map(|g| Some((g.gate.clone(), g.progress.clone()?, g.advice.clone()?)))
         .collect();
-    let gated = view.deployments;
+    let gated: Vec<ModelDeployment> = mds
+        .into_iter()
+        .filter(|d| view.deployments.contains(&d.name_any()))
+        .collect();
     let (seal, seal_note) = views::seal(status.artifact.as_ref());
     Ok(ApprovalPage {
+        break_glass: breakglass::banner(&a, &gated),
+        break_glass_past: breakglass::afterwards(&a),
         seal,
         seal_note,
         chrome: chrome(c, p, format!("/approvals/{name}"), "approval"),
@@ -263,11 +273,7 @@ pub async fn approval_page(
         progress,
         gates,
         moments: views::timeline(&status.history),
-        deployments: mds
-            .iter()
-            .filter(|d| gated.contains(&d.name_any()))
-            .map(views::deployment_row)
-            .collect(),
+        deployments: gated.iter().map(views::deployment_row).collect(),
         token: token
             .authenticity_token()
             .map_err(|e| CliError::Render(e.to_string()))?,

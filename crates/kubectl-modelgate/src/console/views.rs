@@ -17,6 +17,8 @@ use modelgate::api::{
     gates::Gate,
 };
 
+pub mod breakglass;
+
 /// The person the console acts as, as the cluster authenticated them.
 pub struct Me {
     pub user: String,
@@ -99,6 +101,8 @@ pub struct GateCard {
     /// Set while the gate is past its review deadline: when it was due and
     /// who is told.
     pub overdue: Option<String>,
+    /// Set while an active break-glass skips the gate: until when.
+    pub skipped: Option<String>,
 }
 
 pub struct EvidenceLink {
@@ -194,6 +198,7 @@ fn card(
             .collect(),
         refusal: None,
         overdue: overdue(a, gate),
+        skipped: breakglass::skipped(a, gate.condition_type()),
         typed: Typed {
             approve: true,
             ..Typed::default()
@@ -263,6 +268,9 @@ pub struct DeploymentRow {
     /// Sealed or Unsealed, and why not, once the operator judged it.
     pub seal: String,
     pub seal_why: String,
+    /// While it serves under a break-glass: which, until when, without
+    /// which gates (the operator's words); empty otherwise.
+    pub break_glass: String,
 }
 
 pub fn deployment_row(md: &ModelDeployment) -> DeploymentRow {
@@ -292,6 +300,7 @@ pub fn deployment_row(md: &ModelDeployment) -> DeploymentRow {
         approval: md.spec.approval_ref.name.clone(),
         serving: status.served_model.map(|s| (s.version, s.digest)),
         ready: status.ready.unwrap_or_else(|| "0/0".into()),
+        break_glass: status.break_glass.unwrap_or_default(),
         why,
     }
 }
@@ -324,6 +333,9 @@ pub struct InboxRow {
     pub gates_passed: usize,
     /// My gates of this approval: title and how each stands.
     pub mine: Vec<(&'static str, &'static str)>,
+    /// While a break-glass releases it: the gates it is served without
+    /// and until when, e.g. "without LegalReview until 2026-12-06 11:00 UTC".
+    pub break_glass: Option<String>,
 }
 
 /// Where an approval sits in my inbox.
@@ -347,7 +359,9 @@ pub fn shelve(a: &ModelApproval, me: &Me, groups: &[(Gate, String)]) -> (Shelf, 
     let undecided_mine = cards
         .iter()
         .any(|(gate, g)| my_gates.contains(gate) && g.status == UNKNOWN);
-    let open = matches!(view.phase.as_str(), "Pending" | "Unknown");
+    // Under break-glass the skipped gates still wait on their reviewers,
+    // and sooner than ever.
+    let open = matches!(view.phase.as_str(), "Pending" | "Unknown" | "BreakGlass");
     let shelf = if undecided_mine && open && !passed_by_me {
         Shelf::Waiting
     } else if decided_by_me {
@@ -367,6 +381,7 @@ pub fn shelve(a: &ModelApproval, me: &Me, groups: &[(Gate, String)]) -> (Shelf, 
         phase: view.phase.clone(),
         gates_passed: view.gates_passed,
         mine,
+        break_glass: breakglass::summary(a),
     };
     (shelf, row)
 }

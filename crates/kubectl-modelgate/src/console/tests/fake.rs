@@ -1,5 +1,5 @@
 //! A stand-in for the API server behind a person's client: one approval
-//! (`fd-2`), no deployments, watches held open and quiet, the person's
+//! (`fd-2`), no deployments (or those a test gives it), watches held open and quiet, the person's
 //! SelfSubjectReview, and every status write refused as an admission
 //! policy would refuse it. It records each request, so a test can say
 //! what reached the cluster, and counts the watches still open, so a test
@@ -30,6 +30,8 @@ pub struct FakeApi {
     requests: Arc<Mutex<Vec<String>>>,
     /// Watches held open, by whose client opened them.
     watches: Arc<Mutex<HashMap<String, usize>>>,
+    /// The approval and deployments served instead of `fd-2` alone.
+    objects: Option<Arc<(serde_json::Value, Vec<serde_json::Value>)>>,
 }
 
 /// Counted while a watch's answer is held open.
@@ -48,7 +50,8 @@ pub fn digest() -> String {
     format!("sha256:{}", "a".repeat(64))
 }
 
-fn approval() -> serde_json::Value {
+/// `fd-2`: Pending, no gate decided, unsealed.
+pub fn approval() -> serde_json::Value {
     serde_json::json!({
         "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
         "metadata": {"name": APPROVAL, "namespace": NAMESPACE, "uid": UID, "resourceVersion": "5"},
@@ -77,6 +80,28 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
 }
 
 impl FakeApi {
+    /// A fake serving `approval` (named `fd-2`) and `deployments`.
+    pub fn serving(approval: serde_json::Value, deployments: Vec<serde_json::Value>) -> FakeApi {
+        FakeApi {
+            objects: Some(Arc::new((approval, deployments))),
+            ..FakeApi::default()
+        }
+    }
+
+    fn approval(&self) -> serde_json::Value {
+        self.objects
+            .as_ref()
+            .map(|o| o.0.clone())
+            .unwrap_or_else(approval)
+    }
+
+    fn deployments(&self) -> Vec<serde_json::Value> {
+        self.objects
+            .as_ref()
+            .map(|o| o.1.clone())
+            .unwrap_or_default()
+    }
+
     /// A client of `user` (in `groups`) that talks to this fake.
     pub fn session(&self, user: &str, groups: &[&str]) -> Session {
         let api = self.clone();
@@ -110,9 +135,9 @@ impl FakeApi {
                 &serde_json::json!({"apiVersion": "authentication.k8s.io/v1",
                     "kind": "SelfSubjectReview", "status": {"userInfo": who}}),
             ),
-            (Method::GET, "modelapprovals") => list(vec![approval()]),
-            (Method::GET, "modeldeployments") => list(vec![]),
-            (Method::GET, APPROVAL) => json(StatusCode::OK, &approval()),
+            (Method::GET, "modelapprovals") => list(vec![self.approval()]),
+            (Method::GET, "modeldeployments") => list(self.deployments()),
+            (Method::GET, APPROVAL) => json(StatusCode::OK, &self.approval()),
             (Method::PATCH, "status") => status(StatusCode::FORBIDDEN, "Forbidden", REFUSAL),
             _ => status(StatusCode::NOT_FOUND, "NotFound", "not found"),
         }

@@ -19,7 +19,11 @@ const ORIGIN: &str = "http://127.0.0.1:8437";
 /// The console as `kubectl modelgate console --port 8437` runs it for
 /// lena, with the key it printed, and the fake API server behind it.
 fn console() -> (Router, String, FakeApi) {
-    let api = FakeApi::default();
+    console_with(FakeApi::default())
+}
+
+/// The same console in front of `api`.
+fn console_with(api: FakeApi) -> (Router, String, FakeApi) {
     let session = api.session("lena", &["modelgate:legal-reviewers"]);
     let me = Me {
         user: "lena".into(),
@@ -366,4 +370,78 @@ async fn a_person_has_only_so_many_live_pages() {
         .await;
     drop((first, again));
     eventually(|| api.open_watches("lena") == 0, "the watches close").await;
+}
+
+/// fd-2 released by break-glass without LegalReview, and the deployment
+/// that serves it.
+fn under_break_glass() -> FakeApi {
+    let mut approval = approval();
+    approval["status"] = serde_json::json!({
+        "phase": "BreakGlass", "conditions": [],
+        "breakGlass": {
+            "name": "bg-1", "requestedBy": "ic@example.com", "approvedBy": ["oncall@example.com"],
+            "reason": "INC-4711: <b>2.4.0</b> flags every card payment",
+            "skips": ["LegalReview"],
+            "since": "2026-12-06T03:00:00Z", "until": "2026-12-06T11:00:00Z",
+        },
+    });
+    let md = serde_json::json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": "fd", "namespace": NAMESPACE},
+        "spec": {"approvalRef": {"name": APPROVAL}, "onRevoke": "ScaleToZero", "template": {"spec": {"containers": []}}},
+        "status": {"phase": "Available", "breakGlass": "bg-1 until 2026-12-06T11:00:00Z without LegalReview"},
+    });
+    FakeApi::serving(approval, vec![md])
+}
+
+#[tokio::test]
+async fn a_break_glass_release_is_announced_atop_its_page_and_marked_in_the_lists() {
+    let (router, token, _) = console_with(under_break_glass());
+    let cookie = key_cookie(&token);
+    let page = send(
+        &router,
+        get(HOST, &format!("/approvals/{APPROVAL}"), Some(&cookie)),
+    )
+    .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let banner = page
+        .body
+        .split(r#"<div class="break-glass" role="alert" id="break-glass-banner">"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</div>").next())
+        .unwrap_or_else(|| panic!("no banner: {}", page.body));
+    let words = banner.replace("<strong>", "").replace("</strong>", "");
+    assert!(
+        words.contains("Emergency release (break-glass): served without LegalReview until 2026-12-06 11:00 UTC. Requested by ic@example.com, approved by oncall@example.com: INC-4711: &#60;b&#62;2.4.0&#60;/b&#62; flags every card payment. Unless LegalReview passes before then, the release is withdrawn: fd is scaled to zero and stops serving (onRevoke ScaleToZero)."),
+        "{banner}"
+    );
+    // It comes before the page's heading, and the skipped gate's card says so.
+    assert!(page.body.find("break-glass-banner") < page.body.find("<h1>"));
+    assert!(page.body.contains(r#"<p class="skipped" id="skipped-legal"><strong>Skipped by break-glass until 2026-12-06 11:00 UTC.</strong>"#), "{}", page.body);
+    let inbox = send(&router, get(HOST, "/", Some(&cookie))).await;
+    assert!(
+        inbox.body.contains(r#"<tr class="break-glass">"#),
+        "{}",
+        inbox.body
+    );
+    assert!(
+        inbox
+            .body
+            .contains("Emergency release without LegalReview until 2026-12-06 11:00 UTC"),
+        "{}",
+        inbox.body
+    );
+    let mds = send(&router, get(HOST, "/deployments", Some(&cookie))).await;
+    assert!(
+        mds.body.contains(r#"<tr id="md-fd" class="break-glass">"#),
+        "{}",
+        mds.body
+    );
+    assert!(
+        mds.body.contains(
+            "Emergency release: break-glass bg-1 until 2026-12-06T11:00:00Z without LegalReview"
+        ),
+        "{}",
+        mds.body
+    );
 }

@@ -105,3 +105,132 @@ fn a_sealed_artifact_says_what_every_pod_mounts() {
     );
     assert_eq!(super::seal(None), (String::new(), String::new()));
 }
+
+/// fd-2 with every gate but LegalReview passed, released without it by
+/// break-glass bg-1 until 11:00, in `phase`, with `history`.
+fn released(phase: &str, history: serde_json::Value) -> ModelApproval {
+    let passed: Vec<serde_json::Value> = Gate::ALL
+        .into_iter()
+        .filter(|g| *g != Gate::Legal)
+        .map(|g| serde_json::json!({"type": g.condition_type(), "status": "True", "reviewer": "r@example.com"}))
+        .collect();
+    let mut a = approval(serde_json::json!(passed), phase);
+    let status = serde_json::json!({
+        "phase": phase, "conditions": passed, "history": history,
+        "breakGlass": {
+            "name": "bg-1", "requestedBy": "ic@example.com", "approvedBy": ["oncall@example.com"],
+            "reason": "INC-4711: 2.4.0 flags every card payment in Ireland",
+            "skips": ["LegalReview"],
+            "since": "2026-12-06T03:00:00Z", "until": "2026-12-06T11:00:00Z",
+        },
+    });
+    a.status = Some(serde_json::from_value(status).expect("a status"));
+    a
+}
+
+fn deployment(name: &str, approval: &str, on_revoke: &str) -> ModelDeployment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": "risk"},
+        "spec": {"approvalRef": {"name": approval}, "onRevoke": on_revoke, "template": {"spec": {"containers": []}}},
+        "status": {"phase": "Available", "breakGlass": "bg-1 until 2026-12-06T11:00:00Z without LegalReview"},
+    }))
+    .expect("a deployment")
+}
+
+#[test]
+fn a_break_glass_release_has_a_banner_saying_who_why_and_until_when() {
+    let mds = [
+        deployment("fd", "fd-2", "ScaleToZero"),
+        deployment("fd-canary", "fd-2", "Hold"),
+        deployment("other", "other-1", "Hold"),
+    ];
+    let banner = breakglass::banner(&released("BreakGlass", serde_json::json!([])), &mds);
+    assert_eq!(
+        banner,
+        Some(breakglass::Banner {
+            name: "bg-1".into(),
+            skips: "LegalReview".into(),
+            pass: "passes",
+            until: "2026-12-06 11:00 UTC".into(),
+            requested_by: "ic@example.com".into(),
+            approved_by: "oncall@example.com".into(),
+            reason: "INC-4711: 2.4.0 flags every card payment in Ireland.".into(),
+            then: vec![
+                "fd is scaled to zero and stops serving (onRevoke ScaleToZero)".into(),
+                "fd-canary keeps its pods serving but rolls out nothing more (onRevoke Hold)"
+                    .into(),
+            ],
+        })
+    );
+    // Kept for the record once it ended, it is no banner.
+    assert_eq!(
+        breakglass::banner(&released("Pending", serde_json::json!([])), &mds),
+        None
+    );
+}
+
+#[test]
+fn a_skipped_gate_says_so_on_its_card_while_the_release_lasts() {
+    let (me, groups) = lee();
+    let cards = gate_cards(&released("BreakGlass", serde_json::json!([])), &me, &groups);
+    assert_eq!(cards[3].skipped.as_deref(), Some("2026-12-06 11:00 UTC"));
+    assert_eq!(cards[3].state, "pending");
+    assert!(
+        cards
+            .iter()
+            .filter(|c| c.condition != "LegalReview")
+            .all(|c| c.skipped.is_none())
+    );
+    let after = gate_cards(&released("Pending", serde_json::json!([])), &me, &groups);
+    assert!(after.iter().all(|c| c.skipped.is_none()));
+}
+
+#[test]
+fn under_break_glass_the_skipped_gate_still_waits_on_its_reviewer() {
+    let (me, groups) = lee();
+    let (shelf, row) = shelve(&released("BreakGlass", serde_json::json!([])), &me, &groups);
+    assert_eq!(shelf, Shelf::Waiting);
+    assert_eq!(row.phase, "BreakGlass");
+    assert_eq!(
+        row.break_glass.as_deref(),
+        Some("without LegalReview until 2026-12-06 11:00 UTC")
+    );
+    let (_, after) = shelve(&released("Pending", serde_json::json!([])), &me, &groups);
+    assert_eq!(after.break_glass, None);
+}
+
+#[test]
+fn an_ended_break_glass_leaves_one_line_saying_how_it_ended() {
+    let entry = |to: &str, reason: &str| serde_json::json!([{"time": "2026-12-06T11:00:00Z", "subject": "Phase", "from": "BreakGlass", "to": to, "reason": reason}]);
+    let lapsed = breakglass::afterwards(&released("Pending", entry("Pending", "BreakGlassLapsed")));
+    assert_eq!(
+        lapsed.as_deref(),
+        Some(
+            "Break-glass bg-1 released this approval without LegalReview from 2026-12-06 03:00 UTC until 2026-12-06 11:00 UTC (requested by ic@example.com, approved by oncall@example.com). LegalReview did not pass in time: the release lapsed and was withdrawn."
+        )
+    );
+    let ratified = breakglass::afterwards(&released(
+        "Approved",
+        entry("Approved", "BreakGlassRatified"),
+    ));
+    assert!(
+        ratified
+            .as_deref()
+            .is_some_and(|r| r.ends_with("LegalReview passed in time: the release was ratified.")),
+        "{ratified:?}"
+    );
+    assert_eq!(
+        breakglass::afterwards(&released("BreakGlass", serde_json::json!([]))),
+        None
+    );
+}
+
+#[test]
+fn a_deployment_served_under_break_glass_says_so_in_its_row() {
+    let row = deployment_row(&deployment("fd", "fd-2", "Hold"));
+    assert_eq!(
+        row.break_glass,
+        "bg-1 until 2026-12-06T11:00:00Z without LegalReview"
+    );
+}
