@@ -5,10 +5,8 @@
 
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use modelgate::api::breakglass::BreakGlass;
-use modelgate::api::policy::ApprovalPolicy;
 
 use crate::users::person;
-use crate::wait::eventually;
 
 /// The group the test policy lets request a break-glass.
 pub const COMMANDERS: &str = "incident-commanders";
@@ -22,29 +20,13 @@ pub const APPROVER: &str = "bob@example.com";
 /// rule (commanders request, one on-call approves, at most `max`). Waits
 /// until the operator has read it, so approvals made after pin it.
 pub async fn break_glass_policy(client: &kube::Client, ns: &str, max: &str) {
-    let body = serde_json::json!({
-        "apiVersion": "modelgate.io/v1alpha1", "kind": "ApprovalPolicy",
-        "metadata": {"name": "default", "namespace": ns},
-        "spec": {"breakGlass": {
-            "requesters": {"groups": [COMMANDERS]},
-            "approvers": {"groups": [ON_CALL]},
-            "approvals": 1,
-            "maxDuration": max,
-        }},
-    });
-    let api: Api<ApprovalPolicy> = Api::namespaced(client.clone(), ns);
-    api.patch(
-        "default",
-        &PatchParams::apply("policy-admin").force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .expect("apply policy");
-    eventually(60, "the policy observed", || async {
-        let p = api.get("default").await.ok()?;
-        (p.status?.observed_generation == p.metadata.generation).then_some(())
-    })
-    .await;
+    let rule = serde_json::json!({"breakGlass": {
+        "requesters": {"groups": [COMMANDERS]},
+        "approvers": {"groups": [ON_CALL]},
+        "approvals": 1,
+        "maxDuration": max,
+    }});
+    crate::fixtures::apply_policy(client, ns, rule).await;
 }
 
 /// Binds `modelgate-break-glass` in `ns` to the commanders and the on-call

@@ -336,3 +336,28 @@ pub async fn event_about(
     })
     .await
 }
+
+/// Applies the `default` ApprovalPolicy of `ns` with `spec`, as its
+/// platform team, and waits until the operator has read it, so that the
+/// approvals made after pin it.
+pub async fn apply_policy(client: &Client, ns: &str, spec: serde_json::Value) {
+    use modelgate::api::policy::ApprovalPolicy;
+    let body = serde_json::json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "ApprovalPolicy",
+        "metadata": {"name": "default", "namespace": ns},
+        "spec": spec,
+    });
+    let api: Api<ApprovalPolicy> = Api::namespaced(client.clone(), ns);
+    api.patch(
+        "default",
+        &PatchParams::apply("policy-admin").force(),
+        &Patch::Apply(&body),
+    )
+    .await
+    .expect("apply policy");
+    eventually(60, "the policy observed", || async {
+        let p = api.get("default").await.ok()?;
+        (p.status?.observed_generation == p.metadata.generation).then_some(())
+    })
+    .await;
+}

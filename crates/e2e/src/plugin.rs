@@ -35,3 +35,24 @@ pub fn stdout(o: &Output) -> String {
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
+
+/// `kubectl modelgate audit SUBCOMMAND FILE FLAG OTHER` as the admin in
+/// `ns`: `verify bundle --keys keys`, `report bundle -o page`.
+pub fn audit(
+    ns: &str,
+    subcommand: &str,
+    file: &std::path::Path,
+    (flag, other): (&str, &std::path::Path),
+) -> Output {
+    run_plugin(
+        ns,
+        None,
+        &[
+            "audit",
+            subcommand,
+            &file.to_string_lossy(),
+            flag,
+            &other.to_string_lossy(),
+        ],
+    )
+}

@@ -241,17 +241,7 @@ async fn break_glass_records_verify_offline(client: &kube::Client, n: &str) {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let keys = dir.join("audit.pub.pem");
-    let out = run_plugin(
-        n,
-        None,
-        &[
-            "audit",
-            "verify",
-            &bundle.to_string_lossy(),
-            "--keys",
-            &keys.to_string_lossy(),
-        ],
-    );
+    let out = audit(n, "verify", &bundle, ("--keys", &keys));
     assert_eq!(
         out.status.code(),
         Some(0),

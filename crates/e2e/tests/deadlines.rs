@@ -4,9 +4,8 @@
 //! approval expires as ReviewTimedOut only when the policy says so; a
 //! deadline never passes a gate.
 
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::Api;
 use modelgate::api::approval::{ApprovalPhase, ModelApproval};
-use modelgate::api::policy::ApprovalPolicy;
 use modelgate_e2e::{cluster::*, fixtures::*, operator::*, wait::*};
 
 /// A `default` policy of `ns` whose SecurityReview is due `within` after
@@ -18,24 +17,11 @@ async fn deadline_policy(client: &kube::Client, ns: &str, within: &str, expire: 
     if let Some(e) = expire {
         deadline["expireAfter"] = e.into();
     }
-    let body = serde_json::json!({
-        "apiVersion": "modelgate.io/v1alpha1", "kind": "ApprovalPolicy",
-        "metadata": {"name": "default", "namespace": ns},
-        "spec": {"gates": [{"gate": "SecurityReview", "deadline": deadline}]},
-    });
-    let api: Api<ApprovalPolicy> = Api::namespaced(client.clone(), ns);
-    api.patch(
-        "default",
-        &PatchParams::apply("policy-admin").force(),
-        &Patch::Apply(&body),
+    apply_policy(
+        client,
+        ns,
+        serde_json::json!({"gates": [{"gate": "SecurityReview", "deadline": deadline}]}),
     )
-    .await
-    .expect("apply policy");
-    // The approval must pin this policy: wait until the operator has read it.
-    eventually(60, "the policy observed", || async {
-        let p = api.get("default").await.ok()?;
-        (p.status?.observed_generation == p.metadata.generation).then_some(())
-    })
     .await;
 }
 

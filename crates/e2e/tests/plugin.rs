@@ -144,7 +144,7 @@ async fn reviewers_approve_reject_and_audit_from_the_terminal() {
         &["approve", "fd-7", "--gate", "business"],
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    eventually(10, "Approved in status", || async {
+    eventually(30, "Approved in status", || async {
         let out = run_plugin(
             &ns.name,
             Some((&biz, &biz_groups)),
@@ -538,17 +538,7 @@ async fn break_glass_is_requested_approved_shown_and_reported_from_the_terminal(
         stdout(&out).contains("exported 2 records").then_some(())
     })
     .await;
-    let out = run_plugin(
-        n,
-        None,
-        &[
-            "audit",
-            "report",
-            &bundle.to_string_lossy(),
-            "-o",
-            &page.to_string_lossy(),
-        ],
-    );
+    let out = audit(n, "report", &bundle, ("-o", &page));
     assert!(
         stdout(&out).contains("all verified"),
         "{}{}",

@@ -59,17 +59,7 @@ fn scratch(label: &str) -> PathBuf {
 
 /// `audit verify` of `bundle` with `keys`: (exit code, stdout + stderr).
 fn verify(ns: &str, bundle: &Path, keys: &Path) -> (Option<i32>, String) {
-    let out = run_plugin(
-        ns,
-        None,
-        &[
-            "audit",
-            "verify",
-            &bundle.to_string_lossy(),
-            "--keys",
-            &keys.to_string_lossy(),
-        ],
-    );
+    let out = audit(ns, "verify", bundle, ("--keys", keys));
     (
         out.status.code(),
         format!("{}{}", stdout(&out), stderr(&out)),
@@ -309,17 +299,7 @@ async fn phase_changes_are_signed_exported_and_tampering_is_named() {
 
     // The auditor's page, opened in a real browser.
     let page = dir.join("audit.html");
-    let out = run_plugin(
-        n,
-        None,
-        &[
-            "audit",
-            "report",
-            &bundle.to_string_lossy(),
-            "-o",
-            &page.to_string_lossy(),
-        ],
-    );
+    let out = audit(n, "report", &bundle, ("-o", &page));
     assert!(out.status.success(), "{}", stderr(&out));
     let dom = chromium(&["--dump-dom"], &page);
     for want in [

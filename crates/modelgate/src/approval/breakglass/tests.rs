@@ -123,6 +123,17 @@ fn request(user: &str, groups: &[&str], skips: Vec<SkippedGate>, duration: &str)
     }
 }
 
+/// Erin's request (an incident commander) to skip LegalReview for
+/// `duration`.
+fn erins(duration: &str) -> BreakGlass {
+    request(
+        "erin",
+        &["incident-commanders"],
+        vec![SkippedGate::LegalReview],
+        duration,
+    )
+}
+
 fn approve(bg: &mut BreakGlass, user: &str, groups: &[&str], at: Timestamp) {
     let status = bg.status.get_or_insert_with(Default::default);
     status.approvals.push(BreakGlassApproval {
@@ -157,15 +168,37 @@ fn refused(a: &Authority) -> String {
     }
 }
 
+/// LegalReview open, Erin's 4 h break-glass skipping it approved by Bob
+/// at t0, and the approval released by it.
+struct Released {
+    status: ModelApprovalStatus,
+    bg: BreakGlass,
+    judged: Authority,
+    release: ReleasedBy,
+}
+
+fn released() -> Released {
+    let mut status = status_with_open(pinned(Some(rule())), &[Gate::Legal], t0());
+    let mut bg = erins("4h");
+    approve(&mut bg, "bob", &["sre-oncall"], t0());
+    let judged = authority(&bg, Some(&status), t0());
+    let Authority::Approved(release) = judged.clone() else {
+        panic!("expected approval, got {judged:?}")
+    };
+    step(&mut status, t0(), Some(&release));
+    settle(&mut bg, &judged, &status, t0());
+    Released {
+        status,
+        bg,
+        judged,
+        release,
+    }
+}
+
 #[test]
 fn a_policy_without_a_break_glass_rule_refuses_every_request() {
     let status = status_with_open(pinned(None), &[Gate::Legal], t0());
-    let bg = request(
-        "erin",
-        &["incident-commanders"],
-        vec![SkippedGate::LegalReview],
-        "4h",
-    );
+    let bg = erins("4h");
     let why = refused(&authority(&bg, Some(&status), t0()));
     assert!(why.contains("allows no break-glass"), "{why}");
 }
@@ -204,12 +237,7 @@ fn the_models_owner_alone_is_refused_and_approves_nothing() {
 #[test]
 fn a_window_longer_than_the_policy_allows_is_refused() {
     let status = status_with_open(pinned(Some(rule())), &[Gate::Legal], t0());
-    let bg = request(
-        "erin",
-        &["incident-commanders"],
-        vec![SkippedGate::LegalReview],
-        "9h",
-    );
+    let bg = erins("9h");
     assert!(refused(&authority(&bg, Some(&status), t0())).contains("maxDuration 8h"));
 }
 
@@ -217,12 +245,7 @@ fn a_window_longer_than_the_policy_allows_is_refused() {
 fn one_on_call_approval_releases_the_approval_until_the_window_ends() {
     let mut status = status_with_open(pinned(Some(rule())), &[Gate::Legal], t0());
     assert_eq!(status.phase, Some(ApprovalPhase::Pending));
-    let mut bg = request(
-        "erin",
-        &["incident-commanders"],
-        vec![SkippedGate::LegalReview],
-        "4h",
-    );
+    let mut bg = erins("4h");
     approve(&mut bg, "bob", &["sre-oncall"], t0());
     let now = t0() + SignedDuration::from_mins(1);
     let judged = authority(&bg, Some(&status), now);
@@ -262,12 +285,7 @@ fn one_on_call_approval_releases_the_approval_until_the_window_ends() {
 #[test]
 fn a_gate_it_does_not_skip_keeps_the_approval_pending() {
     let mut status = status_with_open(pinned(Some(rule())), &[Gate::Legal, Gate::Security], t0());
-    let mut bg = request(
-        "erin",
-        &["incident-commanders"],
-        vec![SkippedGate::LegalReview],
-        "4h",
-    );
+    let mut bg = erins("4h");
     approve(&mut bg, "dana", &[], t0());
     let judged = authority(&bg, Some(&status), t0());
     let Authority::Approved(r) = &judged else {
@@ -288,20 +306,12 @@ fn a_gate_it_does_not_skip_keeps_the_approval_pending() {
 
 #[test]
 fn ratification_in_the_window_approves_and_clears_the_mark() {
-    let mut status = status_with_open(pinned(Some(rule())), &[Gate::Legal], t0());
-    let mut bg = request(
-        "erin",
-        &["incident-commanders"],
-        vec![SkippedGate::LegalReview],
-        "4h",
-    );
-    approve(&mut bg, "bob", &["sre-oncall"], t0());
-    let judged = authority(&bg, Some(&status), t0());
-    let Authority::Approved(r) = judged.clone() else {
-        panic!("expected approval")
-    };
-    step(&mut status, t0(), Some(&r));
-    settle(&mut bg, &judged, &status, t0());
+    let Released {
+        mut status,
+        mut bg,
+        judged,
+        release: r,
+    } = released();
     status.conditions.push(Condition {
         type_: Gate::Legal.condition_type().into(),
         status: TRUE.into(),
@@ -326,20 +336,9 @@ fn ratification_in_the_window_approves_and_clears_the_mark() {
 
 #[test]
 fn no_ratification_lapses_at_the_window_and_never_releases_again() {
-    let mut status = status_with_open(pinned(Some(rule())), &[Gate::Legal], t0());
-    let mut bg = request(
-        "erin",
-        &["incident-commanders"],
-        vec![SkippedGate::LegalReview],
-        "4h",
-    );
-    approve(&mut bg, "bob", &["sre-oncall"], t0());
-    let judged = authority(&bg, Some(&status), t0());
-    let Authority::Approved(r) = judged.clone() else {
-        panic!("expected approval")
-    };
-    step(&mut status, t0(), Some(&r));
-    settle(&mut bg, &judged, &status, t0());
+    let Released {
+        mut status, mut bg, ..
+    } = released();
     let end = t0() + SignedDuration::from_hours(4);
     let judged = authority(&bg, Some(&status), end);
     // The window is over: nothing is released.
@@ -381,12 +380,7 @@ fn a_failed_gate_is_never_skipped() {
         ..Condition::default()
     });
     step(&mut status, t0(), None);
-    let mut bg = request(
-        "erin",
-        &["incident-commanders"],
-        vec![SkippedGate::LegalReview],
-        "4h",
-    );
+    let mut bg = erins("4h");
     approve(&mut bg, "bob", &["sre-oncall"], t0());
     let judged = authority(&bg, Some(&status), t0());
     let Authority::Approved(r) = judged.clone() else {
@@ -403,12 +397,7 @@ fn a_failed_gate_is_never_skipped() {
 #[test]
 fn a_break_glass_releases_only_the_approval_it_was_requested_for() {
     let status = status_with_open(pinned(Some(rule())), &[Gate::Legal], t0());
-    let mut bg = request(
-        "erin",
-        &["incident-commanders"],
-        vec![SkippedGate::LegalReview],
-        "4h",
-    );
+    let mut bg = erins("4h");
     approve(&mut bg, "bob", &["sre-oncall"], t0());
     let judged = authority(&bg, Some(&status), t0());
     settle(&mut bg, &judged, &status, t0());
