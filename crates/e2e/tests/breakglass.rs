@@ -11,6 +11,7 @@ use modelgate::api::approval::{ApprovalPhase, ModelApproval};
 use modelgate::api::breakglass::{BreakGlass, BreakGlassPhase};
 use modelgate::api::deployment::{DeploymentPhase, ModelDeployment};
 use modelgate::api::record::ApprovalRecord;
+use modelgate_e2e::argocd::health;
 use modelgate_e2e::breakglass::*;
 use modelgate_e2e::refusal::refused;
 use modelgate_e2e::{cluster::*, fixtures::*, operator::*, plugin::*, pods::*, users::*, wait::*};
@@ -164,6 +165,16 @@ async fn an_on_call_approval_rolls_out_at_once_marked_and_ratification_clears_th
     );
     let approvals_table = text(&kubectl(&["get", "ma", "fd-v2", "-n", n]));
     assert!(approvals_table.contains("BreakGlass"), "{approvals_table}");
+    // Argo CD: both Degraded, with the break-glass in the message.
+    let (state, said) = health("ModelDeployment", &serde_json::to_value(&md).expect("json"));
+    assert_eq!(state, "Degraded", "{said}");
+    assert!(said.contains("by break-glass inc-4711 until"), "{said}");
+    let (state, said) = health(
+        "ModelApproval",
+        &serde_json::to_value(&released).expect("json"),
+    );
+    assert_eq!(state, "Degraded", "{said}");
+    assert!(said.contains("released by break-glass inc-4711"), "{said}");
     let ready = kubectl(&[
         "wait",
         "--for=condition=Ready",
@@ -211,6 +222,9 @@ async fn an_on_call_approval_rolls_out_at_once_marked_and_ratification_clears_th
     })
     .await;
     pods_serve(&client, n, "fd", &digest_of(V2)).await;
+    let md = mds.get("fd").await.expect("md");
+    let (state, said) = health("ModelDeployment", &serde_json::to_value(&md).expect("json"));
+    assert_eq!(state, "Healthy", "{said}");
     break_glass_records_verify_offline(&client, n).await;
 }
 
