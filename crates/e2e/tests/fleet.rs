@@ -139,6 +139,46 @@ async fn every_record_of_an_oci_approval_is_attached_to_its_model_and_verifies_f
         assert_eq!(statement["predicate"]["phase"], m["annotations"][PHASE]);
     }
 
+    // The plugin checks them from the registry with no cluster at all.
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("fleet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let keys_file = dir.join("modelgate.pub.pem");
+    std::fs::write(&keys_file, &pem).expect("keys");
+    let verify = |keys: &std::path::Path| {
+        std::process::Command::new(modelgate_e2e::paths::binary("kubectl-modelgate"))
+            .env("KUBECONFIG", dir.join("no-cluster"))
+            .args(["audit", "verify", &format!("oci://{}", pushed.pinned())])
+            .arg("--keys")
+            .arg(keys)
+            .arg("--registry-ca")
+            .arg(&registry().ca)
+            .output()
+            .expect("kubectl-modelgate")
+    };
+    let out = verify(&keys_file);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("verified 2 records attached to"), "{said}");
+    assert!(
+        said.contains(&format!("{n}/fd-oci: Rejected at ")),
+        "{said}"
+    );
+    let stranger = dir.join("stranger.pub.pem");
+    let key = modelgate::records::envelope::Signer::generate().expect("key");
+    std::fs::write(&stranger, key.public_pem().expect("pem")).expect("key");
+    let out = verify(&stranger);
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success());
+    assert!(
+        said.contains("2 of 2 records attached to") && said.contains("its signature"),
+        "{said}"
+    );
+
     // oras, which nobody here wrote, lists them too.
     let out = registry()
         .oras(&[

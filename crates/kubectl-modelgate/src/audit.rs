@@ -24,7 +24,7 @@ pub enum AuditCommand {
     Export(ExportArgs),
     /// Check an exported bundle without a cluster: signatures, hash chains, digests, nothing missing or reordered, and against the signed checkpoint, no newest record removed.
     #[command(
-        after_help = "Examples:\n  kubectl modelgate audit verify risk-audit.jsonl\n  kubectl modelgate audit verify fd.jsonl --approval fraud-detector-2-4-0"
+        after_help = "Examples:\n  kubectl modelgate audit verify risk-audit.jsonl\n  kubectl modelgate audit verify fd.jsonl --approval fraud-detector-2-4-0\n  kubectl modelgate audit verify oci://registry.example.com/models/fraud-detector@sha256:0f3c… --keys modelgate.pub.pem"
     )]
     Verify(BundleArgs),
     /// Render an exported bundle as one self-contained HTML page with a timeline per approval.
@@ -53,8 +53,18 @@ pub struct ExportArgs {
 
 #[derive(Args)]
 pub struct BundleArgs {
-    /// The exported bundle (JSON Lines).
+    /// The exported bundle (JSON Lines); for verify, also
+    /// oci://REPO@sha256:… to check the records attached to a model in its
+    /// registry (needs --keys).
     pub bundle: PathBuf,
+    /// For oci://: a PEM file of CAs the registry's certificate may be
+    /// signed by, besides the system's.
+    #[arg(long)]
+    pub registry_ca: Vec<PathBuf>,
+    /// For oci://: a Docker config file with the registry's credentials
+    /// (anonymous without).
+    #[arg(long)]
+    pub registry_auth: Option<PathBuf>,
     /// The public keys (PEM); default: the bundle's <name>.pub.pem. Compare
     /// their ids with the ones your platform team published.
     #[arg(long)]
@@ -78,7 +88,10 @@ pub struct ReportArgs {
 pub async fn run(global: &super::Global, command: AuditCommand) -> Result<String> {
     match command {
         AuditCommand::Export(args) => export(&global.session().await?, args).await,
-        AuditCommand::Verify(args) => verify_bundle(&args),
+        AuditCommand::Verify(args) => match oci_source(&args) {
+            Some(source) => verify_attached(&args, &source).await,
+            None => verify_bundle(&args),
+        },
         AuditCommand::Report(args) => report(&args),
     }
 }
@@ -218,6 +231,33 @@ fn check(args: &BundleArgs) -> Result<(verify::Report, Vec<String>)> {
     ))
 }
 
+/// The model whose attached records `args` names, if it names one.
+fn oci_source(args: &BundleArgs) -> Option<crate::referrers::Source> {
+    let text = args.bundle.to_str()?;
+    Some(crate::referrers::Source {
+        pinned: crate::referrers::pinned(text)?.to_string(),
+        ca: args.registry_ca.clone(),
+        auth: args.registry_auth.clone(),
+    })
+}
+
+/// Checks the records attached to a model in its registry.
+async fn verify_attached(args: &BundleArgs, source: &crate::referrers::Source) -> Result<String> {
+    let key_path = args.keys.as_ref().ok_or_else(|| {
+        CliError::Usage(
+            "checking oci://… needs --keys: the public keys your platform team published".into(),
+        )
+    })?;
+    let checked = crate::referrers::check(source, &read(key_path)?).await?;
+    if checked.is_empty() {
+        return Err(CliError::Unverified(format!(
+            "no records are attached to {}",
+            source.pinned
+        )));
+    }
+    crate::referrers::summary(source, &checked)
+}
+
 fn verify_bundle(args: &BundleArgs) -> Result<String> {
     let (report, ids) = check(args)?;
     let approvals: BTreeSet<&str> = report
@@ -296,6 +336,8 @@ mod tests {
             bundle: bundle.to_path_buf(),
             keys: None,
             approval: None,
+            registry_ca: Vec::new(),
+            registry_auth: None,
         }
     }
 

@@ -10,6 +10,7 @@ mod console;
 mod history;
 mod measure;
 mod output;
+mod referrers;
 mod report;
 mod review;
 mod status;

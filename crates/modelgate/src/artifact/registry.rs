@@ -98,6 +98,12 @@ impl Registry {
         })
     }
 
+    /// A client of its own, counting into metrics nobody reads (for the
+    /// plugin, which checks records in a registry without a cluster).
+    pub fn standalone(options: &RegistryOptions) -> Result<Registry, String> {
+        Registry::new(options, (Family::default(), Family::default()))
+    }
+
     /// The credentials for `reference`'s registry.
     pub fn auth(&self, reference: &Reference) -> RegistryAuth {
         self.credentials.for_host(reference.resolve_registry())

@@ -137,6 +137,9 @@ impl Signer {
     }
 }
 
+/// A public key records are verified with (Ed25519).
+pub type PublicKey = VerifyingKey;
+
 /// Every public key in a PEM text (one or more PUBLIC KEY blocks).
 pub fn public_keys(pem: &str) -> Result<Vec<VerifyingKey>, KeyError> {
     const END: &str = "-----END PUBLIC KEY-----";
