@@ -678,6 +678,17 @@ async fn cold_start_and_rest(
     );
     println!("  API requests: {by_kind}");
     println!("  registry look-ups per approval: {lookups:.2}");
+    if !approved.is_empty() {
+        let attached = cluster::sum_series(
+            &cluster::operator_metrics(port),
+            "modelgate_registry_pushes_total",
+            &["published"],
+        );
+        println!(
+            "  records attached to their model per approved approval: {:.2} (OCI approvals only)",
+            attached / approved.len() as f64
+        );
+    }
 
     // At rest: nothing changes; the operator should write nothing.
     section(&format!("at rest, {} s", knobs.rest_secs));
