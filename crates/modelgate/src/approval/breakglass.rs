@@ -32,6 +32,9 @@ pub fn authority(
     status: Option<&ModelApprovalStatus>,
     now: Timestamp,
 ) -> Authority {
+    if let Some(why) = ended(bg) {
+        return Authority::Refused(why);
+    }
     let Some(rule) = status
         .and_then(|s| s.policy.as_ref())
         .and_then(|p| p.break_glass.as_ref())
@@ -70,6 +73,18 @@ pub fn authority(
         since: Time(since),
         until: Time(until),
     })
+}
+
+/// Why `bg` releases nothing any more, when it is Ratified, Lapsed or
+/// Refused: those are final, so a gate reset or passed afterwards inside
+/// its window must not bring a release back under it.
+fn ended(bg: &BreakGlass) -> Option<String> {
+    let phase = bg.status.as_ref()?.phase.filter(|p| p.is_final())?;
+    Some(format!(
+        "break-glass {} is {}, which is final: it releases nothing again; request a new one",
+        bg.metadata.name.as_deref().unwrap_or_default(),
+        phase.as_str()
+    ))
 }
 
 /// Why the policy refuses the request itself, if it does.

@@ -9,6 +9,7 @@ use crate::api::approval::{ModelApprovalSpec, ModelArtifact};
 use crate::api::breakglass::{
     ApprovalRef, BreakGlassApproval, BreakGlassSpec, Identities, Identity, SkippedGate,
 };
+use crate::api::condition::UNKNOWN;
 use crate::api::gates::Gate;
 use crate::api::policy::PinnedPolicy;
 use crate::approval::decide::{self, Input};
@@ -408,4 +409,88 @@ fn a_break_glass_releases_only_the_approval_it_was_requested_for() {
     assert_eq!(bound_elsewhere(&bg, "uid-1"), None);
     let why = bound_elsewhere(&bg, "uid-2").unwrap_or_default();
     assert!(why.contains("deleted and created again"), "{why}");
+}
+
+/// The skipped gate's condition, as its reviewer sets it.
+fn legal(status: &mut ModelApprovalStatus, outcome: &str) {
+    status
+        .conditions
+        .retain(|c| c.type_ != Gate::Legal.condition_type());
+    status.conditions.push(Condition {
+        type_: Gate::Legal.condition_type().into(),
+        status: outcome.into(),
+        reviewer: Some("lena".into()),
+        ..Condition::default()
+    });
+}
+
+/// One reconcile of the approval and its break-glass at `now`: the release
+/// as the controller picks it, the decision, the BreakGlass's status.
+fn reconcile(status: &mut ModelApprovalStatus, bg: &mut BreakGlass, now: Timestamp) {
+    let judged = authority(bg, Some(status), now);
+    let released = release([&judged], now).cloned();
+    step(status, now, released.as_ref());
+    settle(bg, &judged, status, now);
+}
+
+#[test]
+fn a_break_glass_that_ended_never_releases_again_inside_its_window() {
+    let an_hour = SignedDuration::from_hours(1);
+    // Lapsed: a reviewer failed the skipped gate in the window, then reset
+    // it to Unknown; Ratified: the skipped gate passed, then was reset.
+    for (ended_by, want) in [
+        (FALSE, BreakGlassPhase::Lapsed),
+        (TRUE, BreakGlassPhase::Ratified),
+    ] {
+        let mut status = status_with_open(pinned(Some(rule())), &[Gate::Legal], t0());
+        let mut bg = request(
+            "erin",
+            &["incident-commanders"],
+            vec![SkippedGate::LegalReview],
+            "4h",
+        );
+        approve(&mut bg, "bob", &["sre-oncall"], t0());
+        reconcile(&mut status, &mut bg, t0());
+        assert_eq!(status.phase, Some(ApprovalPhase::BreakGlass));
+        legal(&mut status, ended_by);
+        reconcile(&mut status, &mut bg, t0() + an_hour);
+        assert_eq!(bg.status.as_ref().and_then(|s| s.phase), Some(want));
+        legal(&mut status, UNKNOWN);
+        reconcile(&mut status, &mut bg, t0() + an_hour * 2);
+        assert_eq!(
+            status.phase,
+            Some(ApprovalPhase::Pending),
+            "a {want:?} break-glass released the approval again"
+        );
+        assert_eq!(bg.status.as_ref().and_then(|s| s.phase), Some(want));
+    }
+}
+
+#[test]
+fn a_refused_break_glass_never_releases_once_the_other_gates_pass() {
+    let mut status = status_with_open(pinned(Some(rule())), &[Gate::Legal, Gate::Security], t0());
+    let mut bg = request(
+        "erin",
+        &["incident-commanders"],
+        vec![SkippedGate::LegalReview],
+        "4h",
+    );
+    approve(&mut bg, "bob", &["sre-oncall"], t0());
+    reconcile(&mut status, &mut bg, t0());
+    assert_eq!(
+        bg.status.as_ref().and_then(|s| s.phase),
+        Some(BreakGlassPhase::Refused)
+    );
+    status.conditions.push(Condition {
+        type_: Gate::Security.condition_type().into(),
+        status: TRUE.into(),
+        reviewer: Some("sam".into()),
+        ..Condition::default()
+    });
+    reconcile(&mut status, &mut bg, t0() + SignedDuration::from_mins(10));
+    assert_eq!(status.phase, Some(ApprovalPhase::Pending));
+    assert_eq!(
+        bg.status.as_ref().and_then(|s| s.phase),
+        Some(BreakGlassPhase::Refused)
+    );
 }
