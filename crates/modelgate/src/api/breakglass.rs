@@ -13,6 +13,10 @@ use super::condition::Condition;
 /// The most approvers a break-glass rule may ask for.
 pub const MAX_APPROVALS: u32 = 5;
 
+/// The longest status.message, in characters: the operator cuts its own
+/// messages to it, or a status naming many people would not be written.
+pub const MESSAGE_LIMIT: usize = 2048;
+
 /// An emergency release: which approval, why, for how long and which of
 /// its gates it goes without. Immutable once created; approvers add their
 /// own entry to status.approvals.
@@ -194,7 +198,7 @@ pub struct BreakGlassStatus {
     pub ended_at: Option<Time>,
     /// What is happening and what is needed next, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048))]
+    #[schemars(length(max = MESSAGE_LIMIT))]
     pub message: Option<String>,
     /// Ready: True while Active.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

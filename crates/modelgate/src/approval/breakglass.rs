@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::approval::{ApprovalPhase, ModelApprovalStatus};
 use crate::api::breakglass::{
-    BreakGlass, BreakGlassPhase, BreakGlassRule, BreakGlassStatus, ReleasedBy,
+    BreakGlass, BreakGlassPhase, BreakGlassRule, BreakGlassStatus, MESSAGE_LIMIT, ReleasedBy,
 };
 use crate::api::condition::{Condition, FALSE, TRUE};
 use crate::api::valid_for;
@@ -265,8 +265,22 @@ pub fn outcome(
         bg.metadata.generation,
     )];
     status.phase = Some(phase);
-    status.message = Some(message);
+    status.message = Some(cut(message));
     status
+}
+
+/// `message` within [`MESSAGE_LIMIT`] characters, marked when cut: the
+/// names of a large policy or of many approvers must not make the status
+/// unwritable (the API server would refuse it on every reconcile).
+fn cut(message: String) -> String {
+    if message.chars().nth(MESSAGE_LIMIT).is_none() {
+        return message;
+    }
+    let at = message
+        .char_indices()
+        .nth(MESSAGE_LIMIT - 1)
+        .map_or(message.len(), |(at, _)| at);
+    format!("{}…", &message[..at])
 }
 
 /// The condition `kubectl wait --for=condition=Ready` reads: True while the

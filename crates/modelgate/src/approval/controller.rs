@@ -217,15 +217,18 @@ async fn reconcile(
         return Ok(Action::requeue(ARTIFACT_RETRY));
     };
     write_status(&state, approval, &namespace, &decision).await?;
-    super::release::write(ctx, CONTROLLER, &judged, (&decision.status, approval), now)
-        .await
-        .at(Step::Status)?;
     publish(ctx, approval, &decision).await;
     // The in-use mark first: a record that cannot be written yet must not
     // keep a finalizer that is due to go.
     let usage_known = mark_in_use(&state, approval).await?;
     record(&state, approval, &decision).await?;
     attach_records(&state, approval, &decision).await?;
+    // The BreakGlass statuses last: one whose status the API server will
+    // not take (whoever requested it) must not hold back the approval's
+    // Events, in-use mark and signed records.
+    super::release::write(ctx, CONTROLLER, &judged, (&decision.status, approval), now)
+        .await
+        .at(Step::Status)?;
     ctx.succeeded(guarded.as_ref());
     Ok(next(&decision, usage_known))
 }

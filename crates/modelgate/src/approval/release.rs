@@ -16,7 +16,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use super::breakglass::{self, Authority};
 use crate::api::approval::{ModelApproval, ModelApprovalStatus};
-use crate::api::breakglass::{BreakGlass, BreakGlassPhase, ReleasedBy};
+use crate::api::breakglass::{BreakGlass, BreakGlassPhase, BreakGlassStatus, ReleasedBy};
 use crate::context::Context;
 use crate::error::Result;
 use crate::runtime::Synced;
@@ -113,6 +113,8 @@ pub fn release(judged: &[Judged], now: Timestamp) -> Option<&ReleasedBy> {
 
 /// Writes the status of every BreakGlass of the approval whose outcome
 /// changed under the `decided` status, and announces its phase change.
+/// One that cannot be written does not keep the others from being written;
+/// the first failure is returned once all were tried.
 pub async fn write(
     ctx: &Context,
     controller: &'static str,
@@ -121,37 +123,48 @@ pub async fn write(
     now: Timestamp,
 ) -> Result<()> {
     let uid = approval.metadata.uid.as_deref().unwrap_or_default();
+    let mut first_failure = None;
     for j in judged {
         let Some(bg) = j.object() else { continue };
         let status = breakglass::outcome(bg, &j.authority, (decided, uid), now);
-        let before = bg.status.clone().unwrap_or_default();
-        let mut unchanged = before.clone();
-        unchanged.approvals.clear();
-        if unchanged == status {
-            continue;
+        if let Err(e) = write_one(ctx, controller, bg, status).await {
+            first_failure.get_or_insert(e);
         }
-        let namespace = bg.namespace().unwrap_or_default();
-        let _: BreakGlass = ctx
-            .apply_status(controller, &namespace, &bg.name_any(), &status)
-            .await?;
-        if let Some(t) = phase_change(before.phase, &status) {
-            ctx.metrics
-                .break_glass
-                .get_or_create(&crate::runtime::metrics::PhaseLabels {
-                    phase: status.phase.map(|p| p.as_str()).unwrap_or_default(),
-                })
-                .inc();
-            ctx.announce(controller, &bg.object_ref(&()), &[t]).await;
-        }
+    }
+    first_failure.map_or(Ok(()), Err)
+}
+
+/// Writes `status` to `bg` when it changed, and announces its phase change.
+async fn write_one(
+    ctx: &Context,
+    controller: &'static str,
+    bg: &BreakGlass,
+    status: BreakGlassStatus,
+) -> Result<()> {
+    let before = bg.status.clone().unwrap_or_default();
+    let mut unchanged = before.clone();
+    unchanged.approvals.clear();
+    if unchanged == status {
+        return Ok(());
+    }
+    let namespace = bg.namespace().unwrap_or_default();
+    let _: BreakGlass = ctx
+        .apply_status(controller, &namespace, &bg.name_any(), &status)
+        .await?;
+    if let Some(t) = phase_change(before.phase, &status) {
+        ctx.metrics
+            .break_glass
+            .get_or_create(&crate::runtime::metrics::PhaseLabels {
+                phase: status.phase.map(|p| p.as_str()).unwrap_or_default(),
+            })
+            .inc();
+        ctx.announce(controller, &bg.object_ref(&()), &[t]).await;
     }
     Ok(())
 }
 
 /// The phase change of a BreakGlass, as its Event says it.
-fn phase_change(
-    before: Option<BreakGlassPhase>,
-    status: &crate::api::breakglass::BreakGlassStatus,
-) -> Option<Transition> {
+fn phase_change(before: Option<BreakGlassPhase>, status: &BreakGlassStatus) -> Option<Transition> {
     let phase = status.phase?;
     if before == Some(phase) {
         return None;

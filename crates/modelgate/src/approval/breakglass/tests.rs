@@ -6,6 +6,7 @@ use kube::api::ObjectMeta;
 
 use super::*;
 use crate::api::approval::{ModelApprovalSpec, ModelArtifact};
+use crate::api::breakglass::MESSAGE_LIMIT;
 use crate::api::breakglass::{
     ApprovalRef, BreakGlassApproval, BreakGlassSpec, Identities, Identity, SkippedGate,
 };
@@ -493,4 +494,45 @@ fn a_refused_break_glass_never_releases_once_the_other_gates_pass() {
         bg.status.as_ref().and_then(|s| s.phase),
         Some(BreakGlassPhase::Refused)
     );
+}
+
+#[test]
+fn a_status_message_fits_its_schema_whatever_the_policy_and_approvers_name() {
+    let mut large = rule();
+    large.requesters.users = (0..32)
+        .map(|i| format!("incident-commander-{i:02}@payments-platform.eu-west.example.com"))
+        .collect();
+    let status = status_with_open(pinned(Some(large)), &[Gate::Legal], t0());
+    // Refused: the message names every requester the policy names.
+    let mut refused_bg = request("olivia", &[], vec![SkippedGate::LegalReview], "4h");
+    let judged = authority(&refused_bg, Some(&status), t0());
+    assert!(refused(&judged).chars().count() > MESSAGE_LIMIT);
+    settle(&mut refused_bg, &judged, &status, t0());
+    // Awaiting: the message names every approval that does not count.
+    let mut awaiting = request(
+        "erin",
+        &["incident-commanders"],
+        vec![SkippedGate::LegalReview],
+        "4h",
+    );
+    for i in 0..16 {
+        approve(
+            &mut awaiting,
+            &format!("{}-{i}", "x".repeat(200)),
+            &[],
+            t0(),
+        );
+    }
+    let judged = authority(&awaiting, Some(&status), t0());
+    settle(&mut awaiting, &judged, &status, t0());
+    for (bg, phase) in [
+        (refused_bg, BreakGlassPhase::Refused),
+        (awaiting, BreakGlassPhase::AwaitingApproval),
+    ] {
+        let s = bg.status.unwrap_or_default();
+        let message = s.message.unwrap_or_default();
+        assert_eq!(s.phase, Some(phase));
+        assert_eq!(message.chars().count(), MESSAGE_LIMIT, "{message}");
+        assert!(message.ends_with('…'), "{message}");
+    }
 }
