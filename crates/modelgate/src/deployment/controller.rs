@@ -389,11 +389,8 @@ async fn reconcile(
     // what no watch event announces (a label removed by a cluster admin).
     // A break-glass window ends on time here too, whatever the approval
     // controller does.
-    let window = match plan {
-        Plan::Release(a) => rollout::break_glass(a, input.now)
-            .and_then(|r| crate::approval::decide::until(r.until.0, input.now)),
-        _ => None,
-    };
+    let window =
+        rollout::window_end(&input).and_then(|end| crate::approval::decide::until(end, input.now));
     let wait = window.map_or(recheck_after(md), |w| {
         recheck_after(md).min(w + Duration::from_millis(500))
     });

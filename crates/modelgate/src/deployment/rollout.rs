@@ -83,6 +83,23 @@ pub fn break_glass(a: &ModelApproval, now: Timestamp) -> Option<&ReleasedBy> {
         .filter(|r| r.until.0 > now)
 }
 
+/// When the first break-glass window ends of the approvals the
+/// ModelDeployment names or still serves: its reconcile must come back
+/// then, whether it rolls that approval out or only keeps serving it while
+/// it names another (a late approval controller must not stretch either).
+pub fn window_end(input: &Input<'_>) -> Option<Timestamp> {
+    let linked = match input.linked {
+        Linked::Found(a) => Some(a),
+        _ => None,
+    };
+    linked
+        .into_iter()
+        .chain(input.served_approval)
+        .filter_map(|a| break_glass(a, input.now))
+        .map(|r| r.until.0)
+        .min()
+}
+
 /// The model the live Deployment's template carries.
 pub fn served(deployment: Option<&Deployment>) -> Option<ServedModel> {
     served_model(&deployment?.spec.template)

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::deployment::desired;
-use crate::deployment::rollout::{Plan, plan};
+use crate::deployment::rollout::{Plan, plan, window_end};
 
 fn md(approval: &str, on_revoke: &str, namespace: Option<&str>) -> ModelDeployment {
     serde_json::from_value(serde_json::json!({
@@ -542,4 +542,36 @@ fn the_status_says_what_the_pods_run_not_only_the_template() {
         d.status.served_model.map(|s| s.version),
         Some("1.0".to_string())
     );
+}
+
+#[test]
+fn the_break_glass_window_brings_it_back_whether_released_or_only_served() {
+    let m = md("v1", "Hold", None);
+    let now = input(&m, Linked::NotFound, None, None).now;
+    let until = now + jiff::SignedDuration::from_mins(20);
+    let mut glass = approval("v1", "1.0", Some("BreakGlass"), 4);
+    if let Some(s) = glass.status.as_mut() {
+        s.break_glass = Some(crate::api::breakglass::ReleasedBy {
+            name: "inc-1".into(),
+            requested_by: "erin".into(),
+            approved_by: vec!["bob".into()],
+            reason: "INC-1: the serving version is broken".into(),
+            skips: vec!["BusinessReview".into()],
+            since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+            until: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(until),
+        });
+    }
+    let released = input(&m, Linked::Found(&glass), None, None);
+    assert_eq!(plan(&released), Plan::Release(&glass));
+    assert_eq!(window_end(&released), Some(until));
+    // Named no more, but its pods still serve it: the same window.
+    let m2 = md("v2", "Hold", None);
+    let next = approval("v2", "2.0", Some("Pending"), 0);
+    let live = serving(&m2, &glass, 2);
+    let held = input(&m2, Linked::Found(&next), Some(&glass), Some(&live));
+    assert_eq!(plan(&held), Plan::Hold);
+    assert_eq!(window_end(&held), Some(until));
+    // Once the window is over, nothing to wait for.
+    let after = Input { now: until, ..held };
+    assert_eq!(window_end(&after), None);
 }
