@@ -4,9 +4,14 @@
 //! their own impersonated identity.
 
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use modelgate::api::breakglass::BreakGlass;
+use modelgate::api::approval::{ApprovalPhase, ModelApproval};
+use modelgate::api::breakglass::{BreakGlass, BreakGlassPhase};
+use modelgate::api::gates::Gate;
 
+use crate::cluster::TestNamespace;
+use crate::fixtures::{model_approval, set_gate};
 use crate::users::person;
+use crate::wait::eventually;
 
 /// The group the test policy lets request a break-glass.
 pub const COMMANDERS: &str = "incident-commanders";
@@ -128,4 +133,83 @@ pub async fn bind_break_glass_user(client: &kube::Client, ns: &str, user: &str) 
         .create(&PostParams::default(), &binding)
         .await
         .expect("bind modelgate-break-glass");
+}
+
+/// Waits up to 60 s until BreakGlass `name` is `want`.
+pub async fn break_glass_phase(
+    api: &Api<BreakGlass>,
+    name: &str,
+    want: BreakGlassPhase,
+) -> BreakGlass {
+    eventually(
+        60,
+        &format!("break-glass {name} {}", want.as_str()),
+        || async {
+            let bg = api.get(name).await.ok()?;
+            (bg.status.as_ref()?.phase == Some(want)).then_some(bg)
+        },
+    )
+    .await
+}
+
+/// Waits up to 60 s until approval `name` is `want`.
+pub async fn approval_phase(
+    api: &Api<ModelApproval>,
+    name: &str,
+    want: ApprovalPhase,
+) -> ModelApproval {
+    eventually(60, &format!("{name} {want}"), || async {
+        let a = api.get(name).await.ok()?;
+        (a.status.as_ref()?.phase == Some(want)).then_some(a)
+    })
+    .await
+}
+
+/// Creates approval `name` of `version` in `ns` with every gate passed but
+/// those in `open`, and waits until it is Pending under its pinned policy.
+pub async fn approval_waiting_on(
+    client: &kube::Client,
+    ns: &str,
+    (name, version): (&str, &str),
+    open: &[&str],
+) {
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), ns);
+    model_approval(name)
+        .version(version)
+        .create(&approvals)
+        .await;
+    for gate in Gate::ALL
+        .map(|g| g.condition_type())
+        .into_iter()
+        .filter(|g| !open.contains(g))
+    {
+        let who = format!("{}@example.com", gate.to_lowercase());
+        set_gate(ns, name, gate, "True", &who)
+            .await
+            .expect("pass gate");
+    }
+    eventually(30, &format!("{name} pending"), || async {
+        let s = approvals.get(name).await.ok()?.status?;
+        (s.phase == Some(ApprovalPhase::Pending) && s.policy.is_some()).then_some(())
+    })
+    .await;
+}
+
+/// `request` by the incident commander, approved by the on-call.
+pub async fn request_and_approve(ns: &str, request: &Request<'_>) {
+    request_break_glass(ns, request, COMMANDER, &[COMMANDERS])
+        .await
+        .expect("request");
+    approve_break_glass(ns, request.name, APPROVER, &[ON_CALL])
+        .await
+        .expect("approve");
+}
+
+/// A namespace whose policy allows break-glass (at most 8h), with the
+/// break-glass role bound to the commanders and the on-call.
+pub async fn break_glass_namespace(client: &kube::Client, prefix: &str) -> TestNamespace {
+    let ns = TestNamespace::new(client, prefix).await;
+    break_glass_policy(client, &ns.name, "8h").await;
+    bind_break_glass(client, &ns.name).await;
+    ns
 }
