@@ -403,14 +403,7 @@ async fn write_status(
     if !decision.changed {
         return Ok(());
     }
-    let written: ModelApproval = state
-        .ctx
-        .apply_status(
-            CONTROLLER,
-            namespace,
-            &approval.name_any(),
-            &decision.status,
-        )
+    let written = apply_status(state, approval, namespace, &decision.status)
         .await
         .at(Step::Status)?;
     state.written.record(
@@ -420,6 +413,36 @@ async fn write_status(
     );
     info!(phase = ?decision.status.phase, transitions = decision.transitions.len(), "status applied");
     Ok(())
+}
+
+/// Applies `status`. An approval padded (through made-up managedFields,
+/// which no admission policy measures) to the size etcd takes refuses the
+/// write as too large: its managedFields are then reset, which the API
+/// server rebuilds from the object, and the write is tried once more.
+async fn apply_status(
+    state: &State,
+    approval: &ModelApproval,
+    namespace: &str,
+    status: &crate::api::approval::ModelApprovalStatus,
+) -> Result<ModelApproval, Error> {
+    let name = approval.name_any();
+    let ctx = &state.ctx;
+    match ctx.apply_status(CONTROLLER, namespace, &name, status).await {
+        Err(Error::Kube(kube::Error::Api(s))) if s.message.contains("too large") => {
+            warn!(message = %s.message, "status refused as too large; resetting managedFields");
+            let api: kube::Api<ModelApproval> =
+                kube::Api::namespaced(ctx.client.clone(), namespace);
+            let reset = serde_json::json!({"metadata": {"managedFields": [{}]}});
+            api.patch(
+                &name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(&reset),
+            )
+            .await?;
+            ctx.apply_status(CONTROLLER, namespace, &name, status).await
+        }
+        other => other,
+    }
 }
 
 /// Counts the gate decisions and announces every transition as an Event.

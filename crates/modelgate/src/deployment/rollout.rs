@@ -60,27 +60,46 @@ pub enum Plan<'a> {
     Rollback(&'a ModelApproval),
 }
 
-/// Approved and not being deleted: deleting an approval revokes it.
+/// Approved and not being deleted: deleting an approval revokes it. A
+/// gate a reviewer failed vetoes it even before the phase says Rejected:
+/// the operator's status write may lag, or fail (an approval padded to
+/// the size etcd takes), and what is refused must stop serving anyway.
 pub fn is_approved(a: &ModelApproval) -> bool {
     a.metadata.deletion_timestamp.is_none()
         && a.status.as_ref().and_then(|s| s.phase) == Some(ApprovalPhase::Approved)
+        && !gate_failed(a)
 }
 
-/// Whether `a` lets its model serve at `now`: Approved, or released by a
-/// break-glass whose window is still open (this side checks the window
-/// too, so a late approval controller never stretches it); and not being
-/// deleted.
+/// Whether a gate condition of `a` is False.
+fn gate_failed(a: &ModelApproval) -> bool {
+    a.conditions().iter().any(|c| {
+        crate::api::gates::Gate::from_condition_type(&c.type_).is_some()
+            && c.status == crate::api::condition::FALSE
+    })
+}
+
+/// Whether `a` lets its model serve at `now`: Approved and not past its
+/// expiry, or released by a break-glass whose window is still open (this
+/// side checks the expiry and the window too, so a late approval
+/// controller never stretches either); and not being deleted.
 pub fn releases(a: &ModelApproval, now: Timestamp) -> bool {
-    is_approved(a) || break_glass(a, now).is_some()
+    let lapsed = a
+        .status
+        .as_ref()
+        .and_then(|s| s.expires_at.as_ref())
+        .is_some_and(|t| t.0 <= now);
+    (is_approved(a) && !lapsed) || break_glass(a, now).is_some()
 }
 
 /// The break-glass that releases `a` at `now`, if one does.
 pub fn break_glass(a: &ModelApproval, now: Timestamp) -> Option<&ReleasedBy> {
     let status = a.status.as_ref()?;
-    (a.metadata.deletion_timestamp.is_none() && status.phase == Some(ApprovalPhase::BreakGlass))
-        .then_some(status.break_glass.as_ref())
-        .flatten()
-        .filter(|r| r.until.0 > now)
+    (a.metadata.deletion_timestamp.is_none()
+        && status.phase == Some(ApprovalPhase::BreakGlass)
+        && !gate_failed(a))
+    .then_some(status.break_glass.as_ref())
+    .flatten()
+    .filter(|r| r.until.0 > now)
 }
 
 /// When the first break-glass window ends of the approvals the

@@ -575,3 +575,29 @@ fn the_break_glass_window_brings_it_back_whether_released_or_only_served() {
     let after = Input { now: until, ..held };
     assert_eq!(window_end(&after), None);
 }
+
+#[test]
+fn a_failed_gate_or_a_passed_expiry_revokes_before_the_phase_says_so() {
+    // The operator's status write may lag or fail (an approval padded to
+    // the size etcd takes): a reviewer's False, or expiresAt passed, stops
+    // what serves even while the phase still reads Approved.
+    let m = md("v1", "ScaleToZero", None);
+    let mut failed = approval("v1", "1.0", Some("Approved"), 5);
+    if let Some(s) = failed.status.as_mut() {
+        s.conditions[2].status = "False".into();
+    }
+    let live = serving(&m, &failed, 2);
+    let i = input(&m, Linked::Found(&failed), None, Some(&live));
+    assert_eq!(plan(&i), Plan::ScaleToZero);
+    let mut lapsed = approval("v1", "1.0", Some("Approved"), 5);
+    if let Some(s) = lapsed.status.as_mut() {
+        s.expires_at = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            jiff::Timestamp::UNIX_EPOCH,
+        ));
+    }
+    let i = input(&m, Linked::Found(&lapsed), None, Some(&live));
+    assert_eq!(plan(&i), Plan::ScaleToZero);
+    let fine = approval("v1", "1.0", Some("Approved"), 5);
+    let i = input(&m, Linked::Found(&fine), None, Some(&live));
+    assert!(matches!(plan(&i), Plan::Release(_)));
+}
