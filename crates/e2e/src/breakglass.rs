@@ -6,10 +6,12 @@
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use modelgate::api::approval::{ApprovalPhase, ModelApproval};
 use modelgate::api::breakglass::{BreakGlass, BreakGlassPhase};
+use modelgate::api::deployment::{DeploymentPhase, ModelDeployment};
 use modelgate::api::gates::Gate;
 
 use crate::cluster::TestNamespace;
-use crate::fixtures::{model_approval, set_gate};
+use crate::fixtures::{approve_all, digest_of, model_approval, model_deployment, set_gate};
+use crate::pods::{phase, pods_serve};
 use crate::users::person;
 use crate::wait::eventually;
 
@@ -211,5 +213,34 @@ pub async fn break_glass_namespace(client: &kube::Client, prefix: &str) -> TestN
     let ns = TestNamespace::new(client, prefix).await;
     break_glass_policy(client, &ns.name, "8h").await;
     bind_break_glass(client, &ns.name).await;
+    ns
+}
+
+/// The 3 a.m. incident: 2.4.0 (`fd-v1`) serves with `replicas` pods and
+/// onRevoke Rollback, and the ModelDeployment `fd` now names 2.4.1
+/// (`fd-v2`), which waits on LegalReview alone.
+pub async fn incident(client: &kube::Client, prefix: &str, replicas: i32) -> TestNamespace {
+    let ns = break_glass_namespace(client, prefix).await;
+    let n = ns.name.as_str();
+    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
+    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
+    model_approval("fd-v1")
+        .version("2.4.0")
+        .create(&approvals)
+        .await;
+    approve_all(n, "fd-v1").await;
+    let md = model_deployment("fd")
+        .approval("fd-v1")
+        .replicas(replicas)
+        .on_revoke("Rollback")
+        .build();
+    mds.create(&PostParams::default(), &md).await.expect("md");
+    pods_serve(client, n, "fd", &digest_of("2.4.0")).await;
+    approval_waiting_on(client, n, ("fd-v2", "2.4.1"), &["LegalReview"]).await;
+    let point = serde_json::json!({"spec": {"approvalRef": {"name": "fd-v2"}}});
+    mds.patch("fd", &PatchParams::default(), &Patch::Merge(&point))
+        .await
+        .expect("point at 2.4.1");
+    phase(&mds, "fd", DeploymentPhase::AwaitingApproval).await;
     ns
 }

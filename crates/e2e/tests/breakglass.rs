@@ -19,49 +19,6 @@ use modelgate_e2e::{cluster::*, fixtures::*, operator::*, plugin::*, pods::*, us
 const V1: &str = "2.4.0";
 const V2: &str = "2.4.1";
 
-/// A namespace where 2.4.0 serves (two pods, onRevoke Rollback) and the
-/// ModelDeployment now names 2.4.1, which waits on LegalReview alone.
-async fn incident(client: &kube::Client, prefix: &str) -> TestNamespace {
-    let ns = TestNamespace::new(client, prefix).await;
-    let n = ns.name.as_str();
-    break_glass_policy(client, n, "8h").await;
-    bind_break_glass(client, n).await;
-    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
-    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
-    model_approval("fd-v1").version(V1).create(&approvals).await;
-    approve_all(n, "fd-v1").await;
-    let md = model_deployment("fd")
-        .approval("fd-v1")
-        .replicas(2)
-        .on_revoke("Rollback")
-        .build();
-    mds.create(&PostParams::default(), &md).await.expect("md");
-    pods_serve(client, n, "fd", &digest_of(V1)).await;
-    model_approval("fd-v2").version(V2).create(&approvals).await;
-    for gate in [
-        "TechnicalReview",
-        "FairnessReview",
-        "SecurityReview",
-        "BusinessReview",
-    ] {
-        set_gate(
-            n,
-            "fd-v2",
-            gate,
-            "True",
-            &format!("{}@example.com", gate.to_lowercase()),
-        )
-        .await
-        .expect("pass gate");
-    }
-    let point = serde_json::json!({"spec": {"approvalRef": {"name": "fd-v2"}}});
-    mds.patch("fd", &PatchParams::default(), &Patch::Merge(&point))
-        .await
-        .expect("point at 2.4.1");
-    phase(&mds, "fd", DeploymentPhase::AwaitingApproval).await;
-    ns
-}
-
 /// The commander is in both groups, so that their own approval is
 /// admitted and must not count.
 const COMMANDER_GROUPS: [&str; 2] = [COMMANDERS, ON_CALL];
@@ -73,30 +30,6 @@ fn request<'a>(name: &'a str, duration: &'a str) -> Request<'a> {
         skips: &["LegalReview"],
         duration,
     }
-}
-
-async fn bg_phase(api: &Api<BreakGlass>, name: &str, want: BreakGlassPhase) -> BreakGlass {
-    eventually(
-        60,
-        &format!("break-glass {name} {}", want.as_str()),
-        || async {
-            let bg = api.get(name).await.ok()?;
-            (bg.status.as_ref()?.phase == Some(want)).then_some(bg)
-        },
-    )
-    .await
-}
-
-async fn approval_phase(
-    api: &Api<ModelApproval>,
-    name: &str,
-    want: ApprovalPhase,
-) -> ModelApproval {
-    eventually(60, &format!("{name} {want}"), || async {
-        let a = api.get(name).await.ok()?;
-        (a.status.as_ref()?.phase == Some(want)).then_some(a)
-    })
-    .await
 }
 
 /// Requested by the commander, approved by the commander (does not count)
@@ -128,7 +61,7 @@ async fn release(client: &kube::Client, n: &str, name: &str, duration: &str) -> 
 async fn an_on_call_approval_rolls_out_at_once_marked_and_ratification_clears_the_mark() {
     let addr = start_operator();
     let client = install_modelgate().await;
-    let ns = incident(&client, "bg-ratify").await;
+    let ns = incident(&client, "bg-ratify", 2).await;
     let n = ns.name.as_str();
     let released = release(&client, n, "inc-4711", "1h").await;
     let status = released.status.clone().expect("status");
@@ -213,7 +146,7 @@ async fn an_on_call_approval_rolls_out_at_once_marked_and_ratification_clears_th
         .expect("history");
     assert_eq!(last.reason.as_deref(), Some("BreakGlassRatified"));
     let bgs: Api<BreakGlass> = Api::namespaced(client.clone(), n);
-    bg_phase(&bgs, "inc-4711", BreakGlassPhase::Ratified).await;
+    break_glass_phase(&bgs, "inc-4711", BreakGlassPhase::Ratified).await;
     eventually(30, "the mark to clear", || async {
         let md = mds.get("fd").await.ok()?;
         let s = md.status.as_ref()?;
@@ -287,7 +220,7 @@ async fn break_glass_records_verify_offline(client: &kube::Client, n: &str) {
 async fn without_ratification_the_window_ends_and_every_pod_serves_the_reviewed_version_again() {
     start_operator();
     let client = install_modelgate().await;
-    let ns = incident(&client, "bg-lapse").await;
+    let ns = incident(&client, "bg-lapse", 2).await;
     let n = ns.name.as_str();
     release(&client, n, "inc-4712", "25s").await;
     pods_serve(&client, n, "fd", &digest_of(V2)).await;
@@ -301,7 +234,7 @@ async fn without_ratification_the_window_ends_and_every_pod_serves_the_reviewed_
         .expect("history");
     assert_eq!(last.reason.as_deref(), Some("BreakGlassLapsed"));
     let bgs: Api<BreakGlass> = Api::namespaced(client.clone(), n);
-    let bg = bg_phase(&bgs, "inc-4712", BreakGlassPhase::Lapsed).await;
+    let bg = break_glass_phase(&bgs, "inc-4712", BreakGlassPhase::Lapsed).await;
     let message = bg.status.and_then(|s| s.message).unwrap_or_default();
     assert!(message.contains("window ended"), "{message}");
     let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
@@ -325,7 +258,7 @@ async fn without_ratification_the_window_ends_and_every_pod_serves_the_reviewed_
 async fn the_models_owner_alone_releases_nothing_and_nobody_writes_in_anothers_name() {
     start_operator();
     let client = install_modelgate().await;
-    let ns = incident(&client, "bg-refuse").await;
+    let ns = incident(&client, "bg-refuse", 2).await;
     let n = ns.name.as_str();
     bind_developer(&client, n).await;
     let bgs: Api<BreakGlass> = Api::namespaced(client.clone(), n);
@@ -343,7 +276,7 @@ async fn the_models_owner_alone_releases_nothing_and_nobody_writes_in_anothers_n
     request_break_glass(n, &request("owner", "1h"), DEVELOPER, &[DEVELOPER_GROUP])
         .await
         .expect("created");
-    let refused_bg = bg_phase(&bgs, "owner", BreakGlassPhase::Refused).await;
+    let refused_bg = break_glass_phase(&bgs, "owner", BreakGlassPhase::Refused).await;
     let message = refused_bg
         .status
         .and_then(|s| s.message)
@@ -383,7 +316,7 @@ async fn the_models_owner_alone_releases_nothing_and_nobody_writes_in_anothers_n
     request_break_glass(n, &request("too-long", "9h"), COMMANDER, &COMMANDER_GROUPS)
         .await
         .expect("created");
-    let long = bg_phase(&bgs, "too-long", BreakGlassPhase::Refused).await;
+    let long = break_glass_phase(&bgs, "too-long", BreakGlassPhase::Refused).await;
     assert!(
         long.status
             .and_then(|s| s.message)
@@ -395,7 +328,7 @@ async fn the_models_owner_alone_releases_nothing_and_nobody_writes_in_anothers_n
     request_break_glass(n, &request("inc-4713", "1h"), COMMANDER, &COMMANDER_GROUPS)
         .await
         .expect("created");
-    bg_phase(&bgs, "inc-4713", BreakGlassPhase::AwaitingApproval).await;
+    break_glass_phase(&bgs, "inc-4713", BreakGlassPhase::AwaitingApproval).await;
     let before = bgs.get("inc-4713").await.expect("read");
     let forged = serde_json::json!({"apiVersion": "modelgate.io/v1alpha1", "kind": "BreakGlass",
         "status": {"approvals": [{"user": APPROVER, "groups": [ON_CALL]}]}});

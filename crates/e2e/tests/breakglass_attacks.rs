@@ -11,7 +11,7 @@ use std::time::Duration;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use modelgate::api::approval::{ApprovalPhase, ModelApproval};
 use modelgate::api::breakglass::{BreakGlass, BreakGlassPhase};
-use modelgate::api::deployment::{DeploymentPhase, ModelDeployment};
+use modelgate::api::deployment::ModelDeployment;
 use modelgate::api::record::ApprovalRecord;
 use modelgate_e2e::breakglass::*;
 use modelgate_e2e::refusal::refused;
@@ -36,31 +36,6 @@ fn request<'a>(name: &'a str, duration: &'a str) -> Request<'a> {
     }
 }
 
-/// 2.4.0 serves (onRevoke Rollback), the ModelDeployment names 2.4.1 which
-/// waits on LegalReview alone.
-async fn incident(client: &kube::Client, prefix: &str) -> TestNamespace {
-    let ns = break_glass_namespace(client, prefix).await;
-    let n = ns.name.as_str();
-    let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
-    let mds: Api<ModelDeployment> = Api::namespaced(client.clone(), n);
-    model_approval("fd-v1").version(V1).create(&approvals).await;
-    approve_all(n, "fd-v1").await;
-    let md = model_deployment("fd")
-        .approval("fd-v1")
-        .replicas(1)
-        .on_revoke("Rollback")
-        .build();
-    mds.create(&PostParams::default(), &md).await.expect("md");
-    pods_serve(client, n, "fd", &digest_of(V1)).await;
-    approval_waiting_on(client, n, ("fd-v2", V2), &["LegalReview"]).await;
-    let point = serde_json::json!({"spec": {"approvalRef": {"name": "fd-v2"}}});
-    mds.patch("fd", &PatchParams::default(), &Patch::Merge(&point))
-        .await
-        .expect("point at 2.4.1");
-    phase(&mds, "fd", DeploymentPhase::AwaitingApproval).await;
-    ns
-}
-
 /// Attack: a break-glass that lapsed because a reviewer failed a gate in
 /// its window is revived when that gate is reset to Unknown: a Lapsed
 /// (final) break-glass must release nothing again.
@@ -68,7 +43,7 @@ async fn incident(client: &kube::Client, prefix: &str) -> TestNamespace {
 async fn a_lapsed_break_glass_stays_lapsed_when_the_failed_gate_is_reset() {
     start_operator();
     let client = install_modelgate().await;
-    let ns = incident(&client, "rt-lapsed").await;
+    let ns = incident(&client, "rt-lapsed", 1).await;
     let n = ns.name.as_str();
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
     let bgs: Api<BreakGlass> = Api::namespaced(client.clone(), n);
