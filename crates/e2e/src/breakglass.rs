@@ -244,3 +244,31 @@ pub async fn incident(client: &kube::Client, prefix: &str, replicas: i32) -> Tes
     phase(&mds, "fd", DeploymentPhase::AwaitingApproval).await;
     ns
 }
+
+/// `name` approved for `duration`, skipping LegalReview of approval
+/// `fd-v2` (the incident's).
+pub fn skipping_legal<'a>(name: &'a str, duration: &'a str) -> Request<'a> {
+    Request {
+        name,
+        approval: "fd-v2",
+        skips: &["LegalReview"],
+        duration,
+    }
+}
+
+/// Waits up to 45 s for the signed record of `approval`'s change to `phase`.
+pub async fn record_of(client: &kube::Client, ns: &str, approval: &str, phase: &str) {
+    let records: Api<modelgate::api::record::ApprovalRecord> = Api::namespaced(client.clone(), ns);
+    eventually(
+        45,
+        &format!("the signed record of {approval} {phase}"),
+        || async {
+            let list = records.list(&Default::default()).await.ok()?;
+            list.items
+                .iter()
+                .any(|r| r.spec.approval.name == approval && r.spec.phase == phase)
+                .then_some(())
+        },
+    )
+    .await;
+}

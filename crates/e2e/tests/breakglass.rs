@@ -23,21 +23,17 @@ const V2: &str = "2.4.1";
 /// admitted and must not count.
 const COMMANDER_GROUPS: [&str; 2] = [COMMANDERS, ON_CALL];
 
-fn request<'a>(name: &'a str, duration: &'a str) -> Request<'a> {
-    Request {
-        name,
-        approval: "fd-v2",
-        skips: &["LegalReview"],
-        duration,
-    }
-}
-
 /// Requested by the commander, approved by the commander (does not count)
 /// and then by the on-call: the approval is released.
 async fn release(client: &kube::Client, n: &str, name: &str, duration: &str) -> ModelApproval {
-    request_break_glass(n, &request(name, duration), COMMANDER, &COMMANDER_GROUPS)
-        .await
-        .expect("request");
+    request_break_glass(
+        n,
+        &skipping_legal(name, duration),
+        COMMANDER,
+        &COMMANDER_GROUPS,
+    )
+    .await
+    .expect("request");
     let bgs: Api<BreakGlass> = Api::namespaced(client.clone(), n);
     approve_break_glass(n, name, COMMANDER, &[ON_CALL])
         .await
@@ -266,16 +262,27 @@ async fn the_models_owner_alone_releases_nothing_and_nobody_writes_in_anothers_n
     // The model's owner, with edit: no break-glass at all.
     refused(
         "the model owner's break-glass",
-        request_break_glass(n, &request("owner", "1h"), DEVELOPER, &[DEVELOPER_GROUP]).await,
+        request_break_glass(
+            n,
+            &skipping_legal("owner", "1h"),
+            DEVELOPER,
+            &[DEVELOPER_GROUP],
+        )
+        .await,
         &["breakglasses"],
     )
     .with_code(&[403]);
     // Given the break-glass role but named by no policy: refused by the
     // operator, and their own approval counts for nothing.
     bind_break_glass_user(&client, n, DEVELOPER).await;
-    request_break_glass(n, &request("owner", "1h"), DEVELOPER, &[DEVELOPER_GROUP])
-        .await
-        .expect("created");
+    request_break_glass(
+        n,
+        &skipping_legal("owner", "1h"),
+        DEVELOPER,
+        &[DEVELOPER_GROUP],
+    )
+    .await
+    .expect("created");
     let refused_bg = break_glass_phase(&bgs, "owner", BreakGlassPhase::Refused).await;
     let message = refused_bg
         .status
@@ -293,7 +300,11 @@ async fn the_models_owner_alone_releases_nothing_and_nobody_writes_in_anothers_n
             let api: Api<BreakGlass> = Api::namespaced(person(COMMANDER, &[COMMANDERS]).await, n);
             api.create(
                 &PostParams::default(),
-                &break_glass(&request("forged", "1h"), "ceo@example.com", &[COMMANDERS]),
+                &break_glass(
+                    &skipping_legal("forged", "1h"),
+                    "ceo@example.com",
+                    &[COMMANDERS],
+                ),
             )
             .await
         },
@@ -306,16 +317,21 @@ async fn the_models_owner_alone_releases_nothing_and_nobody_writes_in_anothers_n
                 Api::namespaced(person(DEVELOPER, &[DEVELOPER_GROUP]).await, n);
             api.create(
                 &PostParams::default(),
-                &break_glass(&request("claimed", "1h"), DEVELOPER, &[COMMANDERS]),
+                &break_glass(&skipping_legal("claimed", "1h"), DEVELOPER, &[COMMANDERS]),
             )
             .await
         },
         &["incident-commanders is not one of them"],
     );
     // Longer than the policy allows: refused by the operator.
-    request_break_glass(n, &request("too-long", "9h"), COMMANDER, &COMMANDER_GROUPS)
-        .await
-        .expect("created");
+    request_break_glass(
+        n,
+        &skipping_legal("too-long", "9h"),
+        COMMANDER,
+        &COMMANDER_GROUPS,
+    )
+    .await
+    .expect("created");
     let long = break_glass_phase(&bgs, "too-long", BreakGlassPhase::Refused).await;
     assert!(
         long.status
@@ -325,9 +341,14 @@ async fn the_models_owner_alone_releases_nothing_and_nobody_writes_in_anothers_n
     );
 
     // An approval in another's name, or the operator's fields: refused.
-    request_break_glass(n, &request("inc-4713", "1h"), COMMANDER, &COMMANDER_GROUPS)
-        .await
-        .expect("created");
+    request_break_glass(
+        n,
+        &skipping_legal("inc-4713", "1h"),
+        COMMANDER,
+        &COMMANDER_GROUPS,
+    )
+    .await
+    .expect("created");
     break_glass_phase(&bgs, "inc-4713", BreakGlassPhase::AwaitingApproval).await;
     let before = bgs.get("inc-4713").await.expect("read");
     let forged = serde_json::json!({"apiVersion": "modelgate.io/v1alpha1", "kind": "BreakGlass",

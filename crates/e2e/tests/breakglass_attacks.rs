@@ -12,10 +12,9 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use modelgate::api::approval::{ApprovalPhase, ModelApproval};
 use modelgate::api::breakglass::{BreakGlass, BreakGlassPhase};
 use modelgate::api::deployment::ModelDeployment;
-use modelgate::api::record::ApprovalRecord;
 use modelgate_e2e::breakglass::*;
 use modelgate_e2e::refusal::refused;
-use modelgate_e2e::{cluster::*, fixtures::*, operator::*, pods::*, users::*, wait::*};
+use modelgate_e2e::{cluster::*, fixtures::*, operator::*, pods::*, users::*};
 
 const V1: &str = "2.4.0";
 const V2: &str = "2.4.1";
@@ -25,15 +24,6 @@ const LEGAL: &str = "lena@example.com";
 async fn phase_after(api: &Api<ModelApproval>, name: &str, secs: u64) -> Option<ApprovalPhase> {
     tokio::time::sleep(Duration::from_secs(secs)).await;
     api.get(name).await.ok()?.status?.phase
-}
-
-fn request<'a>(name: &'a str, duration: &'a str) -> Request<'a> {
-    Request {
-        name,
-        approval: "fd-v2",
-        skips: &["LegalReview"],
-        duration,
-    }
 }
 
 /// Attack: a break-glass that lapsed because a reviewer failed a gate in
@@ -47,7 +37,7 @@ async fn a_lapsed_break_glass_stays_lapsed_when_the_failed_gate_is_reset() {
     let n = ns.name.as_str();
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
     let bgs: Api<BreakGlass> = Api::namespaced(client.clone(), n);
-    request_and_approve(n, &request("inc-1", "1h")).await;
+    request_and_approve(n, &skipping_legal("inc-1", "1h")).await;
     approval_phase(&approvals, "fd-v2", ApprovalPhase::BreakGlass).await;
     pods_serve(&client, n, "fd", &digest_of(V2)).await;
     // The legal reviewer fails the skipped gate: the release ends at once.
@@ -87,7 +77,7 @@ async fn a_refused_break_glass_never_releases_later() {
         &["LegalReview", "BusinessReview"],
     )
     .await;
-    request_and_approve(n, &request("inc-2", "1h")).await;
+    request_and_approve(n, &skipping_legal("inc-2", "1h")).await;
     let bgs: Api<BreakGlass> = Api::namespaced(client.clone(), n);
     let refused_bg = break_glass_phase(&bgs, "inc-2", BreakGlassPhase::Refused).await;
     let message = refused_bg
@@ -121,7 +111,7 @@ async fn a_ratified_break_glass_does_not_release_again() {
     let ns = break_glass_namespace(&client, "rt-ratified").await;
     let n = ns.name.as_str();
     approval_waiting_on(&client, n, ("fd-v2", V2), &["LegalReview"]).await;
-    request_and_approve(n, &request("inc-3", "1h")).await;
+    request_and_approve(n, &skipping_legal("inc-3", "1h")).await;
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
     approval_phase(&approvals, "fd-v2", ApprovalPhase::BreakGlass).await;
     set_gate(n, "fd-v2", "LegalReview", "True", LEGAL)
@@ -163,22 +153,19 @@ async fn an_unwritable_refusal_does_not_stop_the_records_of_a_release() {
     bind_break_glass(&client, n).await;
     bind_break_glass_user(&client, n, DEVELOPER).await;
     approval_waiting_on(&client, n, ("fd-v2", V2), &["LegalReview"]).await;
-    request_break_glass(n, &request("poison", "1h"), DEVELOPER, &[DEVELOPER_GROUP])
-        .await
-        .expect("created");
+    request_break_glass(
+        n,
+        &skipping_legal("poison", "1h"),
+        DEVELOPER,
+        &[DEVELOPER_GROUP],
+    )
+    .await
+    .expect("created");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    request_and_approve(n, &request("inc-4", "1h")).await;
+    request_and_approve(n, &skipping_legal("inc-4", "1h")).await;
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
     approval_phase(&approvals, "fd-v2", ApprovalPhase::BreakGlass).await;
-    let records: Api<ApprovalRecord> = Api::namespaced(client.clone(), n);
-    eventually(45, "the signed record of the break-glass", || async {
-        let list = records.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|r| r.spec.approval.name == "fd-v2" && r.spec.phase == "BreakGlass")
-            .then_some(())
-    })
-    .await;
+    record_of(&client, n, "fd-v2", "BreakGlass").await;
     let bgs: Api<BreakGlass> = Api::namespaced(client.clone(), n);
     let poison = break_glass_phase(&bgs, "poison", BreakGlassPhase::Refused).await;
     let message = poison.status.and_then(|s| s.message).unwrap_or_default();
@@ -196,7 +183,7 @@ async fn a_break_glass_takes_no_owner_references() {
     let ns = break_glass_namespace(&client, "rt-owners").await;
     let n = ns.name.as_str();
     approval_waiting_on(&client, n, ("fd-v2", V2), &["LegalReview"]).await;
-    let mut bg = break_glass(&request("owned", "1h"), COMMANDER, &[COMMANDERS]);
+    let mut bg = break_glass(&skipping_legal("owned", "1h"), COMMANDER, &[COMMANDERS]);
     bg.metadata.owner_references = Some(vec![
         serde_json::from_value(serde_json::json!({
             "apiVersion": "v1", "kind": "ConfigMap", "name": "gone",
@@ -228,7 +215,11 @@ async fn the_operators_fields_the_spec_and_the_record_stay_out_of_reach() {
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
 
     // A status sent with the create is dropped (status subresource).
-    let mut forged = break_glass(&request("with-status", "1h"), COMMANDER, &[COMMANDERS]);
+    let mut forged = break_glass(
+        &skipping_legal("with-status", "1h"),
+        COMMANDER,
+        &[COMMANDERS],
+    );
     forged.status = serde_json::from_value(serde_json::json!({
         "approvals": [{"user": APPROVER, "groups": [ON_CALL]}],
         "phase": "Active", "activeSince": "2020-01-01T00:00:00Z", "until": "2099-01-01T00:00:00Z",

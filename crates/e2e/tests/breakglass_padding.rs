@@ -10,19 +10,9 @@ use std::time::Duration;
 use kube::api::{Api, PostParams};
 use modelgate::api::approval::{ApprovalPhase, ModelApproval};
 use modelgate::api::breakglass::{BreakGlass, BreakGlassPhase};
-use modelgate::api::record::ApprovalRecord;
 use modelgate_e2e::breakglass::*;
 use modelgate_e2e::refusal::refused;
-use modelgate_e2e::{cluster::*, operator::*, users::*, wait::*};
-
-fn request<'a>(name: &'a str, duration: &'a str) -> Request<'a> {
-    Request {
-        name,
-        approval: "fd-v2",
-        skips: &["LegalReview"],
-        duration,
-    }
-}
+use modelgate_e2e::{cluster::*, operator::*, users::*};
 
 /// A BreakGlass by the developer (who holds the break-glass role but is
 /// named by no policy), naming `approval`, padded with a managedFields
@@ -65,7 +55,11 @@ async fn a_padded_break_glass_does_not_stop_the_records_of_a_release() {
     bind_break_glass_user(&client, n, DEVELOPER).await;
     approval_waiting_on(&client, n, ("fd-v2", "2.4.1"), &["LegalReview"]).await;
     // Labels and annotations are bounded by the object-size policy.
-    let mut labelled = break_glass(&request("labelled", "1h"), DEVELOPER, &[DEVELOPER_GROUP]);
+    let mut labelled = break_glass(
+        &skipping_legal("labelled", "1h"),
+        DEVELOPER,
+        &[DEVELOPER_GROUP],
+    );
     labelled.metadata.labels = Some(
         (0..600)
             .map(|i| (format!("{}{i:05}", "k".repeat(58)), "v".repeat(63)))
@@ -107,18 +101,10 @@ async fn a_padded_break_glass_does_not_stop_the_records_of_a_release() {
         .await
         .expect("the padded request");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    request_and_approve(n, &request("inc-6", "1h")).await;
+    request_and_approve(n, &skipping_legal("inc-6", "1h")).await;
     let approvals: Api<ModelApproval> = Api::namespaced(client.clone(), n);
     approval_phase(&approvals, "fd-v2", ApprovalPhase::BreakGlass).await;
-    let records: Api<ApprovalRecord> = Api::namespaced(client.clone(), n);
-    eventually(45, "the signed record of the break-glass", || async {
-        let list = records.list(&Default::default()).await.ok()?;
-        list.items
-            .iter()
-            .any(|r| r.spec.approval.name == "fd-v2" && r.spec.phase == "BreakGlass")
-            .then_some(())
-    })
-    .await;
+    record_of(&client, n, "fd-v2", "BreakGlass").await;
     let bgs: Api<BreakGlass> = Api::namespaced(client.clone(), n);
     break_glass_phase(&bgs, "inc-6", BreakGlassPhase::Active).await;
     // Its own status is all it holds up.
