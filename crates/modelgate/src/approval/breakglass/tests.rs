@@ -163,6 +163,11 @@ fn settle(
     bg.status = Some(status);
 }
 
+/// The reason of the newest history entry.
+fn last_reason(status: &ModelApprovalStatus) -> Option<String> {
+    status.history.last()?.reason.clone()
+}
+
 fn refused(a: &Authority) -> String {
     match a {
         Authority::Refused(why) => why.clone(),
@@ -323,12 +328,7 @@ fn ratification_in_the_window_approves_and_clears_the_mark() {
     let now = t0() + SignedDuration::from_hours(2);
     step(&mut status, now, Some(&r));
     assert_eq!(status.phase, Some(ApprovalPhase::Approved));
-    let entry = status
-        .history
-        .last()
-        .cloned()
-        .unwrap_or_else(|| panic!("no history"));
-    assert_eq!(entry.reason.as_deref(), Some("BreakGlassRatified"));
+    assert_eq!(last_reason(&status).as_deref(), Some("BreakGlassRatified"));
     settle(&mut bg, &judged, &status, now);
     assert_eq!(
         bg.status.and_then(|s| s.phase),
@@ -347,12 +347,7 @@ fn no_ratification_lapses_at_the_window_and_never_releases_again() {
     assert!(release([&judged], end).is_none());
     step(&mut status, end, None);
     assert_eq!(status.phase, Some(ApprovalPhase::Pending));
-    let entry = status
-        .history
-        .last()
-        .cloned()
-        .unwrap_or_else(|| panic!("no history"));
-    assert_eq!(entry.reason.as_deref(), Some("BreakGlassLapsed"));
+    assert_eq!(last_reason(&status).as_deref(), Some("BreakGlassLapsed"));
     settle(&mut bg, &judged, &status, end);
     let bg_status = bg.status.clone().unwrap_or_default();
     assert_eq!(bg_status.phase, Some(BreakGlassPhase::Lapsed));
