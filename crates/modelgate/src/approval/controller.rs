@@ -290,16 +290,9 @@ async fn attach_records(
             ..decision.status.clone()
         };
         let namespace = approval.namespace().unwrap_or_default();
-        let written: ModelApproval = state
-            .ctx
-            .apply_status(CONTROLLER, &namespace, &approval.name_any(), &status)
+        apply_status(state, approval, &namespace, status)
             .await
             .at(Step::Status)?;
-        state.written.record(
-            approval.meta().uid.as_deref().unwrap_or_default(),
-            written.meta().resource_version.as_deref(),
-            status,
-        );
     }
     match failure {
         Some(why) => Err(Error::Unavailable(why)).at(Step::Record),
@@ -403,23 +396,34 @@ async fn write_status(
     if !decision.changed {
         return Ok(());
     }
-    let written = apply_status(state, approval, namespace, &decision.status)
+    apply_status(state, approval, namespace, decision.status.clone())
         .await
         .at(Step::Status)?;
-    state.written.record(
-        approval.meta().uid.as_deref().unwrap_or_default(),
-        written.meta().resource_version.as_deref(),
-        decision.status.clone(),
-    );
     info!(phase = ?decision.status.phase, transitions = decision.transitions.len(), "status applied");
     Ok(())
 }
 
-/// Applies `status`. An approval padded (through made-up managedFields,
-/// which no admission policy measures) to the size etcd takes refuses the
-/// write as too large: its managedFields are then reset, which the API
-/// server rebuilds from the object, and the write is tried once more.
+/// Applies `status` and remembers the write for reads the cache is behind
+/// on. An approval padded (through made-up managedFields, which no
+/// admission policy measures) to the size etcd takes refuses the write as
+/// too large: its managedFields are then reset, which the API server
+/// rebuilds from the object, and the write is tried once more.
 async fn apply_status(
+    state: &State,
+    approval: &ModelApproval,
+    namespace: &str,
+    status: crate::api::approval::ModelApprovalStatus,
+) -> Result<(), Error> {
+    let written = apply_or_shrink(state, approval, namespace, &status).await?;
+    state.written.record(
+        approval.meta().uid.as_deref().unwrap_or_default(),
+        written.meta().resource_version.as_deref(),
+        status,
+    );
+    Ok(())
+}
+
+async fn apply_or_shrink(
     state: &State,
     approval: &ModelApproval,
     namespace: &str,
