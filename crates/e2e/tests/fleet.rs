@@ -127,7 +127,9 @@ async fn every_record_of_an_oci_approval_is_attached_to_its_model_and_verifies_f
         .expect("public keys")
         .data
         .unwrap_or_default()
-        .into_values()
+        .into_iter()
+        .filter(|(k, _)| k.ends_with(".pem"))
+        .map(|(_, v)| v)
         .collect();
     let keys = public_keys(&pem).expect("keys");
     for m in &listed {
