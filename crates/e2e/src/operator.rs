@@ -38,6 +38,8 @@ pub fn start_operator() -> std::net::SocketAddr {
                         modelgate::vocabulary::DEFAULT_NAMESPACE,
                     )),
                     registry: registry_options(),
+                    import_resync: modelgate::context::DEFAULT_IMPORT_RESYNC,
+                    scope: modelgate::runtime::Scope::default(),
                 };
                 let running =
                     modelgate::operator::start(client, options, futures::future::pending())

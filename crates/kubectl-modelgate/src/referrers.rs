@@ -5,13 +5,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use modelgate::api::record::Envelope;
 use modelgate::artifact::registry::{Registry, RegistryOptions};
-use modelgate::fleet::referrer::ARTIFACT_TYPE;
+use modelgate::fleet::read;
 use modelgate::records::envelope;
 use modelgate::records::statement::Statement;
 use oci_client::Reference;
-use oci_client::manifest::OciManifest;
 
 use crate::{CliError, Result};
 
@@ -52,22 +50,13 @@ pub async fn check(source: &Source, pem: &str) -> Result<Vec<Checked>> {
         .digest()
         .ok_or_else(|| CliError::Usage("name the model by digest: oci://REPO@sha256:…".into()))?
         .to_string();
-    let index = registry
-        .client()
-        .pull_referrers(&subject, Some(ARTIFACT_TYPE))
+    let attached = read::attached(&registry, &subject)
         .await
-        .map_err(|e| {
-            CliError::Usage(format!("cannot list the records of {}: {e}", source.pinned))
-        })?;
+        .map_err(CliError::Usage)?;
     let mut checked = Vec::new();
-    for entry in index.manifests {
-        let at = Reference::with_digest(
-            subject.registry().to_string(),
-            subject.repository().to_string(),
-            entry.digest.clone(),
-        );
-        let problem_or = match envelope_at(&registry, &at).await {
-            Ok(envelope) => judge(&envelope, &keys, &digest),
+    for entry in attached {
+        let problem_or = match read::envelope_at(&registry, &subject, &entry.digest).await {
+            Ok(envelope) => read::judge(&envelope, &keys, &digest),
             Err(why) => Err(why),
         };
         checked.push(match problem_or {
@@ -84,48 +73,6 @@ pub async fn check(source: &Source, pem: &str) -> Result<Vec<Checked>> {
         });
     }
     Ok(checked)
-}
-
-/// The DSSE envelope a referrer carries as its one layer.
-async fn envelope_at(registry: &Registry, at: &Reference) -> std::result::Result<Envelope, String> {
-    let auth = registry.auth(at);
-    let (manifest, _) = registry
-        .client()
-        .pull_manifest(at, &auth)
-        .await
-        .map_err(|e| format!("cannot read it: {e}"))?;
-    let OciManifest::Image(image) = manifest else {
-        return Err("it is an index, not a record".into());
-    };
-    let layer = image.layers.first().ok_or("it has no layer")?;
-    let mut bytes = Vec::new();
-    registry
-        .client()
-        .pull_blob(at, layer, &mut bytes)
-        .await
-        .map_err(|e| format!("cannot read its envelope: {e}"))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("its layer is not a DSSE envelope: {e}"))
-}
-
-/// The statement of `envelope` if a key signed it and it is about the
-/// model `digest`.
-fn judge(
-    envelope: &Envelope,
-    keys: &[envelope::PublicKey],
-    digest: &str,
-) -> std::result::Result<Statement, String> {
-    let payload = envelope::open(envelope, keys).map_err(|e| format!("its signature: {e}"))?;
-    let statement: Statement =
-        serde_json::from_slice(&payload).map_err(|e| format!("not a record's statement: {e}"))?;
-    let (algorithm, hex) = digest.split_once(':').unwrap_or_default();
-    let about = statement
-        .subject
-        .iter()
-        .any(|s| s.digest.get(algorithm).map(String::as_str) == Some(hex));
-    if !about {
-        return Err(format!("it is about another artifact, not {digest}"));
-    }
-    Ok(statement)
 }
 
 /// What was found: per approval, its newest record (the one that stands);
@@ -167,43 +114,4 @@ pub fn summary(source: &Source, checked: &[Checked]) -> Result<String> {
         ));
     }
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use modelgate::records::envelope::Signer;
-
-    fn statement(digest_hex: &str) -> serde_json::Value {
-        serde_json::json!({
-            "_type": "https://in-toto.io/Statement/v1",
-            "subject": [{"name": "fraud-detector", "digest": {"sha256": digest_hex}}],
-            "predicateType": "https://modelgate.io/ApprovalRecord/v1",
-            "predicate": {
-                "approval": {"namespace": "ml-prod", "name": "fd", "uid": "u1"},
-                "spec": {"model": {"name": "fraud-detector", "version": "2.4.1",
-                    "uri": "oci://r.example.com/m", "digest": format!("sha256:{digest_hex}")}},
-                "phase": "Approved", "time": "2026-12-06T03:00:00Z", "seq": 6,
-                "gates": [], "history": [], "historyHead": "h"
-            }
-        })
-    }
-
-    #[test]
-    fn a_record_verifies_only_with_its_key_and_for_its_own_model() {
-        let key = Signer::generate().unwrap_or_else(|e| panic!("{e}"));
-        let other = Signer::generate().unwrap_or_else(|e| panic!("{e}"));
-        let hex = "a".repeat(64);
-        let envelope = key.seal(statement(&hex).to_string().as_bytes());
-        let digest = format!("sha256:{hex}");
-        assert!(judge(&envelope, &[key.verifying_key()], &digest).is_ok());
-        let wrong_key = judge(&envelope, &[other.verifying_key()], &digest);
-        assert!(wrong_key.is_err_and(|e| e.contains("signature")));
-        let elsewhere = judge(
-            &envelope,
-            &[key.verifying_key()],
-            &format!("sha256:{}", "b".repeat(64)),
-        );
-        assert!(elsewhere.is_err_and(|e| e.contains("another artifact")));
-    }
 }

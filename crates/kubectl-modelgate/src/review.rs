@@ -132,6 +132,9 @@ fn decision_write(
         Decider::Rule => Err(CliError::Refused(format!(
             "{gate} of {name} is decided by its rule from measurements, not by a person (see kubectl modelgate why)"
         ))),
+        Decider::Imported => Err(CliError::Refused(format!(
+            "{gate} of {name} is mirrored from its publisher's signed record (spec.import): it is decided in the publisher's cluster, not here"
+        ))),
     }
 }
 

@@ -41,7 +41,14 @@ pub struct Context {
     /// Where OCI models are looked up; None answers every look-up with
     /// "no registry client".
     pub registry: Option<Arc<crate::artifact::registry::Registry>>,
+    /// How often an imported approval is read again from its registry.
+    pub import_resync: std::time::Duration,
+    /// The one namespace watched, when the operator is scoped to one.
+    pub scope: crate::runtime::Scope,
 }
+
+/// How often an imported approval is read again, unless configured.
+pub const DEFAULT_IMPORT_RESYNC: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Context {
     /// `instance` names this replica in Events (the pod name in a cluster).
@@ -59,6 +66,8 @@ impl Context {
             concurrency: DEFAULT_CONCURRENCY,
             backoff: Arc::default(),
             registry: None,
+            import_resync: DEFAULT_IMPORT_RESYNC,
+            scope: crate::runtime::Scope::default(),
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::api::{
     approval::ModelApproval,
     breakglass::BreakGlass,
     deployment::ModelDeployment,
+    fleet::TrustedPublisher,
     policy::ApprovalPolicy,
     record::{ApprovalRecord, RecordCheckpoint},
     runtime::RuntimeCatalog,
@@ -36,6 +37,7 @@ pub fn all() -> Vec<CustomResourceDefinition> {
         RecordCheckpoint::crd(),
         RuntimeCatalog::crd(),
         BreakGlass::crd(),
+        TrustedPublisher::crd(),
     ]
 }
 

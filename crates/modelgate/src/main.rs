@@ -98,6 +98,15 @@ struct RunArgs {
     /// attaching their signed records; anonymous without.
     #[arg(long, env = "MODELGATE_REGISTRY_AUTH")]
     registry_auth: Option<PathBuf>,
+    /// How often, in seconds, an imported approval's records are read
+    /// again from the registry: an upstream revocation is honoured within
+    /// it (docs/fleet.md).
+    #[arg(long, env = "MODELGATE_IMPORT_RESYNC_SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    import_resync_secs: u64,
+    /// Watch only this namespace's approvals, deployments and policies;
+    /// every namespace without it.
+    #[arg(long, env = "MODELGATE_WATCH_NAMESPACE")]
+    watch_namespace: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -180,6 +189,8 @@ fn run(args: RunArgs) -> Result<(), BoxError> {
                 ca_files: args.registry_ca.clone(),
                 auth_file: args.registry_auth.clone(),
             },
+            import_resync: std::time::Duration::from_secs(args.import_resync_secs),
+            scope: modelgate::runtime::Scope(args.watch_namespace.clone()),
             leader_election: args.leader_elect.then(|| {
                 modelgate::runtime::leader::LeaderElection {
                     namespace: args.lease_namespace.clone(),

@@ -29,6 +29,10 @@ pub struct Options {
     pub records: Option<crate::records::key::KeyPlace>,
     /// How model registries are reached.
     pub registry: crate::artifact::registry::RegistryOptions,
+    /// How often imported approvals are read again from the registry.
+    pub import_resync: std::time::Duration,
+    /// The namespaces watched: all, or one.
+    pub scope: crate::runtime::Scope,
 }
 
 /// Why the operator stopped other than by being asked to.
@@ -87,6 +91,8 @@ pub async fn start(
         )
         .map_err(RunError::Registry)?,
     ));
+    ctx.import_resync = options.import_resync;
+    ctx.scope = options.scope.clone();
     if options.concurrency != 0 {
         ctx.concurrency = options.concurrency;
     }
@@ -145,7 +151,7 @@ async fn controllers(
     let written = Arc::new(crate::approval::written::Written::default());
     let inspect = approval_inspector(&synced, written.clone());
     let Some((approvals, watch)) = watches::approvals(
-        ctx.client.clone(),
+        (ctx.client.clone(), &ctx.scope),
         config.clone(),
         inspect,
         shutdown.clone(),

@@ -69,6 +69,7 @@ use super::policy::{GateProgress, Measurement, PinnedPolicy, Review};
     )
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: an approval is a record about one exact artifact; create a new ModelApproval for a new model version"))]
+#[x_kube(validation = Rule::new("!has(self.import) || self.model.uri.startsWith('oci://')").message("an imported approval is read from the model's registry: spec.model.uri must be oci://REGISTRY/REPOSITORY"))]
 #[serde(rename_all = "camelCase")]
 pub struct ModelApprovalSpec {
     /// The exact model artifact this approval is about.
@@ -85,6 +86,13 @@ pub struct ModelApprovalSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
     pub evidence: Vec<Evidence>,
+    /// Honour another cluster's approval of the same artifact instead of
+    /// reviewing it here (docs/fleet.md): its signed records are read from
+    /// the model's registry and its gates mirrored into this approval's
+    /// status. Only gates the local ApprovalPolicy keeps local
+    /// (localGates) are reviewed here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<super::fleet::Import>,
 }
 
 /// Where a model artifact lives and which exact bytes are approved.
@@ -293,6 +301,10 @@ pub struct ModelApprovalStatus {
     /// so that other clusters and offline checks read them there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub publication: Option<Publication>,
+    /// For an imported approval: the publisher's record honoured, read
+    /// from the registry and verified with its keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<super::fleet::ImportedApproval>,
 }
 
 /// The records of an approval attached to its model in the registry.

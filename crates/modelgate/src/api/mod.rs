@@ -9,6 +9,7 @@ pub mod approval;
 pub mod breakglass;
 pub mod condition;
 pub mod deployment;
+pub mod fleet;
 pub mod gates;
 pub mod oci;
 pub mod policy;

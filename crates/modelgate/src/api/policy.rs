@@ -67,6 +67,15 @@ pub struct ApprovalPolicySpec {
     /// Left out, no one may.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<BreakGlassRule>,
+    /// For approvals imported from a TrustedPublisher (spec.import): the
+    /// gates reviewed here as well, under the rules above, e.g.
+    /// BusinessReview. Every other gate is mirrored from the publisher's
+    /// signed record and decided there. Left out: all five are mirrored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5))]
+    #[schemars(extend("items" = {"type": "string", "enum": ["TechnicalReview", "FairnessReview", "SecurityReview", "LegalReview", "BusinessReview"]}))]
+    #[x_kube(validation = Rule::new("self.all(g, self.exists_one(h, h == g))").message("each gate may be named once"))]
+    pub local_gates: Vec<String>,
 }
 
 /// How one gate is decided.
@@ -211,6 +220,10 @@ pub struct PinnedGate {
     /// The gate's review deadline, when the policy gives one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<Deadline>,
+    /// Mirrored from a TrustedPublisher's signed record (an imported
+    /// approval), so its condition is the operator's to write.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub imported: bool,
 }
 
 /// One person's review of a quorum gate, written by that person.

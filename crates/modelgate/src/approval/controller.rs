@@ -65,6 +65,8 @@ pub struct State {
     pub lookups: Arc<super::artifact::Lookups>,
     /// The BreakGlass objects, by the approvals they name.
     pub break_glass: Store<super::release::CachedBreakGlass>,
+    /// Registry reads of imported approvals, beside the workers.
+    pub imports: Arc<crate::fleet::import::Imports>,
 }
 
 /// What this controller is started with besides the context.
@@ -98,11 +100,21 @@ pub fn run(
 ) -> impl Future<Output = ()> {
     ctx.metrics.start_at_zero(CONTROLLER, &STEPS);
     let (lookups, answered) = super::artifact::Lookups::new(ctx.registry.clone());
-    let (break_glass, released, break_glass_watch) =
-        super::release::watch(ctx.client.clone(), inputs.config, &inputs.synced);
+    let (imports, imported) = crate::fleet::import::Imports::new(
+        ctx.registry.clone(),
+        ctx.client.clone(),
+        ctx.import_resync,
+        ctx.metrics.imports.clone(),
+    );
+    let (break_glass, released, break_glass_watch) = super::release::watch(
+        ctx.scope.api(ctx.client.clone()),
+        inputs.config,
+        &inputs.synced,
+    );
     let controller = Controller::for_shared_stream(inputs.changes, inputs.store.clone())
         .reconcile_on(inputs.usage)
         .reconcile_on(answered)
+        .reconcile_on(imported)
         .reconcile_on(released);
     let observer = observe(&ctx, inputs.store, inputs.recorder.clone());
     let concurrency = ctx.concurrency;
@@ -115,6 +127,7 @@ pub fn run(
         home: inputs.home,
         lookups,
         break_glass,
+        imports,
     });
     let policies = state.policies.clone();
     let break_glass = state.break_glass.clone();
@@ -230,7 +243,12 @@ async fn reconcile(
         .await
         .at(Step::Status)?;
     ctx.succeeded(guarded.as_ref());
-    Ok(next(&decision, usage_known))
+    let resync = approval
+        .spec
+        .import
+        .is_some()
+        .then(|| state.imports.resync());
+    Ok(next(&decision, usage_known, resync))
 }
 
 /// Puts the in-use finalizer on or takes it off when due; whether the
@@ -279,6 +297,11 @@ async fn attach_records(
     let (Some(recorder), Some(registry)) = (&state.recorder, &state.ctx.registry) else {
         return Ok(());
     };
+    // A mirror does not publish: the publisher's record is the one that
+    // travels, and this cluster's records stay in this cluster.
+    if approval.spec.import.is_some() {
+        return Ok(());
+    }
     if crate::fleet::publish::due(&decision.status).is_empty() {
         return Ok(());
     }
@@ -336,6 +359,7 @@ fn decide_for(
         pinned.policy = pin.cloned();
     }
     let judged = super::release::judged(&state.break_glass, approval, Some(&pinned), now);
+    let imported = imported_standing(state, approval, &artifact, status.as_ref());
     let decision = decide::decide(Input {
         spec: &approval.spec,
         generation: approval.meta().generation,
@@ -345,8 +369,36 @@ fn decide_for(
         artifact: Some(&artifact),
         created: approval.meta().creation_timestamp.as_ref().map(|t| t.0),
         release: super::release::release(&judged, now),
+        imported: imported.as_ref(),
     });
     Some((decision, judged))
+}
+
+/// What an imported approval honours: the last standing, or what a read
+/// of the registry (beside the workers, once per resync period) found.
+/// Read only once the artifact resolved, by its digest.
+fn imported_standing(
+    state: &State,
+    approval: &ModelApproval,
+    artifact: &crate::api::approval::ResolvedArtifact,
+    status: Option<&crate::api::approval::ModelApprovalStatus>,
+) -> Option<crate::api::fleet::ImportedApproval> {
+    let import = approval.spec.import.as_ref()?;
+    let previous = status.and_then(|s| s.imported.as_ref());
+    let pinned = artifact
+        .reference
+        .as_deref()
+        .filter(|_| artifact.seal == Seal::Sealed);
+    let Some(pinned) = pinned else {
+        return previous.cloned();
+    };
+    let uid = approval.meta().uid.as_deref().unwrap_or_default();
+    let object =
+        ObjectRef::new(&approval.name_any()).within(&approval.namespace().unwrap_or_default());
+    match state.imports.poll((uid, object), import, pinned) {
+        Some(fetched) => Some(crate::fleet::mirror::mirror(import, previous, fetched)),
+        None => previous.cloned(),
+    }
 }
 
 /// The rules to pin into an approval that has none yet: its namespace's
@@ -363,8 +415,9 @@ fn pin_for(state: &State, approval: &ModelApproval) -> Result<Option<PinnedPolic
     if status.is_some_and(|s| s.policy.is_some()) {
         return Ok(None);
     }
+    let imported = approval.spec.import.is_some();
     if status.is_some_and(|s| !s.history.is_empty()) {
-        return Ok(Some(pin::pin(None)));
+        return Ok(Some(pin::pin_for_approval(None, imported)));
     }
     let namespace = approval.namespace().unwrap_or_default();
     let policy = [namespace.as_str(), state.home.as_str()]
@@ -375,8 +428,8 @@ fn pin_for(state: &State, approval: &ModelApproval) -> Result<Option<PinnedPolic
                 .get(&ObjectRef::new(pin::DEFAULT_POLICY).within(ns))
         });
     match policy.as_ref().map(|p| &p.0) {
-        None => Ok(Some(pin::pin(None))),
-        Some(Ok(policy)) => Ok(Some(pin::pin(Some(policy)))),
+        None => Ok(Some(pin::pin_for_approval(None, imported))),
+        Some(Ok(policy)) => Ok(Some(pin::pin_for_approval(Some(policy), imported))),
         Some(Err(invalid)) => Err(Error::Unavailable(format!(
             "the ApprovalPolicy {}/{} that applies cannot be read ({}); the approval waits for it to be fixed",
             invalid.metadata.namespace.as_deref().unwrap_or_default(),
@@ -476,7 +529,7 @@ async fn publish(ctx: &Context, approval: &ModelApproval, decision: &decide::Dec
 
 /// When to look again: expiry must happen on time with nothing else
 /// changing, and an in-use mark waits for the deployment index.
-fn next(decision: &decide::Decision, usage_known: bool) -> Action {
+fn next(decision: &decide::Decision, usage_known: bool, resync: Option<Duration>) -> Action {
     // Expiry and review deadlines must happen on time with nothing else
     // changing.
     let expiry = decision
@@ -496,7 +549,16 @@ fn next(decision: &decide::Decision, usage_known: bool) -> Action {
         .filter(|a| a.seal == Seal::Unresolved)
         .filter(|a| a.message.as_deref() != Some(super::artifact::LOOKING))
         .map(|_| ARTIFACT_RETRY);
-    match expiry.into_iter().chain(retry).chain(unresolved).min() {
+    // An imported approval is read again from the registry, until it
+    // lapses.
+    let resync = resync.filter(|_| decision.status.phase != Some(ApprovalPhase::Expired));
+    match expiry
+        .into_iter()
+        .chain(retry)
+        .chain(unresolved)
+        .chain(resync)
+        .min()
+    {
         Some(wait) => Action::requeue(wait),
         None => Action::await_change(),
     }

@@ -16,6 +16,7 @@ use super::inputs::{self, RecordedInputs};
 use crate::api::approval::{ObservedGate, ObservedInput, PHASE_SUBJECT, ResolvedArtifact, Seal};
 use crate::api::breakglass::ReleasedBy;
 use crate::api::condition::{self, Condition, FALSE, TRUE, UNKNOWN};
+use crate::api::fleet::ImportedApproval;
 use crate::api::gates::{APPROVED_CONDITION, REVIEWS_VALID_CONDITION, is_operator_condition};
 use crate::api::policy::{GateProgress, PinnedPolicy};
 use crate::api::{
@@ -46,6 +47,10 @@ pub struct Input<'a> {
     /// `approval::breakglass`): it releases the approval while every gate
     /// still open is one it skips.
     pub release: Option<&'a ReleasedBy>,
+    /// For an imported approval, the publisher's record honoured (see
+    /// `fleet::import`): its gates are mirrored, and the approval passes
+    /// only while the publisher's does.
+    pub imported: Option<&'a ImportedApproval>,
 }
 
 /// What the operator should write and announce.
@@ -74,6 +79,13 @@ pub fn parse_valid_for(valid_for: &str) -> Option<SignedDuration> {
 /// so, the changes since the operator last looked, and the status that
 /// records them.
 pub fn decide(input: Input<'_>) -> Decision {
+    // With no new read of the registry, what was honoured before stands.
+    let input = Input {
+        imported: input
+            .imported
+            .or_else(|| input.status.and_then(|s| s.imported.as_ref())),
+        ..input
+    };
     let empty = ModelApprovalStatus::default();
     let previous = input.status.unwrap_or(&empty);
     let now = Time(input.now);
@@ -116,6 +128,9 @@ struct Standing {
     /// Why the artifact holds the approval back: its registry does not
     /// serve it.
     unresolved: Option<String>,
+    /// Why an imported approval is held back: the publisher's approval is
+    /// not (or no longer) Approved, or none of its records is honoured.
+    import_hold: Option<String>,
     /// Overdue gates and a ReviewTimedOut expiry.
     deadlines: deadlines::Standing,
     /// The break-glass that releases the approval, while it does.
@@ -127,19 +142,22 @@ impl Standing {
         let mut problems = Vec::new();
         let policy = previous.policy.clone().or_else(|| input.pin.cloned());
         let gates::Reading { views, progress } =
-            gates::read(previous, policy.as_ref(), &mut problems);
+            gates::read(previous, policy.as_ref(), input.imported, &mut problems);
         let valid_for = effective_valid_for(input.spec.valid_for.as_deref(), policy.as_ref());
         let unresolved = input
             .artifact
             .filter(|a| a.seal == Seal::Unresolved)
             .map(|a| a.message.clone().unwrap_or_default());
+        let import_hold = import_hold(input);
         let life = lifetime(
             input,
             previous,
             &views,
             valid_for.as_deref(),
             // An expired approval is never approved afterwards.
-            unresolved.is_some() || previous.phase == Some(ApprovalPhase::Expired),
+            unresolved.is_some()
+                || import_hold.is_some()
+                || previous.phase == Some(ApprovalPhase::Expired),
         );
         let deadlines = deadlines::read(&deadlines::Clock {
             policy: policy.as_ref(),
@@ -168,6 +186,7 @@ impl Standing {
             life,
             phase,
             unresolved,
+            import_hold,
             deadlines,
             release,
         }
@@ -185,8 +204,10 @@ impl Standing {
             let before = condition::find(&previous.conditions, &c.type_);
             c.stamped(before, now, generation)
         };
-        let approved = match (&self.unresolved, self.phase) {
-            (Some(why), ApprovalPhase::Pending) => artifact_unresolved(why),
+        let held = (self.unresolved.as_deref().map(artifact_unresolved))
+            .or_else(|| self.import_hold.as_deref().map(import_held));
+        let approved = match (held, self.phase) {
+            (Some(held), ApprovalPhase::Pending) => held,
             (_, ApprovalPhase::BreakGlass) => match &self.release {
                 Some(r) => released_by_break_glass(r),
                 None => awaiting_review(&self.gates),
@@ -289,6 +310,10 @@ impl Standing {
                 .or_else(|| previous.break_glass.clone()),
             // Kept as the publisher left it (see `fleet::publish`).
             publication: previous.publication.clone(),
+            imported: input
+                .imported
+                .cloned()
+                .or_else(|| previous.imported.clone()),
             overdue: if self.phase == ApprovalPhase::Expired {
                 Vec::new()
             } else {
@@ -400,6 +425,17 @@ fn lifetime(
         }
         _ => None,
     };
+    // An imported approval lapses when the publisher's does, whether or
+    // not the registry can be read then.
+    let upstream = input
+        .spec
+        .import
+        .as_ref()
+        .and(input.imported)
+        .and_then(|m| m.expires_at.as_ref())
+        .filter(|_| approved_at.is_some())
+        .map(|t| t.0);
+    let expires_at = expires_at.into_iter().chain(upstream).min();
     Lifetime {
         lapsed: expires_at.is_some_and(|e| input.now >= e),
         approved_at,
@@ -431,6 +467,41 @@ fn artifact_unresolved(why: &str) -> Condition {
         format!(
             "the model artifact does not resolve in its registry ({why}); reviews may go on, but the approval stays Pending until the registry serves this digest"
         ),
+    )
+}
+
+/// Why an imported approval cannot pass now, if it cannot: none of the
+/// publisher's records is honoured yet, or the newest says its approval
+/// is not Approved.
+fn import_hold(input: &Input<'_>) -> Option<String> {
+    let import = input.spec.import.as_ref()?;
+    let honoured = input.imported.filter(|m| m.seq.is_some());
+    let Some(m) = honoured else {
+        let why = input.imported.and_then(|m| m.message.clone());
+        return Some(format!(
+            "no signed record of {} by {} is honoured yet{}",
+            import.approval,
+            import.publisher,
+            why.map(|w| format!(": {w}")).unwrap_or_default()
+        ));
+    };
+    let phase = m.phase.as_deref().unwrap_or_default();
+    (phase != ApprovalPhase::Approved.as_str()).then(|| {
+        format!(
+            "{}'s approval {} is {phase} in its newest signed record (seq {})",
+            m.publisher,
+            m.approval,
+            m.seq.unwrap_or_default()
+        )
+    })
+}
+
+fn import_held(why: &str) -> Condition {
+    Condition::new(
+        APPROVED_CONDITION,
+        FALSE,
+        "ImportNotApproved",
+        format!("{why}; this approval passes only while the publisher's does"),
     )
 }
 

@@ -2,6 +2,7 @@
 //! condition, a quorum of reviews, or a rule over measurements. Pure.
 
 use crate::api::condition::{self, Condition, FALSE, TRUE, UNKNOWN};
+use crate::api::fleet::ImportedApproval;
 use crate::api::gates::is_operator_condition;
 use crate::api::policy::{
     Automatic, GateProgress, Measurement, PinnedGate, PinnedPolicy, Review, RuleMode,
@@ -59,10 +60,12 @@ pub struct Reading {
     pub progress: Vec<GateProgress>,
 }
 
-/// How the gates stand under `policy`; malformed input in `problems`.
+/// How the gates stand under `policy`, with the publisher's record
+/// `mirror` for an imported approval; malformed input in `problems`.
 pub fn read(
     status: &ModelApprovalStatus,
     policy: Option<&PinnedPolicy>,
+    mirror: Option<&ImportedApproval>,
     problems: &mut Vec<String>,
 ) -> Reading {
     let decided: Vec<&str> = crate::policy::pin::operator_decided(policy);
@@ -85,6 +88,7 @@ pub fn read(
                 Decider::Person => by_person(&status.conditions, gate, problems),
                 Decider::Quorum(n) => by_quorum(gate, n, &status.reviews, &mut progress),
                 Decider::Rule => by_rule(gate, &rule, &status.measurements, &mut progress),
+                Decider::Imported => by_mirror(gate, mirror),
             };
             if rule.decider() == Decider::Person {
                 advise(gate, &rule, &status.measurements, &mut progress);
@@ -96,6 +100,41 @@ pub fn read(
         })
         .collect();
     Reading { views, progress }
+}
+
+/// A gate mirrored from the publisher's signed record: as that record
+/// says, pending until one is honoured.
+fn by_mirror(gate: Gate, mirror: Option<&ImportedApproval>) -> GateView {
+    let name = gate.condition_type();
+    let Some(m) = mirror.filter(|m| m.seq.is_some()) else {
+        return GateView {
+            reason: Some("AwaitingImport".into()),
+            message: Some("waiting for the publisher's signed record in the registry".into()),
+            ..GateView::pending(gate)
+        };
+    };
+    let said = m.gates.iter().find(|g| g.gate == name);
+    let status = match said.map(|g| g.status.as_str()) {
+        Some(TRUE) => TRUE,
+        Some(FALSE) => FALSE,
+        _ => UNKNOWN,
+    };
+    let upstream = said.and_then(|g| g.reviewer.clone());
+    GateView {
+        status,
+        reviewer: Some(match upstream {
+            Some(r) => format!("{r} (via {})", m.publisher),
+            None => m.publisher.clone(),
+        }),
+        reason: Some("Imported".into()),
+        message: Some(format!(
+            "mirrored from {}'s signed record of {} (seq {})",
+            m.publisher,
+            m.approval,
+            m.seq.unwrap_or_default()
+        )),
+        ..GateView::pending(gate)
+    }
 }
 
 /// A gate one reviewer decides with its condition.
@@ -348,6 +387,7 @@ mod tests {
                 mode,
             }),
             deadline: None,
+            imported: false,
         }
     }
 
@@ -376,7 +416,7 @@ mod tests {
             measurements,
             ..ModelApprovalStatus::default()
         };
-        read(&status, Some(&policy()), &mut Vec::new())
+        read(&status, Some(&policy()), None, &mut Vec::new())
             .views
             .into_iter()
             .find(|v| v.gate == Gate::Technical)

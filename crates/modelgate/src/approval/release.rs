@@ -12,7 +12,7 @@ use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 
 use super::breakglass::{self, Authority};
 use crate::api::approval::{ModelApproval, ModelApprovalStatus};
@@ -32,7 +32,7 @@ pub type CachedBreakGlass = DeserializeGuard<BreakGlass>;
 /// and the watch that fills both: driven on its own, because the approval
 /// controller starts only once this cache has its first list.
 pub fn watch(
-    client: Client,
+    api: Api<CachedBreakGlass>,
     config: watcher::Config,
     synced: &Arc<Synced>,
 ) -> (
@@ -42,7 +42,7 @@ pub fn watch(
 ) {
     let mut marker = synced.marker::<CachedBreakGlass>("breakglasses");
     let (store, writer) = reflector::store();
-    let changes = watcher(Api::<CachedBreakGlass>::all(client), config)
+    let changes = watcher(api, config)
         .default_backoff()
         .modify(crate::runtime::watches::slim)
         .reflect(writer)

@@ -16,7 +16,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use tokio::task::JoinHandle;
 use tracing::{info, instrument, warn};
 
@@ -102,18 +102,19 @@ pub fn run(
     let synced = inputs.synced;
     let index = inputs.index;
     let client = ctx.client.clone();
-    let mds = watch_model_deployments(client.clone(), config, &synced, index.clone());
+    let scope = &ctx.scope;
+    let mds = watch_model_deployments(scope.api(client.clone()), config, &synced, index.clone());
     let applied = Arc::new(Applied::default());
     let (orphan_tx, orphan_rx) = orphans::channel();
     let deployments = watch_deployments(
-        client.clone(),
+        scope.api(client.clone()),
         config,
         &synced,
         applied.clone(),
         orphan_tx.clone(),
     );
-    let sealed = sealing::watch(&client, config, &synced);
-    let Some(rs) = replicasets::watch(client, config, &synced) else {
+    let sealed = sealing::watch((&client, scope), config, &synced);
+    let Some(rs) = replicasets::watch(scope.api(client), config, &synced) else {
         warn!("cannot subscribe to the ReplicaSet cache; no deployment controller started");
         return futures::future::Either::Left(futures::future::ready(()));
     };
@@ -195,7 +196,7 @@ fn count_deployment_phases(
 /// The ModelDeployments' cache and its change stream; every event also
 /// keeps the approval index and the cache-sync marker up to date.
 fn watch_model_deployments(
-    client: Client,
+    api: Api<DeserializeGuard<ModelDeployment>>,
     config: &watcher::Config,
     synced: &Arc<Synced>,
     index: ApprovalIndex,
@@ -207,18 +208,15 @@ fn watch_model_deployments(
 > {
     let mut synced_mds = synced.marker::<DeserializeGuard<ModelDeployment>>("modeldeployments");
     let (store, writer) = reflector::store();
-    let changes = watcher(
-        Api::<DeserializeGuard<ModelDeployment>>::all(client),
-        config.clone(),
-    )
-    .default_backoff()
-    .modify(slim)
-    .reflect(writer)
-    .inspect_ok(move |event| {
-        index.observe(event);
-        synced_mds(event);
-    })
-    .applied_objects();
+    let changes = watcher(api, config.clone())
+        .default_backoff()
+        .modify(slim)
+        .reflect(writer)
+        .inspect_ok(move |event| {
+            index.observe(event);
+            synced_mds(event);
+        })
+        .applied_objects();
     Watched { store, changes }
 }
 
@@ -226,7 +224,7 @@ fn watch_model_deployments(
 /// too: a deleted (or unlabelled) Deployment must bring its ModelDeployment
 /// back to re-create it.
 fn watch_deployments(
-    client: Client,
+    api: Api<Deployment>,
     config: &watcher::Config,
     synced: &Arc<Synced>,
     applied: Arc<Applied>,
@@ -240,7 +238,7 @@ fn watch_deployments(
     let managed = config
         .clone()
         .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let changes = watcher(Api::<Deployment>::all(client), managed)
+    let changes = watcher(api, managed)
         .default_backoff()
         .modify(slim)
         .reflect(writer)

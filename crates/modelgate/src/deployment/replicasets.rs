@@ -18,7 +18,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, Resource, ResourceExt};
+use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::desired::{MODEL_DEPLOYMENT_LABEL, served_model};
@@ -54,13 +54,17 @@ pub struct Watched {
 
 /// Watches every ReplicaSet carrying the modelgate label, slimmed to what
 /// is read: labels, owners, replicas and the template's annotations.
-pub fn watch(client: Client, config: &watcher::Config, synced: &Arc<Synced>) -> Option<Watched> {
+pub fn watch(
+    api: Api<ReplicaSet>,
+    config: &watcher::Config,
+    synced: &Arc<Synced>,
+) -> Option<Watched> {
     let mut synced_replicasets = synced.marker::<ReplicaSet>("replicasets");
     let (store, writer) = reflector::store_shared(BUFFER);
     let for_deployments = writer.subscribe()?;
     let for_strays = writer.subscribe()?;
     let labelled = config.clone().labels(MODEL_DEPLOYMENT_LABEL);
-    let watch = watcher(Api::<ReplicaSet>::all(client), labelled)
+    let watch = watcher(api, labelled)
         .default_backoff()
         .modify(slim_replicaset)
         .reflect_shared(writer)

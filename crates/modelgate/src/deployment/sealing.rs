@@ -66,7 +66,11 @@ pub struct Watched {
 
 /// Watches the governed namespaces (metadata only), the RuntimeCatalog and
 /// the NetworkPolicies modelgate manages.
-pub fn watch(client: &Client, config: &watcher::Config, synced: &Arc<Synced>) -> Watched {
+pub fn watch(
+    (client, scope): (&Client, &crate::runtime::Scope),
+    config: &watcher::Config,
+    synced: &Arc<Synced>,
+) -> Watched {
     let mut synced_ns = synced.marker("governed-namespaces");
     let (governed, writer) = reflector::store();
     let namespaces = watcher(
@@ -90,7 +94,7 @@ pub fn watch(client: &Client, config: &watcher::Config, synced: &Arc<Synced>) ->
     let managed = config
         .clone()
         .labels(&format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}"));
-    let policy_changes = watcher(Api::<NetworkPolicy>::all(client.clone()), managed)
+    let policy_changes = watcher(scope.api::<NetworkPolicy>(client.clone()), managed)
         .default_backoff()
         .modify(slim)
         .reflect(writer)

@@ -52,7 +52,7 @@ pub fn run(
     ctx.metrics.start_at_zero(CONTROLLER, &STEPS);
     let mut marker = synced.marker::<CachedPolicy>("approvalpolicies");
     let (store, writer) = reflector::store();
-    let changes = watcher(Api::<CachedPolicy>::all(ctx.client.clone()), config)
+    let changes = watcher(ctx.scope.api::<CachedPolicy>(ctx.client.clone()), config)
         .default_backoff()
         .reflect(writer)
         .inspect_ok(move |event| marker(event))
@@ -284,7 +284,8 @@ fn summary(spec: &ApprovalPolicySpec) -> String {
                     if a.is_some() { " + rule (Advise)" } else { "" }
                 )),
                 (Decider::Person, Some(_)) => Some(format!("{} rule (Advise)", g.gate)),
-                (Decider::Person, None) => None,
+                (Decider::Person | Decider::Imported, None) => None,
+                (Decider::Imported, Some(_)) => None,
             };
             let due = g.deadline.as_ref().map(|d| match &d.expire_after {
                 Some(e) => format!("due {}, expires {e}", d.review_within),
@@ -318,6 +319,7 @@ mod tests {
         let spec = |rule: &str| ApprovalPolicySpec {
             valid_for: None,
             break_glass: None,
+            local_gates: Vec::new(),
             gates: vec![
                 GateRule {
                     gate: "TechnicalReview".into(),

@@ -69,6 +69,7 @@ mod tests {
         ApprovalPolicySpec {
             valid_for: None,
             break_glass: None,
+            local_gates: Vec::new(),
             gates: vec![GateRule {
                 gate: "TechnicalReview".into(),
                 reviewers: None,

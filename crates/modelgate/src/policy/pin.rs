@@ -13,6 +13,27 @@ pub const BUILT_IN: &str = "built-in";
 /// The policy's name that applies to the approvals of its namespace.
 pub const DEFAULT_POLICY: &str = "default";
 
+/// The rules of `policy` for an approval, all five gates, ready to pin:
+/// for an imported approval every gate the policy does not keep local is
+/// mirrored from the publisher.
+pub fn pin_for_approval(policy: Option<&ApprovalPolicy>, imported: bool) -> PinnedPolicy {
+    let mut pinned = pin(policy);
+    if imported {
+        let local = policy
+            .map(|p| p.spec.local_gates.as_slice())
+            .unwrap_or_default();
+        for g in pinned.gates.iter_mut().filter(|g| !local.contains(&g.gate)) {
+            *g = PinnedGate {
+                gate: std::mem::take(&mut g.gate),
+                reviewers: 1,
+                imported: true,
+                ..PinnedGate::default()
+            };
+        }
+    }
+    pinned
+}
+
 /// The rules of `policy`, all five gates, ready to pin; the built-in rules
 /// (one reviewer per gate, as without policies) when there is none.
 pub fn pin(policy: Option<&ApprovalPolicy>) -> PinnedPolicy {
@@ -38,6 +59,7 @@ pub fn pin(policy: Option<&ApprovalPolicy>) -> PinnedPolicy {
                     reviewers: r.reviewers.unwrap_or(1).max(1),
                     automatic: r.automatic.clone(),
                     deadline: r.deadline.clone(),
+                    imported: false,
                 },
                 None => one_reviewer(g),
             }
@@ -62,6 +84,7 @@ fn one_reviewer(g: Gate) -> PinnedGate {
         reviewers: 1,
         automatic: None,
         deadline: None,
+        imported: false,
     }
 }
 
@@ -74,11 +97,14 @@ pub enum Decider {
     Quorum(u32),
     /// The rule, from measurements.
     Rule,
+    /// The publisher's signed record (an imported approval).
+    Imported,
 }
 
 impl PinnedGate {
     pub fn decider(&self) -> Decider {
         match &self.automatic {
+            _ if self.imported => Decider::Imported,
             Some(a) if a.mode == RuleMode::Decide => Decider::Rule,
             _ if self.reviewers > 1 => Decider::Quorum(self.reviewers),
             _ => Decider::Person,
@@ -94,7 +120,8 @@ pub fn rule_of(policy: Option<&PinnedPolicy>, gate: Gate) -> PinnedGate {
         .unwrap_or_else(|| one_reviewer(gate))
 }
 
-/// The gates the operator decides (a quorum or a deciding rule): their
+/// The gates the operator decides (a quorum, a deciding rule or a mirror
+/// of the publisher's record): their
 /// conditions are the operator's to write, not a reviewer's.
 pub fn operator_decided(policy: Option<&PinnedPolicy>) -> Vec<&'static str> {
     Gate::ALL
@@ -124,6 +151,7 @@ mod tests {
             ApprovalPolicySpec {
                 valid_for: Some("720h".into()),
                 break_glass: None,
+                local_gates: Vec::new(),
                 gates: vec![
                     GateRule {
                         gate: "SecurityReview".into(),

@@ -68,6 +68,11 @@ pub struct Predicate {
     /// asked, who approved, why, the gates skipped and its window.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<crate::api::breakglass::ReleasedBy>,
+    /// For a phase change into Approved: when the approval lapses
+    /// (approvedAt plus validFor), so a cluster that imports it lapses then
+    /// too; none for one that does not lapse.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
 }
 
 /// Which approval.
@@ -79,6 +84,7 @@ pub struct ApprovalIdentity {
 }
 
 const BREAK_GLASS: &str = crate::api::approval::ApprovalPhase::BreakGlass.as_str();
+const APPROVED: &str = crate::api::approval::ApprovalPhase::Approved.as_str();
 
 /// The seqs of the phase changes in `history`, oldest first.
 pub fn phase_changes(history: &[HistoryEntry]) -> impl Iterator<Item = i64> + '_ {
@@ -150,6 +156,7 @@ pub fn statement(
                 .break_glass
                 .clone()
                 .filter(|_| change.to == BREAK_GLASS || change.from == BREAK_GLASS),
+            expires_at: status.expires_at.clone().filter(|_| change.to == APPROVED),
         },
     })
 }

@@ -86,6 +86,8 @@ pub struct Metrics {
     pub break_glass: Family<PhaseLabels, Counter>,
     /// Signed records attached to models in their registries, by outcome.
     pub registry_pushes: Family<OutcomeLabels, Counter>,
+    /// Imported approvals read again from the registry, and the requests.
+    pub imports: crate::fleet::import::Counters,
 }
 
 impl Default for Metrics {
@@ -108,6 +110,7 @@ impl Default for Metrics {
             overdue_gates: Family::default(),
             break_glass: Family::default(),
             registry_pushes: Family::default(),
+            imports: Default::default(),
         };
         metrics.register_reconciles();
         metrics.register_objects();
@@ -199,6 +202,16 @@ impl Metrics {
             "registry_pushes",
             "Signed records attached to their models in the registry as OCI referrers, by outcome: published or failed (failures are retried with backoff)",
             self.registry_pushes.clone(),
+        );
+        r.register(
+            "import_resyncs",
+            "Imported approvals read again from their model's registry, by outcome: read, unreachable or untrusted (the publisher is not trusted for the model)",
+            self.imports.resyncs.clone(),
+        );
+        r.register(
+            "import_registry_requests",
+            "Registry requests made to read imported approvals: one list per resync, two per record not read before",
+            self.imports.requests.clone(),
         );
         r.register(
             "break_glass_transitions",

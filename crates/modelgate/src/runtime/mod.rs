@@ -22,6 +22,26 @@ use tokio::task::JoinHandle;
 use health::Health;
 use metrics::{CacheLabels, PhaseLabels};
 
+/// Which namespaces the operator watches: every one, or only one (an
+/// operator scoped to a namespace, e.g. where one team runs its own, or
+/// two standing for two clusters in the fleet's tests).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope(pub Option<String>);
+
+impl Scope {
+    /// The API of a namespaced kind over the scope.
+    pub fn api<K>(&self, client: kube::Client) -> kube::Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        match &self.0 {
+            Some(namespace) => kube::Api::namespaced(client, namespace),
+            None => kube::Api::all(client),
+        }
+    }
+}
+
 /// Drives a controller's result stream to its end. Results are dropped:
 /// the error policy has logged and counted every failure already.
 pub async fn drive<S: futures::Stream>(controller: S) {

@@ -84,7 +84,7 @@ pub fn slim<K: Resource>(object: &mut K) {
 /// only if the store could not hand out subscriptions, which a shared store
 /// always does.
 pub fn approvals(
-    client: Client,
+    (client, scope): (Client, &super::Scope),
     config: watcher::Config,
     mut inspect: impl FnMut(&watcher::Event<CachedApproval>) + Send + 'static,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -92,7 +92,7 @@ pub fn approvals(
     let (store, writer) = reflector::store_shared(SUBSCRIBER_BUFFER);
     let for_approvals = writer.subscribe()?;
     let for_deployments = writer.subscribe()?;
-    let api: Api<CachedApproval> = Api::all(client);
+    let api: Api<CachedApproval> = scope.api(client);
     let watch = watcher(api, config)
         .default_backoff()
         .modify(slim)

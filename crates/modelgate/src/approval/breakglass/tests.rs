@@ -55,6 +55,7 @@ fn spec() -> ModelApprovalSpec {
         },
         valid_for: None,
         evidence: vec![],
+        import: None,
     }
 }
 
@@ -90,6 +91,7 @@ fn step(status: &mut ModelApprovalStatus, now: Timestamp, release: Option<&Relea
         artifact: None,
         created: None,
         release,
+        imported: None,
     });
     let reviewers: Vec<Condition> = status
         .conditions

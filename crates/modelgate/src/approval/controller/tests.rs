@@ -53,6 +53,7 @@ fn state(ctx: Arc<Context>) -> Arc<State> {
     index.observe(&watcher::Event::InitApply(naming_v1()));
     index.observe(&watcher::Event::InitDone);
     let signer = Signer::generate().unwrap_or_else(|e| panic!("key: {e}"));
+    let ctx_client = ctx.client.clone();
     Arc::new(State {
         ctx,
         in_use: InUse::new(index),
@@ -62,6 +63,13 @@ fn state(ctx: Arc<Context>) -> Arc<State> {
         home: crate::vocabulary::DEFAULT_NAMESPACE.into(),
         lookups: super::super::artifact::Lookups::new(None).0,
         break_glass: reflector::store().0,
+        imports: crate::fleet::import::Imports::new(
+            None,
+            ctx_client.clone(),
+            std::time::Duration::from_secs(60),
+            Default::default(),
+        )
+        .0,
     })
 }
 

@@ -60,7 +60,7 @@ proptest! {
             "status": status.clone(),
         });
         if let Ok(a) = serde_json::from_value::<ModelApproval>(approval) {
-            let d = decide(Input { spec: &a.spec, generation: Some(1), status: a.status.as_ref(), now: jiff::Timestamp::UNIX_EPOCH, pin: None, artifact: None, created: None, release: None });
+            let d = decide(Input { spec: &a.spec, generation: Some(1), status: a.status.as_ref(), now: jiff::Timestamp::UNIX_EPOCH, pin: None, artifact: None, created: None, release: None, imported: None });
             prop_assert!(d.status.phase.is_some());
         }
         let deployment = serde_json::json!({

@@ -16,6 +16,7 @@ fn spec(valid_for: Option<&str>) -> ModelApprovalSpec {
         },
         valid_for: valid_for.map(str::to_string),
         evidence: vec![],
+        import: None,
     }
 }
 
@@ -66,6 +67,7 @@ fn step_under(
         artifact: None,
         created,
         release: None,
+        imported: None,
     });
     let reviewers: Vec<Condition> = status
         .conditions
@@ -90,6 +92,7 @@ fn a_new_approval_is_pending_without_history() {
         artifact: None,
         created: None,
         release: None,
+        imported: None,
     });
     assert_eq!(d.status.phase, Some(ApprovalPhase::Pending));
     assert!(d.transitions.is_empty());
@@ -338,6 +341,7 @@ fn an_unreadable_valid_for_is_never_approved_forever() {
             artifact: None,
             created: None,
             release: None,
+            imported: None,
         });
         assert_eq!(
             d.status.phase,
@@ -416,7 +420,7 @@ proptest! {
             }
 
             // idempotent: the same input again is no change and no transition
-            let again = decide(Input { spec: &s, generation: Some(1), status: Some(&status), now, pin: None, artifact: None, created: None, release: None });
+            let again = decide(Input { spec: &s, generation: Some(1), status: Some(&status), now, pin: None, artifact: None, created: None, release: None, imported: None });
             prop_assert!(!again.changed, "second decide changed status");
             prop_assert!(again.transitions.is_empty());
         }
@@ -511,4 +515,110 @@ fn an_undecided_gate_past_expire_after_expires_the_approval_for_good() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(approved.reason.as_deref(), Some(TIMED_OUT));
+}
+
+/// An imported approval whose publisher's newest record says `phase`
+/// with every gate at `gates`.
+fn mirrored(phase: &str, seq: i64, gates: &str, expires: Option<Timestamp>) -> ImportedApproval {
+    ImportedApproval {
+        publisher: "cluster-a".into(),
+        approval: "ml-prod/fd".into(),
+        uid: Some("u-a".into()),
+        phase: Some(phase.into()),
+        seq: Some(seq),
+        time: Some(Time(t0())),
+        expires_at: expires.map(Time),
+        referrer: Some("sha256:r".into()),
+        gates: Gate::ALL
+            .map(|g| crate::api::fleet::MirroredGate {
+                gate: g.condition_type().into(),
+                status: gates.into(),
+                reviewer: Some("ana".into()),
+            })
+            .to_vec(),
+        ..ImportedApproval::default()
+    }
+}
+
+fn step_imported(
+    status: &mut ModelApprovalStatus,
+    now: Timestamp,
+    pin: &PinnedPolicy,
+    m: Option<&ImportedApproval>,
+) -> Decision {
+    let mut s = spec(None);
+    s.import = Some(crate::api::fleet::Import {
+        publisher: "cluster-a".into(),
+        approval: "ml-prod/fd".into(),
+    });
+    let d = decide(Input {
+        spec: &s,
+        generation: Some(1),
+        status: Some(status),
+        now,
+        pin: Some(pin),
+        artifact: None,
+        created: None,
+        release: None,
+        imported: m,
+    });
+    let reviewers: Vec<Condition> = status
+        .conditions
+        .iter()
+        .filter(|c| !is_operator_condition(&c.type_))
+        .cloned()
+        .collect();
+    *status = d.status.clone();
+    status.conditions.extend(reviewers);
+    d
+}
+
+#[test]
+fn an_imported_approval_passes_only_while_its_publishers_does_and_lapses_with_it() {
+    let mut policy = crate::api::policy::ApprovalPolicy::new("default", Default::default());
+    policy.spec.local_gates = vec!["BusinessReview".into()];
+    let pin = crate::policy::pin::pin_for_approval(Some(&policy), true);
+    let mut status = ModelApprovalStatus::default();
+    // Nothing honoured yet: pending, and said why.
+    step_imported(&mut status, t0(), &pin, None);
+    assert_eq!(status.phase, Some(ApprovalPhase::Pending));
+    let approved = condition::find(&status.conditions, APPROVED_CONDITION).cloned();
+    assert_eq!(
+        approved.and_then(|c| c.reason),
+        Some("ImportNotApproved".into())
+    );
+    // The publisher approved: the mirrored gates pass, the local one waits.
+    let expiry = t0() + SignedDuration::from_hours(48);
+    let upstream = mirrored("Approved", 7, TRUE, Some(expiry));
+    step_imported(&mut status, t0(), &pin, Some(&upstream));
+    assert_eq!(status.phase, Some(ApprovalPhase::Pending));
+    assert_eq!(status.waiting_on.as_deref(), Some("BusinessReview"));
+    let legal = condition::find(&status.conditions, "LegalReview").cloned();
+    assert_eq!(legal.as_ref().map(|c| c.status.as_str()), Some(TRUE));
+    assert_eq!(
+        legal.and_then(|c| c.reviewer),
+        Some("ana (via cluster-a)".into())
+    );
+    set(&mut status, gate(Gate::Business, TRUE, "bo"));
+    let d = step_imported(&mut status, t0(), &pin, Some(&upstream));
+    assert_eq!(status.phase, Some(ApprovalPhase::Approved));
+    assert_eq!(
+        d.expires_at,
+        Some(expiry),
+        "it lapses when the publisher's does"
+    );
+    // The publisher's approval expired: held back, not Approved.
+    let expired = mirrored("Expired", 9, TRUE, None);
+    step_imported(&mut status, t0(), &pin, Some(&expired));
+    assert_eq!(status.phase, Some(ApprovalPhase::Pending));
+    // Revoked by a failed gate upstream: rejected here.
+    let rejected = mirrored("Rejected", 11, FALSE, None);
+    step_imported(&mut status, t0(), &pin, Some(&rejected));
+    assert_eq!(status.phase, Some(ApprovalPhase::Rejected));
+    // Approved again, and the registry then unreachable: it still lapses
+    // on time.
+    step_imported(&mut status, t0(), &pin, Some(&upstream));
+    assert_eq!(status.phase, Some(ApprovalPhase::Approved));
+    step_imported(&mut status, expiry, &pin, None);
+    assert_eq!(status.phase, Some(ApprovalPhase::Expired));
 }

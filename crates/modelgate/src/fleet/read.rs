@@ -1,0 +1,143 @@
+//! Reading the records attached to a model in its registry, and checking
+//! each with a publisher's public keys: what the operator honours for an
+//! imported approval and what `kubectl modelgate audit verify oci://`
+//! shows, the same check in both.
+
+use std::collections::BTreeMap;
+
+use oci_client::Reference;
+use oci_client::manifest::OciManifest;
+
+use super::referrer::{APPROVAL, ARTIFACT_TYPE};
+use crate::api::record::Envelope;
+use crate::artifact::registry::Registry;
+use crate::records::envelope::{self, PublicKey};
+use crate::records::statement::Statement;
+
+/// One record attached to a model, as its referrer lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attached {
+    /// The referrer's digest.
+    pub digest: String,
+    /// The approval its annotation names (unsigned: checked against the
+    /// statement once read).
+    pub approval: Option<String>,
+}
+
+/// The modelgate records attached to the model `subject` (pinned by
+/// digest), as the registry's referrers API lists them.
+pub async fn attached(registry: &Registry, subject: &Reference) -> Result<Vec<Attached>, String> {
+    let index = registry
+        .client()
+        .pull_referrers(subject, Some(ARTIFACT_TYPE))
+        .await
+        .map_err(|e| format!("cannot list the records attached to {subject}: {e}"))?;
+    Ok(index
+        .manifests
+        .into_iter()
+        .map(|m| Attached {
+            approval: annotation(m.annotations.as_ref(), APPROVAL),
+            digest: m.digest,
+        })
+        .collect())
+}
+
+fn annotation(annotations: Option<&BTreeMap<String, String>>, key: &str) -> Option<String> {
+    annotations?.get(key).cloned()
+}
+
+/// The DSSE envelope the referrer `digest` of `subject`'s repository
+/// carries as its one layer.
+pub async fn envelope_at(
+    registry: &Registry,
+    subject: &Reference,
+    digest: &str,
+) -> Result<Envelope, String> {
+    let at = Reference::with_digest(
+        subject.registry().to_string(),
+        subject.repository().to_string(),
+        digest.to_string(),
+    );
+    let auth = registry.auth(&at);
+    let (manifest, _) = registry
+        .client()
+        .pull_manifest(&at, &auth)
+        .await
+        .map_err(|e| format!("cannot read it: {e}"))?;
+    let OciManifest::Image(image) = manifest else {
+        return Err("it is an index, not a record".into());
+    };
+    let layer = image.layers.first().ok_or("it has no layer")?;
+    let mut bytes = Vec::new();
+    registry
+        .client()
+        .pull_blob(&at, layer, &mut bytes)
+        .await
+        .map_err(|e| format!("cannot read its envelope: {e}"))?;
+    serde_json::from_slice(&bytes).map_err(|e| format!("its layer is not a DSSE envelope: {e}"))
+}
+
+/// The statement of `envelope` if one of `keys` signed it and it is about
+/// the model `digest`; otherwise why not.
+pub fn judge(envelope: &Envelope, keys: &[PublicKey], digest: &str) -> Result<Statement, String> {
+    let payload = envelope::open(envelope, keys)
+        .map_err(|e| format!("its signature does not verify with the trusted keys: {e}"))?;
+    let statement: Statement =
+        serde_json::from_slice(&payload).map_err(|e| format!("not a record's statement: {e}"))?;
+    let (algorithm, hex) = digest.split_once(':').unwrap_or_default();
+    let about = statement
+        .subject
+        .iter()
+        .any(|s| s.digest.get(algorithm).map(String::as_str) == Some(hex));
+    if !about {
+        let other: Vec<String> = statement
+            .subject
+            .iter()
+            .flat_map(|s| s.digest.iter().map(|(a, h)| format!("{a}:{h}")))
+            .collect();
+        return Err(format!(
+            "it is signed for another artifact ({}), not {digest}",
+            other.join(", ")
+        ));
+    }
+    Ok(statement)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::envelope::Signer;
+
+    fn statement(digest_hex: &str) -> serde_json::Value {
+        serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "fraud-detector", "digest": {"sha256": digest_hex}}],
+            "predicateType": "https://modelgate.io/ApprovalRecord/v1",
+            "predicate": {
+                "approval": {"namespace": "ml-prod", "name": "fd", "uid": "u1"},
+                "spec": {"model": {"name": "fraud-detector", "version": "2.4.1",
+                    "uri": "oci://r.example.com/m", "digest": format!("sha256:{digest_hex}")}},
+                "phase": "Approved", "time": "2026-12-06T03:00:00Z", "seq": 6,
+                "gates": [], "history": [], "historyHead": "h"
+            }
+        })
+    }
+
+    #[test]
+    fn a_record_verifies_only_with_its_key_and_for_its_own_model() {
+        let key = Signer::generate().unwrap_or_else(|e| panic!("{e}"));
+        let other = Signer::generate().unwrap_or_else(|e| panic!("{e}"));
+        let hex = "a".repeat(64);
+        let envelope = key.seal(statement(&hex).to_string().as_bytes());
+        let digest = format!("sha256:{hex}");
+        assert!(judge(&envelope, &[key.verifying_key()], &digest).is_ok());
+        let wrong_key = judge(&envelope, &[other.verifying_key()], &digest);
+        assert!(wrong_key.is_err_and(|e| e.contains("signature")));
+        let elsewhere = judge(
+            &envelope,
+            &[key.verifying_key()],
+            &format!("sha256:{}", "b".repeat(64)),
+        );
+        assert!(elsewhere.is_err_and(|e| e.contains("another artifact")));
+    }
+}
