@@ -14,6 +14,10 @@
 //   - a referrer's artifactType is the manifest's own (the library reports
 //     its config's media type), the list can be filtered by artifactType,
 //     and a subject without referrers has an empty list, never a 404.
+//
+// GET /_modelgate/requests?prefix=/v2/REPOSITORY/ answers how many requests
+// had a path starting with the prefix, so that tests and the benchmark
+// count what the operator asks of a registry.
 package main
 
 import (
@@ -32,6 +36,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/registry"
@@ -88,9 +93,34 @@ func parseRoute(path string) (route, bool) {
 type server struct {
 	inner http.Handler
 	log   *log.Logger
+
+	mu     sync.Mutex
+	counts map[string]int
+}
+
+// count answers the requests so far whose path starts with ?prefix=.
+func (s *server) count(w http.ResponseWriter, r *http.Request) {
+	prefix := r.URL.Query().Get("prefix")
+	s.mu.Lock()
+	n := 0
+	for path, c := range s.counts {
+		if strings.HasPrefix(path, prefix) {
+			n += c
+		}
+	}
+	s.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = fmt.Fprintf(w, "{\"requests\":%d}\n", n)
 }
 
 func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/_modelgate/requests" {
+		s.count(w, r)
+		return
+	}
+	s.mu.Lock()
+	s.counts[r.URL.Path]++
+	s.mu.Unlock()
 	rt, ok := parseRoute(r.URL.Path)
 	switch {
 	case ok && rt.kind == "manifests" && r.Method == http.MethodPut:
@@ -259,8 +289,9 @@ func main() {
 	}
 	logger := log.New(os.Stderr, "", log.LstdFlags)
 	s := &server{
-		inner: registry.New(registry.WithReferrersSupport(true), registry.Logger(logger)),
-		log:   logger,
+		inner:  registry.New(registry.WithReferrersSupport(true), registry.Logger(logger)),
+		log:    logger,
+		counts: map[string]int{},
 	}
 	srv := &http.Server{Addr: *listen, Handler: s, ReadHeaderTimeout: 10 * time.Second}
 	logger.Printf("serving the OCI distribution API on https://%s", *listen)

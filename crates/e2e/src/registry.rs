@@ -77,6 +77,26 @@ impl Registry {
             .expect("an HTTPS client")
     }
 
+    /// How many requests the registry has answered whose path starts with
+    /// `/v2/<path>` (the local registry counts them).
+    pub async fn requests(&self, path: &str) -> u64 {
+        let url = format!(
+            "https://{}/_modelgate/requests?prefix=/v2/{path}",
+            self.address
+        );
+        let body = self
+            .https()
+            .get(url)
+            .send()
+            .await
+            .expect("ask the registry")
+            .bytes()
+            .await
+            .expect("a count");
+        let said: serde_json::Value = serde_json::from_slice(&body).expect("a count as JSON");
+        said["requests"].as_u64().expect("a count of requests")
+    }
+
     /// oras SUBCOMMAND… with the cluster's CA; more arguments follow.
     pub fn oras(&self, subcommand: &[&str]) -> Command {
         let mut cmd = Command::new(&self.oras);

@@ -45,14 +45,16 @@ pub struct TrustedPublisherSpec {
     /// record signed by any of them is accepted; remove a key to stop
     /// honouring what it signed.
     #[schemars(length(min = 1, max = 16))]
-    #[x_kube(validation = Rule::new("self.all(k, k.contains('-----BEGIN PUBLIC KEY-----') && k.size() <= 4096)").message("each public key must be a PEM block '-----BEGIN PUBLIC KEY-----' of at most 4096 characters, as in the publisher's modelgate-public-keys ConfigMap"))]
+    #[schemars(extend("items" = {"type": "string", "maxLength": 4096}))]
+    #[x_kube(validation = Rule::new("self.all(k, k.contains('-----BEGIN PUBLIC KEY-----'))").message("each public key must be a PEM block '-----BEGIN PUBLIC KEY-----' of at most 4096 characters, as in the publisher's modelgate-public-keys ConfigMap"))]
     pub public_keys: Vec<String>,
     /// The model repositories whose artifacts the publisher may approve
     /// here, as prefixes of REGISTRY/REPOSITORY, e.g.
     /// registry.example.com/models/. Left out: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 32))]
-    #[x_kube(validation = Rule::new("self.all(r, r.size() > 0 && r.size() <= 512 && !r.contains('://'))").message("a repository is REGISTRY/REPOSITORY or a prefix of it, without a scheme, e.g. registry.example.com/models/"))]
+    #[schemars(extend("items" = {"type": "string", "minLength": 1, "maxLength": 512}))]
+    #[x_kube(validation = Rule::new("self.all(r, !r.contains('://'))").message("a repository is REGISTRY/REPOSITORY or a prefix of it, without a scheme, e.g. registry.example.com/models/"))]
     pub repositories: Vec<String>,
 }
 
