@@ -17,7 +17,7 @@ else
 fi
 echo "==> installing modelgate (CRDs, RBAC, policies); the bench runs the operator itself"
 "$MODELGATE_KUBECTL" apply -f crds/ >/dev/null
-"$MODELGATE_KUBECTL" wait --for=condition=Established crd/modelapprovals.modelgate.io crd/modeldeployments.modelgate.io crd/approvalrecords.modelgate.io crd/approvalpolicies.modelgate.io crd/runtimecatalogs.modelgate.io crd/breakglasses.modelgate.io --timeout=60s >/dev/null
+"$MODELGATE_KUBECTL" wait --for=condition=Established crd/modelapprovals.modelgate.io crd/modeldeployments.modelgate.io crd/approvalrecords.modelgate.io crd/approvalpolicies.modelgate.io crd/runtimecatalogs.modelgate.io crd/breakglasses.modelgate.io crd/trustedpublishers.modelgate.io --timeout=60s >/dev/null
 "$MODELGATE_KUBECTL" apply --server-side --force-conflicts -k deploy/ >/dev/null
 "$MODELGATE_KUBECTL" scale deployment/modelgate -n modelgate-system --replicas=0 >/dev/null
 echo "==> building ($profile)"

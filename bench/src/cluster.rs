@@ -100,6 +100,15 @@ impl Drop for Operator {
 /// service account. Its warnings go to the file MODELGATE_BENCH_OPERATOR_LOG
 /// names, if any.
 pub fn start_operator(kubeconfig: &Path, port: u16) -> Result<Operator, BoxError> {
+    start_operator_with(kubeconfig, port, &[])
+}
+
+/// The same, with more of the operator's environment (its flags' variables).
+pub fn start_operator_with(
+    kubeconfig: &Path,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Result<Operator, BoxError> {
     let bin = match std::env::var_os("MODELGATE_BENCH_OPERATOR") {
         Some(path) => std::path::PathBuf::from(path),
         None => std::env::current_exe()?.with_file_name("modelgate"),
@@ -126,6 +135,7 @@ pub fn start_operator(kubeconfig: &Path, port: u16) -> Result<Operator, BoxError
         ])
         .env("KUBECONFIG", kubeconfig)
         .env("RUST_LOG", level)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()?;

@@ -4,6 +4,7 @@
 //! asserted; only correctness (a lost gate decision) fails the run.
 
 mod cluster;
+mod fleet;
 mod oci;
 mod scenarios;
 mod stats;
@@ -19,6 +20,7 @@ pub enum Scenario {
     Latency,
     Cold,
     Churn,
+    Fleet,
 }
 
 impl std::fmt::Display for Scenario {
@@ -71,12 +73,16 @@ pub struct Knobs {
     pub concurrency: usize,
     /// Which scenarios to run (all by default): latency, cold (the cold
     /// start, followed by the at-rest measurement), churn.
-    #[arg(long, value_delimiter = ',', default_values_t = [Scenario::Latency, Scenario::Cold, Scenario::Churn])]
+    #[arg(long, value_delimiter = ',', default_values_t = [Scenario::Latency, Scenario::Cold, Scenario::Churn, Scenario::Fleet])]
     pub scenarios: Vec<Scenario>,
     /// The approvals name an OCI model pushed to the local registry, so that
     /// the cold start includes one registry look-up per approval.
     #[arg(long)]
     pub oci: bool,
+    /// How often the fleet scenario's imported approval is read again, in
+    /// seconds: the baseline of its revocation time.
+    #[arg(long, default_value_t = 10)]
+    pub fleet_resync_secs: u64,
     /// A small, quick run (CI's smoke test): overrides the knobs above.
     #[arg(long)]
     pub smoke: bool,
@@ -95,6 +101,7 @@ impl Knobs {
             self.rest_secs = 5;
             self.churn_reviewers = 5;
             self.churn_secs = 5;
+            self.fleet_resync_secs = 3;
         }
         self
     }

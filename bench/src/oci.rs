@@ -23,6 +23,14 @@ fn env(name: &str) -> Result<String, BoxError> {
 
 /// Pushes a small model in the ModelPack layout and remembers its digest.
 pub fn push(dir: &std::path::Path) -> Result<(), BoxError> {
+    let pushed = push_to(dir, "bench/model")?;
+    let _ = MODEL.set(pushed);
+    Ok(())
+}
+
+/// Pushes a small model in the ModelPack layout to `repository` (in the
+/// local registry); its `(oci:// uri, digest)`.
+pub fn push_to(dir: &std::path::Path, repository: &str) -> Result<(String, String), BoxError> {
     let (registry, oras, ca) = (
         env("MODELGATE_REGISTRY")?,
         env("MODELGATE_ORAS")?,
@@ -36,7 +44,7 @@ pub fn push(dir: &std::path::Path) -> Result<(), BoxError> {
         model.join("model-config.json"),
         br#"{"descriptor":{"name":"bench-model"}}"#,
     )?;
-    let target = format!("{registry}/bench/model:1.0.0");
+    let target = format!("{registry}/{repository}:1.0.0");
     let out = Command::new(&oras)
         .current_dir(&model)
         .args([
@@ -65,6 +73,5 @@ pub fn push(dir: &std::path::Path) -> Result<(), BoxError> {
     }
     let digest = String::from_utf8(out.stdout)?.trim().to_string();
     println!("pushed the bench model: oci://{target} {digest}");
-    let _ = MODEL.set((format!("oci://{target}"), digest));
-    Ok(())
+    Ok((format!("oci://{target}"), digest))
 }

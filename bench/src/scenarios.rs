@@ -25,7 +25,7 @@ fn digest(seed: &str) -> String {
     format!("sha256:{:0>64}", &hex[hex.len().saturating_sub(64)..])
 }
 
-fn approval(name: &str) -> serde_json::Value {
+pub(crate) fn approval(name: &str) -> serde_json::Value {
     let (uri, digest) = super::oci::model()
         .cloned()
         .unwrap_or_else(|| (format!("s3://bench/{name}/"), digest(name)));
@@ -72,7 +72,7 @@ async fn create_all(
 }
 
 /// One reviewer's gate, server-side applied as the plugin does.
-async fn set_gate(
+pub(crate) async fn set_gate(
     client: &Client,
     ns: &str,
     name: &str,
@@ -130,7 +130,7 @@ async fn bench_policy(admin: &Client, ns: &str) -> Result<(), BoxError> {
 }
 
 /// Passes all five gates of each of `names`, one reviewer per gate.
-async fn pass_all_gates(
+pub(crate) async fn pass_all_gates(
     ns: &str,
     names: &[String],
     concurrency: usize,
@@ -209,7 +209,7 @@ fn as_status(decision: &str) -> String {
 /// remove what an earlier, interrupted one left.
 const BENCH_LABEL: &str = "modelgate.io/bench";
 
-async fn namespace(admin: &Client, name: &str) -> Result<(), BoxError> {
+pub(crate) async fn namespace(admin: &Client, name: &str) -> Result<(), BoxError> {
     let ns: Namespace = serde_json::from_value(
         json!({"metadata": {"name": name, "labels": {BENCH_LABEL: "true"}}}),
     )?;
@@ -284,7 +284,7 @@ async fn release_in_use(admin: &Client, ns: &str) {
     }
 }
 
-fn section(title: &str) {
+pub(crate) fn section(title: &str) {
     println!("\n== {title}");
 }
 
@@ -345,6 +345,7 @@ async fn scenarios(
         "latency_approvals": knobs.latency_approvals, "cold_approvals": knobs.cold_approvals,
         "cold_deployments": knobs.cold_deployments, "rest_secs": knobs.rest_secs,
         "churn_reviewers": knobs.churn_reviewers, "churn_secs": knobs.churn_secs, "concurrency": knobs.concurrency,
+        "fleet_resync_secs": knobs.fleet_resync_secs,
         "scenarios": knobs.scenarios.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
     }));
     if knobs.scenarios.contains(&Scenario::Latency) {
@@ -362,6 +363,11 @@ async fn scenarios(
     }
     if knobs.scenarios.contains(&Scenario::Churn) {
         results.insert("churn".into(), churn(admin, knobs, kubeconfig, run).await?);
+        remove_namespaces(admin).await?;
+    }
+    if knobs.scenarios.contains(&Scenario::Fleet) {
+        let fleet = super::fleet::fleet(admin, knobs, kubeconfig, run).await?;
+        results.insert("fleet".into(), fleet);
     }
     Ok(results)
 }
@@ -557,7 +563,7 @@ async fn latency(
     }))
 }
 
-async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> Result<(), BoxError>
+pub(crate) async fn wait_until<F, Fut>(limit: Duration, mut check: F) -> Result<(), BoxError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<()>>,
