@@ -67,6 +67,7 @@ async fn trust_self(admin: &Client, name: &str) -> Result<(), BoxError> {
         description: Some("the bench's own operator".into()),
         public_keys: keys,
         repositories: Vec::new(),
+        namespaces: Vec::new(),
     };
     api.create(&PostParams::default(), &TrustedPublisher::new(name, spec))
         .await?;
@@ -126,7 +127,7 @@ pub async fn fleet(
 
     trust_self(admin, "bench-self").await?;
     let mut imported = approval("fleet");
-    imported["spec"]["import"] =
+    imported["spec"]["importFrom"] =
         json!({"publisher": "bench-self", "approval": format!("{publisher}/fleet")});
     let imported: ModelApproval = serde_json::from_value(imported)?;
     downstream.create(&PostParams::default(), &imported).await?;

@@ -530,7 +530,7 @@ async fn the_operator_holds_no_verb_it_does_not_use() {
     let unbound = "system:serviceaccount:modelgate-system:unbound";
     let baseline = rules_of(client_as(Some(unbound), &OPERATOR_GROUPS).await, "default").await;
     got.retain(|r| !baseline.contains(r));
-    let crds = "[modelapprovals.modelgate.io,modeldeployments.modelgate.io,approvalrecords.modelgate.io,approvalpolicies.modelgate.io,recordcheckpoints.modelgate.io,runtimecatalogs.modelgate.io,breakglasses.modelgate.io]";
+    let crds = "[modelapprovals.modelgate.io,modeldeployments.modelgate.io,approvalrecords.modelgate.io,approvalpolicies.modelgate.io,recordcheckpoints.modelgate.io,runtimecatalogs.modelgate.io,breakglasses.modelgate.io,trustedpublishers.modelgate.io]";
     let mut want: Vec<String> = vec![
         "modelgate.io/modelapprovals:get",
         "modelgate.io/modelapprovals:list",
@@ -566,6 +566,8 @@ async fn the_operator_holds_no_verb_it_does_not_use() {
         "modelgate.io/breakglasses:list",
         "modelgate.io/breakglasses:watch",
         "modelgate.io/breakglasses/status:patch",
+        "modelgate.io/trustedpublishers:get",
+        "modelgate.io/trustedpublishers/status:patch",
         "networking.k8s.io/networkpolicies:get",
         "networking.k8s.io/networkpolicies:list",
         "networking.k8s.io/networkpolicies:watch",

@@ -35,15 +35,17 @@ enum Kind {
     ApprovalRecord,
     ApprovalPolicy,
     BreakGlass,
+    TrustedPublisher,
 }
 
 impl Kind {
-    const ALL: [Kind; 5] = [
+    const ALL: [Kind; 6] = [
         Kind::ModelApproval,
         Kind::ModelDeployment,
         Kind::ApprovalRecord,
         Kind::ApprovalPolicy,
         Kind::BreakGlass,
+        Kind::TrustedPublisher,
     ];
 
     fn file(self) -> &'static str {
@@ -53,6 +55,7 @@ impl Kind {
             Kind::ApprovalRecord => "approvalrecords.modelgate.io.yaml",
             Kind::ApprovalPolicy => "approvalpolicies.modelgate.io.yaml",
             Kind::BreakGlass => "breakglasses.modelgate.io.yaml",
+            Kind::TrustedPublisher => "trustedpublishers.modelgate.io.yaml",
         }
     }
 }
@@ -327,7 +330,30 @@ fn policy() -> Value {
                 {"gate": "SecurityReview", "reviewers": 2, "deadline": {"reviewWithin": "72h", "escalateTo": ["oncall@example.com"], "expireAfter": "720h"}},
                 {"gate": "TechnicalReview", "automatic": {"rule": "m.auc >= 0.92", "measuredBy": ["system:serviceaccount:ml:evaluator"], "mode": "Decide"}}
             ],
-            "breakGlass": {"requesters": {"groups": ["incident-commanders"]}, "approvers": {"groups": ["sre-oncall"]}, "approvals": 1, "maxDuration": "8h"}
+            "breakGlass": {"requesters": {"groups": ["incident-commanders"]}, "approvers": {"groups": ["sre-oncall"]}, "approvals": 1, "maxDuration": "8h"},
+            "localGates": ["BusinessReview"]
+        }
+    })
+}
+
+fn imported() -> Value {
+    let mut a = with(
+        approval(),
+        "/spec/model/uri",
+        json!("oci://registry.example.com/models/fraud-detector"),
+    );
+    a["spec"]["importFrom"] =
+        json!({"publisher": "review-board", "approval": "ml-prod/fraud-detector-2-4-0"});
+    a
+}
+
+fn publisher() -> Value {
+    json!({
+        "apiVersion": "modelgate.io/v1alpha1", "kind": "TrustedPublisher", "metadata": {"name": "review-board"},
+        "spec": {
+            "description": "cluster A: the model review board",
+            "publicKeys": ["-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA\n-----END PUBLIC KEY-----\n"],
+            "repositories": ["registry.example.com/models/"]
         }
     })
 }
@@ -386,6 +412,8 @@ fn valid_objects() -> Vec<(&'static str, Kind, Value)> {
         ("the sample record", Kind::ApprovalRecord, record()),
         ("the sample policy", Kind::ApprovalPolicy, policy()),
         ("the sample break-glass", Kind::BreakGlass, break_glass()),
+        ("an imported approval", Kind::ModelApproval, imported()),
+        ("the sample publisher", Kind::TrustedPublisher, publisher()),
     ]
 }
 
@@ -726,6 +754,49 @@ fn cases() -> Vec<Case> {
                 "status.policy.breakGlass.maxDuration",
                 "maxDuration must be a positive duration",
             )],
+            NoRow,
+        ),
+        case(
+            "import-not-oci",
+            ModelApproval,
+            with(
+                imported(),
+                "/spec/model/uri",
+                json!("s3://models/fraud-detector/2.4.0/"),
+            ),
+            &[(
+                "spec",
+                "an imported approval is read from the model's registry",
+            )],
+            NoRow,
+        ),
+        case(
+            "policy-local-gate-twice",
+            ApprovalPolicy,
+            with(
+                policy(),
+                "/spec/localGates",
+                json!(["BusinessReview", "BusinessReview"]),
+            ),
+            &[("spec.localGates", "each gate may be named once")],
+            NoRow,
+        ),
+        case(
+            "publisher-key-not-pem",
+            TrustedPublisher,
+            with(publisher(), "/spec/publicKeys", json!(["ssh-ed25519 AAAA"])),
+            &[("spec.publicKeys", "each public key must be a PEM block")],
+            NoRow,
+        ),
+        case(
+            "publisher-repository-with-scheme",
+            TrustedPublisher,
+            with(
+                publisher(),
+                "/spec/repositories",
+                json!(["oci://registry.example.com/models/"]),
+            ),
+            &[("spec.repositories", "a repository is REGISTRY/REPOSITORY")],
             NoRow,
         ),
         case(

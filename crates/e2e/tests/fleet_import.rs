@@ -15,7 +15,9 @@ use modelgate::api::approval::{ApprovalPhase, ModelApproval};
 use modelgate::api::deployment::{DeploymentPhase, ModelDeployment};
 use modelgate::api::fleet::{Import, TrustedPublisher, TrustedPublisherSpec};
 use modelgate::api::record::ApprovalRecord;
-use modelgate::fleet::referrer::{APPROVAL, ARTIFACT_TYPE, ENVELOPE_MEDIA_TYPE, PHASE, SEQ};
+use modelgate::fleet::referrer::{
+    APPROVAL, APPROVAL_UID, ARTIFACT_TYPE, ENVELOPE_MEDIA_TYPE, PHASE, SEQ,
+};
 use modelgate_e2e::registry::*;
 use modelgate_e2e::{cluster::*, fixtures::*, operator::*, pods::*, users::*, wait::*};
 use tokio::sync::oneshot;
@@ -122,15 +124,23 @@ fn attach_record(model: &Pushed, envelope: &str, approval: &str, seq: &str) -> S
 /// Waits for B's approval to name a refused record whose reason has
 /// `reason`.
 async fn refused(api: &Api<ModelApproval>, reason: &str) {
-    eventually(30, &format!("a record refused: {reason}"), || async {
-        let a = api.get("fd").await.ok()?;
-        let imported = a.status?.imported?;
-        imported
-            .refused
-            .iter()
-            .any(|r| r.reason.contains(reason))
-            .then_some(())
-    })
+    refused_in(api, "fd", reason).await;
+}
+
+async fn refused_in(api: &Api<ModelApproval>, name: &str, reason: &str) {
+    eventually(
+        30,
+        &format!("a record of {name} refused: {reason}"),
+        || async {
+            let a = api.get(name).await.ok()?;
+            let imported = a.status?.imported?;
+            imported
+                .refused
+                .iter()
+                .any(|r| r.reason.contains(reason))
+                .then_some(())
+        },
+    )
     .await;
 }
 
@@ -179,6 +189,7 @@ async fn cluster_b_serves_what_cluster_a_approved_stops_when_a_revokes_and_refus
         description: Some("cluster A: the model review board".into()),
         public_keys: public_keys_of(&client, na).await,
         repositories: vec![format!("{}/{na}/", registry().address)],
+        namespaces: vec![na.to_string()],
     };
     trusted
         .create(
@@ -192,7 +203,7 @@ async fn cluster_b_serves_what_cluster_a_approved_stops_when_a_revokes_and_refus
     let mut imported = model_approval("fd")
         .artifact(&model.uri(), &model.digest)
         .build();
-    imported.spec.import = Some(Import {
+    imported.spec.import_from = Some(Import {
         publisher: publisher.clone(),
         approval: format!("{na}/fd"),
     });
@@ -312,6 +323,58 @@ async fn cluster_b_serves_what_cluster_a_approved_stops_when_a_revokes_and_refus
     .await;
 }
 
+/// The referrer of A's record of `fd` for `phase`, as the registry lists it.
+async fn referrer_of(model: &Pushed, phase: &str) -> String {
+    let reg = registry();
+    let path = model
+        .repository
+        .trim_start_matches(&format!("{}/", reg.address));
+    let url = reg.url(&format!(
+        "{path}/referrers/{}?artifactType={}",
+        model.digest,
+        ARTIFACT_TYPE.replace('+', "%2B")
+    ));
+    let body = reg
+        .https()
+        .get(url)
+        .send()
+        .await
+        .expect("referrers")
+        .bytes()
+        .await
+        .expect("an index");
+    let index: serde_json::Value = serde_json::from_slice(&body).expect("an index");
+    index["manifests"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        // The operator's own records carry the approval's uid; the junk
+        // attached by hand does not.
+        .find(|m| m["annotations"][PHASE] == phase && m["annotations"][APPROVAL_UID].is_string())
+        .and_then(|m| m["digest"].as_str())
+        .map(str::to_string)
+        .unwrap_or_else(|| panic!("no {phase} record attached to {}", model.pinned()))
+}
+
+/// An approval `name` in B importing A's `fd` for the model at `uri`.
+async fn import_fd(
+    api: &Api<ModelApproval>,
+    name: &str,
+    publisher: &str,
+    na: &str,
+    uri: &str,
+    digest: &str,
+) {
+    let mut imported = model_approval(name).artifact(uri, digest).build();
+    imported.spec.import_from = Some(Import {
+        publisher: publisher.to_string(),
+        approval: format!("{na}/fd"),
+    });
+    api.create(&PostParams::default(), &imported)
+        .await
+        .expect("imported approval");
+}
+
 /// Removes A's newest record of `fd` (the revocation) from the registry:
 /// its tag and its manifest.
 async fn delete_revocation(in_a: &Api<ModelApproval>, model: &Pushed) {
@@ -347,4 +410,135 @@ fn open_payload(envelope: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(e["payload"].as_str().expect("payload"))
         .expect("base64")
+}
+
+/// The attacks a red team got through once, as someone who can push to the
+/// registry and a developer with `edit` in B: a broken record that froze B
+/// on A's approval, a copy of the model in another repository carrying
+/// only A's Approved record, and B's approval deleted and re-created after
+/// the revocation was removed from the registry.
+#[tokio::test(flavor = "multi_thread")]
+async fn what_once_kept_b_serving_after_a_revoked_is_refused() {
+    let client = install_modelgate().await;
+    let a = cluster(&client, "fleet-ra").await;
+    let b = cluster(&client, "fleet-rb").await;
+    let (na, nb) = (a.ns.name.as_str(), b.ns.name.as_str());
+    let model = push_model(&format!("{na}/fraud"), Some("2.4.1"), &tiny_model("f-241"));
+    let in_a: Api<ModelApproval> = Api::namespaced(client.clone(), na);
+    let in_b: Api<ModelApproval> = Api::namespaced(client.clone(), nb);
+    model_approval("fd")
+        .artifact(&model.uri(), &model.digest)
+        .create(&in_a)
+        .await;
+    phase_of(&in_a, "fd", ApprovalPhase::Pending, 30).await;
+    approve_all(na, "fd").await;
+    phase_of(&in_a, "fd", ApprovalPhase::Approved, 60).await;
+    let publisher = format!("cluster-a-{na}");
+    let trusted: Api<TrustedPublisher> = Api::all(client.clone());
+    let spec = TrustedPublisherSpec {
+        public_keys: public_keys_of(&client, na).await,
+        repositories: vec![format!("{}/{na}/", registry().address)],
+        ..TrustedPublisherSpec::default()
+    };
+    trusted
+        .create(
+            &PostParams::default(),
+            &TrustedPublisher::new(&publisher, spec),
+        )
+        .await
+        .expect("trust cluster A");
+    import_fd(&in_b, "fd", &publisher, na, &model.uri(), &model.digest).await;
+    phase_of(&in_b, "fd", ApprovalPhase::Approved, 60).await;
+
+    // A record that is no DSSE envelope at all is refused; it does not
+    // freeze B on what it honoured, and A's revocation still lands.
+    attach(
+        &model,
+        ARTIFACT_TYPE,
+        &ModelFile::new("junk.json", ENVELOPE_MEDIA_TYPE, "not a dsse envelope"),
+        &[
+            (APPROVAL, &format!("{na}/fd")),
+            (SEQ, "50"),
+            (PHASE, "Approved"),
+        ],
+    );
+    fail_gate(na, "fd", "SecurityReview").await;
+    phase_of(
+        &in_b,
+        "fd",
+        ApprovalPhase::Rejected,
+        RESYNC.as_secs() * 2 + 20,
+    )
+    .await;
+    refused(&in_b, "not a DSSE envelope").await;
+
+    // A copy of the model, with A's Approved record copied beside it, in a
+    // repository the publisher is trusted for: not where A approved it.
+    let approved = referrer_of(&model, "Approved").await;
+    let copy = format!("{}/{na}/fraud-copy", registry().address);
+    for (from, to) in [
+        (model.pinned(), format!("{copy}:2.4.1")),
+        (
+            format!("{}@{approved}", model.repository),
+            format!("{copy}@{approved}"),
+        ),
+    ] {
+        let ca = &registry().ca;
+        let out = std::process::Command::new(&registry().oras)
+            .arg("cp")
+            .arg("--from-ca-file")
+            .arg(ca)
+            .arg("--to-ca-file")
+            .arg(ca)
+            .arg(&from)
+            .arg(&to)
+            .output()
+            .expect("oras cp");
+        assert!(out.status.success(), "oras cp: {}", text(&out));
+    }
+    import_fd(
+        &in_b,
+        "fd-copy",
+        &publisher,
+        na,
+        &format!("oci://{copy}:2.4.1"),
+        &model.digest,
+    )
+    .await;
+    refused_in(&in_b, "fd-copy", "not in").await;
+    let copied = in_b
+        .get("fd-copy")
+        .await
+        .expect("fd-copy")
+        .status
+        .expect("status");
+    assert_ne!(copied.phase, Some(ApprovalPhase::Approved));
+
+    // The revocation removed from the registry, and B's approval deleted
+    // and re-created by its owner: A's older record is still a replay.
+    delete_revocation(&in_a, &model).await;
+    in_b.delete("fd", &DeleteParams::default())
+        .await
+        .expect("delete fd");
+    gone(&in_b, "fd", 60).await;
+    import_fd(&in_b, "fd", &publisher, na, &model.uri(), &model.digest).await;
+    refused(&in_b, "replayed").await;
+    let again = in_b.get("fd").await.expect("fd").status.expect("status");
+    assert_ne!(again.phase, Some(ApprovalPhase::Approved));
+    let kept = trusted
+        .get(&publisher)
+        .await
+        .expect("publisher")
+        .status
+        .expect("status");
+    assert!(
+        kept.honoured
+            .iter()
+            .any(|h| h.approval == format!("{na}/fd") && h.phase == "Rejected"),
+        "{kept:?}"
+    );
+    trusted
+        .delete(&publisher, &DeleteParams::default())
+        .await
+        .expect("clean up");
 }

@@ -57,7 +57,7 @@ pub async fn check(source: &Source, pem: &str) -> Result<Vec<Checked>> {
     for entry in attached {
         let problem_or = match read::envelope_at(&registry, &subject, &entry.digest).await {
             Ok(envelope) => read::judge(&envelope, &keys, &digest),
-            Err(why) => Err(why),
+            Err(why) => Err(why.to_string()),
         };
         checked.push(match problem_or {
             Ok(statement) => Checked {

@@ -133,7 +133,7 @@ fn decision_write(
             "{gate} of {name} is decided by its rule from measurements, not by a person (see kubectl modelgate why)"
         ))),
         Decider::Imported => Err(CliError::Refused(format!(
-            "{gate} of {name} is mirrored from its publisher's signed record (spec.import): it is decided in the publisher's cluster, not here"
+            "{gate} of {name} is mirrored from its publisher's signed record (spec.importFrom): it is decided in the publisher's cluster, not here"
         ))),
     }
 }

@@ -109,7 +109,7 @@ pub fn approval(
             },
             valid_for: None,
             evidence: Vec::new(),
-            import: None,
+            import_from: None,
         },
         status: Some(ModelApprovalStatus {
             history_head: history.last().and_then(|e| e.hash.clone()),

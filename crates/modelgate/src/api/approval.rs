@@ -69,7 +69,7 @@ use super::policy::{GateProgress, Measurement, PinnedPolicy, Review};
     )
 )]
 #[x_kube(validation = Rule::new("self == oldSelf").message("spec is immutable: an approval is a record about one exact artifact; create a new ModelApproval for a new model version"))]
-#[x_kube(validation = Rule::new("!has(self.import) || self.model.uri.startsWith('oci://')").message("an imported approval is read from the model's registry: spec.model.uri must be oci://REGISTRY/REPOSITORY"))]
+#[x_kube(validation = Rule::new("!has(self.importFrom) || self.model.uri.startsWith('oci://')").message("an imported approval is read from the model's registry: spec.model.uri must be oci://REGISTRY/REPOSITORY"))]
 #[serde(rename_all = "camelCase")]
 pub struct ModelApprovalSpec {
     /// The exact model artifact this approval is about.
@@ -92,7 +92,7 @@ pub struct ModelApprovalSpec {
     /// status. Only gates the local ApprovalPolicy keeps local
     /// (localGates) are reviewed here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub import: Option<super::fleet::Import>,
+    pub import_from: Option<super::fleet::Import>,
 }
 
 /// Where a model artifact lives and which exact bytes are approved.

@@ -1,6 +1,6 @@
 //! A fleet honours one signed approval (docs/fleet.md): the TrustedPublisher
 //! kind names whose signed records a cluster accepts, an approval's
-//! `spec.import` names the approval it mirrors, and its `status.imported`
+//! `spec.importFrom` names the approval it mirrors, and its `status.imported`
 //! says what was read from the registry and honoured.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
     group = "modelgate.io",
     version = "v1alpha1",
     kind = "TrustedPublisher",
+    status = "TrustedPublisherStatus",
+    derive = "PartialEq",
     shortname = "tp",
     category = "modelgate",
-    doc = "A publisher of signed approval records (another cluster's modelgate) whose approvals this cluster honours: a ModelApproval with spec.import names it, and the operator accepts only records its public keys sign, for models in its repositories. Cluster-scoped: written by the platform team only (role modelgate-trust-admin).",
+    doc = "A publisher of signed approval records (another cluster's modelgate) whose approvals this cluster honours: a ModelApproval with spec.importFrom names it, and the operator accepts only records its public keys sign, for models in its repositories. Cluster-scoped: written by the platform team only (role modelgate-trust-admin).",
     printcolumn(
         name = "Repositories",
         type_ = "string",
@@ -56,6 +58,44 @@ pub struct TrustedPublisherSpec {
     #[schemars(extend("items" = {"type": "string", "minLength": 1, "maxLength": 512}))]
     #[x_kube(validation = Rule::new("self.all(r, !r.contains('://'))").message("a repository is REGISTRY/REPOSITORY or a prefix of it, without a scheme, e.g. registry.example.com/models/"))]
     pub repositories: Vec<String>,
+    /// The publisher's namespaces whose approvals are honoured here, e.g.
+    /// ml-prod. Left out: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    #[schemars(extend("items" = {"type": "string", "minLength": 1, "maxLength": 63}))]
+    pub namespaces: Vec<String>,
+}
+
+/// What the operator has honoured of the publisher's records, so that an
+/// older record is never honoured again for the same approval and model,
+/// by any approval here (one deleted and re-created included). Written by
+/// the operator only.
+#[derive(KubeSchema, Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustedPublisherStatus {
+    /// The newest record honoured per publisher's approval and model.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4096))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["approval".into(), "digest".into()]))]
+    pub honoured: Vec<Honoured>,
+}
+
+/// The newest record of one of the publisher's approvals honoured here.
+#[derive(KubeSchema, Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Honoured {
+    /// The publisher's approval, NAMESPACE/NAME.
+    #[schemars(length(max = 317))]
+    pub approval: String,
+    /// The model's digest.
+    #[schemars(length(max = 160))]
+    pub digest: String,
+    pub seq: i64,
+    /// When the publisher's approval changed phase in that record.
+    pub time: Time,
+    /// Its phase then.
+    #[schemars(length(max = 32))]
+    pub phase: String,
 }
 
 /// Which approval an imported ModelApproval mirrors.
@@ -63,13 +103,17 @@ pub struct TrustedPublisherSpec {
 #[serde(rename_all = "camelCase")]
 pub struct Import {
     /// The TrustedPublisher whose keys sign the records honoured.
-    #[schemars(length(min = 1, max = 253))]
-    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("publisher must be the name of a TrustedPublisher"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub publisher: String,
     /// The publisher's approval of the same artifact, as NAMESPACE/NAME in
     /// the publisher's cluster, e.g. ml-prod/fraud-detector-2-4-1.
-    #[schemars(length(min = 3, max = 317))]
-    #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("approval must be NAMESPACE/NAME of the publisher's ModelApproval"))]
+    #[schemars(
+        length(min = 3, max = 317),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
     pub approval: String,
 }
 

@@ -67,7 +67,7 @@ pub struct ApprovalPolicySpec {
     /// Left out, no one may.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<BreakGlassRule>,
-    /// For approvals imported from a TrustedPublisher (spec.import): the
+    /// For approvals imported from a TrustedPublisher (spec.importFrom): the
     /// gates reviewed here as well, under the rules above, e.g.
     /// BusinessReview. Every other gate is mirrored from the publisher's
     /// signed record and decided there. Left out: all five are mirrored.

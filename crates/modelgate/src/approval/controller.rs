@@ -230,6 +230,9 @@ async fn reconcile(
         return Ok(Action::requeue(ARTIFACT_RETRY));
     };
     write_status(&state, approval, &namespace, &decision).await?;
+    crate::fleet::honoured::mark(ctx, approval, &decision.status)
+        .await
+        .at(Step::Status)?;
     publish(ctx, approval, &decision).await;
     // The in-use mark first: a record that cannot be written yet must not
     // keep a finalizer that is due to go.
@@ -245,7 +248,7 @@ async fn reconcile(
     ctx.succeeded(guarded.as_ref());
     let resync = approval
         .spec
-        .import
+        .import_from
         .is_some()
         .then(|| state.imports.resync());
     Ok(next(&decision, usage_known, resync))
@@ -299,7 +302,7 @@ async fn attach_records(
     };
     // A mirror does not publish: the publisher's record is the one that
     // travels, and this cluster's records stay in this cluster.
-    if approval.spec.import.is_some() {
+    if approval.spec.import_from.is_some() {
         return Ok(());
     }
     if crate::fleet::publish::due(&decision.status).is_empty() {
@@ -383,7 +386,7 @@ fn imported_standing(
     artifact: &crate::api::approval::ResolvedArtifact,
     status: Option<&crate::api::approval::ModelApprovalStatus>,
 ) -> Option<crate::api::fleet::ImportedApproval> {
-    let import = approval.spec.import.as_ref()?;
+    let import = approval.spec.import_from.as_ref()?;
     let previous = status.and_then(|s| s.imported.as_ref());
     let pinned = artifact
         .reference
@@ -395,8 +398,16 @@ fn imported_standing(
     let uid = approval.meta().uid.as_deref().unwrap_or_default();
     let object =
         ObjectRef::new(&approval.name_any()).within(&approval.namespace().unwrap_or_default());
+    let model = &approval.spec.model;
+    let repository = pinned.split('@').next().unwrap_or_default();
+    let expected = crate::fleet::mirror::Expected {
+        import,
+        name: &model.name,
+        version: &model.version,
+        repository,
+    };
     match state.imports.poll((uid, object), import, pinned) {
-        Some(fetched) => Some(crate::fleet::mirror::mirror(import, previous, fetched)),
+        Some(fetched) => Some(crate::fleet::mirror::mirror(&expected, previous, fetched)),
         None => previous.cloned(),
     }
 }
@@ -415,7 +426,7 @@ fn pin_for(state: &State, approval: &ModelApproval) -> Result<Option<PinnedPolic
     if status.is_some_and(|s| s.policy.is_some()) {
         return Ok(None);
     }
-    let imported = approval.spec.import.is_some();
+    let imported = approval.spec.import_from.is_some();
     if status.is_some_and(|s| !s.history.is_empty()) {
         return Ok(Some(pin::pin_for_approval(None, imported)));
     }

@@ -429,7 +429,7 @@ fn lifetime(
     // not the registry can be read then.
     let upstream = input
         .spec
-        .import
+        .import_from
         .as_ref()
         .and(input.imported)
         .and_then(|m| m.expires_at.as_ref())
@@ -474,7 +474,7 @@ fn artifact_unresolved(why: &str) -> Condition {
 /// publisher's records is honoured yet, or the newest says its approval
 /// is not Approved.
 fn import_hold(input: &Input<'_>) -> Option<String> {
-    let import = input.spec.import.as_ref()?;
+    let import = input.spec.import_from.as_ref()?;
     let honoured = input.imported.filter(|m| m.seq.is_some());
     let Some(m) = honoured else {
         let why = input.imported.and_then(|m| m.message.clone());

@@ -17,8 +17,8 @@ use oci_client::Reference;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use super::mirror::{Fetched, Read, Said};
-use super::read;
+use super::mirror::{Fetched, Read, Records, Said};
+use super::read::{self, ReadError};
 use crate::api::fleet::{Import, TrustedPublisher};
 use crate::approval::artifact::lock;
 use crate::artifact::registry::Registry;
@@ -60,6 +60,45 @@ struct Job {
     import: Import,
     /// REGISTRY/REPOSITORY@DIGEST of the model.
     pinned: String,
+    digest: String,
+}
+
+/// A publisher trusted for a job: its keys, their fingerprint with the
+/// model's digest (a verdict holds for both), and the newest record of
+/// the job's approval and model honoured here before.
+struct Trusted {
+    keys: Vec<envelope::PublicKey>,
+    fingerprint: String,
+    mark: Option<(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time, i64)>,
+}
+
+/// New records read at most per resync; the rest wait for the next one.
+const NEW_PER_RESYNC: usize = 64;
+
+/// Why `publisher` is not trusted for `job`'s model or approval, if not.
+/// A repository prefix matches whole path segments only.
+fn out_of_scope(publisher: &TrustedPublisher, job: &Job) -> Option<String> {
+    let name = publisher.metadata.name.as_deref().unwrap_or_default();
+    let repository = job.pinned.split('@').next().unwrap_or_default();
+    let within = |prefix: &str| {
+        let prefix = prefix.trim_end_matches('/');
+        repository == prefix || repository.starts_with(&format!("{prefix}/"))
+    };
+    let spec = &publisher.spec;
+    if !spec.repositories.is_empty() && !spec.repositories.iter().any(|r| within(r)) {
+        return Some(format!(
+            "TrustedPublisher {name} is trusted for {} only, not for {repository}",
+            spec.repositories.join(", ")
+        ));
+    }
+    let namespace = job.import.approval.split('/').next().unwrap_or_default();
+    if !spec.namespaces.is_empty() && !spec.namespaces.iter().any(|n| n == namespace) {
+        return Some(format!(
+            "TrustedPublisher {name} is trusted for the approvals of {} only, not of {namespace}",
+            spec.namespaces.join(", ")
+        ));
+    }
+    None
 }
 
 impl Imports {
@@ -114,6 +153,7 @@ impl Imports {
         let job = Job {
             import: import.clone(),
             pinned: pinned.to_string(),
+            digest: pinned.rsplit('@').next().unwrap_or_default().to_string(),
         };
         let (this, uid) = (self.clone(), uid.to_string());
         tokio::spawn(async move {
@@ -138,8 +178,8 @@ impl Imports {
     }
 
     async fn read(&self, job: &Job) -> Fetched {
-        let keys = match self.trusted(job).await {
-            Ok(keys) => keys,
+        let trusted = match self.trusted(job).await {
+            Ok(trusted) => trusted,
             Err(fetched) => return fetched,
         };
         let Some(registry) = &self.registry else {
@@ -151,41 +191,61 @@ impl Imports {
             Ok(s) => s,
             Err(e) => return Fetched::Untrusted(format!("{} is not a reference: {e}", job.pinned)),
         };
-        let digest = subject.digest().unwrap_or_default().to_string();
         self.counters.requests.inc();
-        let attached = match read::attached(registry, &subject).await {
+        let mut attached = match read::attached(registry, &subject).await {
             Ok(a) => a,
             Err(why) => return Fetched::Unreachable(why),
         };
-        let mut reads = Vec::new();
-        for entry in attached
-            .into_iter()
-            .filter(|a| a.approval.as_deref() == Some(job.import.approval.as_str()))
-        {
-            let verdict = match self.verdict(&entry.digest, &keys.1) {
+        attached.retain(|a| a.approval.as_deref() == Some(job.import.approval.as_str()));
+        // Newest claimed first, so that a flood of new records delays the
+        // newest genuine one as little as it can.
+        attached.sort_by_key(|a| std::cmp::Reverse(a.seq));
+        let mut records = Records {
+            mark: trusted.mark.clone(),
+            ..Records::default()
+        };
+        let mut fetched = 0;
+        for entry in attached {
+            let key = (entry.digest.clone(), trusted.fingerprint.clone());
+            let verdict = match self.verdict(&key) {
                 Some(v) => v,
+                None if fetched >= NEW_PER_RESYNC => {
+                    records.unread += 1;
+                    continue;
+                }
                 None => {
+                    fetched += 1;
                     self.counters.requests.inc_by(2);
-                    let verdict = match read::envelope_at(registry, &subject, &entry.digest).await {
-                        Ok(env) => read::judge(&env, &keys.0, &digest).map(|s| Said::of(&s)),
-                        // Not a verdict on the record: read again next time.
-                        Err(why) => return Fetched::Unreachable(why),
-                    };
-                    self.remember(&entry.digest, &keys.1, &verdict);
-                    verdict
+                    match read::envelope_at(registry, &subject, &entry.digest).await {
+                        Ok(env) => {
+                            let v =
+                                read::judge(&env, &trusted.keys, &job.digest).map(|s| Said::of(&s));
+                            self.remember(key, &v);
+                            v
+                        }
+                        Err(ReadError::Malformed(why)) => {
+                            self.remember(key, &Err(why.clone()));
+                            Err(why)
+                        }
+                        Err(ReadError::Unavailable(_)) => {
+                            records.unread += 1;
+                            continue;
+                        }
+                    }
                 }
             };
-            reads.push(Read {
+            records.reads.push(Read {
                 referrer: entry.digest,
                 verdict,
             });
         }
-        Fetched::Records(reads)
+        Fetched::Records(records)
     }
 
-    /// The publisher's keys (and their fingerprint, for the verdicts), if
-    /// it is trusted for this model.
-    async fn trusted(&self, job: &Job) -> Result<(Vec<envelope::PublicKey>, String), Fetched> {
+    /// The publisher's keys (and their fingerprint with the model's digest,
+    /// for the verdicts) and what it had honoured here, if it is trusted
+    /// for this model and approval.
+    async fn trusted(&self, job: &Job) -> Result<Trusted, Fetched> {
         let name = &job.import.publisher;
         let api: Api<TrustedPublisher> = Api::all(self.client.clone());
         let publisher = match api.get_opt(name).await {
@@ -201,17 +261,8 @@ impl Imports {
                 )));
             }
         };
-        let repository = job.pinned.split('@').next().unwrap_or_default();
-        let repositories = &publisher.spec.repositories;
-        if !repositories.is_empty()
-            && !repositories
-                .iter()
-                .any(|r| repository.starts_with(r.as_str()))
-        {
-            return Err(Fetched::Untrusted(format!(
-                "TrustedPublisher {name} is trusted for {} only, not for {repository}",
-                repositories.join(", ")
-            )));
+        if let Some(why) = out_of_scope(&publisher, job) {
+            return Err(Fetched::Untrusted(why));
         }
         let pem = publisher.spec.public_keys.join("\n");
         let keys = envelope::public_keys(&pem).map_err(|e| {
@@ -219,20 +270,66 @@ impl Imports {
                 "TrustedPublisher {name}'s public keys cannot be read: {e}"
             ))
         })?;
-        Ok((keys, crate::fleet::referrer::sha256(pem.as_bytes())))
+        let mark = publisher
+            .status
+            .iter()
+            .flat_map(|s| &s.honoured)
+            .find(|h| h.approval == job.import.approval && h.digest == job.digest)
+            .map(|h| (h.time.clone(), h.seq));
+        let fingerprint = crate::fleet::referrer::sha256(format!("{pem}{}", job.digest).as_bytes());
+        Ok(Trusted {
+            keys,
+            fingerprint,
+            mark,
+        })
     }
 
-    fn verdict(&self, referrer: &str, keys: &str) -> Option<Result<Said, String>> {
-        lock(&self.verdicts)
-            .get(&(referrer.to_string(), keys.to_string()))
-            .cloned()
+    fn verdict(&self, key: &(String, String)) -> Option<Result<Said, String>> {
+        lock(&self.verdicts).get(key).cloned()
     }
 
-    fn remember(&self, referrer: &str, keys: &str, verdict: &Result<Said, String>) {
+    fn remember(&self, key: (String, String), verdict: &Result<Said, String>) {
         let mut verdicts = lock(&self.verdicts);
         if verdicts.len() >= VERDICTS {
             verdicts.clear();
         }
-        verdicts.insert((referrer.to_string(), keys.to_string()), verdict.clone());
+        verdicts.insert(key, verdict.clone());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::fleet::TrustedPublisherSpec;
+
+    fn job(pinned: &str, approval: &str) -> Job {
+        Job {
+            import: Import {
+                publisher: "board".into(),
+                approval: approval.into(),
+            },
+            pinned: pinned.into(),
+            digest: pinned.rsplit('@').next().unwrap_or_default().into(),
+        }
+    }
+
+    #[test]
+    fn a_publisher_is_trusted_for_whole_repository_segments_and_its_namespaces_only() {
+        let publisher = TrustedPublisher::new(
+            "board",
+            TrustedPublisherSpec {
+                repositories: vec!["r.example.com/models".into()],
+                namespaces: vec!["ml-prod".into()],
+                ..TrustedPublisherSpec::default()
+            },
+        );
+        let ok = job("r.example.com/models/fd@sha256:aa", "ml-prod/fd");
+        assert_eq!(out_of_scope(&publisher, &ok), None);
+        let sibling = job("r.example.com/models-evil/fd@sha256:aa", "ml-prod/fd");
+        assert!(out_of_scope(&publisher, &sibling).is_some_and(|w| w.contains("trusted for")));
+        let host = job("r.example.com.evil.io/models/fd@sha256:aa", "ml-prod/fd");
+        assert!(out_of_scope(&publisher, &host).is_some());
+        let staging = job("r.example.com/models/fd@sha256:aa", "staging/fd");
+        assert!(out_of_scope(&publisher, &staging).is_some_and(|w| w.contains("staging")));
     }
 }

@@ -4,7 +4,12 @@
 //!
 //! A record older than one already honoured is refused as a replay: once
 //! a revocation was honoured, putting the approval's older record back in
-//! the registry (or removing the revocation) changes nothing. A record
+//! the registry (or removing the revocation) changes nothing, for this
+//! approval or any other here (the publisher's status keeps the newest
+//! honoured per approval and model). A record must also be about what the
+//! local approval names: the same model, version and repository, so that a
+//! copy of the model elsewhere, which the publisher's later records never
+//! reach, is not honoured. A record
 //! that vanished is not a revocation either: the last one honoured stands
 //! until it lapses. Only trust withdrawn here (the TrustedPublisher or
 //! its key removed) drops it at once.
@@ -25,6 +30,18 @@ pub struct Said {
     pub time: Time,
     pub expires_at: Option<Time>,
     pub gates: Vec<MirroredGate>,
+    /// The model it approves: name, version and REGISTRY/REPOSITORY.
+    pub model: (String, String, String),
+}
+
+/// What the local approval names, which a record must be about.
+#[derive(Clone, Copy, Debug)]
+pub struct Expected<'a> {
+    pub import: &'a Import,
+    pub name: &'a str,
+    pub version: &'a str,
+    /// REGISTRY/REPOSITORY.
+    pub repository: &'a str,
 }
 
 impl Said {
@@ -47,6 +64,36 @@ impl Said {
                     reviewer: g.reviewer.clone(),
                 })
                 .collect(),
+            model: (
+                p.spec.model.name.clone(),
+                p.spec.model.version.clone(),
+                crate::api::oci::parse(&p.spec.model.uri)
+                    .map(|u| format!("{}/{}", u.registry, u.repository))
+                    .unwrap_or_else(|| p.spec.model.uri.clone()),
+            ),
+        }
+    }
+
+    /// Why it is not about what `expected` names, if it is not.
+    fn mismatch(&self, expected: &Expected<'_>) -> Option<String> {
+        let (name, version, repository) = &self.model;
+        if self.approval != expected.import.approval {
+            Some(format!(
+                "it is the record of {}, not of {}: its annotation does not say what it signs",
+                self.approval, expected.import.approval
+            ))
+        } else if (name.as_str(), version.as_str()) != (expected.name, expected.version) {
+            Some(format!(
+                "it approves {name} {version}, not {} {}",
+                expected.name, expected.version
+            ))
+        } else if repository != expected.repository {
+            Some(format!(
+                "it approves the model in {repository}, not in {}: import it from the repository where it was approved, where its later records are attached",
+                expected.repository
+            ))
+        } else {
+            None
         }
     }
 
@@ -64,11 +111,22 @@ pub struct Read {
     pub verdict: Result<Said, String>,
 }
 
+/// The records attached to the model for the publisher's approval.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Records {
+    pub reads: Vec<Read>,
+    /// The newest record of this approval and model honoured here before,
+    /// by any approval: (time, seq).
+    pub mark: Option<(Time, i64)>,
+    /// Records not read this time (too many new ones at once, or one the
+    /// registry did not serve), read at the next resync.
+    pub unread: usize,
+}
+
 /// What a resync found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fetched {
-    /// The records attached to the model for the publisher's approval.
-    Records(Vec<Read>),
+    Records(Records),
     /// The registry could not be read: nothing changes.
     Unreachable(String),
     /// The publisher is not trusted for this model (here, now): nothing
@@ -81,10 +139,11 @@ const REFUSED_SHOWN: usize = 10;
 
 /// The imported standing after `fetched`, from the one before.
 pub fn mirror(
-    import: &Import,
+    expected: &Expected<'_>,
     previous: Option<&ImportedApproval>,
     fetched: Fetched,
 ) -> ImportedApproval {
+    let import = expected.import;
     let empty = ImportedApproval {
         publisher: import.publisher.clone(),
         approval: import.approval.clone(),
@@ -105,7 +164,7 @@ pub fn mirror(
             message: Some(unreachable(&before, &why)),
             ..before
         },
-        Fetched::Records(reads) => from_records(import, before, empty, reads),
+        Fetched::Records(records) => from_records(expected, before, empty, records),
     }
 }
 
@@ -118,83 +177,99 @@ fn unreachable(before: &ImportedApproval, why: &str) -> String {
     }
 }
 
-fn from_records(
-    import: &Import,
-    before: ImportedApproval,
-    empty: ImportedApproval,
-    reads: Vec<Read>,
-) -> ImportedApproval {
+/// The newest record about what `expected` names, and the refused ones.
+fn sort(expected: &Expected<'_>, reads: Vec<Read>) -> (Option<(String, Said)>, Vec<RefusedRecord>) {
     let mut refused = Vec::new();
     let mut newest: Option<(String, Said)> = None;
     for read in reads {
-        match read.verdict {
-            Ok(said) if said.approval != import.approval => refused.push(RefusedRecord {
-                referrer: read.referrer,
-                reason: format!(
-                    "it is the record of {}, not of {}: its annotation does not say what it signs",
-                    said.approval, import.approval
-                ),
-            }),
-            Ok(said) => {
+        let verdict = read.verdict.and_then(|said| match said.mismatch(expected) {
+            Some(why) => Err(why),
+            None => Ok(said),
+        });
+        match verdict {
+            Ok(said)
                 if newest
                     .as_ref()
-                    .is_none_or(|(_, n)| said.order() > n.order())
-                {
-                    newest = Some((read.referrer, said));
-                }
+                    .is_none_or(|(_, n)| said.order() > n.order()) =>
+            {
+                newest = Some((read.referrer, said));
             }
+            Ok(_) => {}
             Err(reason) => refused.push(RefusedRecord {
                 referrer: read.referrer,
                 reason,
             }),
         }
     }
+    (newest, refused)
+}
+
+fn from_records(
+    expected: &Expected<'_>,
+    before: ImportedApproval,
+    empty: ImportedApproval,
+    records: Records,
+) -> ImportedApproval {
+    let (newest, mut refused) = sort(expected, records.reads);
     // The record honoured before no longer verifies (a key withdrawn): it
     // is not honoured any more.
     let withdrawn = refused
         .iter()
         .any(|r| before.referrer.as_deref() == Some(r.referrer.as_str()));
     let before = if withdrawn { empty } else { before };
-    let honoured = before
+    let own = before
         .seq
         .map(|seq| (before.time.clone().map(|t| t.0).unwrap_or_default(), seq));
+    let mark = records.mark.as_ref().map(|(t, seq)| (t.0, *seq));
+    let floor = own.into_iter().chain(mark).max();
     let mut next = match newest {
-        Some((referrer, said)) if honoured.is_some_and(|h| said.order() < h) => {
-            refused.insert(0, replay(&said, &before, referrer));
+        Some((referrer, said)) if floor.is_some_and(|f| said.order() < f) => {
+            let honoured = floor.map(|f| f.1).unwrap_or_default();
+            refused.insert(0, replay(&said, honoured, referrer));
             before
         }
         Some((referrer, said)) => honour(before, referrer, said),
-        None if before.seq.is_some() => ImportedApproval {
-            message: Some(format!(
-                "no record of {} verifies in the registry now; the one honoured before (seq {}) stands until it lapses",
-                import.approval,
-                before.seq.unwrap_or_default()
-            )),
-            ..before
-        },
-        None => ImportedApproval {
-            message: Some(format!(
-                "no record of {} signed by {}'s keys is attached to the model",
-                import.approval, import.publisher
-            )),
-            ..before
-        },
+        None => nothing_new(expected.import, before),
     };
     refused.truncate(REFUSED_SHOWN);
     next.refused = refused;
+    if records.unread > 0 {
+        let note = format!(
+            "{} records not read yet; they are read at the next resync",
+            records.unread
+        );
+        next.message = Some(match next.message.take() {
+            Some(m) => format!("{m}; {note}"),
+            None => note,
+        });
+    }
     next
 }
 
-fn replay(said: &Said, before: &ImportedApproval, referrer: String) -> RefusedRecord {
+/// No record to honour now: the one honoured before stands, if any.
+fn nothing_new(import: &Import, before: ImportedApproval) -> ImportedApproval {
+    let message = match before.seq {
+        Some(seq) => format!(
+            "no record of {} verifies in the registry now; the one honoured before (seq {seq}) stands until it lapses",
+            import.approval
+        ),
+        None => format!(
+            "no record of {} signed by {}'s keys is attached to the model",
+            import.approval, import.publisher
+        ),
+    };
+    ImportedApproval {
+        message: Some(message),
+        ..before
+    }
+}
+
+fn replay(said: &Said, honoured: i64, referrer: String) -> RefusedRecord {
     RefusedRecord {
         referrer,
         reason: format!(
-            "replayed: its record seq {} ({} at {}) is older than seq {} ({}) already honoured",
-            said.seq,
-            said.phase,
-            said.time.0,
-            before.seq.unwrap_or_default(),
-            before.phase.as_deref().unwrap_or_default()
+            "replayed: its record seq {} ({} at {}) is older than seq {honoured} already honoured here",
+            said.seq, said.phase, said.time.0,
         ),
     }
 }

@@ -9,6 +9,7 @@
 //! them, `import` does so once per resync period beside the workers, and
 //! `mirror` (pure) decides what is honoured.
 
+pub mod honoured;
 pub mod import;
 pub mod mirror;
 pub mod publish;

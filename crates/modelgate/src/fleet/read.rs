@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use oci_client::Reference;
 use oci_client::manifest::OciManifest;
 
-use super::referrer::{APPROVAL, ARTIFACT_TYPE};
+use super::referrer::{APPROVAL, ARTIFACT_TYPE, SEQ};
 use crate::api::record::Envelope;
 use crate::artifact::registry::Registry;
 use crate::records::envelope::{self, PublicKey};
@@ -22,6 +22,22 @@ pub struct Attached {
     /// The approval its annotation names (unsigned: checked against the
     /// statement once read).
     pub approval: Option<String>,
+    /// The seq its annotation claims (unsigned: only an order to read in).
+    pub seq: Option<i64>,
+}
+
+/// The largest envelope read: a record is a few KiB.
+pub const MAX_ENVELOPE: i64 = 1 << 20;
+
+/// Why a record could not be read.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// The registry did not serve it now: try again later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// What it serves is not a record: it never will be.
+    #[error("{0}")]
+    Malformed(String),
 }
 
 /// The modelgate records attached to the model `subject` (pinned by
@@ -37,6 +53,7 @@ pub async fn attached(registry: &Registry, subject: &Reference) -> Result<Vec<At
         .into_iter()
         .map(|m| Attached {
             approval: annotation(m.annotations.as_ref(), APPROVAL),
+            seq: annotation(m.annotations.as_ref(), SEQ).and_then(|s| s.parse().ok()),
             digest: m.digest,
         })
         .collect())
@@ -52,7 +69,8 @@ pub async fn envelope_at(
     registry: &Registry,
     subject: &Reference,
     digest: &str,
-) -> Result<Envelope, String> {
+) -> Result<Envelope, ReadError> {
+    use ReadError::{Malformed, Unavailable};
     let at = Reference::with_digest(
         subject.registry().to_string(),
         subject.repository().to_string(),
@@ -63,18 +81,28 @@ pub async fn envelope_at(
         .client()
         .pull_manifest(&at, &auth)
         .await
-        .map_err(|e| format!("cannot read it: {e}"))?;
+        .map_err(|e| Unavailable(format!("cannot read it: {e}")))?;
     let OciManifest::Image(image) = manifest else {
-        return Err("it is an index, not a record".into());
+        return Err(Malformed("it is an index, not a record".into()));
     };
-    let layer = image.layers.first().ok_or("it has no layer")?;
+    let layer = image
+        .layers
+        .first()
+        .ok_or_else(|| Malformed("it has no layer".into()))?;
+    if layer.size > MAX_ENVELOPE || layer.size < 0 {
+        return Err(Malformed(format!(
+            "its layer is {} bytes; a record is at most {MAX_ENVELOPE}",
+            layer.size
+        )));
+    }
     let mut bytes = Vec::new();
     registry
         .client()
         .pull_blob(&at, layer, &mut bytes)
         .await
-        .map_err(|e| format!("cannot read its envelope: {e}"))?;
-    serde_json::from_slice(&bytes).map_err(|e| format!("its layer is not a DSSE envelope: {e}"))
+        .map_err(|e| Unavailable(format!("cannot read its envelope: {e}")))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| Malformed(format!("its layer is not a DSSE envelope: {e}")))
 }
 
 /// The statement of `envelope` if one of `keys` signed it and it is about

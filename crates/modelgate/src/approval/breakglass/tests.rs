@@ -55,7 +55,7 @@ fn spec() -> ModelApprovalSpec {
         },
         valid_for: None,
         evidence: vec![],
-        import: None,
+        import_from: None,
     }
 }
 

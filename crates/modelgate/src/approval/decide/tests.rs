@@ -16,7 +16,7 @@ fn spec(valid_for: Option<&str>) -> ModelApprovalSpec {
         },
         valid_for: valid_for.map(str::to_string),
         evidence: vec![],
-        import: None,
+        import_from: None,
     }
 }
 
@@ -547,7 +547,7 @@ fn step_imported(
     m: Option<&ImportedApproval>,
 ) -> Decision {
     let mut s = spec(None);
-    s.import = Some(crate::api::fleet::Import {
+    s.import_from = Some(crate::api::fleet::Import {
         publisher: "cluster-a".into(),
         approval: "ml-prod/fd".into(),
     });

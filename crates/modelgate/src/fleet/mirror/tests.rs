@@ -8,6 +8,25 @@ fn import() -> Import {
     }
 }
 
+const REPOSITORY: &str = "registry.example.com/models/fd";
+
+fn expected(import: &Import) -> Expected<'_> {
+    Expected {
+        import,
+        name: "fraud-detector",
+        version: "2.4.1",
+        repository: REPOSITORY,
+    }
+}
+
+fn mirror(
+    import: &Import,
+    previous: Option<&ImportedApproval>,
+    fetched: Fetched,
+) -> ImportedApproval {
+    super::mirror(&expected(import), previous, fetched)
+}
+
 fn said(phase: &str, seq: i64, minute: i64, gate: &str) -> Said {
     Said {
         approval: "ml-prod/fd-2-4-1".into(),
@@ -21,6 +40,7 @@ fn said(phase: &str, seq: i64, minute: i64, gate: &str) -> Said {
             status: gate.into(),
             reviewer: Some("lee".into()),
         }],
+        model: ("fraud-detector".into(), "2.4.1".into(), REPOSITORY.into()),
     }
 }
 
@@ -32,7 +52,10 @@ fn read(referrer: &str, verdict: Result<Said, String>) -> Read {
 }
 
 fn records(reads: Vec<Read>) -> Fetched {
-    Fetched::Records(reads)
+    Fetched::Records(Records {
+        reads,
+        ..Records::default()
+    })
 }
 
 #[test]
@@ -139,5 +162,51 @@ fn a_record_of_another_approval_under_this_ones_annotation_is_refused() {
         m.message
             .as_deref()
             .is_some_and(|m| m.contains("no record"))
+    );
+}
+
+#[test]
+fn a_record_of_another_model_version_or_repository_is_refused() {
+    let mut version = said("Approved", 7, 5, TRUE);
+    version.model.1 = "9.9.9".into();
+    let mut copy = said("Approved", 8, 6, TRUE);
+    copy.model.2 = "registry.example.com/models/fd-copy".into();
+    let m = mirror(
+        &import(),
+        None,
+        records(vec![
+            read("sha256:v", Ok(version)),
+            read("sha256:c", Ok(copy)),
+        ]),
+    );
+    assert_eq!(m.seq, None);
+    assert!(
+        m.refused[0]
+            .reason
+            .contains("approves fraud-detector 9.9.9")
+    );
+    assert!(m.refused[1].reason.contains("fd-copy"), "{:?}", m.refused);
+}
+
+#[test]
+fn a_new_approval_honours_nothing_older_than_what_was_honoured_here_before() {
+    // The revocation (seq 9) was honoured by an approval since deleted; the
+    // publisher's status keeps it. A new approval sees only the older one.
+    let fetched = Fetched::Records(Records {
+        reads: vec![read("sha256:b", Ok(said("Approved", 7, 5, TRUE)))],
+        mark: Some((said("Rejected", 9, 9, FALSE).time, 9)),
+        unread: 2,
+    });
+    let m = mirror(&import(), None, fetched);
+    assert_eq!(m.seq, None);
+    assert!(
+        m.refused[0].reason.starts_with("replayed"),
+        "{:?}",
+        m.refused
+    );
+    assert!(
+        m.message
+            .as_deref()
+            .is_some_and(|m| m.contains("2 records not read yet"))
     );
 }
