@@ -634,6 +634,7 @@ cmd_env() {
   echo "export MODELGATE_REGISTRY=127.0.0.1:$REGISTRY_PORT"
   echo "export MODELGATE_REGISTRY_CA=$STATE/pki/ca.crt"
   echo "export MODELGATE_ORAS=$ORAS_BIN/oras"
+  echo "export MODELGATE_ETCD=http://127.0.0.1:$ETCD_PORT"
   echo "export PATH=$K8S_BIN:$HELM_BIN:$ORAS_BIN:\$PATH"
   if oidc_on; then
     echo "export MODELGATE_OIDC_ISSUER=$OIDC_ISSUER"

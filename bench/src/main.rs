@@ -4,6 +4,7 @@
 //! asserted; only correctness (a lost gate decision) fails the run.
 
 mod cluster;
+mod etcd;
 mod fleet;
 mod oci;
 mod scenarios;

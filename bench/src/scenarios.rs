@@ -284,6 +284,35 @@ async fn release_in_use(admin: &Client, ns: &str) {
     }
 }
 
+/// What the settled approvals of `ns` take in etcd, with their signed
+/// records and Events, against their own size.
+async fn etcd_bytes(ns: &str, approvals: usize) {
+    let group = |resource| super::etcd::stored("modelgate.io", resource, ns);
+    let (Some(own), Some(records), Some(checkpoints)) = (
+        group("modelapprovals").await,
+        group("approvalrecords").await,
+        group("recordcheckpoints").await,
+    ) else {
+        println!("  etcd bytes per approval: not measured (no MODELGATE_ETCD)");
+        return;
+    };
+    let events = super::etcd::stored("", "events", ns)
+        .await
+        .unwrap_or_default();
+    let per = |b: u64| b as f64 / approvals.max(1) as f64;
+    let total = own.1 + records.1 + checkpoints.1 + events.1;
+    println!(
+        "  etcd bytes per approval: {:.0} ({:.0} the approval itself; {:.0} its {:.2} signed records; {:.0} Events; {:.0} checkpoints): {:.2}x the approval's own size",
+        per(total),
+        per(own.1),
+        per(records.1),
+        records.0 as f64 / approvals.max(1) as f64,
+        per(events.1),
+        per(checkpoints.1),
+        total as f64 / own.1.max(1) as f64
+    );
+}
+
 pub(crate) fn section(title: &str) {
     println!("\n== {title}");
 }
@@ -695,6 +724,8 @@ async fn cold_start_and_rest(
             attached / approved.len() as f64
         );
     }
+
+    etcd_bytes(&ns, knobs.cold_approvals).await;
 
     // At rest: nothing changes; the operator should write nothing.
     section(&format!("at rest, {} s", knobs.rest_secs));
