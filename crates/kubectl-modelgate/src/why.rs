@@ -89,17 +89,29 @@ fn approval_lines(a: &ModelApproval, groups: &[(Gate, String)]) -> String {
         a.spec.model.version,
         a.spec.model.digest
     );
+    out.push_str(&imported_lines(a));
     let mut failed = Vec::new();
     let mut pending = Vec::new();
     for (gate, group) in groups {
+        let mirrored = mirrored(&a_status, *gate);
+        let who = if mirrored {
+            "it is mirrored from the publisher's record and decided in the publisher's cluster"
+                .to_string()
+        } else {
+            format!("members of {group} can pass it after a fix")
+        };
         match condition::find(&a_status.conditions, gate.condition_type()) {
             Some(c) if c.status == TRUE => {}
             Some(c) if c.status == FALSE => failed.push(format!(
-                "  {} {gate}: failed by {} ({}: {}); members of {group} can pass it after a fix\n",
+                "  {} {gate}: failed by {} ({}: {}); {who}\n",
                 mark(FALSE),
                 c.reviewer.clone().unwrap_or_else(|| "?".into()),
                 c.reason.clone().unwrap_or_default(),
                 c.message.clone().unwrap_or_default()
+            )),
+            _ if mirrored => pending.push(format!(
+                "  {} {gate}: waiting for the publisher's approval; decided in the publisher's cluster\n",
+                mark(UNKNOWN)
             )),
             _ => pending.push(pending_line(&a_status, *gate, group)),
         }
@@ -115,6 +127,42 @@ fn approval_lines(a: &ModelApproval, groups: &[(Gate, String)]) -> String {
             "The approval lapses at {}.\n",
             expires.0.strftime("%Y-%m-%d %H:%M:%SZ")
         ));
+    }
+    out
+}
+
+/// Whether `gate` is mirrored from a trusted publisher's record.
+fn mirrored(status: &modelgate::api::approval::ModelApprovalStatus, gate: Gate) -> bool {
+    status.policy.as_ref().is_some_and(|p| {
+        p.gates
+            .iter()
+            .any(|g| g.gate == gate.condition_type() && g.imported)
+    })
+}
+
+/// For an imported approval: whose approval it mirrors and what was last
+/// honoured or refused (docs/fleet.md).
+fn imported_lines(a: &ModelApproval) -> String {
+    let Some(import) = &a.spec.import_from else {
+        return String::new();
+    };
+    let mut out = format!(
+        "It mirrors {}'s approval {} (TrustedPublisher {}).\n",
+        import.publisher, import.approval, import.publisher
+    );
+    let imported = a.status.as_ref().and_then(|s| s.imported.as_ref());
+    if let Some(m) = imported {
+        if let (Some(phase), Some(seq)) = (&m.phase, m.seq) {
+            out.push_str(&format!(
+                "  Its newest honoured record says {phase} (seq {seq}).\n"
+            ));
+        }
+        if let Some(message) = &m.message {
+            out.push_str(&format!("  {message}\n"));
+        }
+        for r in &m.refused {
+            out.push_str(&format!("  Refused record {}: {}\n", r.referrer, r.reason));
+        }
     }
     out
 }
@@ -161,5 +209,75 @@ fn serving_line(status: &modelgate::api::deployment::ModelDeploymentStatus) -> S
             status.ready.clone().unwrap_or_else(|| "0/0".into())
         ),
         None => "\nNothing is serving yet: no Deployment has been rolled out.\n".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use modelgate::api::approval::{ModelApprovalSpec, ModelApprovalStatus, ModelArtifact};
+    use modelgate::api::fleet::{Import, ImportedApproval, RefusedRecord};
+
+    #[test]
+    fn an_imported_approval_says_whose_it_mirrors_and_who_decides_its_gates() {
+        let mut policy = modelgate::api::policy::ApprovalPolicy::new("default", Default::default());
+        policy.spec.local_gates = vec!["BusinessReview".into()];
+        let mut a = ModelApproval::new(
+            "fd",
+            ModelApprovalSpec {
+                model: ModelArtifact {
+                    name: "fraud-detector".into(),
+                    version: "2.4.1".into(),
+                    uri: "oci://r.example.com/models/fd".into(),
+                    digest: format!("sha256:{}", "a".repeat(64)),
+                },
+                valid_for: None,
+                evidence: Vec::new(),
+                import_from: Some(Import {
+                    publisher: "board".into(),
+                    approval: "ml-prod/fd".into(),
+                }),
+            },
+        );
+        a.status = Some(ModelApprovalStatus {
+            policy: Some(modelgate::policy::pin::pin_for_approval(
+                Some(&policy),
+                true,
+            )),
+            imported: Some(ImportedApproval {
+                publisher: "board".into(),
+                approval: "ml-prod/fd".into(),
+                phase: Some("Rejected".into()),
+                seq: Some(8),
+                refused: vec![RefusedRecord {
+                    referrer: "sha256:junk".into(),
+                    reason: "its layer is not a DSSE envelope".into(),
+                }],
+                ..ImportedApproval::default()
+            }),
+            ..ModelApprovalStatus::default()
+        });
+        let groups: Vec<(Gate, String)> = Gate::ALL
+            .map(|g| (g, format!("{}-group", g.short_name())))
+            .to_vec();
+        let said = approval_lines(&a, &groups);
+        assert!(
+            said.contains("It mirrors board's approval ml-prod/fd"),
+            "{said}"
+        );
+        assert!(said.contains("says Rejected (seq 8)"), "{said}");
+        assert!(
+            said.contains("Refused record sha256:junk: its layer is not a DSSE envelope"),
+            "{said}"
+        );
+        assert!(
+            said.contains("SecurityReview: waiting for the publisher's approval"),
+            "{said}"
+        );
+        // The local gate is still the local reviewers'.
+        assert!(
+            said.contains("BusinessReview: pending; members of"),
+            "{said}"
+        );
     }
 }
