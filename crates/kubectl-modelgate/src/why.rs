@@ -93,7 +93,7 @@ fn approval_lines(a: &ModelApproval, groups: &[(Gate, String)]) -> String {
     let mut failed = Vec::new();
     let mut pending = Vec::new();
     for (gate, group) in groups {
-        let mirrored = mirrored(&a_status, *gate);
+        let mirrored = modelgate::policy::pin::mirrored(a_status.policy.as_ref(), *gate);
         let who = if mirrored {
             "it is mirrored from the publisher's record and decided in the publisher's cluster"
                 .to_string()
@@ -129,15 +129,6 @@ fn approval_lines(a: &ModelApproval, groups: &[(Gate, String)]) -> String {
         ));
     }
     out
-}
-
-/// Whether `gate` is mirrored from a trusted publisher's record.
-fn mirrored(status: &modelgate::api::approval::ModelApprovalStatus, gate: Gate) -> bool {
-    status.policy.as_ref().is_some_and(|p| {
-        p.gates
-            .iter()
-            .any(|g| g.gate == gate.condition_type() && g.imported)
-    })
 }
 
 /// For an imported approval: whose approval it mirrors and what was last

@@ -172,6 +172,16 @@ fn card(
         .map(|(_, group)| group.clone())
         .unwrap_or_else(|| gate.default_group().to_string());
     let (state, state_label) = state(&g.status);
+    // A mirrored gate is decided in the publisher's cluster: nobody here
+    // has it to decide.
+    let pinned = a.status.as_ref().and_then(|s| s.policy.as_ref());
+    let publisher = a.spec.import_from.as_ref().map(|i| i.publisher.as_str());
+    let (group, mirrored) = match publisher {
+        Some(p) if modelgate::policy::pin::mirrored(pinned, gate) => {
+            (format!("{p}'s reviewers"), true)
+        }
+        _ => (group, false),
+    };
     GateCard {
         condition: gate.condition_type(),
         short: gate.short_name(),
@@ -182,7 +192,7 @@ fn card(
         reason: g.reason.clone().unwrap_or_default(),
         message: g.message.clone().unwrap_or_default(),
         since: g.since.map(when).unwrap_or_default(),
-        mine: me.groups.contains(&group),
+        mine: !mirrored && me.groups.contains(&group),
         group,
         other_gate_passed: passed_by_me.iter().find(|p| **p != gate).map(|p| title(*p)),
         evidence: a
@@ -351,7 +361,10 @@ pub enum Shelf {
 
 pub fn shelve(a: &ModelApproval, me: &Me, groups: &[(Gate, String)]) -> (Shelf, InboxRow) {
     let view = status::view(a, &[]);
-    let my_gates = me.gates(groups);
+    // A mirrored gate is decided in the publisher's cluster: never mine.
+    let pinned = a.status.as_ref().and_then(|s| s.policy.as_ref());
+    let mut my_gates = me.gates(groups);
+    my_gates.retain(|g| !modelgate::policy::pin::mirrored(pinned, *g));
     let cards: Vec<(Gate, &GateView)> = Gate::ALL.into_iter().zip(&view.gates).collect();
     let by_me = |g: &GateView| g.reviewer.as_deref() == Some(me.user.as_str());
     let decided_by_me = cards.iter().any(|(_, g)| by_me(g));

@@ -120,6 +120,12 @@ pub fn rule_of(policy: Option<&PinnedPolicy>, gate: Gate) -> PinnedGate {
         .unwrap_or_else(|| one_reviewer(gate))
 }
 
+/// Whether `gate` is mirrored from a trusted publisher's record (an
+/// imported approval): decided in the publisher's cluster, not here.
+pub fn mirrored(policy: Option<&PinnedPolicy>, gate: Gate) -> bool {
+    rule_of(policy, gate).decider() == Decider::Imported
+}
+
 /// The gates the operator decides (a quorum, a deciding rule or a mirror
 /// of the publisher's record): their
 /// conditions are the operator's to write, not a reviewer's.

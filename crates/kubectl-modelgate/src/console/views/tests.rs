@@ -234,3 +234,30 @@ fn a_deployment_served_under_break_glass_says_so_in_its_row() {
         "bg-1 until 2026-12-06T11:00:00Z without LegalReview"
     );
 }
+
+#[test]
+fn a_mirrored_gate_is_nobodys_here_and_names_the_publisher() {
+    let (me, groups) = lee();
+    let mut a = approval(serde_json::json!([]), "Pending");
+    a.spec.import_from = Some(modelgate::api::fleet::Import {
+        publisher: "board".into(),
+        approval: "ml-prod/fd".into(),
+    });
+    let mut policy = modelgate::api::policy::ApprovalPolicy::new("default", Default::default());
+    policy.spec.local_gates = vec!["BusinessReview".into()];
+    if let Some(s) = a.status.as_mut() {
+        s.policy = Some(modelgate::policy::pin::pin_for_approval(
+            Some(&policy),
+            true,
+        ));
+    }
+    let cards = gate_cards(&a, &me, &groups);
+    let legal = &cards[3];
+    assert!(
+        !legal.mine,
+        "lee is a legal reviewer, but not of the publisher's"
+    );
+    assert_eq!(legal.group, "board's reviewers");
+    assert_eq!(cards[4].group, Gate::Business.default_group());
+    assert_eq!(shelve(&a, &me, &groups).0, Shelf::Other);
+}
