@@ -51,6 +51,13 @@ use super::policy::{GateProgress, Measurement, PinnedPolicy, Review};
         description = "Sealed: an OCI artifact resolved in its registry, mounted by digest; Unsealed: any other URI, which nothing makes the pods load; Unresolved: an OCI artifact its registry does not serve (yet)"
     ),
     printcolumn(
+        name = "Imported From",
+        type_ = "string",
+        json_path = ".spec.importFrom.approval",
+        priority = 1,
+        description = "For an imported approval: the publisher's approval it mirrors (spec.importFrom)"
+    ),
+    printcolumn(
         name = "Expires",
         type_ = "date",
         json_path = ".status.expiresAt",
