@@ -323,6 +323,48 @@ async fn cluster_b_serves_what_cluster_a_approved_stops_when_a_revokes_and_refus
     .await;
 }
 
+/// Pushes `n` referrers of `model` annotated as records of `approval` with
+/// ever higher seqs, each a manifest of schemaVersion 3, which no client
+/// takes: what anyone able to push could flood a repository with.
+async fn flood(model: &Pushed, approval: &str, n: usize) {
+    let reg = registry();
+    let path = model
+        .repository
+        .trim_start_matches(&format!("{}/", reg.address))
+        .to_string();
+    let manifest_url = |r: &str| reg.url(&format!("{path}/manifests/{r}"));
+    let subject = reg
+        .https()
+        .get(manifest_url(&model.digest))
+        .header("Accept", OCI_MANIFEST)
+        .send()
+        .await
+        .expect("the model's manifest")
+        .bytes()
+        .await
+        .expect("its bytes");
+    let empty = serde_json::json!({"mediaType": "application/vnd.oci.empty.v1+json",
+        "digest": sha256_digest(b"{}"), "size": 2});
+    for i in 0..n {
+        let junk = serde_json::json!({
+            "schemaVersion": 3, "mediaType": OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
+            "config": empty, "layers": [empty],
+            "subject": {"mediaType": OCI_MANIFEST, "digest": model.digest, "size": subject.len()},
+            "annotations": {APPROVAL: approval, SEQ: (1_000_000 + i).to_string()},
+        });
+        let bytes = serde_json::to_vec(&junk).expect("json");
+        let answer = reg
+            .https()
+            .put(manifest_url(&sha256_digest(&bytes)))
+            .header("Content-Type", OCI_MANIFEST)
+            .body(bytes)
+            .send()
+            .await
+            .expect("push a junk record");
+        assert!(answer.status().is_success(), "push: {}", answer.status());
+    }
+}
+
 /// The referrer of A's record of `fd` for `phase`, as the registry lists it.
 async fn referrer_of(model: &Pushed, phase: &str) -> String {
     let reg = registry();
@@ -450,8 +492,10 @@ async fn what_once_kept_b_serving_after_a_revoked_is_refused() {
     import_fd(&in_b, "fd", &publisher, na, &model.uri(), &model.digest).await;
     phase_of(&in_b, "fd", ApprovalPhase::Approved, 60).await;
 
-    // A record that is no DSSE envelope at all is refused; it does not
-    // freeze B on what it honoured, and A's revocation still lands.
+    // A record that is no DSSE envelope at all, and a flood of more
+    // records than a resync reads, all claiming to be newer and none a
+    // manifest the client takes: refused, they neither freeze B on what it
+    // honoured nor keep A's revocation unread.
     attach(
         &model,
         ARTIFACT_TYPE,
@@ -462,15 +506,17 @@ async fn what_once_kept_b_serving_after_a_revoked_is_refused() {
             (PHASE, "Approved"),
         ],
     );
+    flood(&model, &format!("{na}/fd"), 70).await;
     fail_gate(na, "fd", "SecurityReview").await;
     phase_of(
         &in_b,
         "fd",
         ApprovalPhase::Rejected,
-        RESYNC.as_secs() * 2 + 20,
+        RESYNC.as_secs() * 4 + 20,
     )
     .await;
-    refused(&in_b, "not a DSSE envelope").await;
+    // The status names the newest ten refused: the flood's.
+    refused(&in_b, "cannot read it").await;
 
     // A copy of the model, with A's Approved record copied beside it, in a
     // repository the publisher is trusted for: not where A approved it.

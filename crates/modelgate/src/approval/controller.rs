@@ -230,7 +230,7 @@ async fn reconcile(
         return Ok(Action::requeue(ARTIFACT_RETRY));
     };
     write_status(&state, approval, &namespace, &decision).await?;
-    crate::fleet::honoured::mark(ctx, approval, &decision.status)
+    crate::fleet::honoured::mark((ctx, &state.imports), approval, &decision.status)
         .await
         .at(Step::Status)?;
     publish(ctx, approval, &decision).await;

@@ -17,7 +17,7 @@ use oci_client::Reference;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
-use super::mirror::{Fetched, Read, Records, Said};
+use super::mirror::{Fetched, Mark, Read, Records, Said};
 use super::read::{self, ReadError};
 use crate::api::fleet::{Import, TrustedPublisher};
 use crate::approval::artifact::lock;
@@ -52,8 +52,19 @@ pub struct Imports {
     last: Mutex<HashMap<String, Instant>>,
     /// (referrer digest, keys) → what it says.
     verdicts: Mutex<HashMap<(String, String), Result<Said, String>>>,
+    /// Referrers the registry did not serve when last asked: read after
+    /// the ones never tried, so that they cannot take every turn.
+    unavailable: Mutex<HashSet<String>>,
+    /// Approval uid → resyncs in a row that left records unread.
+    unread: Mutex<HashMap<String, u32>>,
+    /// (publisher, approval, digest) → the newest record kept in the
+    /// publisher's status by this operator: (time, seq).
+    marked: Mutex<HashMap<MarkKey, (jiff::Timestamp, i64)>>,
     done: UnboundedSender<ObjectRef<CachedApproval>>,
 }
+
+/// (publisher, its approval NAMESPACE/NAME, the model's digest).
+pub type MarkKey = (String, String, String);
 
 /// What one resync reads for.
 struct Job {
@@ -69,7 +80,7 @@ struct Job {
 struct Trusted {
     keys: Vec<envelope::PublicKey>,
     fingerprint: String,
-    mark: Option<(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time, i64)>,
+    mark: Option<Mark>,
 }
 
 /// New records read at most per resync; the rest wait for the next one.
@@ -109,7 +120,7 @@ impl Imports {
         counters: Counters,
     ) -> (Arc<Imports>, UnboundedReceiver<ObjectRef<CachedApproval>>) {
         let (done, answered) = unbounded();
-        for outcome in ["read", "unreachable", "untrusted"] {
+        for outcome in ["read", "incomplete", "unreachable", "untrusted"] {
             let _ = counters.resyncs.get_or_create(&OutcomeLabels { outcome });
         }
         let imports = Imports {
@@ -121,9 +132,25 @@ impl Imports {
             answers: Mutex::default(),
             last: Mutex::default(),
             verdicts: Mutex::default(),
+            unavailable: Mutex::default(),
+            unread: Mutex::default(),
+            marked: Mutex::default(),
             done,
         };
         (Arc::new(imports), answered)
+    }
+
+    /// Whether this operator already kept `at` (or a newer record) for
+    /// `key` in the publisher's status.
+    pub fn marked(&self, key: &MarkKey, at: (jiff::Timestamp, i64)) -> bool {
+        lock(&self.marked).get(key).is_some_and(|m| *m >= at)
+    }
+
+    /// Remembers that `at` is kept for `key`.
+    pub fn remember_mark(&self, key: MarkKey, at: (jiff::Timestamp, i64)) {
+        let mut marked = lock(&self.marked);
+        let entry = marked.entry(key).or_insert(at);
+        *entry = (*entry).max(at);
     }
 
     /// How often an imported approval is read again.
@@ -158,10 +185,11 @@ impl Imports {
         let (this, uid) = (self.clone(), uid.to_string());
         tokio::spawn(async move {
             let answer = match tokio::time::timeout(TIMEOUT, this.read(&job)).await {
-                Ok(answer) => answer,
+                Ok(answer) => this.count_unread(&uid, answer),
                 Err(_) => Fetched::Unreachable(format!("no answer within {TIMEOUT:?}")),
             };
             let outcome = match &answer {
+                Fetched::Records(r) if r.unread > 0 => "incomplete",
                 Fetched::Records(_) => "read",
                 Fetched::Unreachable(_) => "unreachable",
                 Fetched::Untrusted(_) => "untrusted",
@@ -175,6 +203,23 @@ impl Imports {
             let _ = this.done.unbounded_send(object);
         });
         None
+    }
+
+    /// Counts the resyncs in a row that left records of approval `uid`
+    /// unread into `answer`.
+    fn count_unread(&self, uid: &str, answer: Fetched) -> Fetched {
+        let Fetched::Records(mut records) = answer else {
+            return answer;
+        };
+        let mut unread = lock(&self.unread);
+        if records.unread == 0 {
+            unread.remove(uid);
+        } else {
+            let n = unread.entry(uid.to_string()).or_default();
+            *n += 1;
+            records.unread_resyncs = *n;
+        }
+        Fetched::Records(records)
     }
 
     async fn read(&self, job: &Job) -> Fetched {
@@ -197,9 +242,13 @@ impl Imports {
             Err(why) => return Fetched::Unreachable(why),
         };
         attached.retain(|a| a.approval.as_deref() == Some(job.import.approval.as_str()));
-        // Newest claimed first, so that a flood of new records delays the
+        // Never tried before the ones the registry did not serve, then the
+        // newest claimed first, so that a flood of new records delays the
         // newest genuine one as little as it can.
-        attached.sort_by_key(|a| std::cmp::Reverse(a.seq));
+        {
+            let unavailable = lock(&self.unavailable);
+            attached.sort_by_key(|a| (unavailable.contains(&a.digest), std::cmp::Reverse(a.seq)));
+        }
         let mut records = Records {
             mark: trusted.mark.clone(),
             ..Records::default()
@@ -221,13 +270,20 @@ impl Imports {
                             let v =
                                 read::judge(&env, &trusted.keys, &job.digest).map(|s| Said::of(&s));
                             self.remember(key, &v);
+                            lock(&self.unavailable).remove(&entry.digest);
                             v
                         }
                         Err(ReadError::Malformed(why)) => {
                             self.remember(key, &Err(why.clone()));
+                            lock(&self.unavailable).remove(&entry.digest);
                             Err(why)
                         }
                         Err(ReadError::Unavailable(_)) => {
+                            let mut unavailable = lock(&self.unavailable);
+                            if unavailable.len() >= VERDICTS {
+                                unavailable.clear();
+                            }
+                            unavailable.insert(entry.digest);
                             records.unread += 1;
                             continue;
                         }
@@ -275,7 +331,11 @@ impl Imports {
             .iter()
             .flat_map(|s| &s.honoured)
             .find(|h| h.approval == job.import.approval && h.digest == job.digest)
-            .map(|h| (h.time.clone(), h.seq));
+            .map(|h| Mark {
+                time: h.time.clone(),
+                seq: h.seq,
+                phase: h.phase.clone(),
+            });
         let fingerprint = crate::fleet::referrer::sha256(format!("{pem}{}", job.digest).as_bytes());
         Ok(Trusted {
             keys,

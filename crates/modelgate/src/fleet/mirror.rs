@@ -116,12 +116,28 @@ pub struct Read {
 pub struct Records {
     pub reads: Vec<Read>,
     /// The newest record of this approval and model honoured here before,
-    /// by any approval: (time, seq).
-    pub mark: Option<(Time, i64)>,
+    /// by any approval.
+    pub mark: Option<Mark>,
     /// Records not read this time (too many new ones at once, or one the
     /// registry did not serve), read at the next resync.
     pub unread: usize,
+    /// How many resyncs in a row left records unread, this one included.
+    pub unread_resyncs: u32,
 }
+
+/// The newest record of an approval and model honoured here (the
+/// TrustedPublisher's status).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mark {
+    pub time: Time,
+    pub seq: i64,
+    pub phase: String,
+}
+
+/// Resyncs in a row that may leave records unread before nothing is
+/// honoured: a flood of records the registry will not serve must not keep
+/// a revocation among them unread while the approval goes on.
+pub const UNREAD_RESYNCS: u32 = 3;
 
 /// What a resync found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -220,9 +236,9 @@ fn from_records(
     let own = before
         .seq
         .map(|seq| (before.time.clone().map(|t| t.0).unwrap_or_default(), seq));
-    let mark = records.mark.as_ref().map(|(t, seq)| (t.0, *seq));
+    let mark = records.mark.as_ref().map(|m| (m.time.0, m.seq));
     let floor = own.into_iter().chain(mark).max();
-    let mut next = match newest {
+    let next = match newest {
         Some((referrer, said)) if floor.is_some_and(|f| said.order() < f) => {
             let honoured = floor.map(|f| f.1).unwrap_or_default();
             refused.insert(0, replay(&said, honoured, referrer));
@@ -231,6 +247,10 @@ fn from_records(
         Some((referrer, said)) => honour(before, referrer, said),
         None => nothing_new(expected.import, before),
     };
+    let mut next = overtaken(next, records.mark.as_ref());
+    if records.unread_resyncs >= UNREAD_RESYNCS {
+        next = unread_too_long(expected.import, next, records.unread_resyncs);
+    }
     refused.truncate(REFUSED_SHOWN);
     next.refused = refused;
     if records.unread > 0 {
@@ -244,6 +264,54 @@ fn from_records(
         });
     }
     next
+}
+
+/// What a newer record honoured here (by another approval, or this one
+/// before it was re-created) says, when it is newer than what `next`
+/// honours: its gates are not known here, so none is passed.
+fn overtaken(next: ImportedApproval, mark: Option<&Mark>) -> ImportedApproval {
+    let Some(mark) = mark else {
+        return next;
+    };
+    let honours = next
+        .seq
+        .map(|seq| (next.time.clone().map(|t| t.0).unwrap_or_default(), seq));
+    if honours.is_some_and(|h| h >= (mark.time.0, mark.seq)) {
+        return next;
+    }
+    ImportedApproval {
+        uid: None,
+        phase: Some(mark.phase.clone()),
+        seq: Some(mark.seq),
+        time: Some(mark.time.clone()),
+        expires_at: None,
+        referrer: None,
+        gates: Vec::new(),
+        message: Some(format!(
+            "a newer record of {} (seq {}, {}) was honoured here, and it cannot be read now: its gates wait until it can",
+            next.approval, mark.seq, mark.phase
+        )),
+        ..next
+    }
+}
+
+/// Records left unread for `resyncs` resyncs in a row: nothing is honoured
+/// until they are read, since the newest of them may be a revocation.
+fn unread_too_long(import: &Import, next: ImportedApproval, resyncs: u32) -> ImportedApproval {
+    ImportedApproval {
+        uid: None,
+        phase: None,
+        seq: None,
+        time: None,
+        expires_at: None,
+        referrer: None,
+        gates: Vec::new(),
+        message: Some(format!(
+            "records of {} attached to the model have stayed unread for {resyncs} resyncs (a registry that does not serve them, or a flood of records): nothing is honoured until they are read",
+            import.approval
+        )),
+        ..next
+    }
 }
 
 /// No record to honour now: the one honoured before stands, if any.

@@ -32,10 +32,13 @@ pub const MAX_ENVELOPE: i64 = 1 << 20;
 /// Why a record could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
-    /// The registry did not serve it now: try again later.
+    /// The registry did not answer now (no connection, a timeout, a 5xx
+    /// or 429, refused credentials): try again later.
     #[error("{0}")]
     Unavailable(String),
-    /// What it serves is not a record: it never will be.
+    /// What it serves is not a record, or nothing (a 404): it never will
+    /// be. Anyone able to push can make such a referrer, so it must not
+    /// count as the registry being away.
     #[error("{0}")]
     Malformed(String),
 }
@@ -70,7 +73,7 @@ pub async fn envelope_at(
     subject: &Reference,
     digest: &str,
 ) -> Result<Envelope, ReadError> {
-    use ReadError::{Malformed, Unavailable};
+    use ReadError::Malformed;
     let at = Reference::with_digest(
         subject.registry().to_string(),
         subject.repository().to_string(),
@@ -81,7 +84,7 @@ pub async fn envelope_at(
         .client()
         .pull_manifest(&at, &auth)
         .await
-        .map_err(|e| Unavailable(format!("cannot read it: {e}")))?;
+        .map_err(|e| failed("cannot read it", &e))?;
     let OciManifest::Image(image) = manifest else {
         return Err(Malformed("it is an index, not a record".into()));
     };
@@ -100,9 +103,24 @@ pub async fn envelope_at(
         .client()
         .pull_blob(&at, layer, &mut bytes)
         .await
-        .map_err(|e| Unavailable(format!("cannot read its envelope: {e}")))?;
+        .map_err(|e| failed("cannot read its envelope", &e))?;
     serde_json::from_slice(&bytes)
         .map_err(|e| Malformed(format!("its layer is not a DSSE envelope: {e}")))
+}
+
+/// A failed read, as transient (the registry is away) or for good (what
+/// it serves is not a record).
+fn failed(what: &str, e: &oci_client::errors::OciDistributionError) -> ReadError {
+    use oci_client::errors::OciDistributionError as E;
+    let why = format!("{what}: {e}");
+    match e {
+        E::RequestError(_) | E::IoError(_) | E::AuthenticationFailure(_) => {
+            ReadError::Unavailable(why)
+        }
+        E::UnauthorizedError { .. } => ReadError::Unavailable(why),
+        E::ServerError { code, .. } if *code >= 500 || *code == 429 => ReadError::Unavailable(why),
+        _ => ReadError::Malformed(why),
+    }
 }
 
 /// The statement of `envelope` if one of `keys` signed it and it is about
@@ -149,6 +167,24 @@ mod tests {
                 "gates": [], "history": [], "historyHead": "h"
             }
         })
+    }
+
+    #[test]
+    fn only_a_registry_that_is_away_makes_a_record_unread_rather_than_refused() {
+        use oci_client::errors::OciDistributionError as E;
+        let server = |code| E::ServerError {
+            code,
+            url: "u".into(),
+            message: "m".into(),
+        };
+        let unavailable = |e: &E| matches!(failed("x", e), ReadError::Unavailable(_));
+        assert!(unavailable(&server(503)));
+        assert!(unavailable(&server(429)));
+        // What anyone able to push can make: never mistaken for an outage.
+        assert!(!unavailable(&server(404)));
+        assert!(!unavailable(&E::UnsupportedSchemaVersionError(3)));
+        assert!(!unavailable(&E::ManifestParsingError("x".into())));
+        assert!(!unavailable(&E::ImageManifestNotFoundError("x".into())));
     }
 
     #[test]

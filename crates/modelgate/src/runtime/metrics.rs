@@ -205,7 +205,7 @@ impl Metrics {
         );
         r.register(
             "import_resyncs",
-            "Imported approvals read again from their model's registry, by outcome: read, unreachable or untrusted (the publisher is not trusted for the model)",
+            "Imported approvals read again from their model's registry, by outcome: read, incomplete (records left unread), unreachable or untrusted (the publisher is not trusted for the model)",
             self.imports.resyncs.clone(),
         );
         r.register(

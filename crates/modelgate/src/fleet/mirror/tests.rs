@@ -192,21 +192,79 @@ fn a_record_of_another_model_version_or_repository_is_refused() {
 fn a_new_approval_honours_nothing_older_than_what_was_honoured_here_before() {
     // The revocation (seq 9) was honoured by an approval since deleted; the
     // publisher's status keeps it. A new approval sees only the older one.
+    let mark = Mark {
+        time: said("Rejected", 9, 9, FALSE).time,
+        seq: 9,
+        phase: "Rejected".into(),
+    };
     let fetched = Fetched::Records(Records {
         reads: vec![read("sha256:b", Ok(said("Approved", 7, 5, TRUE)))],
-        mark: Some((said("Rejected", 9, 9, FALSE).time, 9)),
+        mark: Some(mark.clone()),
         unread: 2,
+        unread_resyncs: 1,
     });
     let m = mirror(&import(), None, fetched);
-    assert_eq!(m.seq, None);
     assert!(
         m.refused[0].reason.starts_with("replayed"),
         "{:?}",
         m.refused
     );
+    assert_eq!((m.phase.as_deref(), m.seq), (Some("Rejected"), Some(9)));
+    assert!(
+        m.gates.is_empty(),
+        "the newer record's gates are not known here"
+    );
     assert!(
         m.message
             .as_deref()
             .is_some_and(|m| m.contains("2 records not read yet"))
+    );
+    // An approval still honouring the older record is overtaken as well.
+    let approved = mirror(
+        &import(),
+        None,
+        records(vec![read("sha256:b", Ok(said("Approved", 7, 5, TRUE)))]),
+    );
+    let overtaken = mirror(
+        &import(),
+        Some(&approved),
+        Fetched::Records(Records {
+            reads: vec![read("sha256:b", Ok(said("Approved", 7, 5, TRUE)))],
+            mark: Some(mark),
+            ..Records::default()
+        }),
+    );
+    assert_eq!(
+        (overtaken.phase.as_deref(), overtaken.seq),
+        (Some("Rejected"), Some(9))
+    );
+}
+
+#[test]
+fn records_left_unread_resync_after_resync_hold_everything() {
+    let approved = mirror(
+        &import(),
+        None,
+        records(vec![read("sha256:b", Ok(said("Approved", 7, 5, TRUE)))]),
+    );
+    let flooded = |resyncs| {
+        mirror(
+            &import(),
+            Some(&approved),
+            Fetched::Records(Records {
+                reads: vec![read("sha256:b", Ok(said("Approved", 7, 5, TRUE)))],
+                unread: 64,
+                unread_resyncs: resyncs,
+                ..Records::default()
+            }),
+        )
+    };
+    assert_eq!(flooded(UNREAD_RESYNCS - 1).seq, Some(7));
+    let held = flooded(UNREAD_RESYNCS);
+    assert_eq!(held.seq, None);
+    assert!(
+        held.message
+            .as_deref()
+            .is_some_and(|m| m.contains("stayed unread"))
     );
 }
