@@ -534,7 +534,9 @@ async fn publish(ctx: &Context, approval: &ModelApproval, decision: &decide::Dec
                 .inc();
         }
     }
-    ctx.announce(CONTROLLER, &approval.object_ref(&()), &decision.transitions)
+    let events =
+        crate::transition::announced(&decision.transitions, crate::api::approval::PHASE_SUBJECT);
+    ctx.announce(CONTROLLER, &approval.object_ref(&()), &events)
         .await;
 }
 
