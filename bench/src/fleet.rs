@@ -52,15 +52,9 @@ async fn phase_is(api: &Api<ModelApproval>, name: &str, want: ApprovalPhase) -> 
 async fn trust_self(admin: &Client, name: &str) -> Result<(), BoxError> {
     let maps: Api<ConfigMap> =
         Api::namespaced(admin.clone(), modelgate::vocabulary::DEFAULT_NAMESPACE);
-    let keys: Vec<String> = maps
-        .get("modelgate-public-keys")
-        .await?
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| k.ends_with(".pem"))
-        .map(|(_, v)| v)
-        .collect();
+    let keys = vec![modelgate::records::key::public_keys_pem(
+        &maps.get("modelgate-public-keys").await?,
+    )];
     let api: Api<TrustedPublisher> = Api::all(admin.clone());
     let _ = api.delete(name, &DeleteParams::default()).await;
     let spec = TrustedPublisherSpec {

@@ -97,6 +97,31 @@ impl Registry {
         said["requests"].as_u64().expect("a count of requests")
     }
 
+    /// The referrers of `pushed` of `artifact_type`, as the registry's
+    /// referrers API lists them.
+    pub async fn referrers(&self, pushed: &Pushed, artifact_type: &str) -> Vec<serde_json::Value> {
+        let path = pushed
+            .repository
+            .trim_start_matches(&format!("{}/", self.address));
+        let url = self.url(&format!(
+            "{path}/referrers/{}?artifactType={}",
+            pushed.digest,
+            // A '+' in a query is a space.
+            artifact_type.replace('+', "%2B")
+        ));
+        let body = self
+            .https()
+            .get(url)
+            .send()
+            .await
+            .expect("referrers")
+            .bytes()
+            .await
+            .expect("an index");
+        let index: serde_json::Value = serde_json::from_slice(&body).expect("an index");
+        index["manifests"].as_array().cloned().unwrap_or_default()
+    }
+
     /// oras SUBCOMMAND… with the cluster's CA; more arguments follow.
     pub fn oras(&self, subcommand: &[&str]) -> Command {
         let mut cmd = Command::new(&self.oras);

@@ -12,32 +12,6 @@ use modelgate::records::envelope::{open, public_keys};
 use modelgate_e2e::registry::*;
 use modelgate_e2e::{cluster::*, fixtures::*, operator::*, wait::*};
 
-/// The referrers of `pushed` of our artifact type, as the registry's
-/// referrers API lists them.
-async fn referrers(pushed: &Pushed) -> Vec<serde_json::Value> {
-    let reg = registry();
-    let path = pushed
-        .repository
-        .trim_start_matches(&format!("{}/", reg.address));
-    let url = reg.url(&format!(
-        "{path}/referrers/{}?artifactType={}",
-        pushed.digest,
-        // A '+' in a query is a space.
-        ARTIFACT_TYPE.replace('+', "%2B")
-    ));
-    let index: serde_json::Value = reg
-        .https()
-        .get(url)
-        .send()
-        .await
-        .expect("referrers")
-        .bytes()
-        .await
-        .map(|b| serde_json::from_slice(&b).expect("an index"))
-        .expect("an index");
-    index["manifests"].as_array().cloned().unwrap_or_default()
-}
-
 /// The DSSE envelope a referrer carries, fetched from the registry.
 async fn envelope_of(pushed: &Pushed, referrer: &str) -> Envelope {
     let reg = registry();
@@ -103,7 +77,7 @@ async fn every_record_of_an_oci_approval_is_attached_to_its_model_and_verifies_f
     // A revocation is a referrer too: the newest statement wins.
     fail_gate(n, "fd-oci", "SecurityReview").await;
     let listed = eventually(60, "the Rejected record attached", || async {
-        let list = referrers(&pushed).await;
+        let list = registry().referrers(&pushed, ARTIFACT_TYPE).await;
         (list.len() >= 2).then_some(list)
     })
     .await;
@@ -121,16 +95,12 @@ async fn every_record_of_an_oci_approval_is_attached_to_its_model_and_verifies_f
     // Verified from the registry alone with the published public keys.
     let keys_map: Api<ConfigMap> =
         Api::namespaced(client.clone(), modelgate::vocabulary::DEFAULT_NAMESPACE);
-    let pem: String = keys_map
-        .get("modelgate-public-keys")
-        .await
-        .expect("public keys")
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| k.ends_with(".pem"))
-        .map(|(_, v)| v)
-        .collect();
+    let pem = modelgate::records::key::public_keys_pem(
+        &keys_map
+            .get("modelgate-public-keys")
+            .await
+            .expect("public keys"),
+    );
     let keys = public_keys(&pem).expect("keys");
     for m in &listed {
         let envelope = envelope_of(&pushed, m["digest"].as_str().expect("digest")).await;

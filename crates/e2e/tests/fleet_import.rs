@@ -81,12 +81,7 @@ async fn public_keys_of(client: &kube::Client, ns: &str) -> Vec<String> {
         maps.get("modelgate-public-keys").await.ok()
     })
     .await;
-    map.data
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|(k, _)| k.ends_with(".pem"))
-        .map(|(_, v)| v)
-        .collect()
+    vec![modelgate::records::key::public_keys_pem(&map)]
 }
 
 async fn phase_of(api: &Api<ModelApproval>, name: &str, want: ApprovalPhase, secs: u64) {
@@ -156,22 +151,75 @@ async fn counted<F: std::future::Future<Output = ()>>(model: &Pushed, what: F) -
     registry().requests(&path).await - before
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn cluster_b_serves_what_cluster_a_approved_stops_when_a_revokes_and_refuses_forgeries() {
-    let client = install_modelgate().await;
-    let a = cluster(&client, "fleet-a").await;
-    let b = cluster(&client, "fleet-b").await;
-    let (na, nb) = (a.ns.name.as_str(), b.ns.name.as_str());
-    let model = push_model(&format!("{na}/fraud"), Some("2.4.1"), &tiny_model("f-241"));
-    let in_a: Api<ModelApproval> = Api::namespaced(client.clone(), na);
-    let in_b: Api<ModelApproval> = Api::namespaced(client.clone(), nb);
+/// Two clusters, A and B, and a model in A's repository that A's approval
+/// `fd` names, waiting for its reviews.
+struct Fleet {
+    a: Cluster,
+    b: Cluster,
+    model: Pushed,
+    in_a: Api<ModelApproval>,
+    in_b: Api<ModelApproval>,
+}
 
-    // Cluster A reviews and approves; its record is attached to the model.
+async fn fleet(client: &kube::Client, prefix: &str) -> Fleet {
+    let a = cluster(client, &format!("{prefix}-a")).await;
+    let b = cluster(client, &format!("{prefix}-b")).await;
+    let na = a.ns.name.clone();
+    let model = push_model(&format!("{na}/fraud"), Some("2.4.1"), &tiny_model("f-241"));
+    let in_a: Api<ModelApproval> = Api::namespaced(client.clone(), &na);
+    let in_b: Api<ModelApproval> = Api::namespaced(client.clone(), &b.ns.name);
     model_approval("fd")
         .artifact(&model.uri(), &model.digest)
         .create(&in_a)
         .await;
     phase_of(&in_a, "fd", ApprovalPhase::Pending, 30).await;
+    Fleet {
+        a,
+        b,
+        model,
+        in_a,
+        in_b,
+    }
+}
+
+/// B trusts A's keys for A's repositories (and, with `own_namespace`, only
+/// A's namespace); the publisher's name.
+async fn trust_a(client: &kube::Client, na: &str, own_namespace: bool) -> String {
+    let publisher = format!("cluster-a-{na}");
+    let trusted: Api<TrustedPublisher> = Api::all(client.clone());
+    let spec = TrustedPublisherSpec {
+        description: Some("cluster A: the model review board".into()),
+        public_keys: public_keys_of(client, na).await,
+        repositories: vec![format!("{}/{na}/", registry().address)],
+        namespaces: if own_namespace {
+            vec![na.to_string()]
+        } else {
+            Vec::new()
+        },
+    };
+    trusted
+        .create(
+            &PostParams::default(),
+            &TrustedPublisher::new(&publisher, spec),
+        )
+        .await
+        .expect("trust cluster A");
+    publisher
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_b_serves_what_cluster_a_approved_stops_when_a_revokes_and_refuses_forgeries() {
+    let client = install_modelgate().await;
+    let Fleet {
+        a,
+        b,
+        model,
+        in_a,
+        in_b,
+    } = fleet(&client, "fleet").await;
+    let (na, nb) = (a.ns.name.as_str(), b.ns.name.as_str());
+
+    // Cluster A reviews and approves; its record is attached to the model.
     let published = counted(&model, async {
         approve_all(na, "fd").await;
         eventually(60, "A's Approved record attached", || async {
@@ -182,34 +230,12 @@ async fn cluster_b_serves_what_cluster_a_approved_stops_when_a_revokes_and_refus
     })
     .await;
 
-    // Cluster B trusts A's keys for A's repositories only.
-    let publisher = format!("cluster-a-{na}");
+    // Cluster B trusts A's keys for A's repositories and namespace only.
+    let publisher = trust_a(&client, na, true).await;
     let trusted: Api<TrustedPublisher> = Api::all(client.clone());
-    let spec = TrustedPublisherSpec {
-        description: Some("cluster A: the model review board".into()),
-        public_keys: public_keys_of(&client, na).await,
-        repositories: vec![format!("{}/{na}/", registry().address)],
-        namespaces: vec![na.to_string()],
-    };
-    trusted
-        .create(
-            &PostParams::default(),
-            &TrustedPublisher::new(&publisher, spec),
-        )
-        .await
-        .expect("trust cluster A");
 
     // B imports A's approval: no review of its own, and it serves.
-    let mut imported = model_approval("fd")
-        .artifact(&model.uri(), &model.digest)
-        .build();
-    imported.spec.import_from = Some(Import {
-        publisher: publisher.clone(),
-        approval: format!("{na}/fd"),
-    });
-    in_b.create(&PostParams::default(), &imported)
-        .await
-        .expect("imported approval");
+    import_fd(&in_b, "fd", &publisher, na, &model.uri(), &model.digest).await;
     phase_of(&in_b, "fd", ApprovalPhase::Approved, 60).await;
     let status = in_b.get("fd").await.expect("b").status.expect("status");
     let mirror = status.imported.clone().expect("imported");
@@ -367,29 +393,10 @@ async fn flood(model: &Pushed, approval: &str, n: usize) {
 
 /// The referrer of A's record of `fd` for `phase`, as the registry lists it.
 async fn referrer_of(model: &Pushed, phase: &str) -> String {
-    let reg = registry();
-    let path = model
-        .repository
-        .trim_start_matches(&format!("{}/", reg.address));
-    let url = reg.url(&format!(
-        "{path}/referrers/{}?artifactType={}",
-        model.digest,
-        ARTIFACT_TYPE.replace('+', "%2B")
-    ));
-    let body = reg
-        .https()
-        .get(url)
-        .send()
+    registry()
+        .referrers(model, ARTIFACT_TYPE)
         .await
-        .expect("referrers")
-        .bytes()
-        .await
-        .expect("an index");
-    let index: serde_json::Value = serde_json::from_slice(&body).expect("an index");
-    index["manifests"]
-        .as_array()
-        .into_iter()
-        .flatten()
+        .iter()
         // The operator's own records carry the approval's uid; the junk
         // attached by hand does not.
         .find(|m| m["annotations"][PHASE] == phase && m["annotations"][APPROVAL_UID].is_string())
@@ -462,33 +469,19 @@ fn open_payload(envelope: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn what_once_kept_b_serving_after_a_revoked_is_refused() {
     let client = install_modelgate().await;
-    let a = cluster(&client, "fleet-ra").await;
-    let b = cluster(&client, "fleet-rb").await;
-    let (na, nb) = (a.ns.name.as_str(), b.ns.name.as_str());
-    let model = push_model(&format!("{na}/fraud"), Some("2.4.1"), &tiny_model("f-241"));
-    let in_a: Api<ModelApproval> = Api::namespaced(client.clone(), na);
-    let in_b: Api<ModelApproval> = Api::namespaced(client.clone(), nb);
-    model_approval("fd")
-        .artifact(&model.uri(), &model.digest)
-        .create(&in_a)
-        .await;
-    phase_of(&in_a, "fd", ApprovalPhase::Pending, 30).await;
+    let Fleet {
+        a,
+        b,
+        model,
+        in_a,
+        in_b,
+    } = fleet(&client, "fleet-r").await;
+    // B's operator runs for as long as `b` lives.
+    let (na, _b) = (a.ns.name.as_str(), &b);
     approve_all(na, "fd").await;
     phase_of(&in_a, "fd", ApprovalPhase::Approved, 60).await;
-    let publisher = format!("cluster-a-{na}");
+    let publisher = trust_a(&client, na, false).await;
     let trusted: Api<TrustedPublisher> = Api::all(client.clone());
-    let spec = TrustedPublisherSpec {
-        public_keys: public_keys_of(&client, na).await,
-        repositories: vec![format!("{}/{na}/", registry().address)],
-        ..TrustedPublisherSpec::default()
-    };
-    trusted
-        .create(
-            &PostParams::default(),
-            &TrustedPublisher::new(&publisher, spec),
-        )
-        .await
-        .expect("trust cluster A");
     import_fd(&in_b, "fd", &publisher, na, &model.uri(), &model.digest).await;
     phase_of(&in_b, "fd", ApprovalPhase::Approved, 60).await;
 

@@ -69,6 +69,12 @@ fn step_under(
         release: None,
         imported: None,
     });
+    applied(status, d)
+}
+
+/// `d` merged into `status` as server-side apply would: the reviewers'
+/// conditions stay.
+fn applied(status: &mut ModelApprovalStatus, d: Decision) -> Decision {
     let reviewers: Vec<Condition> = status
         .conditions
         .iter()
@@ -562,15 +568,7 @@ fn step_imported(
         release: None,
         imported: m,
     });
-    let reviewers: Vec<Condition> = status
-        .conditions
-        .iter()
-        .filter(|c| !is_operator_condition(&c.type_))
-        .cloned()
-        .collect();
-    *status = d.status.clone();
-    status.conditions.extend(reviewers);
-    d
+    applied(status, d)
 }
 
 #[test]
