@@ -114,7 +114,16 @@ install_prometheus() {
   apt_install prometheus
 }
 
+# The fleet's cross-check of signed records (hack/verify-oci-records.sh)
+# takes them apart with jq and checks signatures with openssl.
+install_jq_openssl() {
+  command -v jq >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1 && return 0
+  say "jq and openssl: Debian's packages"
+  apt_install jq openssl
+}
+
 cmd_install() {
+  install_jq_openssl
   install_checkov
   install_kube_score
   install_prometheus

@@ -151,6 +151,59 @@ async fn every_record_of_an_oci_approval_is_attached_to_its_model_and_verifies_f
         "{said}"
     );
 
+    // Tools nobody here wrote check them too: oras, jq and openssl.
+    let keys_dir = dir.join("keys");
+    std::fs::create_dir_all(&keys_dir).expect("keys dir");
+    for (name, pem) in keys_map
+        .get("modelgate-public-keys")
+        .await
+        .expect("public keys")
+        .data
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k.ends_with(".pem"))
+    {
+        std::fs::write(keys_dir.join(name), pem).expect("key");
+    }
+    let cross_check = |keys: &std::path::Path| {
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../hack/verify-oci-records.sh"
+        );
+        std::process::Command::new(script)
+            .arg(pushed.pinned())
+            .arg(keys)
+            .arg("--ca-file")
+            .arg(&registry().ca)
+            .env("MODELGATE_ORAS", &registry().oras)
+            .output()
+            .expect("hack/verify-oci-records.sh")
+    };
+    let out = cross_check(&keys_dir);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.lines().all(|l| l.starts_with("ok   "))
+            && said.contains(&format!("{n}/fd-oci Rejected")),
+        "{said}"
+    );
+    // The stranger's key under the operator's key id: every record fails.
+    let forged = dir.join("forged");
+    std::fs::create_dir_all(&forged).expect("dir");
+    for entry in std::fs::read_dir(&keys_dir).expect("keys").flatten() {
+        std::fs::copy(&stranger, forged.join(entry.file_name())).expect("copy");
+    }
+    let out = cross_check(&forged);
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        !out.status.success() && said.contains("the signature does not verify"),
+        "{said}"
+    );
+
     // oras, which nobody here wrote, lists them too.
     let out = registry()
         .oras(&[
