@@ -349,6 +349,23 @@ async fn cluster_b_serves_what_cluster_a_approved_stops_when_a_revokes_and_refus
     .await;
 }
 
+/// Waits until the publisher's status keeps A's revocation of `fd`.
+async fn revocation_kept(trusted: &Api<TrustedPublisher>, publisher: &str, na: &str) {
+    eventually(
+        30,
+        "the revocation kept in the publisher's status",
+        || async {
+            let status = trusted.get(publisher).await.ok()?.status?;
+            status
+                .honoured
+                .iter()
+                .any(|h| h.approval == format!("{na}/fd") && h.phase == "Rejected")
+                .then_some(())
+        },
+    )
+    .await;
+}
+
 /// Pushes `n` referrers of `model` annotated as records of `approval` with
 /// ever higher seqs, each a manifest of schemaVersion 3, which no client
 /// takes: what anyone able to push could flood a repository with.
@@ -564,18 +581,27 @@ async fn what_once_kept_b_serving_after_a_revoked_is_refused() {
     refused(&in_b, "replayed").await;
     let again = in_b.get("fd").await.expect("fd").status.expect("status");
     assert_ne!(again.phase, Some(ApprovalPhase::Approved));
-    let kept = trusted
-        .get(&publisher)
+    revocation_kept(&trusted, &publisher, na).await;
+
+    // The platform team deletes and re-creates the publisher (a prune, a
+    // reinstall): its status starts empty, B's approval writes the
+    // revocation back, and a re-created approval is still refused.
+    trusted
+        .delete(&publisher, &DeleteParams::default())
         .await
-        .expect("publisher")
-        .status
-        .expect("status");
-    assert!(
-        kept.honoured
-            .iter()
-            .any(|h| h.approval == format!("{na}/fd") && h.phase == "Rejected"),
-        "{kept:?}"
-    );
+        .expect("delete the publisher");
+    gone(&trusted, &publisher, 30).await;
+    let again = trust_a(&client, na, false).await;
+    assert_eq!(again, publisher);
+    revocation_kept(&trusted, &publisher, na).await;
+    in_b.delete("fd", &DeleteParams::default())
+        .await
+        .expect("delete fd");
+    gone(&in_b, "fd", 60).await;
+    import_fd(&in_b, "fd", &publisher, na, &model.uri(), &model.digest).await;
+    refused(&in_b, "replayed").await;
+    let third = in_b.get("fd").await.expect("fd").status.expect("status");
+    assert_ne!(third.phase, Some(ApprovalPhase::Approved));
     trusted
         .delete(&publisher, &DeleteParams::default())
         .await

@@ -126,6 +126,10 @@ pub struct ImportedApproval {
     pub publisher: String,
     /// The publisher's approval, NAMESPACE/NAME.
     pub approval: String,
+    /// The uid of the TrustedPublisher object whose keys verified it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub publisher_uid: Option<String>,
     /// Its uid in the publisher's cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]

@@ -28,21 +28,18 @@ pub async fn mark(
     let (Some(import), Some(now)) = (&approval.spec.import_from, &status.imported) else {
         return Ok(());
     };
-    // Only a record read from the registry: one taken from the mark
-    // (`mirror::overtaken`) has no referrer and is kept already.
-    let (Some(seq), Some(time), Some(phase), Some(_)) =
-        (now.seq, &now.time, &now.phase, &now.referrer)
-    else {
+    // A record taken from the mark (`mirror::overtaken`) is written too: a
+    // publisher deleted and re-created has lost its marks.
+    let (Some(seq), Some(time), Some(phase)) = (now.seq, &now.time, &now.phase) else {
         return Ok(());
     };
     let digest = &approval.spec.model.digest;
-    let key = (
-        import.publisher.clone(),
-        import.approval.clone(),
-        digest.clone(),
-    );
     let at = (time.0, seq);
-    if imports.marked(&key, at) {
+    let known = now
+        .publisher_uid
+        .as_ref()
+        .map(|uid| (uid.clone(), import.approval.clone(), digest.clone()));
+    if known.as_ref().is_some_and(|k| imports.marked(k, at)) {
         return Ok(());
     }
     let api: Api<TrustedPublisher> = Api::all(ctx.client.clone());
@@ -50,14 +47,19 @@ pub async fn mark(
         // A publisher deleted meanwhile honours nothing any more.
         return Ok(());
     };
+    let key = (
+        publisher.metadata.uid.clone().unwrap_or_default(),
+        import.approval.clone(),
+        digest.clone(),
+    );
     let kept = publisher
         .status
         .iter()
         .flat_map(|s| &s.honoured)
         .find(|h| h.approval == import.approval && &h.digest == digest)
         .map(|h| (h.time.0, h.seq));
-    if kept.is_some_and(|k| k >= at) {
-        imports.remember_mark(key, kept.unwrap_or(at));
+    if let Some(kept) = kept.filter(|k| *k >= at) {
+        imports.remember_mark(key, kept);
         return Ok(());
     }
     let entry = json!({

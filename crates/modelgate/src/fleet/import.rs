@@ -29,6 +29,14 @@ use crate::runtime::watches::CachedApproval;
 /// How long one resync may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a resync reads records; the rest are left unread (and count
+/// toward holding the approval), so that records that answer slowly make
+/// the read incomplete rather than the registry unreachable.
+const READ_BUDGET: Duration = Duration::from_secs(20);
+
+/// How long one record may take to read.
+const RECORD_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Verdicts kept at most; past it they are read again.
 const VERDICTS: usize = 20_000;
 
@@ -63,7 +71,9 @@ pub struct Imports {
     done: UnboundedSender<ObjectRef<CachedApproval>>,
 }
 
-/// (publisher, its approval NAMESPACE/NAME, the model's digest).
+/// (the TrustedPublisher object's uid, its approval NAMESPACE/NAME, the
+/// model's digest): a publisher deleted and re-created starts with an
+/// empty status, which its approvals write again.
 pub type MarkKey = (String, String, String);
 
 /// What one resync reads for.
@@ -78,6 +88,8 @@ struct Job {
 /// model's digest (a verdict holds for both), and the newest record of
 /// the job's approval and model honoured here before.
 struct Trusted {
+    /// The TrustedPublisher object's uid: its status is that object's.
+    uid: Option<String>,
     keys: Vec<envelope::PublicKey>,
     fingerprint: String,
     mark: Option<Mark>,
@@ -251,21 +263,31 @@ impl Imports {
         }
         let mut records = Records {
             mark: trusted.mark.clone(),
+            publisher_uid: trusted.uid.clone(),
             ..Records::default()
         };
         let mut fetched = 0;
+        let started = Instant::now();
         for entry in attached {
             let key = (entry.digest.clone(), trusted.fingerprint.clone());
             let verdict = match self.verdict(&key) {
                 Some(v) => v,
-                None if fetched >= NEW_PER_RESYNC => {
+                None if fetched >= NEW_PER_RESYNC || started.elapsed() >= READ_BUDGET => {
                     records.unread += 1;
                     continue;
                 }
                 None => {
                     fetched += 1;
                     self.counters.requests.inc_by(2);
-                    match read::envelope_at(registry, &subject, &entry.digest).await {
+                    let read = read::envelope_at(registry, &subject, &entry.digest);
+                    let read = tokio::time::timeout(RECORD_TIMEOUT, read)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(ReadError::Unavailable(format!(
+                                "no answer within {RECORD_TIMEOUT:?}"
+                            )))
+                        });
+                    match read {
                         Ok(env) => {
                             let v =
                                 read::judge(&env, &trusted.keys, &job.digest).map(|s| Said::of(&s));
@@ -338,6 +360,7 @@ impl Imports {
             });
         let fingerprint = crate::fleet::referrer::sha256(format!("{pem}{}", job.digest).as_bytes());
         Ok(Trusted {
+            uid: publisher.metadata.uid.clone(),
             keys,
             fingerprint,
             mark,

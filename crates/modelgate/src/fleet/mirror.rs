@@ -123,6 +123,8 @@ pub struct Records {
     pub unread: usize,
     /// How many resyncs in a row left records unread, this one included.
     pub unread_resyncs: u32,
+    /// The uid of the TrustedPublisher whose keys and status were read.
+    pub publisher_uid: Option<String>,
 }
 
 /// The newest record of an approval and model honoured here (the
@@ -180,7 +182,13 @@ pub fn mirror(
             message: Some(unreachable(&before, &why)),
             ..before
         },
-        Fetched::Records(records) => from_records(expected, before, empty, records),
+        Fetched::Records(records) => {
+            let publisher_uid = records.publisher_uid.clone();
+            ImportedApproval {
+                publisher_uid,
+                ..from_records(expected, before, empty, records)
+            }
+        }
     }
 }
 

@@ -32,13 +32,14 @@ pub const MAX_ENVELOPE: i64 = 1 << 20;
 /// Why a record could not be read.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ReadError {
-    /// The registry did not answer now (no connection, a timeout, a 5xx
-    /// or 429, refused credentials): try again later.
+    /// The registry did not serve it now, for whatever reason its answer
+    /// gives (no connection, a timeout, any HTTP error, a 404 included):
+    /// try again later. Nothing about the record is learnt from it.
     #[error("{0}")]
     Unavailable(String),
-    /// What it serves is not a record, or nothing (a 404): it never will
-    /// be. Anyone able to push can make such a referrer, so it must not
-    /// count as the registry being away.
+    /// What it serves is not a record: content the digest pins, so it
+    /// never will be. Anyone able to push can make such a referrer, so it
+    /// must not count as the registry being away.
     #[error("{0}")]
     Malformed(String),
 }
@@ -108,18 +109,24 @@ pub async fn envelope_at(
         .map_err(|e| Malformed(format!("its layer is not a DSSE envelope: {e}")))
 }
 
-/// A failed read, as transient (the registry is away) or for good (what
-/// it serves is not a record).
+/// A failed read, as transient (the registry did not serve it) or for
+/// good (what it served, which the digest pins, is not a record). Only
+/// content is a verdict: an HTTP answer, whatever its code, says nothing
+/// lasting about the record (a 429 passes, a deleted blob is pushed
+/// again).
 fn failed(what: &str, e: &oci_client::errors::OciDistributionError) -> ReadError {
     use oci_client::errors::OciDistributionError as E;
     let why = format!("{what}: {e}");
     match e {
-        E::RequestError(_) | E::IoError(_) | E::AuthenticationFailure(_) => {
-            ReadError::Unavailable(why)
-        }
-        E::UnauthorizedError { .. } => ReadError::Unavailable(why),
-        E::ServerError { code, .. } if *code >= 500 || *code == 429 => ReadError::Unavailable(why),
-        _ => ReadError::Malformed(why),
+        E::ManifestParsingError(_)
+        | E::UnsupportedSchemaVersionError(_)
+        | E::UnsupportedMediaTypeError(_)
+        | E::VersionedParsingError(_)
+        | E::ManifestEncodingError(_)
+        | E::JsonError(_)
+        | E::IncompatibleLayerMediaTypeError(_)
+        | E::DigestError(_) => ReadError::Malformed(why),
+        _ => ReadError::Unavailable(why),
     }
 }
 
@@ -180,11 +187,23 @@ mod tests {
         let unavailable = |e: &E| matches!(failed("x", e), ReadError::Unavailable(_));
         assert!(unavailable(&server(503)));
         assert!(unavailable(&server(429)));
-        // What anyone able to push can make: never mistaken for an outage.
-        assert!(!unavailable(&server(404)));
+        // An HTTP answer is never a verdict on the record: a 404 (a blob
+        // deleted, and pushed again later) or an OCI error envelope (a
+        // rate limit) leaves it unread, to be read again.
+        assert!(unavailable(&server(404)));
+        assert!(unavailable(&E::ImageManifestNotFoundError("x".into())));
+        let envelope: oci_client::errors::OciEnvelope = serde_json::from_str(
+            r#"{"errors":[{"code":"TOOMANYREQUESTS","message":"slow down"}]}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(unavailable(&E::RegistryError {
+            envelope,
+            url: "u".into()
+        }));
+        // Content the digest pins, which anyone able to push can make:
+        // refused for good, never mistaken for an outage.
         assert!(!unavailable(&E::UnsupportedSchemaVersionError(3)));
         assert!(!unavailable(&E::ManifestParsingError("x".into())));
-        assert!(!unavailable(&E::ImageManifestNotFoundError("x".into())));
     }
 
     #[test]

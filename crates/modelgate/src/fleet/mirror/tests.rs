@@ -202,6 +202,7 @@ fn a_new_approval_honours_nothing_older_than_what_was_honoured_here_before() {
         mark: Some(mark.clone()),
         unread: 2,
         unread_resyncs: 1,
+        publisher_uid: None,
     });
     let m = mirror(&import(), None, fetched);
     assert!(
