@@ -24,5 +24,6 @@ pub mod policy;
 pub mod records;
 pub mod runtime;
 pub mod static_admission;
+pub mod sync;
 pub mod transition;
 pub mod vocabulary;

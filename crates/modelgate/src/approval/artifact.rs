@@ -21,6 +21,7 @@ use crate::api::approval::{
 use crate::api::oci::{self, OciUri};
 use crate::artifact::registry::{Registry, unresolved};
 use crate::runtime::watches::CachedApproval;
+use crate::sync::lock;
 
 /// Why a non-OCI artifact is unsealed, in its status.
 const UNSEALED: &str = "not an OCI artifact: the pods are told its URI and digest, and nothing makes them load these bytes";
@@ -97,11 +98,6 @@ impl Lookups {
             .or_insert_with(|| Arc::new(Semaphore::new(PER_HOST)))
             .clone()
     }
-}
-
-/// A poisoned lock still holds good maps: each entry is written whole.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What `status.artifact` should say; one registry request at most, and

@@ -14,17 +14,15 @@ use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use kube::Api;
 use kube::runtime::reflector::ObjectRef;
 use oci_client::Reference;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 
 use super::mirror::{Fetched, Mark, Read, Records, Said};
 use super::read::{self, ReadError};
 use crate::api::fleet::{Import, TrustedPublisher};
-use crate::approval::artifact::lock;
 use crate::artifact::registry::Registry;
 use crate::records::envelope;
-use crate::runtime::metrics::OutcomeLabels;
+use crate::runtime::metrics::{ImportCounters as Counters, OutcomeLabels};
 use crate::runtime::watches::CachedApproval;
+use crate::sync::lock;
 
 /// How long one resync may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -39,15 +37,6 @@ const RECORD_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Verdicts kept at most; past it they are read again.
 const VERDICTS: usize = 20_000;
-
-/// The imports' counters.
-#[derive(Clone, Default)]
-pub struct Counters {
-    /// Resyncs by outcome: read, unreachable, untrusted.
-    pub resyncs: Family<OutcomeLabels, Counter>,
-    /// Registry requests the resyncs made.
-    pub requests: Counter,
-}
 
 /// The reads under way, their answers, and what was read before.
 pub struct Imports {
@@ -69,6 +58,15 @@ pub struct Imports {
     /// publisher's status by this operator: (time, seq).
     marked: Mutex<HashMap<MarkKey, (jiff::Timestamp, i64)>>,
     done: UnboundedSender<ObjectRef<CachedApproval>>,
+}
+
+/// Where one resync reads its records, and with which keys.
+struct Reading<'a> {
+    registry: &'a Registry,
+    subject: &'a Reference,
+    trusted: &'a Trusted,
+    /// The model's digest.
+    digest: &'a str,
 }
 
 /// (the TrustedPublisher object's uid, its approval NAMESPACE/NAME, the
@@ -249,75 +247,87 @@ impl Imports {
             Err(e) => return Fetched::Untrusted(format!("{} is not a reference: {e}", job.pinned)),
         };
         self.counters.requests.inc();
-        let mut attached = match read::attached(registry, &subject).await {
-            Ok(a) => a,
+        let attached = match read::attached(registry, &subject).await {
+            Ok(a) => self.in_order(a, &job.import.approval),
             Err(why) => return Fetched::Unreachable(why),
         };
-        attached.retain(|a| a.approval.as_deref() == Some(job.import.approval.as_str()));
-        // Never tried before the ones the registry did not serve, then the
-        // newest claimed first, so that a flood of new records delays the
-        // newest genuine one as little as it can.
-        {
-            let unavailable = lock(&self.unavailable);
-            attached.sort_by_key(|a| (unavailable.contains(&a.digest), std::cmp::Reverse(a.seq)));
-        }
         let mut records = Records {
             mark: trusted.mark.clone(),
             publisher_uid: trusted.uid.clone(),
             ..Records::default()
         };
-        let mut fetched = 0;
-        let started = Instant::now();
+        let (mut fetched, started) = (0, Instant::now());
+        let on = Reading {
+            registry,
+            subject: &subject,
+            trusted: &trusted,
+            digest: &job.digest,
+        };
         for entry in attached {
             let key = (entry.digest.clone(), trusted.fingerprint.clone());
             let verdict = match self.verdict(&key) {
-                Some(v) => v,
-                None if fetched >= NEW_PER_RESYNC || started.elapsed() >= READ_BUDGET => {
-                    records.unread += 1;
-                    continue;
-                }
+                Some(v) => Some(v),
+                None if fetched >= NEW_PER_RESYNC || started.elapsed() >= READ_BUDGET => None,
                 None => {
                     fetched += 1;
-                    self.counters.requests.inc_by(2);
-                    let read = read::envelope_at(registry, &subject, &entry.digest);
-                    let read = tokio::time::timeout(RECORD_TIMEOUT, read)
-                        .await
-                        .unwrap_or_else(|_| {
-                            Err(ReadError::Unavailable(format!(
-                                "no answer within {RECORD_TIMEOUT:?}"
-                            )))
-                        });
-                    match read {
-                        Ok(env) => {
-                            let v =
-                                read::judge(&env, &trusted.keys, &job.digest).map(|s| Said::of(&s));
-                            self.remember(key, &v);
-                            lock(&self.unavailable).remove(&entry.digest);
-                            v
-                        }
-                        Err(ReadError::Malformed(why)) => {
-                            self.remember(key, &Err(why.clone()));
-                            lock(&self.unavailable).remove(&entry.digest);
-                            Err(why)
-                        }
-                        Err(ReadError::Unavailable(_)) => {
-                            let mut unavailable = lock(&self.unavailable);
-                            if unavailable.len() >= VERDICTS {
-                                unavailable.clear();
-                            }
-                            unavailable.insert(entry.digest);
-                            records.unread += 1;
-                            continue;
-                        }
-                    }
+                    self.fetch(&on, &entry.digest, key).await
                 }
             };
-            records.reads.push(Read {
-                referrer: entry.digest,
-                verdict,
-            });
+            match verdict {
+                Some(verdict) => records.reads.push(Read {
+                    referrer: entry.digest,
+                    verdict,
+                }),
+                None => records.unread += 1,
+            }
         }
         Fetched::Records(records)
+    }
+
+    /// The records of `approval` among `attached`: never tried before the
+    /// ones the registry did not serve, then the newest claimed first, so
+    /// that a flood of new records delays the newest genuine one as little
+    /// as it can.
+    fn in_order(&self, mut attached: Vec<read::Attached>, approval: &str) -> Vec<read::Attached> {
+        attached.retain(|a| a.approval.as_deref() == Some(approval));
+        let unavailable = lock(&self.unavailable);
+        attached.sort_by_key(|a| (unavailable.contains(&a.digest), std::cmp::Reverse(a.seq)));
+        attached
+    }
+
+    /// Reads and judges one record; None when the registry did not serve
+    /// it (read again next time). A verdict is remembered: the digest pins
+    /// the content it judges.
+    async fn fetch(
+        &self,
+        on: &Reading<'_>,
+        referrer: &str,
+        key: (String, String),
+    ) -> Option<Result<Said, String>> {
+        self.counters.requests.inc_by(2);
+        let read = read::envelope_at(on.registry, on.subject, referrer);
+        let read = tokio::time::timeout(RECORD_TIMEOUT, read)
+            .await
+            .unwrap_or_else(|_| {
+                Err(ReadError::Unavailable(format!(
+                    "no answer within {RECORD_TIMEOUT:?}"
+                )))
+            });
+        let verdict = match read {
+            Ok(env) => read::judge(&env, &on.trusted.keys, on.digest).map(|s| Said::of(&s)),
+            Err(ReadError::Malformed(why)) => Err(why),
+            Err(ReadError::Unavailable(_)) => {
+                let mut unavailable = lock(&self.unavailable);
+                if unavailable.len() >= VERDICTS {
+                    unavailable.clear();
+                }
+                unavailable.insert(referrer.to_string());
+                return None;
+            }
+        };
+        self.remember(key, &verdict);
+        lock(&self.unavailable).remove(referrer);
+        Some(verdict)
     }
 
     /// The publisher's keys (and their fingerprint with the model's digest,

@@ -87,7 +87,16 @@ pub struct Metrics {
     /// Signed records attached to models in their registries, by outcome.
     pub registry_pushes: Family<OutcomeLabels, Counter>,
     /// Imported approvals read again from the registry, and the requests.
-    pub imports: crate::fleet::import::Counters,
+    pub imports: ImportCounters,
+}
+
+/// The counters of imported approvals' registry reads (`fleet::import`).
+#[derive(Clone, Default)]
+pub struct ImportCounters {
+    /// Resyncs by outcome: read, incomplete, unreachable, untrusted.
+    pub resyncs: Family<OutcomeLabels, Counter>,
+    /// Registry requests the resyncs made.
+    pub requests: Counter,
 }
 
 impl Default for Metrics {
