@@ -54,6 +54,35 @@ pub async fn bind_break_glass(client: &kube::Client, ns: &str) {
         .create(&PostParams::default(), &binding)
         .await
         .expect("bind modelgate-break-glass");
+    bound(
+        ns,
+        &["--as", "someone@example.com", "--as-group", COMMANDERS],
+    )
+    .await;
+}
+
+/// Waits until the API server's authorizer, which sees a new binding a
+/// moment after it is made, lets `who` (kubectl's --as flags) request a
+/// break-glass in `ns`.
+async fn bound(ns: &str, who: &[&str]) {
+    eventually(
+        30,
+        &format!("{who:?} may request a break-glass"),
+        || async {
+            let mut args = vec![
+                "auth",
+                "can-i",
+                "create",
+                "breakglasses.modelgate.io",
+                "-n",
+                ns,
+            ];
+            args.extend_from_slice(who);
+            let out = crate::cluster::kubectl(&args);
+            (String::from_utf8_lossy(&out.stdout).trim() == "yes").then_some(())
+        },
+    )
+    .await;
 }
 
 /// What a request says.
@@ -135,6 +164,7 @@ pub async fn bind_break_glass_user(client: &kube::Client, ns: &str, user: &str) 
         .create(&PostParams::default(), &binding)
         .await
         .expect("bind modelgate-break-glass");
+    bound(ns, &["--as", user]).await;
 }
 
 /// Waits up to 60 s until BreakGlass `name` is `want`.

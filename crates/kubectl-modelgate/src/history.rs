@@ -62,6 +62,19 @@ pub fn merge(approval: &ModelApproval, events: &[Event]) -> Vec<Row> {
         else {
             continue;
         };
+        // One Event for the reviews a reconcile found together: it names
+        // each ("Subject: message; …"), and each is in the history.
+        if e.reason.as_deref() == Some(modelgate::transition::RECORDED_TOGETHER) {
+            let note = e.note.as_deref().unwrap_or_default();
+            for row in rows.iter_mut().filter(|r| {
+                r.source == "status"
+                    && (r.time.as_second() - time.as_second()).abs() <= SAME_TRANSITION_SECS
+                    && note.contains(&format!("{}: ", r.subject))
+            }) {
+                row.source = "status+event".into();
+            }
+            continue;
+        }
         let subject = e.action.clone().unwrap_or_default();
         // The operator names each transition's Event after its subject, so
         // an Event and a history entry of the same subject and moment are
@@ -182,6 +195,8 @@ mod tests {
             "spec": {"model": {"name": "m", "version": "1", "uri": "s3://m", "digest": "sha256:00"}},
             "status": {"history": [
                 {"time": "2026-11-25T10:00:00Z", "subject": "TechnicalReview", "from": "", "to": "True", "reviewer": "bob", "reason": "Ok"},
+                {"time": "2026-11-25T10:03:00Z", "subject": "FairnessReview", "from": "", "to": "True", "reviewer": "fay", "reason": "Ok"},
+                {"time": "2026-11-25T10:03:00Z", "subject": "LegalReview", "from": "", "to": "True", "reviewer": "lee", "reason": "Ok"},
                 {"time": "2026-11-25T10:05:00Z", "subject": "Phase", "from": "Pending", "to": "Approved"}
             ]}
         }))
@@ -189,7 +204,8 @@ mod tests {
         let event = |time: &str, action: &str, reason: &str| -> Event {
             serde_json::from_value(serde_json::json!({
                 "metadata": {"name": "e"}, "eventTime": time, "action": action, "reason": reason, "type": "Normal",
-                "reportingController": "modelgate.io/modelgate", "reportingInstance": "modelgate-0", "note": "n"
+                "reportingController": "modelgate.io/modelgate", "reportingInstance": "modelgate-0",
+                "note": "FairnessReview: passed by fay; LegalReview: passed by lee"
             }))
             .unwrap_or_else(|e| panic!("{e}"))
         };
@@ -202,6 +218,12 @@ mod tests {
                     "GatePassed",
                 ),
                 event("2026-11-25T10:02:00.000000Z", "Read", "InvalidObject"),
+                // Reviews found together: each is in the history already.
+                event(
+                    "2026-11-25T10:03:01.000000Z",
+                    "Reviews",
+                    modelgate::transition::RECORDED_TOGETHER,
+                ),
             ],
         );
         let got: Vec<(&str, &str, &str)> = rows
@@ -213,6 +235,8 @@ mod tests {
             [
                 ("TechnicalReview", "bob", "status+event"),
                 ("Read", "modelgate-0", "event"),
+                ("FairnessReview", "fay", "status+event"),
+                ("LegalReview", "lee", "status+event"),
                 ("Phase", "modelgate", "status")
             ]
         );
