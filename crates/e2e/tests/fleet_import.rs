@@ -161,6 +161,21 @@ struct Fleet {
     in_b: Api<ModelApproval>,
 }
 
+/// A fleet's parts: A, B, the model, and the approvals in A and in B.
+type Parts = (
+    Cluster,
+    Cluster,
+    Pushed,
+    Api<ModelApproval>,
+    Api<ModelApproval>,
+);
+
+impl Fleet {
+    fn parts(self) -> Parts {
+        (self.a, self.b, self.model, self.in_a, self.in_b)
+    }
+}
+
 async fn fleet(client: &kube::Client, prefix: &str) -> Fleet {
     let a = cluster(client, &format!("{prefix}-a")).await;
     let b = cluster(client, &format!("{prefix}-b")).await;
@@ -210,13 +225,7 @@ async fn trust_a(client: &kube::Client, na: &str, own_namespace: bool) -> String
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_b_serves_what_cluster_a_approved_stops_when_a_revokes_and_refuses_forgeries() {
     let client = install_modelgate().await;
-    let Fleet {
-        a,
-        b,
-        model,
-        in_a,
-        in_b,
-    } = fleet(&client, "fleet").await;
+    let (a, b, model, in_a, in_b) = fleet(&client, "fleet").await.parts();
     let (na, nb) = (a.ns.name.as_str(), b.ns.name.as_str());
 
     // Cluster A reviews and approves; its record is attached to the model.
@@ -347,6 +356,24 @@ async fn cluster_b_serves_what_cluster_a_approved_stops_when_a_revokes_and_refus
         (m.seq.is_none() && m.message?.contains("does not exist")).then_some(())
     })
     .await;
+}
+
+/// B's owner deletes and re-creates B's `fd`: A's older record, all the
+/// registry holds, is refused as a replay and the approval not Approved.
+async fn recreated_is_refused(
+    in_b: &Api<ModelApproval>,
+    publisher: &str,
+    na: &str,
+    model: &Pushed,
+) {
+    in_b.delete("fd", &DeleteParams::default())
+        .await
+        .expect("delete fd");
+    gone(in_b, "fd", 60).await;
+    import_fd(in_b, "fd", publisher, na, &model.uri(), &model.digest).await;
+    refused(in_b, "replayed").await;
+    let again = in_b.get("fd").await.expect("fd").status.expect("status");
+    assert_ne!(again.phase, Some(ApprovalPhase::Approved));
 }
 
 /// Waits until the publisher's status keeps A's revocation of `fd`.
@@ -486,13 +513,7 @@ fn open_payload(envelope: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn what_once_kept_b_serving_after_a_revoked_is_refused() {
     let client = install_modelgate().await;
-    let Fleet {
-        a,
-        b,
-        model,
-        in_a,
-        in_b,
-    } = fleet(&client, "fleet-r").await;
+    let (a, b, model, in_a, in_b) = fleet(&client, "fleet-r").await.parts();
     // B's operator runs for as long as `b` lives.
     let (na, _b) = (a.ns.name.as_str(), &b);
     approve_all(na, "fd").await;
@@ -573,14 +594,7 @@ async fn what_once_kept_b_serving_after_a_revoked_is_refused() {
     // The revocation removed from the registry, and B's approval deleted
     // and re-created by its owner: A's older record is still a replay.
     delete_revocation(&in_a, &model).await;
-    in_b.delete("fd", &DeleteParams::default())
-        .await
-        .expect("delete fd");
-    gone(&in_b, "fd", 60).await;
-    import_fd(&in_b, "fd", &publisher, na, &model.uri(), &model.digest).await;
-    refused(&in_b, "replayed").await;
-    let again = in_b.get("fd").await.expect("fd").status.expect("status");
-    assert_ne!(again.phase, Some(ApprovalPhase::Approved));
+    recreated_is_refused(&in_b, &publisher, na, &model).await;
     revocation_kept(&trusted, &publisher, na).await;
 
     // The platform team deletes and re-creates the publisher (a prune, a
@@ -594,14 +608,7 @@ async fn what_once_kept_b_serving_after_a_revoked_is_refused() {
     let again = trust_a(&client, na, false).await;
     assert_eq!(again, publisher);
     revocation_kept(&trusted, &publisher, na).await;
-    in_b.delete("fd", &DeleteParams::default())
-        .await
-        .expect("delete fd");
-    gone(&in_b, "fd", 60).await;
-    import_fd(&in_b, "fd", &publisher, na, &model.uri(), &model.digest).await;
-    refused(&in_b, "replayed").await;
-    let third = in_b.get("fd").await.expect("fd").status.expect("status");
-    assert_ne!(third.phase, Some(ApprovalPhase::Approved));
+    recreated_is_refused(&in_b, &publisher, na, &model).await;
     trusted
         .delete(&publisher, &DeleteParams::default())
         .await
