@@ -347,7 +347,7 @@ fn decide_for(
         ObjectRef::new(&approval.name_any()).within(&approval.namespace().unwrap_or_default());
     let artifact = super::artifact::standing(
         &state.lookups,
-        (uid, object),
+        (uid, object.clone()),
         &approval.spec,
         status.as_ref(),
     );
@@ -362,7 +362,7 @@ fn decide_for(
         pinned.policy = pin.cloned();
     }
     let judged = super::release::judged(&state.break_glass, approval, Some(&pinned), now);
-    let imported = imported_standing(state, approval, &artifact, status.as_ref());
+    let imported = imported_standing(state, (approval, uid, object), &artifact, status.as_ref());
     let decision = decide::decide(Input {
         spec: &approval.spec,
         generation: approval.meta().generation,
@@ -377,39 +377,31 @@ fn decide_for(
     Some((decision, judged))
 }
 
-/// What an imported approval honours: the last standing, or what a read
-/// of the registry (beside the workers, once per resync period) found.
-/// Read only once the artifact resolved, by its digest.
+/// What a read of the registry (beside the workers, once per resync
+/// period) found for an imported approval, once its artifact resolved;
+/// None while no new read answered, when the decision goes on with what
+/// the status honours.
 fn imported_standing(
     state: &State,
-    approval: &ModelApproval,
+    (approval, uid, object): (&ModelApproval, &str, ObjectRef<CachedApproval>),
     artifact: &crate::api::approval::ResolvedArtifact,
     status: Option<&crate::api::approval::ModelApprovalStatus>,
 ) -> Option<crate::api::fleet::ImportedApproval> {
     let import = approval.spec.import_from.as_ref()?;
-    let previous = status.and_then(|s| s.imported.as_ref());
     let pinned = artifact
         .reference
         .as_deref()
-        .filter(|_| artifact.seal == Seal::Sealed);
-    let Some(pinned) = pinned else {
-        return previous.cloned();
-    };
-    let uid = approval.meta().uid.as_deref().unwrap_or_default();
-    let object =
-        ObjectRef::new(&approval.name_any()).within(&approval.namespace().unwrap_or_default());
+        .filter(|_| artifact.seal == Seal::Sealed)?;
+    let fetched = state.imports.poll((uid, object), import, pinned)?;
     let model = &approval.spec.model;
-    let repository = pinned.split('@').next().unwrap_or_default();
     let expected = crate::fleet::mirror::Expected {
         import,
         name: &model.name,
         version: &model.version,
-        repository,
+        repository: pinned.split('@').next().unwrap_or_default(),
     };
-    match state.imports.poll((uid, object), import, pinned) {
-        Some(fetched) => Some(crate::fleet::mirror::mirror(&expected, previous, fetched)),
-        None => previous.cloned(),
-    }
+    let previous = status.and_then(|s| s.imported.as_ref());
+    Some(crate::fleet::mirror::mirror(&expected, previous, fetched))
 }
 
 /// The rules to pin into an approval that has none yet: its namespace's
