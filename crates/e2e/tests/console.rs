@@ -753,7 +753,7 @@ async fn released_without_legal_review(client: &kube::Client, n: &str) -> Releas
         .expect("the on-call approves");
     eventually(60, "the approval released by break-glass", || async {
         let status = approvals.get(APPROVAL).await.ok()?.status?;
-        (status.phase == Some(ApprovalPhase::BreakGlass)).then_some(status.break_glass?)
+        (status.phase == Some(ApprovalPhase::BreakGlass)).then_some(*status.break_glass?)
     })
     .await
 }

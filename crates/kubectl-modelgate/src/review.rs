@@ -102,7 +102,7 @@ fn decision_write(
     reviewer: &str,
 ) -> Result<(serde_json::Value, String)> {
     let name = approval.name_any();
-    let pinned = approval.status.as_ref().and_then(|s| s.policy.as_ref());
+    let pinned = approval.status.as_ref().and_then(|s| s.policy.as_deref());
     let now = Timestamp::now();
     match rule_of(pinned, gate).decider() {
         Decider::Person => Ok((

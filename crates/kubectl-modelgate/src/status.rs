@@ -132,7 +132,8 @@ pub fn view(a: &ModelApproval, deployments: &[ModelDeployment]) -> ApprovalView 
         .collect();
     let break_glass = status
         .break_glass
-        .clone()
+        .as_deref()
+        .cloned()
         .filter(|_| status.phase == Some(ApprovalPhase::BreakGlass));
     ApprovalView {
         break_glass,
@@ -150,7 +151,7 @@ pub fn view(a: &ModelApproval, deployments: &[ModelDeployment]) -> ApprovalView 
         approved_at: status.approved_at.map(|t| t.0),
         expires_at: status.expires_at.map(|t| t.0),
         deployments: users,
-        policy: status.policy.map(|p| p.name),
+        policy: status.policy.map(|p| p.name.clone()),
         name,
     }
 }

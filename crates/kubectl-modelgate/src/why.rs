@@ -93,7 +93,7 @@ fn approval_lines(a: &ModelApproval, groups: &[(Gate, String)]) -> String {
     let mut failed = Vec::new();
     let mut pending = Vec::new();
     for (gate, group) in groups {
-        let mirrored = modelgate::policy::pin::mirrored(a_status.policy.as_ref(), *gate);
+        let mirrored = modelgate::policy::pin::mirrored(a_status.policy.as_deref(), *gate);
         let who = if mirrored {
             "it is mirrored from the publisher's record and decided in the publisher's cluster"
                 .to_string()
@@ -231,11 +231,10 @@ mod tests {
             },
         );
         a.status = Some(ModelApprovalStatus {
-            policy: Some(modelgate::policy::pin::pin_for_approval(
-                Some(&policy),
-                true,
+            policy: Some(std::sync::Arc::new(
+                modelgate::policy::pin::pin_for_approval(Some(&policy), true),
             )),
-            imported: Some(ImportedApproval {
+            imported: Some(Box::new(ImportedApproval {
                 publisher: "board".into(),
                 approval: "ml-prod/fd".into(),
                 phase: Some("Rejected".into()),
@@ -245,7 +244,7 @@ mod tests {
                     reason: "its layer is not a DSSE envelope".into(),
                 }],
                 ..ImportedApproval::default()
-            }),
+            })),
             ..ModelApprovalStatus::default()
         });
         let groups: Vec<(Gate, String)> = Gate::ALL

@@ -174,7 +174,7 @@ fn card(
     let (state, state_label) = state(&g.status);
     // A mirrored gate is decided in the publisher's cluster: nobody here
     // has it to decide.
-    let pinned = a.status.as_ref().and_then(|s| s.policy.as_ref());
+    let pinned = a.status.as_ref().and_then(|s| s.policy.as_deref());
     let publisher = a.spec.import_from.as_ref().map(|i| i.publisher.as_str());
     let (group, mirrored) = match publisher {
         Some(p) if modelgate::policy::pin::mirrored(pinned, gate) => {
@@ -362,7 +362,7 @@ pub enum Shelf {
 pub fn shelve(a: &ModelApproval, me: &Me, groups: &[(Gate, String)]) -> (Shelf, InboxRow) {
     let view = status::view(a, &[]);
     // A mirrored gate is decided in the publisher's cluster: never mine.
-    let pinned = a.status.as_ref().and_then(|s| s.policy.as_ref());
+    let pinned = a.status.as_ref().and_then(|s| s.policy.as_deref());
     let mut my_gates = me.gates(groups);
     my_gates.retain(|g| !modelgate::policy::pin::mirrored(pinned, *g));
     let cards: Vec<(Gate, &GateView)> = Gate::ALL.into_iter().zip(&view.gates).collect();

@@ -114,7 +114,7 @@ pub fn approval(
         status: Some(ModelApprovalStatus {
             history_head: history.last().and_then(|e| e.hash.clone()),
             history,
-            break_glass: released,
+            break_glass: released.map(Box::new),
             ..ModelApprovalStatus::default()
         }),
     }

@@ -1,6 +1,8 @@
 //! The ModelApproval kind: one exact model artifact and the five review gates
 //! it must pass before any ModelDeployment may serve it.
 
+use std::sync::Arc;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -262,8 +264,10 @@ pub struct ModelApprovalStatus {
     pub history_base: Option<String>,
     /// The rules this approval is decided by, pinned from its ApprovalPolicy
     /// on the operator's first reconcile and never changed after.
+    // Shared: the cached approvals under one policy hold one copy of it
+    // (see `runtime::watches::SharedPolicies`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<PinnedPolicy>,
+    pub policy: Option<Arc<PinnedPolicy>>,
     /// Reviews of quorum gates, one per person and gate, each written by
     /// that person (server-side apply of their own entry).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -303,15 +307,15 @@ pub struct ModelApprovalStatus {
     /// The approved BreakGlass that releases the approval while its phase
     /// is BreakGlass; kept, with the outcome in history, once it ends.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub break_glass: Option<ReleasedBy>,
+    pub break_glass: Option<Box<ReleasedBy>>,
     /// For an OCI model: the signed records attached to it in its registry,
     /// so that other clusters and offline checks read them there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub publication: Option<Publication>,
+    pub publication: Option<Box<Publication>>,
     /// For an imported approval: the publisher's record honoured, read
     /// from the registry and verified with its keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub imported: Option<super::fleet::ImportedApproval>,
+    pub imported: Option<Box<super::fleet::ImportedApproval>>,
 }
 
 /// The records of an approval attached to its model in the registry.

@@ -312,7 +312,7 @@ async fn attach_records(
         crate::fleet::publish::publish(registry, recorder, approval, &decision.status).await;
     if let Some(publication) = publication {
         let status = crate::api::approval::ModelApprovalStatus {
-            publication: Some(publication),
+            publication: Some(Box::new(publication)),
             ..decision.status.clone()
         };
         let namespace = approval.namespace().unwrap_or_default();
@@ -359,7 +359,7 @@ fn decide_for(
     // about to be pinned.
     let mut pinned = status.clone().unwrap_or_default();
     if pinned.policy.is_none() {
-        pinned.policy = pin.cloned();
+        pinned.policy = pin.cloned().map(Arc::new);
     }
     let judged = super::release::judged(&state.break_glass, approval, Some(&pinned), now);
     let imported = imported_standing(state, (approval, uid, object), &artifact, status.as_ref());
@@ -400,7 +400,7 @@ fn imported_standing(
         version: &model.version,
         repository: pinned.split('@').next().unwrap_or_default(),
     };
-    let previous = status.and_then(|s| s.imported.as_ref());
+    let previous = status.and_then(|s| s.imported.as_deref());
     Some(crate::fleet::mirror::mirror(&expected, previous, fetched))
 }
 

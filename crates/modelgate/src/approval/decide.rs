@@ -4,6 +4,7 @@
 //!
 //! No client calls here; the controller fetches, calls [`decide`], applies.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
@@ -83,7 +84,7 @@ pub fn decide(input: Input<'_>) -> Decision {
     let input = Input {
         imported: input
             .imported
-            .or_else(|| input.status.and_then(|s| s.imported.as_ref())),
+            .or_else(|| input.status.and_then(|s| s.imported.as_deref())),
         ..input
     };
     let empty = ModelApprovalStatus::default();
@@ -117,7 +118,7 @@ pub fn decide(input: Input<'_>) -> Decision {
 /// How the approval stands now: the rules it is decided by, its gates,
 /// its validity and the phase they add up to.
 struct Standing {
-    policy: Option<PinnedPolicy>,
+    policy: Option<Arc<PinnedPolicy>>,
     gates: Vec<GateView>,
     progress: Vec<GateProgress>,
     /// Malformed reviewer input, named in ReviewsValid.
@@ -140,10 +141,13 @@ struct Standing {
 impl Standing {
     fn of(input: &Input<'_>, previous: &ModelApprovalStatus) -> Self {
         let mut problems = Vec::new();
-        let policy = previous.policy.clone().or_else(|| input.pin.cloned());
+        let policy = previous
+            .policy
+            .clone()
+            .or_else(|| input.pin.cloned().map(Arc::new));
         let gates::Reading { views, progress } =
-            gates::read(previous, policy.as_ref(), input.imported, &mut problems);
-        let valid_for = effective_valid_for(input.spec.valid_for.as_deref(), policy.as_ref());
+            gates::read(previous, policy.as_deref(), input.imported, &mut problems);
+        let valid_for = effective_valid_for(input.spec.valid_for.as_deref(), policy.as_deref());
         let unresolved = input
             .artifact
             .filter(|a| a.seal == Seal::Unresolved)
@@ -160,7 +164,7 @@ impl Standing {
                 || previous.phase == Some(ApprovalPhase::Expired),
         );
         let deadlines = deadlines::read(&deadlines::Clock {
-            policy: policy.as_ref(),
+            policy: policy.as_deref(),
             gates: &views,
             progress: &progress,
             created: input.created,
@@ -307,12 +311,14 @@ impl Standing {
             break_glass: self
                 .release
                 .clone()
+                .map(Box::new)
                 .or_else(|| previous.break_glass.clone()),
             // Kept as the publisher left it (see `fleet::publish`).
             publication: previous.publication.clone(),
             imported: input
                 .imported
                 .cloned()
+                .map(Box::new)
                 .or_else(|| previous.imported.clone()),
             overdue: if self.phase == ApprovalPhase::Expired {
                 Vec::new()
@@ -707,7 +713,7 @@ fn phase_transition(
 /// The part of a status the operator owns: everything but the reviewers'
 /// conditions.
 pub fn operator_view(status: &ModelApprovalStatus) -> ModelApprovalStatus {
-    let decided = crate::policy::pin::operator_decided(status.policy.as_ref());
+    let decided = crate::policy::pin::operator_decided(status.policy.as_deref());
     let mut view = status.clone();
     view.conditions
         .retain(|c| is_operator_condition(&c.type_) || decided.contains(&c.type_.as_str()));

@@ -97,7 +97,7 @@ pub fn break_glass(a: &ModelApproval, now: Timestamp) -> Option<&ReleasedBy> {
     (a.metadata.deletion_timestamp.is_none()
         && status.phase == Some(ApprovalPhase::BreakGlass)
         && !gate_failed(a))
-    .then_some(status.break_glass.as_ref())
+    .then_some(status.break_glass.as_deref())
     .flatten()
     .filter(|r| r.until.0 > now)
 }

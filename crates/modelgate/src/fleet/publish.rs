@@ -42,7 +42,7 @@ pub async fn publish(
     approval: &ModelApproval,
     status: &ModelApprovalStatus,
 ) -> (Option<Publication>, Option<String>) {
-    let before = status.publication.clone().unwrap_or_default();
+    let before = status.publication.as_deref().cloned().unwrap_or_default();
     let mut now = before.clone();
     let pinned = status
         .artifact

@@ -154,7 +154,8 @@ pub fn statement(
             history_head: change.hash.clone()?,
             break_glass: status
                 .break_glass
-                .clone()
+                .as_deref()
+                .cloned()
                 .filter(|_| change.to == BREAK_GLASS || change.from == BREAK_GLASS),
             expires_at: status.expires_at.clone().filter(|_| change.to == APPROVED),
         },

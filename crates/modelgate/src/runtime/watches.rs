@@ -3,6 +3,9 @@
 //! approvals the cache is most of the operator's memory, and a second watch
 //! would double it and the API server's work.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+
 use futures::{Future, StreamExt};
 use kube::api::Api;
 use kube::core::DeserializeGuard;
@@ -11,6 +14,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 
 use crate::api::approval::ModelApproval;
+use crate::api::policy::PinnedPolicy;
 
 /// An approval as cached: a malformed one is kept (as its error) so that
 /// its reconcile can say what is wrong instead of the watch failing.
@@ -79,6 +83,57 @@ pub fn slim<K: Resource>(object: &mut K) {
     }
 }
 
+/// One copy in memory of each pinned policy among the cached approvals.
+/// Every approval pins its rules into its status, and the approvals of a
+/// namespace almost always pin the same ones: without sharing, each cached
+/// approval held its own copy (about a fifth of a pending approval's
+/// memory).
+#[derive(Default)]
+pub struct SharedPolicies {
+    /// Copies by the policy's name and generation (equal ones share one).
+    /// Weak: a policy no cached approval pins any more is freed.
+    copies: HashMap<(String, Option<i64>), Vec<Weak<PinnedPolicy>>>,
+    /// Shares since the last sweep of freed entries.
+    since_sweep: usize,
+}
+
+/// How many shares between two sweeps of the entries of freed policies.
+const SWEEP_EVERY: usize = 4096;
+
+impl SharedPolicies {
+    /// Points `approval`'s pinned policy at the shared copy of an equal
+    /// one, or makes it the shared copy.
+    pub fn share(&mut self, approval: &mut CachedApproval) {
+        let Ok(approval) = approval.0.as_mut() else {
+            return;
+        };
+        let Some(policy) = approval.status.as_mut().and_then(|s| s.policy.as_mut()) else {
+            return;
+        };
+        let key = (policy.name.clone(), policy.generation);
+        let copies = self.copies.entry(key).or_default();
+        match copies
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|c| c == policy)
+        {
+            Some(shared) => *policy = shared,
+            None => {
+                copies.retain(|c| c.strong_count() > 0);
+                copies.push(Arc::downgrade(policy));
+            }
+        }
+        self.since_sweep += 1;
+        if self.since_sweep >= SWEEP_EVERY {
+            self.since_sweep = 0;
+            self.copies.retain(|_, copies| {
+                copies.retain(|c| c.strong_count() > 0);
+                !copies.is_empty()
+            });
+        }
+    }
+}
+
 /// Starts the one approval watch. The returned future drives it until
 /// `shutdown`; `inspect` sees every event (for cache-sync tracking). None
 /// only if the store could not hand out subscriptions, which a shared store
@@ -93,9 +148,13 @@ pub fn approvals(
     let for_approvals = writer.subscribe()?;
     let for_deployments = writer.subscribe()?;
     let api: Api<CachedApproval> = scope.api(client);
+    let mut policies = SharedPolicies::default();
     let watch = watcher(api, config)
         .default_backoff()
-        .modify(slim)
+        .modify(move |approval| {
+            slim(approval);
+            policies.share(approval);
+        })
         .reflect_shared(writer)
         .for_each(move |event| {
             match &event {
@@ -135,6 +194,69 @@ mod tests {
         assert!(!streams_first_lists("1", "30+"));
         assert!(!streams_first_lists("", ""));
         assert!(!streams_first_lists("one", "x"));
+    }
+
+    fn pinned(name: &str, reviewers: u32) -> CachedApproval {
+        let mut policy = crate::policy::pin::pin_for_approval(None, false);
+        policy.name = name.into();
+        policy.gates[0].reviewers = reviewers;
+        let status = crate::api::approval::ModelApprovalStatus {
+            policy: Some(Arc::new(policy)),
+            ..Default::default()
+        };
+        let mut approval = ModelApproval::new("a", serde_json::from_value(serde_json::json!({
+            "model": {"name": "m", "version": "1", "uri": "s3://m/", "digest": format!("sha256:{}", "0".repeat(64))},
+        })).unwrap_or_else(|e| panic!("spec: {e}")));
+        approval.status = Some(status);
+        DeserializeGuard(Ok(approval))
+    }
+
+    fn policy_of(a: &CachedApproval) -> Option<&Arc<PinnedPolicy>> {
+        a.0.as_ref().ok()?.status.as_ref()?.policy.as_ref()
+    }
+
+    #[test]
+    fn equal_pinned_policies_share_one_copy_and_different_ones_do_not() {
+        let mut shared = SharedPolicies::default();
+        let mut cached: Vec<CachedApproval> = [
+            ("ns/default", 1),
+            ("ns/default", 1),
+            ("ns/default", 2),
+            ("other/default", 1),
+        ]
+        .into_iter()
+        .map(|(name, reviewers)| pinned(name, reviewers))
+        .collect();
+        for a in &mut cached {
+            shared.share(a);
+        }
+        let policies: Vec<&Arc<PinnedPolicy>> = cached.iter().filter_map(policy_of).collect();
+        assert_eq!(policies.len(), 4);
+        assert!(Arc::ptr_eq(policies[0], policies[1]), "equal pins share");
+        assert!(
+            !Arc::ptr_eq(policies[0], policies[2]),
+            "another rule under the same name"
+        );
+        assert!(!Arc::ptr_eq(policies[0], policies[3]), "another policy");
+        assert_eq!(policies[2].gates[0].reviewers, 2, "nothing is changed");
+        // Once no approval holds it, the copy is freed, not kept alive.
+        let weak = Arc::downgrade(policies[3]);
+        cached.pop();
+        assert_eq!(weak.strong_count(), 0);
+    }
+
+    #[test]
+    fn sharing_frees_the_entries_of_policies_no_longer_pinned() {
+        let mut shared = SharedPolicies::default();
+        for i in 0..SWEEP_EVERY {
+            let mut a = pinned(&format!("ns-{i}/default"), 1);
+            shared.share(&mut a);
+        }
+        assert!(
+            shared.copies.len() <= 1,
+            "{} entries kept",
+            shared.copies.len()
+        );
     }
 
     #[test]

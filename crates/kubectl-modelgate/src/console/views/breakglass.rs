@@ -34,7 +34,7 @@ pub struct Banner {
 fn active(a: &ModelApproval) -> Option<&ReleasedBy> {
     let status = a.status.as_ref()?;
     (status.phase == Some(ApprovalPhase::BreakGlass))
-        .then_some(status.break_glass.as_ref())
+        .then_some(status.break_glass.as_deref())
         .flatten()
 }
 

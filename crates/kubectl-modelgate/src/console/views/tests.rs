@@ -246,9 +246,8 @@ fn a_mirrored_gate_is_nobodys_here_and_names_the_publisher() {
     let mut policy = modelgate::api::policy::ApprovalPolicy::new("default", Default::default());
     policy.spec.local_gates = vec!["BusinessReview".into()];
     if let Some(s) = a.status.as_mut() {
-        s.policy = Some(modelgate::policy::pin::pin_for_approval(
-            Some(&policy),
-            true,
+        s.policy = Some(std::sync::Arc::new(
+            modelgate::policy::pin::pin_for_approval(Some(&policy), true),
         ));
     }
     let cards = gate_cards(&a, &me, &groups);

@@ -62,7 +62,7 @@ fn spec() -> ModelApprovalSpec {
 /// An approval status with every gate but `open` passed, under `policy`.
 fn status_with_open(policy: PinnedPolicy, open: &[Gate], now: Timestamp) -> ModelApprovalStatus {
     let mut status = ModelApprovalStatus {
-        policy: Some(policy),
+        policy: Some(std::sync::Arc::new(policy)),
         ..ModelApprovalStatus::default()
     };
     for g in Gate::ALL.into_iter().filter(|g| !open.contains(g)) {

@@ -551,7 +551,7 @@ fn the_break_glass_window_brings_it_back_whether_released_or_only_served() {
     let until = now + jiff::SignedDuration::from_mins(20);
     let mut glass = approval("v1", "1.0", Some("BreakGlass"), 4);
     if let Some(s) = glass.status.as_mut() {
-        s.break_glass = Some(crate::api::breakglass::ReleasedBy {
+        s.break_glass = Some(Box::new(crate::api::breakglass::ReleasedBy {
             name: "inc-1".into(),
             requested_by: "erin".into(),
             approved_by: vec!["bob".into()],
@@ -559,7 +559,7 @@ fn the_break_glass_window_brings_it_back_whether_released_or_only_served() {
             skips: vec!["BusinessReview".into()],
             since: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
             until: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(until),
-        });
+        }));
     }
     let released = input(&m, Linked::Found(&glass), None, None);
     assert_eq!(plan(&released), Plan::Release(&glass));
