@@ -58,4 +58,20 @@ pub async fn bind_developer(client: &kube::Client, ns: &str) {
             .await
             .unwrap_or_else(|e| panic!("bind {role}: {e}"));
     }
+    // The API server's authorizer sees a new binding a moment after it is
+    // made: wait for both roles before the developer acts.
+    for (verb, resource) in [
+        ("create", "networkpolicies.networking.k8s.io"),
+        ("create", "modelapprovals.modelgate.io"),
+    ] {
+        crate::wait::eventually(
+            30,
+            &format!("the developer may {verb} {resource}"),
+            || async {
+                let out = kubectl(&["auth", "can-i", verb, resource, "-n", ns, "--as", DEVELOPER]);
+                (String::from_utf8_lossy(&out.stdout).trim() == "yes").then_some(())
+            },
+        )
+        .await;
+    }
 }
