@@ -205,23 +205,12 @@ fn approval_inspector(
     let mut mark_synced = synced.marker("approvals");
     move |event| {
         mark_synced(event);
-        match event {
-            kube::runtime::watcher::Event::Apply(approval) => {
-                let meta = kube::Resource::meta(approval);
-                written.observed(
-                    meta.uid.as_deref().unwrap_or_default(),
-                    meta.resource_version.as_deref(),
-                );
-            }
-            kube::runtime::watcher::Event::Delete(approval) => {
-                written.forget(
-                    kube::Resource::meta(approval)
-                        .uid
-                        .as_deref()
-                        .unwrap_or_default(),
-                );
-            }
-            _ => {}
+        if let kube::runtime::watcher::Event::Apply(approval) = event {
+            let meta = kube::Resource::meta(approval);
+            written.observed(
+                meta.uid.as_deref().unwrap_or_default(),
+                meta.resource_version.as_deref(),
+            );
         }
     }
 }

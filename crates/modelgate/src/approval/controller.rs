@@ -47,9 +47,6 @@ const STEPS: [Step; 5] = [
 /// How long an artifact its registry does not serve waits before the next
 /// look-up.
 const ARTIFACT_RETRY: Duration = Duration::from_secs(30);
-/// How long a read older than our last write waits for that write's echo
-/// before it is read again (the echo itself brings it back at once).
-const ECHO_WAIT: Duration = Duration::from_secs(5);
 
 /// What the reconciles of this controller read besides the context.
 pub struct State {
@@ -225,15 +222,6 @@ async fn reconcile(
         .namespace()
         .ok_or(Error::MissingMetadata("namespace"))
         .at(Step::Read)?;
-    if state.written.behind(
-        approval.meta().uid.as_deref().unwrap_or_default(),
-        approval.meta().resource_version.as_deref(),
-    ) {
-        // Our last write is still on its way back through the watch: its
-        // echo, a moment later, brings the approval back with this change
-        // and that write both. The requeue only covers an echo never seen.
-        return Ok(Action::requeue(ECHO_WAIT));
-    }
     let pin = pin_for(&state, approval).at(Step::Read)?;
     let now = now_seconds();
     let Some((decision, judged)) = decide_for(&state, approval, pin.as_ref(), now) else {
@@ -328,7 +316,7 @@ async fn attach_records(
             ..decision.status.clone()
         };
         let namespace = approval.namespace().unwrap_or_default();
-        apply_status(state, approval, &namespace, &status)
+        apply_status(state, approval, &namespace, status)
             .await
             .at(Step::Status)?;
     }
@@ -338,8 +326,8 @@ async fn attach_records(
     }
 }
 
-/// The decision over the cached status (never older than our last write,
-/// see `reconcile`), with the artifact
+/// The decision over the freshest status we know (the cache's, or our own
+/// last write when the cache has not caught up with it), with the artifact
 /// as its registry answered. None while an approval the operator never
 /// wrote waits for its first look-up: its answer brings the approval back,
 /// and one status write then says it all.
@@ -349,7 +337,11 @@ fn decide_for(
     pin: Option<&PinnedPolicy>,
     now: Timestamp,
 ) -> Option<(decide::Decision, Vec<super::release::Judged>)> {
-    let status = approval.status.as_ref();
+    let status = state.written.current(
+        approval.meta().uid.as_deref().unwrap_or_default(),
+        approval.meta().resource_version.as_deref(),
+        approval.status.as_ref(),
+    );
     let uid = approval.meta().uid.as_deref().unwrap_or_default();
     let object =
         ObjectRef::new(&approval.name_any()).within(&approval.namespace().unwrap_or_default());
@@ -357,27 +349,24 @@ fn decide_for(
         &state.lookups,
         (uid, object.clone()),
         &approval.spec,
-        status,
+        status.as_ref(),
     );
-    let first = status.is_none_or(|s| s.artifact.is_none());
+    let first = status.as_ref().is_none_or(|s| s.artifact.is_none());
     if first && artifact.message.as_deref() == Some(super::artifact::LOOKING) {
         return None;
     }
     // Break-glass is judged under the pinned rules: the status's, or those
-    // about to be pinned (a copy only then).
-    let pinned = match status {
-        Some(s) if s.policy.is_some() => std::borrow::Cow::Borrowed(s),
-        _ => std::borrow::Cow::Owned(crate::api::approval::ModelApprovalStatus {
-            policy: pin.cloned().map(Arc::new),
-            ..status.cloned().unwrap_or_default()
-        }),
-    };
+    // about to be pinned.
+    let mut pinned = status.clone().unwrap_or_default();
+    if pinned.policy.is_none() {
+        pinned.policy = pin.cloned().map(Arc::new);
+    }
     let judged = super::release::judged(&state.break_glass, approval, Some(&pinned), now);
-    let imported = imported_standing(state, (approval, uid, object), &artifact, status);
+    let imported = imported_standing(state, (approval, uid, object), &artifact, status.as_ref());
     let decision = decide::decide(Input {
         spec: &approval.spec,
         generation: approval.meta().generation,
-        status,
+        status: status.as_ref(),
         now,
         pin,
         artifact: Some(&artifact),
@@ -463,7 +452,7 @@ async fn write_status(
     if !decision.changed {
         return Ok(());
     }
-    apply_status(state, approval, namespace, &decision.status)
+    apply_status(state, approval, namespace, decision.status.clone())
         .await
         .at(Step::Status)?;
     info!(phase = ?decision.status.phase, transitions = decision.transitions.len(), "status applied");
@@ -479,12 +468,13 @@ async fn apply_status(
     state: &State,
     approval: &ModelApproval,
     namespace: &str,
-    status: &crate::api::approval::ModelApprovalStatus,
+    status: crate::api::approval::ModelApprovalStatus,
 ) -> Result<(), Error> {
-    let written = apply_or_shrink(state, approval, namespace, status).await?;
-    state.written.wrote(
+    let written = apply_or_shrink(state, approval, namespace, &status).await?;
+    state.written.record(
         approval.meta().uid.as_deref().unwrap_or_default(),
         written.meta().resource_version.as_deref(),
+        status,
     );
     Ok(())
 }

@@ -1,28 +1,30 @@
 //! The operator's own last write of each approval, kept until the watch
-//! cache has caught up with it: the status's revision, and (with its own
-//! overlay) the in-use finalizer.
+//! cache has caught up with it: the status, and (with its own overlay) the
+//! in-use finalizer.
 //!
 //! A reconcile reads the approval from the cache. When a reviewer's change
 //! arrives while the operator's previous write is still on its way back
-//! through the watch, a reconcile of that read would see the reviewer's
-//! change on top of the operator's *old* fields and record the same
-//! transitions again (a second Event for one decision). Such a stale read is
-//! not decided: the write's own echo, a moment later, brings the approval
-//! back with both.
+//! through the watch, the next reconcile would see the reviewer's change on
+//! top of the operator's *old* fields and record the same transitions again
+//! (a second Event for one decision). Overlaying the last write on such a
+//! stale read keeps every transition recorded exactly once.
 //!
-//! Only the revision is kept, not the status written. An entry lives until
-//! the watch delivers the write (see [`Written::observed`]), and on a cold
-//! start with thousands of approvals the watch runs behind the writes: a
-//! copy of each status written held about a third of the operator's peak
-//! memory.
+//! An entry lives only until the watch delivers the write (see
+//! [`Written::observed`]), so the map holds the writes in flight, not one
+//! status per approval: on a cold start with thousands of approvals the
+//! reconciles of the echoes queue behind the first reconciles of all the
+//! others, and keeping entries until then held a copy of every status.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use crate::api::approval::ModelApprovalStatus;
+use crate::api::gates::is_operator_condition;
+
 /// Last writes by object uid: (resourceVersion produced, what was written).
 /// The value is boxed so that the map's table stays small whatever its peak
 /// size was.
-pub struct Written<T = ()> {
+pub struct Written<T = ModelApprovalStatus> {
     inner: Mutex<HashMap<String, (u64, Box<T>)>>,
 }
 
@@ -63,13 +65,6 @@ impl<T: Clone> Written<T> {
         }
     }
 
-    /// Drops the entry of a deleted object.
-    pub fn forget(&self, uid: &str) {
-        if let Ok(mut inner) = self.inner.lock() {
-            inner.remove(uid);
-        }
-    }
-
     /// Our last write when a read at `resource_version` is older than it;
     /// None when the read is at least as new (the entry is then dropped) or
     /// there is none.
@@ -90,49 +85,87 @@ impl<T: Clone> Written<T> {
     }
 }
 
-impl Written<()> {
-    /// Remembers that a write produced `resource_version`.
-    pub fn wrote(&self, uid: &str, resource_version: Option<&str>) {
-        self.record(uid, resource_version, ());
-    }
-
-    /// Whether a read at `resource_version` is older than our last write
-    /// (whose echo is still on its way); a read at least as new ends the
-    /// entry.
-    pub fn behind(&self, uid: &str, resource_version: Option<&str>) -> bool {
-        self.ahead_of(uid, resource_version).is_some()
+impl Written<ModelApprovalStatus> {
+    /// The status to decide from: the cached one when it is at least as new
+    /// as the last write (the entry is then dropped), else the cached
+    /// reviewers' conditions with the last written operator fields.
+    pub fn current(
+        &self,
+        uid: &str,
+        resource_version: Option<&str>,
+        cached: Option<&ModelApprovalStatus>,
+    ) -> Option<ModelApprovalStatus> {
+        let Some(mut merged) = self.ahead_of(uid, resource_version) else {
+            return cached.cloned();
+        };
+        let reviewers = cached
+            .map(|s| {
+                s.conditions
+                    .iter()
+                    .filter(|c| !is_operator_condition(&c.type_))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .unwrap_or_default();
+        merged
+            .conditions
+            .retain(|c| is_operator_condition(&c.type_));
+        merged.conditions.extend(reviewers);
+        Some(merged)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::{approval::ApprovalPhase, condition::Condition};
+
+    fn status(phase: ApprovalPhase, conditions: &[(&str, &str)]) -> ModelApprovalStatus {
+        ModelApprovalStatus {
+            phase: Some(phase),
+            conditions: conditions
+                .iter()
+                .map(|(t, s)| Condition::new(t, s, "R", "m"))
+                .collect(),
+            ..ModelApprovalStatus::default()
+        }
+    }
 
     #[test]
-    fn a_read_older_than_the_last_write_is_behind_until_the_write_is_seen() {
+    fn a_stale_read_gets_the_last_write_with_the_newest_reviews() {
         let w = Written::default();
-        w.wrote("u", Some("10"));
-        // The cache still holds revision 9 (a reviewer's change, say).
-        assert!(w.behind("u", Some("9")));
+        w.record(
+            "u",
+            Some("10"),
+            status(ApprovalPhase::Approved, &[("Approved", "True")]),
+        );
+        // The cache still holds revision 9, plus a reviewer's newer gate.
+        let cached = status(
+            ApprovalPhase::Pending,
+            &[("Approved", "Unknown"), ("SecurityReview", "False")],
+        );
+        let current = w.current("u", Some("9"), Some(&cached)).unwrap_or_default();
+        assert_eq!(current.phase, Some(ApprovalPhase::Approved));
+        let types: Vec<(&str, &str)> = current
+            .conditions
+            .iter()
+            .map(|c| (c.type_.as_str(), c.status.as_str()))
+            .collect();
+        assert_eq!(types, [("Approved", "True"), ("SecurityReview", "False")]);
         assert_eq!(w.pending(), 1);
         // Once the cache has caught up, the cache is the truth again.
-        assert!(!w.behind("u", Some("12")));
+        let fresh = status(ApprovalPhase::Rejected, &[]);
+        assert_eq!(w.current("u", Some("12"), Some(&fresh)), Some(fresh));
         assert_eq!(w.pending(), 0);
-        assert!(!w.behind("u", Some("9")), "no entry, nothing to wait for");
         // The watch delivering the write (or anything newer) ends the
-        // entry without a reconcile; an older revision does not.
-        w.wrote("u", Some("20"));
+        // overlay without a reconcile; an older revision does not.
+        w.record("u", Some("20"), status(ApprovalPhase::Approved, &[]));
         w.observed("u", Some("19"));
         assert_eq!(w.pending(), 1);
         w.observed("u", Some("20"));
         assert_eq!(w.pending(), 0);
-        // A deleted approval's entry goes with it.
-        w.wrote("u", Some("30"));
-        w.forget("u");
+        // Opaque resourceVersions disable the overlay.
+        w.record("v", Some("abc"), status(ApprovalPhase::Approved, &[]));
         assert_eq!(w.pending(), 0);
-        // Opaque resourceVersions disable the wait rather than guess.
-        w.wrote("v", Some("abc"));
-        assert_eq!(w.pending(), 0);
-        assert!(!w.behind("v", Some("1")));
     }
 }
