@@ -61,28 +61,10 @@ pub async fn bind_break_glass(client: &kube::Client, ns: &str) {
     .await;
 }
 
-/// Waits until the API server's authorizer, which sees a new binding a
-/// moment after it is made, lets `who` (kubectl's --as flags) request a
-/// break-glass in `ns`.
+/// Waits until `who` (kubectl's --as flags) may request a break-glass in
+/// `ns`.
 async fn bound(ns: &str, who: &[&str]) {
-    eventually(
-        30,
-        &format!("{who:?} may request a break-glass"),
-        || async {
-            let mut args = vec![
-                "auth",
-                "can-i",
-                "create",
-                "breakglasses.modelgate.io",
-                "-n",
-                ns,
-            ];
-            args.extend_from_slice(who);
-            let out = crate::cluster::kubectl(&args);
-            (String::from_utf8_lossy(&out.stdout).trim() == "yes").then_some(())
-        },
-    )
-    .await;
+    crate::users::authorized(ns, "create", "breakglasses.modelgate.io", who).await;
 }
 
 /// What a request says.

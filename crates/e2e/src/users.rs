@@ -58,20 +58,24 @@ pub async fn bind_developer(client: &kube::Client, ns: &str) {
             .await
             .unwrap_or_else(|e| panic!("bind {role}: {e}"));
     }
-    // The API server's authorizer sees a new binding a moment after it is
-    // made: wait for both roles before the developer acts.
-    for (verb, resource) in [
-        ("create", "networkpolicies.networking.k8s.io"),
-        ("create", "modelapprovals.modelgate.io"),
+    // Wait for both roles before the developer acts.
+    for resource in [
+        "networkpolicies.networking.k8s.io",
+        "modelapprovals.modelgate.io",
     ] {
-        crate::wait::eventually(
-            30,
-            &format!("the developer may {verb} {resource}"),
-            || async {
-                let out = kubectl(&["auth", "can-i", verb, resource, "-n", ns, "--as", DEVELOPER]);
-                (String::from_utf8_lossy(&out.stdout).trim() == "yes").then_some(())
-            },
-        )
-        .await;
+        authorized(ns, "create", resource, &["--as", DEVELOPER]).await;
     }
+}
+
+/// Waits until the API server's authorizer, which sees a new binding a
+/// moment after it is made, lets `who` (kubectl's --as flags) `verb`
+/// `resource` in `ns`.
+pub async fn authorized(ns: &str, verb: &str, resource: &str, who: &[&str]) {
+    crate::wait::eventually(30, &format!("{who:?} may {verb} {resource}"), || async {
+        let mut args = vec!["auth", "can-i", verb, resource, "-n", ns];
+        args.extend_from_slice(who);
+        let out = kubectl(&args);
+        (String::from_utf8_lossy(&out.stdout).trim() == "yes").then_some(())
+    })
+    .await;
 }
