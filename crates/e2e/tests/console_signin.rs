@@ -25,16 +25,40 @@ fn signed_in_console(ns: &str, client_id: &str) -> ConsoleProcess {
     signed_in_console_with(ns, client_id, &[])
 }
 
-/// The same, with more flags (e.g. lower limits).
+/// The same, with more flags (e.g. lower limits). A free port can be taken
+/// by another process between finding it and the console binding it; the
+/// console then says nothing and exits, and is started on another port.
 fn signed_in_console_with(ns: &str, client_id: &str, extra: &[&str]) -> ConsoleProcess {
+    for _ in 0..3 {
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let mut child = start_console(ns, client_id, extra, port);
+        let first = announced(&mut child);
+        if first.is_empty() {
+            let _ = child.kill();
+            let _ = child.wait();
+            continue;
+        }
+        assert_eq!(
+            first.trim().trim_end_matches('/'),
+            url,
+            "console said {first:?}"
+        );
+        wait_listening(port, "the console");
+        return ConsoleProcess { child, url };
+    }
+    panic!("the console could not listen on any of three free ports");
+}
+
+/// Starts the console on `port` with the chart's flags.
+fn start_console(ns: &str, client_id: &str, extra: &[&str], port: u16) -> std::process::Child {
     let oidc = oidc();
-    let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
     let home = tempdir("console-signin-home");
     // As the chart gives it: a file from a Secret.
     let secret = home.join("client-secret");
     std::fs::write(&secret, format!("{}\n", oidc.client_secret)).expect("write the secret");
-    let mut child = Command::new(binary("kubectl-modelgate"))
+    Command::new(binary("kubectl-modelgate"))
         // Nothing to fall back on: no kubeconfig, no ~/.kube.
         .env_remove("KUBECONFIG")
         .env("HOME", &home)
@@ -58,15 +82,7 @@ fn signed_in_console_with(ns: &str, client_id: &str, extra: &[&str]) -> ConsoleP
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .expect("start the console");
-    let first = announced(&mut child);
-    assert_eq!(
-        first.trim().trim_end_matches('/'),
-        url,
-        "console said {first:?}"
-    );
-    wait_listening(port, "the console");
-    ConsoleProcess { child, url }
+        .expect("start the console")
 }
 
 /// A browser that accepts the provider's certificate (signed by the local

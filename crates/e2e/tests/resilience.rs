@@ -10,7 +10,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Api, WatchEvent, WatchParams};
 use modelgate::api::{approval::ModelApproval, deployment::ModelDeployment, gates::Gate};
-use modelgate_e2e::{cluster::*, fixtures::*, operator::*, pods::*};
+use modelgate_e2e::{cluster::*, fixtures::*, operator::*, pods::*, wait::*};
 
 const ROLLOUTS: usize = 20;
 const HELD: usize = 4;
@@ -215,14 +215,21 @@ async fn killed_at_random_during_rollouts_nothing_unapproved_runs_and_nothing_is
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
-    // The rollback held through the kills: rb serves v1 again.
-    let rb = phase(
+    // The rollback held through the kills: rb serves v1 again. The last
+    // operator may have started a moment ago, and the revocation is said
+    // (ApprovalRevoked) before the rollback is applied: wait for the
+    // rollback, as the rollouts above are waited for.
+    phase(
         &mds,
         "rb",
         modelgate::api::deployment::DeploymentPhase::Revoked,
     )
     .await;
-    assert_eq!(satisfied_reason(&rb).as_deref(), Some("RolledBack"));
+    eventually(120, "rb rolled back", || async {
+        let md = mds.get("rb").await.ok()?;
+        (satisfied_reason(&md).as_deref() == Some("RolledBack")).then_some(())
+    })
+    .await;
     pods_serve(&client, &ns.name, "rb", &digest_of("9.1.0")).await;
     // No reviewer's decision was lost, and each is recorded exactly once.
     for i in 0..ROLLOUTS {
