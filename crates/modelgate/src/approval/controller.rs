@@ -208,8 +208,8 @@ fn next_expiry(approvals: &[Arc<CachedApproval>]) -> Option<f64> {
         .map(|s| s as f64)
 }
 
-/// Read → decide (pure) → write status → publish → mark in use → record →
-/// wait.
+/// Read → decide (pure) → write status → publish, beside mark in use →
+/// record → wait.
 #[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
 async fn reconcile(
     guarded: Arc<DeserializeGuard<ModelApproval>>,
@@ -233,8 +233,15 @@ async fn reconcile(
     crate::fleet::honoured::mark((ctx, &state.imports), approval, &decision.status)
         .await
         .at(Step::Status)?;
-    publish(ctx, approval, &decision).await;
-    let usage_known = after_decision(&state, approval, &decision).await?;
+    // The Events go out beside the writes that follow the decision rather
+    // than before them: the next reconcile of this approval (a reviewer's
+    // newer write) waits for this one to end, so every round trip saved
+    // here is lag saved there.
+    let (_, usage_known) = futures::join!(
+        publish(ctx, approval, &decision),
+        after_decision(&state, approval, &decision)
+    );
+    let usage_known = usage_known?;
     // The BreakGlass statuses last: one whose status the API server will
     // not take (whoever requested it) must not hold back the approval's
     // Events, in-use mark and signed records.
