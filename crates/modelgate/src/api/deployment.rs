@@ -191,8 +191,7 @@ pub struct ModelDeploymentStatus {
     #[schemars(length(max = 16))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
-    /// The gates of the linked approval that have not passed yet, as the
-    /// operator last decided them.
+    /// The gates of the linked approval that have not passed yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = crate::api::gates::Gate::ALL.len()))]
     pub pending_gates: Vec<String>,

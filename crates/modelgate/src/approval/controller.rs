@@ -208,8 +208,8 @@ fn next_expiry(approvals: &[Arc<CachedApproval>]) -> Option<f64> {
         .map(|s| s as f64)
 }
 
-/// Read → decide (pure) → write status → publish, beside mark in use →
-/// record → wait.
+/// Read → decide (pure) → write status → publish → mark in use → record →
+/// wait.
 #[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
 async fn reconcile(
     guarded: Arc<DeserializeGuard<ModelApproval>>,
@@ -233,15 +233,12 @@ async fn reconcile(
     crate::fleet::honoured::mark((ctx, &state.imports), approval, &decision.status)
         .await
         .at(Step::Status)?;
-    // The Events go out beside the writes that follow the decision rather
-    // than before them: the next reconcile of this approval (a reviewer's
-    // newer write) waits for this one to end, so every round trip saved
-    // here is lag saved there.
-    let (_, usage_known) = futures::join!(
-        publish(ctx, approval, &decision),
-        after_decision(&state, approval, &decision)
-    );
-    let usage_known = usage_known?;
+    publish(ctx, approval, &decision).await;
+    // The in-use mark first: a record that cannot be written yet must not
+    // keep a finalizer that is due to go.
+    let usage_known = mark_in_use(&state, approval).await?;
+    record(&state, approval, &decision).await?;
+    attach_records(&state, approval, &decision).await?;
     // The BreakGlass statuses last: one whose status the API server will
     // not take (whoever requested it) must not hold back the approval's
     // Events, in-use mark and signed records.
@@ -255,21 +252,6 @@ async fn reconcile(
         .is_some()
         .then(|| state.imports.resync());
     Ok(next(&decision, usage_known, resync))
-}
-
-/// The in-use mark, then the signed records and their attachment to the
-/// model; whether the approval's use is known yet. The in-use mark first: a
-/// record that cannot be written yet must not keep a finalizer that is due
-/// to go.
-async fn after_decision(
-    state: &State,
-    approval: &ModelApproval,
-    decision: &decide::Decision,
-) -> Result<bool, ReconcileError> {
-    let usage_known = mark_in_use(state, approval).await?;
-    record(state, approval, decision).await?;
-    attach_records(state, approval, decision).await?;
-    Ok(usage_known)
 }
 
 /// Puts the in-use finalizer on or takes it off when due; whether the
@@ -367,18 +349,24 @@ fn decide_for(
         &state.lookups,
         (uid, object.clone()),
         &approval.spec,
-        status.as_deref(),
+        status.as_ref(),
     );
-    let first = status.as_deref().is_none_or(|s| s.artifact.is_none());
+    let first = status.as_ref().is_none_or(|s| s.artifact.is_none());
     if first && artifact.message.as_deref() == Some(super::artifact::LOOKING) {
         return None;
     }
-    let judged = judge_break_glass(state, approval, status.as_deref(), pin, now);
-    let imported = imported_standing(state, (approval, uid, object), &artifact, status.as_deref());
+    // Break-glass is judged under the pinned rules: the status's, or those
+    // about to be pinned.
+    let mut pinned = status.clone().unwrap_or_default();
+    if pinned.policy.is_none() {
+        pinned.policy = pin.cloned().map(Arc::new);
+    }
+    let judged = super::release::judged(&state.break_glass, approval, Some(&pinned), now);
+    let imported = imported_standing(state, (approval, uid, object), &artifact, status.as_ref());
     let decision = decide::decide(Input {
         spec: &approval.spec,
         generation: approval.meta().generation,
-        status: status.as_deref(),
+        status: status.as_ref(),
         now,
         pin,
         artifact: Some(&artifact),
@@ -387,29 +375,6 @@ fn decide_for(
         imported: imported.as_ref(),
     });
     Some((decision, judged))
-}
-
-/// The BreakGlass objects naming `approval`, judged under its pinned
-/// rules: the status's, or those about to be pinned. The status is copied
-/// only in the second case (an approval's first decision).
-fn judge_break_glass(
-    state: &State,
-    approval: &ModelApproval,
-    status: Option<&crate::api::approval::ModelApprovalStatus>,
-    pin: Option<&PinnedPolicy>,
-    now: Timestamp,
-) -> Vec<super::release::Judged> {
-    let store = &state.break_glass;
-    match pin {
-        Some(pin) if status.is_none_or(|s| s.policy.is_none()) => {
-            let pinned = crate::api::approval::ModelApprovalStatus {
-                policy: Some(Arc::new(pin.clone())),
-                ..status.cloned().unwrap_or_default()
-            };
-            super::release::judged(store, approval, Some(&pinned), now)
-        }
-        _ => super::release::judged(store, approval, status, now),
-    }
 }
 
 /// What a read of the registry (beside the workers, once per resync

@@ -15,7 +15,6 @@
 //! reconciles of the echoes queue behind the first reconciles of all the
 //! others, and keeping entries until then held a copy of every status.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -90,16 +89,14 @@ impl Written<ModelApprovalStatus> {
     /// The status to decide from: the cached one when it is at least as new
     /// as the last write (the entry is then dropped), else the cached
     /// reviewers' conditions with the last written operator fields.
-    ///
-    /// The cached status is borrowed, not copied: most reads are current.
-    pub fn current<'a>(
+    pub fn current(
         &self,
         uid: &str,
         resource_version: Option<&str>,
-        cached: Option<&'a ModelApprovalStatus>,
-    ) -> Option<Cow<'a, ModelApprovalStatus>> {
+        cached: Option<&ModelApprovalStatus>,
+    ) -> Option<ModelApprovalStatus> {
         let Some(mut merged) = self.ahead_of(uid, resource_version) else {
-            return cached.map(Cow::Borrowed);
+            return cached.cloned();
         };
         let reviewers = cached
             .map(|s| {
@@ -114,7 +111,7 @@ impl Written<ModelApprovalStatus> {
             .conditions
             .retain(|c| is_operator_condition(&c.type_));
         merged.conditions.extend(reviewers);
-        Some(Cow::Owned(merged))
+        Some(merged)
     }
 }
 
@@ -158,10 +155,7 @@ mod tests {
         assert_eq!(w.pending(), 1);
         // Once the cache has caught up, the cache is the truth again.
         let fresh = status(ApprovalPhase::Rejected, &[]);
-        assert_eq!(
-            w.current("u", Some("12"), Some(&fresh)),
-            Some(Cow::Borrowed(&fresh))
-        );
+        assert_eq!(w.current("u", Some("12"), Some(&fresh)), Some(fresh));
         assert_eq!(w.pending(), 0);
         // The watch delivering the write (or anything newer) ends the
         // overlay without a reconcile; an older revision does not.

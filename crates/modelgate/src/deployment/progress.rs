@@ -95,24 +95,13 @@ pub struct Decision {
     pub changed: bool,
 }
 
-/// The gates of `a` that have not passed, in the usual order: as the
-/// operator last decided them (`status.observedGates`), not as reviewers
-/// wrote them. A review the operator has not weighed yet (a quorum short of
-/// reviewers, a reviewer it refuses) is not a passed gate; and a reviewer's
-/// write alone changes nothing here, so it costs no ModelDeployment write
-/// on the way from the last gate to the rollout.
+/// The gates of `a` that have not passed, in the usual order.
 fn pending_gates(a: &ModelApproval) -> Vec<String> {
-    let observed = a
-        .status
-        .as_ref()
-        .map(|s| s.observed_gates.as_slice())
-        .unwrap_or_default();
+    let conditions = a.conditions();
     Gate::ALL
         .into_iter()
         .filter(|g| {
-            !observed
-                .iter()
-                .any(|o| o.gate == g.condition_type() && o.status == TRUE)
+            condition::find(conditions, g.condition_type()).map(|c| c.status.as_str()) != Some(TRUE)
         })
         .map(|g| g.condition_type().to_string())
         .collect()

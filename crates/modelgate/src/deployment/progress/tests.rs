@@ -24,17 +24,11 @@ fn approval(name: &str, version: &str, phase: Option<&str>, gates_true: usize) -
         .take(gates_true)
         .map(|g| serde_json::json!({"type": g.condition_type(), "status": "True", "reviewer": "r"}))
         .collect();
-    // What the operator decided of them (a reviewer's write alone is not a
-    // passed gate to the deployment's status).
-    let observed: Vec<serde_json::Value> = conditions
-        .iter()
-        .map(|c| serde_json::json!({"gate": c["type"], "status": c["status"]}))
-        .collect();
     serde_json::from_value(serde_json::json!({
         "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
         "metadata": {"name": name, "namespace": "risk"},
         "spec": {"model": {"name": "fd", "version": version, "uri": "s3://m", "digest": format!("sha256:{}", "b".repeat(64))}},
-        "status": {"phase": phase, "conditions": conditions, "observedGates": observed},
+        "status": {"phase": phase, "conditions": conditions},
     }))
     .unwrap_or_else(|e| panic!("fixture: {e}"))
 }
