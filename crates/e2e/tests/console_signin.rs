@@ -32,7 +32,7 @@ fn signed_in_console_with(ns: &str, client_id: &str, extra: &[&str]) -> ConsoleP
     for _ in 0..3 {
         let port = free_port();
         let url = format!("http://127.0.0.1:{port}");
-        let mut child = start_console(ns, client_id, extra, port);
+        let mut child = start_console(ns, client_id, extra, (port, &url));
         let first = announced(&mut child);
         if first.is_empty() {
             let _ = child.kill();
@@ -47,13 +47,17 @@ fn signed_in_console_with(ns: &str, client_id: &str, extra: &[&str]) -> ConsoleP
         wait_listening(port, "the console");
         return ConsoleProcess { child, url };
     }
-    panic!("the console could not listen on any of three free ports");
+    panic!("the console exited three times without saying where it listens (its errors are above)");
 }
 
-/// Starts the console on `port` with the chart's flags.
-fn start_console(ns: &str, client_id: &str, extra: &[&str], port: u16) -> std::process::Child {
+/// Starts the console on `port`, reached at `url`, with the chart's flags.
+fn start_console(
+    ns: &str,
+    client_id: &str,
+    extra: &[&str],
+    (port, url): (u16, &str),
+) -> std::process::Child {
     let oidc = oidc();
-    let url = format!("http://127.0.0.1:{port}");
     let home = tempdir("console-signin-home");
     // As the chart gives it: a file from a Secret.
     let secret = home.join("client-secret");
@@ -69,7 +73,7 @@ fn start_console(ns: &str, client_id: &str, extra: &[&str], port: u16) -> std::p
             "--listen",
             &format!("127.0.0.1:{port}"),
         ])
-        .args(["--external-url", &url, "--oidc-issuer", &oidc.issuer])
+        .args(["--external-url", url, "--oidc-issuer", &oidc.issuer])
         .args(["--oidc-client-id", client_id])
         .arg("--oidc-client-secret-file")
         .arg(&secret)
