@@ -7,7 +7,6 @@ use std::time::Duration;
 use futures::Future;
 use futures::channel::mpsc::UnboundedReceiver;
 use jiff::Timestamp;
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, ReflectHandle, Store};
 use kube::{Resource, ResourceExt};
@@ -182,11 +181,8 @@ fn overdue_by_gate(approvals: &[Arc<CachedApproval>]) -> [(Gate, i64); 5] {
         .iter()
         .filter_map(|a| a.0.as_ref().ok()?.status.as_ref())
         .flat_map(|s| &s.overdue);
-    for o in overdue {
-        if let Some(count) = counts
-            .iter_mut()
-            .find(|(g, _)| g.condition_type() == o.gate)
-        {
+    for gate in overdue {
+        if let Some(count) = counts.iter_mut().find(|(g, _)| g.condition_type() == gate) {
             count.1 += 1;
         }
     }
@@ -212,12 +208,13 @@ fn next_expiry(approvals: &[Arc<CachedApproval>]) -> Option<f64> {
 /// wait.
 #[instrument(skip_all, fields(namespace = guarded.meta().namespace.as_deref().unwrap_or_default(), name = guarded.meta().name.as_deref().unwrap_or_default()))]
 async fn reconcile(
-    guarded: Arc<DeserializeGuard<ModelApproval>>,
+    guarded: Arc<CachedApproval>,
     state: Arc<State>,
 ) -> Result<Action, ReconcileError> {
     let ctx = &state.ctx;
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let approval = ctx.readable(guarded.as_ref()).await.at(Step::Read)?;
+    let packed = ctx.readable(guarded.as_ref()).await.at(Step::Read)?;
+    let approval = &packed.unpack().map_err(Error::from).at(Step::Read)?;
     let namespace = approval
         .namespace()
         .ok_or(Error::MissingMetadata("namespace"))
@@ -569,11 +566,7 @@ fn next(decision: &decide::Decision, usage_known: bool, resync: Option<Duration>
     }
 }
 
-fn error_policy(
-    object: Arc<DeserializeGuard<ModelApproval>>,
-    error: &ReconcileError,
-    state: Arc<State>,
-) -> Action {
+fn error_policy(object: Arc<CachedApproval>, error: &ReconcileError, state: Arc<State>) -> Action {
     state.ctx.after_error(CONTROLLER, object.as_ref(), error)
 }
 

@@ -487,10 +487,10 @@ impl Observed {
 
 /// The approval `name` in `namespace`, from the cache, when it can be read.
 fn approval(state: &State, namespace: &str, name: &str) -> Option<ModelApproval> {
-    state
+    let cached = state
         .approvals
-        .get(&ObjectRef::new(name).within(namespace))
-        .and_then(|a| a.0.as_ref().ok().cloned())
+        .get(&ObjectRef::new(name).within(namespace))?;
+    crate::runtime::packed::readable(&cached)
 }
 
 /// What `md`'s approvalRef comes to, given the approval of its name in

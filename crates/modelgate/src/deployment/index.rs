@@ -13,7 +13,8 @@ use kube::core::DeserializeGuard;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
-use crate::api::{approval::ModelApproval, deployment::ModelDeployment};
+use crate::api::deployment::ModelDeployment;
+use crate::runtime::watches::CachedApproval;
 
 type Key = (String, String);
 
@@ -35,11 +36,11 @@ pub struct ApprovalIndex {
     inner: Arc<RwLock<Inner>>,
     /// Told of every approval that gains or loses a dependent, so that the
     /// approval controller can add or remove the in-use finalizer.
-    changed: Option<UnboundedSender<ObjectRef<DeserializeGuard<ModelApproval>>>>,
+    changed: Option<UnboundedSender<ObjectRef<CachedApproval>>>,
 }
 
 /// The approval a key names.
-fn approval_ref(key: &Key) -> ObjectRef<DeserializeGuard<ModelApproval>> {
+fn approval_ref(key: &Key) -> ObjectRef<CachedApproval> {
     ObjectRef::new(&key.1).within(&key.0)
 }
 
@@ -58,10 +59,7 @@ fn keys(md: &ModelDeployment) -> Vec<Key> {
 
 impl ApprovalIndex {
     /// An index that reports approvals whose dependents changed.
-    pub fn reporting() -> (
-        Self,
-        UnboundedReceiver<ObjectRef<DeserializeGuard<ModelApproval>>>,
-    ) {
+    pub fn reporting() -> (Self, UnboundedReceiver<ObjectRef<CachedApproval>>) {
         let (tx, rx) = futures::channel::mpsc::unbounded();
         let index = ApprovalIndex {
             changed: Some(tx),
@@ -158,7 +156,7 @@ impl ApprovalIndex {
     /// The deployments that depend on `approval`.
     pub fn lookup(
         &self,
-        approval: &DeserializeGuard<ModelApproval>,
+        approval: &CachedApproval,
     ) -> Vec<ObjectRef<DeserializeGuard<ModelDeployment>>> {
         let key = (
             approval.namespace().unwrap_or_default(),
@@ -240,7 +238,7 @@ mod tests {
         }))
     }
 
-    fn approval(name: &str, ns: &str) -> DeserializeGuard<ModelApproval> {
+    fn approval(name: &str, ns: &str) -> CachedApproval {
         let v = serde_json::json!({
             "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
             "metadata": {"name": name, "namespace": ns},
@@ -255,7 +253,7 @@ mod tests {
     }
 
     /// The approvals told since the last call, sorted.
-    fn told(rx: &mut UnboundedReceiver<ObjectRef<DeserializeGuard<ModelApproval>>>) -> Vec<String> {
+    fn told(rx: &mut UnboundedReceiver<ObjectRef<CachedApproval>>) -> Vec<String> {
         let mut names = Vec::new();
         while let Ok(r) = rx.try_recv() {
             names.push(r.name);

@@ -164,7 +164,7 @@ fn approved(state: &State, namespace: &str, model: &ServedModel) -> bool {
     state
         .approvals
         .get(&ObjectRef::new(&model.approval).within(namespace))
-        .and_then(|a| a.0.as_ref().ok().cloned())
+        .and_then(|a| crate::runtime::packed::readable(&a))
         .is_some_and(|a| {
             super::rollout::releases(&a, crate::context::now_seconds())
                 && a.spec.model.digest == model.digest

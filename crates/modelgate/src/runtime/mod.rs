@@ -5,6 +5,7 @@ pub mod backoff;
 pub mod health;
 pub mod leader;
 pub mod metrics;
+pub mod packed;
 pub mod watches;
 
 use std::sync::Arc;

@@ -13,12 +13,13 @@ use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 
-use crate::api::approval::ModelApproval;
+use super::packed::PackedApproval;
 use crate::api::policy::PinnedPolicy;
 
-/// An approval as cached: a malformed one is kept (as its error) so that
-/// its reconcile can say what is wrong instead of the watch failing.
-pub type CachedApproval = DeserializeGuard<ModelApproval>;
+/// An approval as cached, its status packed: a malformed one is kept (as
+/// its error) so that its reconcile can say what is wrong instead of the
+/// watch failing.
+pub type CachedApproval = DeserializeGuard<PackedApproval>;
 
 /// How many changed approvals may wait for the slower controller before
 /// the watch pauses for it.
@@ -204,11 +205,13 @@ mod tests {
             policy: Some(Arc::new(policy)),
             ..Default::default()
         };
-        let mut approval = ModelApproval::new("a", serde_json::from_value(serde_json::json!({
+        let mut approval = crate::api::approval::ModelApproval::new("a", serde_json::from_value(serde_json::json!({
             "model": {"name": "m", "version": "1", "uri": "s3://m/", "digest": format!("sha256:{}", "0".repeat(64))},
         })).unwrap_or_else(|e| panic!("spec: {e}")));
         approval.status = Some(status);
-        DeserializeGuard(Ok(approval))
+        DeserializeGuard(Ok(
+            PackedApproval::pack(approval).unwrap_or_else(|e| panic!("packs: {e}"))
+        ))
     }
 
     fn policy_of(a: &CachedApproval) -> Option<&Arc<PinnedPolicy>> {

@@ -2,6 +2,7 @@
 //! makes, in order, and what they carry.
 
 use http::{Method, StatusCode};
+use kube::core::DeserializeGuard;
 use kube::runtime::{reflector, watcher};
 use serde_json::{Value, json};
 

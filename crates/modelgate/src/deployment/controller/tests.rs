@@ -9,6 +9,7 @@ use super::*;
 use crate::deployment::desired::{self, HELD_REPLICAS_ANNOTATION};
 use crate::fixtures::{self, ApiServer, merged};
 use crate::runtime::health::Health;
+use crate::runtime::packed::PackedApproval;
 use crate::vocabulary::{FIELD_MANAGER, REVOKE_FIELD_MANAGER};
 
 const MDS: &str = "/apis/modelgate.io/v1alpha1/namespaces/risk/modeldeployments";
@@ -47,6 +48,11 @@ fn read<T: serde::de::DeserializeOwned>(value: &Value) -> T {
 }
 
 /// The controller's state on a mocked API server with every cache synced:
+/// `approval` as the cache holds it.
+fn packed(approval: &ModelApproval) -> PackedApproval {
+    PackedApproval::pack(approval.clone()).unwrap_or_else(|e| panic!("packs: {e}"))
+}
+
 /// the approvals in `approvals`, the managed Deployments in `deployments`.
 fn state(ctx: Arc<Context>, approvals: &[ModelApproval], deployments: &[Deployment]) -> Arc<State> {
     let synced = Synced::new(Arc::new(Health::default()), Default::default());
@@ -55,7 +61,7 @@ fn state(ctx: Arc<Context>, approvals: &[ModelApproval], deployments: &[Deployme
     let (approval_store, mut approval_writer) = reflector::store::<CachedApproval>();
     for a in approvals {
         approval_writer
-            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(a.clone()))));
+            .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(packed(a)))));
     }
     let (deployment_store, mut deployment_writer) = reflector::store::<Deployment>();
     for d in deployments {
