@@ -468,7 +468,7 @@ async fn apply_status(
     status: crate::api::approval::ModelApprovalStatus,
 ) -> Result<(), Error> {
     let written = apply_or_shrink(state, approval, namespace, &status).await?;
-    state.written.record(
+    state.written.record_status(
         approval.meta().uid.as_deref().unwrap_or_default(),
         written.meta().resource_version.as_deref(),
         status,

@@ -20,11 +20,13 @@ use std::sync::Mutex;
 
 use crate::api::approval::ModelApprovalStatus;
 use crate::api::gates::is_operator_condition;
+use crate::runtime::packed::PackedStatus;
 
 /// Last writes by object uid: (resourceVersion produced, what was written).
 /// The value is boxed so that the map's table stays small whatever its peak
-/// size was.
-pub struct Written<T = ModelApprovalStatus> {
+/// size was. Statuses are kept packed like the cache's: on a cold start
+/// thousands of writes are in flight at once.
+pub struct Written<T = PackedStatus> {
     inner: Mutex<HashMap<String, (u64, Box<T>)>>,
 }
 
@@ -85,7 +87,21 @@ impl<T: Clone> Written<T> {
     }
 }
 
-impl Written<ModelApprovalStatus> {
+impl Written<PackedStatus> {
+    /// Remembers the status a write produced. A status that does not pack
+    /// (a bug) is not remembered: a stale read then decides from the cache.
+    pub fn record_status(
+        &self,
+        uid: &str,
+        resource_version: Option<&str>,
+        status: ModelApprovalStatus,
+    ) {
+        match PackedStatus::pack(status) {
+            Ok(packed) => self.record(uid, resource_version, packed),
+            Err(e) => tracing::error!(error = %e, "written status does not pack"),
+        }
+    }
+
     /// The status to decide from: the cached one when it is at least as new
     /// as the last write (the entry is then dropped), else the cached
     /// reviewers' conditions with the last written operator fields.
@@ -95,8 +111,16 @@ impl Written<ModelApprovalStatus> {
         resource_version: Option<&str>,
         cached: Option<&ModelApprovalStatus>,
     ) -> Option<ModelApprovalStatus> {
-        let Some(mut merged) = self.ahead_of(uid, resource_version) else {
-            return cached.cloned();
+        let unpacked = self
+            .ahead_of(uid, resource_version)
+            .map(|written| written.unpack());
+        let mut merged = match unpacked {
+            Some(Ok(written)) => written,
+            None => return cached.cloned(),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "written status does not unpack; deciding from the cache");
+                return cached.cloned();
+            }
         };
         let reviewers = cached
             .map(|s| {
@@ -134,7 +158,7 @@ mod tests {
     #[test]
     fn a_stale_read_gets_the_last_write_with_the_newest_reviews() {
         let w = Written::default();
-        w.record(
+        w.record_status(
             "u",
             Some("10"),
             status(ApprovalPhase::Approved, &[("Approved", "True")]),
@@ -159,13 +183,13 @@ mod tests {
         assert_eq!(w.pending(), 0);
         // The watch delivering the write (or anything newer) ends the
         // overlay without a reconcile; an older revision does not.
-        w.record("u", Some("20"), status(ApprovalPhase::Approved, &[]));
+        w.record_status("u", Some("20"), status(ApprovalPhase::Approved, &[]));
         w.observed("u", Some("19"));
         assert_eq!(w.pending(), 1);
         w.observed("u", Some("20"));
         assert_eq!(w.pending(), 0);
         // Opaque resourceVersions disable the overlay.
-        w.record("v", Some("abc"), status(ApprovalPhase::Approved, &[]));
+        w.record_status("v", Some("abc"), status(ApprovalPhase::Approved, &[]));
         assert_eq!(w.pending(), 0);
     }
 }
