@@ -56,6 +56,35 @@ async fn rollback_step(ns: &str, i: usize) {
     }
 }
 
+/// Waits up to 120 s for rb to say RolledBack; on a timeout, says what rb
+/// and its two approvals showed instead.
+async fn rolled_back(mds: &Api<ModelDeployment>, approvals: &Api<ModelApproval>) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let md = mds.get("rb").await.ok();
+        if md.as_ref().and_then(satisfied_reason).as_deref() == Some("RolledBack") {
+            return;
+        }
+        if Instant::now() > deadline {
+            let mut seen = Vec::new();
+            for name in ["rb-v1", "rb-v2"] {
+                let a = approvals.get(name).await.ok();
+                seen.push(format!(
+                    "{name}: uid {:?}, phase {:?}",
+                    a.as_ref().and_then(|a| a.metadata.uid.clone()),
+                    a.and_then(|a| a.status).and_then(|s| s.phase)
+                ));
+            }
+            panic!(
+                "rb not rolled back after 120s\nModelDeployment status: {:?}\n{}",
+                md.and_then(|m| m.status),
+                seen.join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn killed_at_random_during_rollouts_nothing_unapproved_runs_and_nothing_is_lost() {
     let client = install_modelgate().await;
@@ -225,11 +254,7 @@ async fn killed_at_random_during_rollouts_nothing_unapproved_runs_and_nothing_is
         modelgate::api::deployment::DeploymentPhase::Revoked,
     )
     .await;
-    eventually(120, "rb rolled back", || async {
-        let md = mds.get("rb").await.ok()?;
-        (satisfied_reason(&md).as_deref() == Some("RolledBack")).then_some(())
-    })
-    .await;
+    rolled_back(&mds, &approvals).await;
     pods_serve(&client, &ns.name, "rb", &digest_of("9.1.0")).await;
     // No reviewer's decision was lost, and each is recorded exactly once.
     for i in 0..ROLLOUTS {
