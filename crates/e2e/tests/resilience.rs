@@ -28,10 +28,26 @@ impl Lcg {
     }
 }
 
-/// The rollback deployment's script, step `i` of the reviewers' loop:
-/// move to v2 and approve it early on, revoke it half-way.
+/// Waits until the operator has recorded that rb serves `approval` (the
+/// head of its servedHistory). The operator is being killed meanwhile; the
+/// kills stop after 240 s at the latest, so a working operator gets there.
+async fn rb_serves(ns: &str, approval: &str) {
+    let mds: kube::Api<ModelDeployment> = kube::Api::namespaced(admin().await, ns);
+    eventually(300, &format!("rb serving {approval}"), || async {
+        let md = mds.get("rb").await.ok()?;
+        let head = md.status?.served_history.into_iter().next()?;
+        (head.approval == approval).then_some(())
+    })
+    .await;
+}
+
+/// The rollback deployment's script, step `i` of the reviewers' loop: once
+/// rb serves v1, move it to v2 and approve that; once it serves v2, revoke
+/// v2 (a rollback goes back to what served before, so each must have
+/// served first).
 async fn rollback_step(ns: &str, i: usize) {
     if i == 3 {
+        rb_serves(ns, "rb-v1").await;
         let mds: kube::Api<ModelDeployment> = kube::Api::namespaced(admin().await, ns);
         let patch = serde_json::json!({"spec": {"approvalRef": {"name": "rb-v2"}}});
         mds.patch(
@@ -44,6 +60,7 @@ async fn rollback_step(ns: &str, i: usize) {
         approve_all(ns, "rb-v2").await;
     }
     if i == ROLLOUTS / 2 {
+        rb_serves(ns, "rb-v2").await;
         set_gate(
             ns,
             "rb-v2",

@@ -454,14 +454,18 @@ impl Observed {
         );
         let found = find_deployment(state, target, named_in_status || approved).await?;
         let live = found.clone().filter(|d| ours(d, &target.owner));
+        let served = serving_approval(state, target, live.as_ref());
+        // What serves now has served before whatever this reconcile does:
+        // the history names it (with its uid) even if it was never written.
         let served_before = md
             .status
             .iter()
             .flat_map(|s| &s.served_history)
             .filter_map(|e| approval(state, &target.namespace, &e.approval))
+            .chain(served.clone())
             .collect();
         Ok(Observed {
-            served: serving_approval(state, target, live.as_ref()),
+            served,
             running: replicasets::running(&state.replicasets, &target.namespace, &target.name),
             linked,
             found,

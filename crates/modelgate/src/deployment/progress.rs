@@ -44,7 +44,11 @@ fn rolled_back(input: &Input<'_>, deployment: Option<&Deployment>) -> Option<Ser
     .then_some(served)
 }
 
-/// servedHistory with what serves now at its head when it changed.
+/// servedHistory with what serves now at its head when it changed. The
+/// status is built over both Deployments, as read and as the action left
+/// it, so what served before an action is recorded even when the status
+/// write after the action that first served it was lost (the operator
+/// stopped between the two writes): a Rollback goes back to it.
 fn served_history(
     input: &Input<'_>,
     previous: &[ServedEntry],
@@ -437,7 +441,12 @@ fn report_status(
         break_glass,
         served_history: served_history(
             input,
-            &previous.served_history,
+            &served_history(
+                input,
+                &previous.served_history,
+                served(input.deployment).as_ref(),
+                &now,
+            ),
             served(deployment).as_ref(),
             &now,
         ),

@@ -32,7 +32,8 @@ pub struct Input<'a> {
     pub served_approval: Option<&'a ModelApproval>,
     /// The managed Deployment as it is now.
     pub deployment: Option<&'a Deployment>,
-    /// The approvals named in status.servedHistory, as found (for Rollback).
+    /// The approvals named in status.servedHistory and the one the
+    /// Deployment serves, as found (for a Rollback, and the history's uids).
     pub served_before: &'a [ModelApproval],
     /// What the pods run now, from their ReplicaSets.
     pub running: &'a [RunningModel],

@@ -601,3 +601,39 @@ fn a_failed_gate_or_a_passed_expiry_revokes_before_the_phase_says_so() {
     let i = input(&m, Linked::Found(&fine), None, Some(&live));
     assert!(matches!(plan(&i), Plan::Release(_)));
 }
+
+#[test]
+fn what_served_before_an_unrecorded_switch_is_recorded_so_a_rollback_can_return_to_it() {
+    // The operator applied v1 and stopped before its status write; the
+    // ModelDeployment now names v2, which the next reconcile rolls out.
+    let v1 = with_uid(approval("v1", "1.0", Some("Approved"), 5), "uid-v1");
+    let v2 = with_uid(approval("v2", "2.0", Some("Approved"), 5), "uid-v2");
+    let m = md("v2", "Rollback", None);
+    let before_action = serving(&m, &v1, 2);
+    let after_action = serving(&m, &v2, 0);
+    let before = [v1.clone()];
+    let i = Input {
+        served_before: &before,
+        ..input(&m, Linked::Found(&v2), Some(&v1), Some(&before_action))
+    };
+    assert_eq!(plan(&i), Plan::Release(&v2));
+    let d = status(&i, Some(&after_action), None);
+    let history: Vec<(&str, &str)> = d
+        .status
+        .served_history
+        .iter()
+        .map(|e| (e.approval.as_str(), e.uid.as_str()))
+        .collect();
+    assert_eq!(history, [("v2", "uid-v2"), ("v1", "uid-v1")]);
+
+    // v2 revoked later: the rollback finds v1 in that history.
+    let mut m = m;
+    m.status = Some(d.status);
+    let v2_revoked = with_uid(approval("v2", "2.0", Some("Rejected"), 4), "uid-v2");
+    let live = serving(&m, &v2, 2);
+    let i = Input {
+        served_before: &before,
+        ..input(&m, Linked::Found(&v2_revoked), None, Some(&live))
+    };
+    assert_eq!(plan(&i), Plan::Rollback(&v1));
+}
