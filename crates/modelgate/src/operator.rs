@@ -201,7 +201,8 @@ async fn controllers(
 fn approval_inspector(
     synced: &Arc<Synced>,
     written: Arc<crate::approval::written::Written>,
-) -> impl FnMut(&kube::runtime::watcher::Event<watches::CachedApproval>) + Send + 'static {
+) -> impl FnMut(&kube::runtime::watcher::Event<crate::runtime::packed::CachedApproval>) + Send + 'static
+{
     let mut mark_synced = synced.marker("approvals");
     move |event| {
         mark_synced(event);

@@ -20,7 +20,7 @@ use crate::api::approval::{
 };
 use crate::api::oci::{self, OciUri};
 use crate::artifact::registry::{Registry, unresolved};
-use crate::runtime::watches::CachedApproval;
+use crate::runtime::packed::CachedApproval;
 use crate::sync::lock;
 
 /// Why a non-OCI artifact is unsealed, in its status.

@@ -29,7 +29,7 @@ use crate::policy::controller::CachedPolicy;
 use crate::policy::pin;
 use crate::records::writer::Recorder;
 use crate::runtime::metrics::GateLabels;
-use crate::runtime::watches::CachedApproval;
+use crate::runtime::packed::CachedApproval;
 
 /// This controller's name in metrics.
 const CONTROLLER: &str = "approval";

@@ -20,7 +20,7 @@ use crate::api::breakglass::{BreakGlass, BreakGlassPhase, BreakGlassStatus, Rele
 use crate::context::Context;
 use crate::error::Result;
 use crate::runtime::Synced;
-use crate::runtime::watches::CachedApproval;
+use crate::runtime::packed::CachedApproval;
 use crate::transition::Transition;
 use crate::vocabulary::Severity;
 

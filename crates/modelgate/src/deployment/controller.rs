@@ -35,7 +35,7 @@ use crate::api::{
 use crate::context::{Context, now_seconds};
 use crate::error::{AtStep, ReconcileError, Result, Step};
 use crate::runtime::Synced;
-use crate::runtime::watches::{CachedApproval, slim};
+use crate::runtime::{packed::CachedApproval, watches::slim};
 use crate::vocabulary::RUNTIME_CATALOG;
 
 /// This controller's name in metrics.

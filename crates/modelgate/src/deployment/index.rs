@@ -14,7 +14,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 
 use crate::api::deployment::ModelDeployment;
-use crate::runtime::watches::CachedApproval;
+use crate::runtime::packed::CachedApproval;
 
 type Key = (String, String);
 

@@ -26,7 +26,7 @@ use crate::api::deployment::{RunningModel, ServedModel};
 use crate::context::Context;
 use crate::error::{AtStep, Error, ReconcileError, Result, Step};
 use crate::runtime::Synced;
-use crate::runtime::watches::{CachedApproval, slim};
+use crate::runtime::{packed::CachedApproval, watches::slim};
 use crate::vocabulary::{REVOKE_FIELD_MANAGER, Severity};
 
 /// This controller's name in metrics.

@@ -21,7 +21,7 @@ use crate::api::fleet::{Import, TrustedPublisher};
 use crate::artifact::registry::Registry;
 use crate::records::envelope;
 use crate::runtime::metrics::{ImportCounters as Counters, OutcomeLabels};
-use crate::runtime::watches::CachedApproval;
+use crate::runtime::packed::CachedApproval;
 use crate::sync::lock;
 
 /// How long one resync may take.

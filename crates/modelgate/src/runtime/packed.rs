@@ -40,6 +40,11 @@ impl From<PackError> for crate::error::Error {
     }
 }
 
+/// An approval as cached, its status packed: a malformed one is kept (as
+/// its error) so that its reconcile can say what is wrong instead of the
+/// watch failing.
+pub type CachedApproval = kube::core::DeserializeGuard<PackedApproval>;
+
 /// A ModelApproval with its status packed. Its kind, group and version are
 /// the ModelApproval's, so it is watched and cached like one.
 #[derive(Clone, Debug, PartialEq)]
@@ -123,7 +128,7 @@ impl PackedApproval {
 /// The whole approval of a cache entry, when it can be read: a malformed
 /// approval cannot (its reconcile says why), and an entry that does not
 /// unpack is a bug, logged, and counts as unreadable too.
-pub fn readable(cached: &super::watches::CachedApproval) -> Option<ModelApproval> {
+pub fn readable(cached: &CachedApproval) -> Option<ModelApproval> {
     let packed = cached.0.as_ref().ok()?;
     match packed.unpack() {
         Ok(approval) => Some(approval),

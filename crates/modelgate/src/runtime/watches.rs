@@ -8,18 +8,12 @@ use std::sync::{Arc, Weak};
 
 use futures::{Future, StreamExt};
 use kube::api::Api;
-use kube::core::DeserializeGuard;
 use kube::runtime::reflector::{self, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
 
-use super::packed::PackedApproval;
+use super::packed::CachedApproval;
 use crate::api::policy::PinnedPolicy;
-
-/// An approval as cached, its status packed: a malformed one is kept (as
-/// its error) so that its reconcile can say what is wrong instead of the
-/// watch failing.
-pub type CachedApproval = DeserializeGuard<PackedApproval>;
 
 /// How many changed approvals may wait for the slower controller before
 /// the watch pauses for it.
@@ -209,9 +203,8 @@ mod tests {
             "model": {"name": "m", "version": "1", "uri": "s3://m/", "digest": format!("sha256:{}", "0".repeat(64))},
         })).unwrap_or_else(|e| panic!("spec: {e}")));
         approval.status = Some(status);
-        DeserializeGuard(Ok(
-            PackedApproval::pack(approval).unwrap_or_else(|e| panic!("packs: {e}"))
-        ))
+        kube::core::DeserializeGuard(Ok(crate::runtime::packed::PackedApproval::pack(approval)
+            .unwrap_or_else(|e| panic!("packs: {e}"))))
     }
 
     fn policy_of(a: &CachedApproval) -> Option<&Arc<PinnedPolicy>> {
