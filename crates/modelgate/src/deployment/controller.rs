@@ -3,6 +3,7 @@
 //! the approval is Approved, and reports progress from the Deployment's own
 //! status.
 
+use std::collections::BTreeSet;
 use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -455,13 +456,22 @@ impl Observed {
         let found = find_deployment(state, target, named_in_status || approved).await?;
         let live = found.clone().filter(|d| ours(d, &target.owner));
         let served = serving_approval(state, target, live.as_ref());
-        // What serves now has served before whatever this reconcile does:
-        // the history names it (with its uid) even if it was never written.
-        let served_before = md
+        // Each approval is unpacked from the cache once, however often the
+        // history names it. What serves now has served before whatever this
+        // reconcile does: the history names it (with its uid) even if it
+        // was never written.
+        let mut named: BTreeSet<&str> = md
             .status
             .iter()
             .flat_map(|s| &s.served_history)
-            .filter_map(|e| approval(state, &target.namespace, &e.approval))
+            .map(|e| e.approval.as_str())
+            .collect();
+        if let Some(name) = served.as_ref().and_then(|a| a.metadata.name.as_deref()) {
+            named.remove(name);
+        }
+        let served_before = named
+            .into_iter()
+            .filter_map(|name| approval(state, &target.namespace, name))
             .chain(served.clone())
             .collect();
         Ok(Observed {
