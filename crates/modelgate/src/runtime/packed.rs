@@ -11,12 +11,10 @@
 //! [`super::watches::SharedPolicies`]).
 
 use std::borrow::Cow;
-use std::io::Read;
+use std::cell::RefCell;
 use std::sync::Arc;
 
-use flate2::Compression;
-use flate2::read::DeflateDecoder;
-use flate2::write::DeflateEncoder;
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Resource;
 use serde::{Deserialize, Deserializer};
@@ -30,8 +28,13 @@ use crate::api::policy::PinnedPolicy;
 pub enum PackError {
     #[error("cannot serialise the status: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("cannot (de)compress the status: {0}")]
-    Deflate(#[from] std::io::Error),
+    #[error("cannot compress the status: {0}")]
+    Deflate(#[from] flate2::CompressError),
+    #[error("cannot decompress the status: {0}")]
+    Inflate(#[from] flate2::DecompressError),
+    /// The stream ended early (a truncated status) or made no progress.
+    #[error("the packed status ends early")]
+    Truncated,
 }
 
 impl From<PackError> for crate::error::Error {
@@ -71,11 +74,7 @@ impl PackedStatus {
     /// Packs `status`.
     pub fn pack(mut status: ModelApprovalStatus) -> Result<Self, PackError> {
         let policy = status.policy.take();
-        // Fast compression: statuses are packed on every watch event, and
-        // the best level saves only a tenth more.
-        let mut encoder = DeflateEncoder::new(Vec::new(), Compression::fast());
-        serde_json::to_writer(&mut encoder, &status)?;
-        let deflated = encoder.finish()?.into_boxed_slice();
+        let deflated = deflate(&status)?;
         Ok(PackedStatus {
             phase: status.phase,
             expires_at: status.expires_at,
@@ -87,9 +86,7 @@ impl PackedStatus {
 
     /// The whole status again.
     pub fn unpack(&self) -> Result<ModelApprovalStatus, PackError> {
-        let mut json = Vec::with_capacity(self.deflated.len() * 4);
-        DeflateDecoder::new(&self.deflated[..]).read_to_end(&mut json)?;
-        let mut status: ModelApprovalStatus = serde_json::from_slice(&json)?;
+        let mut status: ModelApprovalStatus = inflate(&self.deflated)?;
         status.policy = self.policy.clone();
         Ok(status)
     }
@@ -97,6 +94,94 @@ impl PackedStatus {
     /// How many bytes the deflated part takes.
     pub fn deflated_len(&self) -> usize {
         self.deflated.len()
+    }
+}
+
+/// What each thread keeps between packs: a compressor and a decompressor
+/// (each a few hundred KB of tables, which made every pack allocate and
+/// zero that much when built afresh) and the JSON buffer.
+struct Codec {
+    compress: Compress,
+    decompress: Decompress,
+    json: Vec<u8>,
+}
+
+thread_local! {
+    static CODEC: RefCell<Codec> = RefCell::new(Codec {
+        // Fast compression: statuses are packed on every watch event, and
+        // the best level saves only a tenth more.
+        compress: Compress::new(Compression::fast(), false),
+        decompress: Decompress::new(false),
+        json: Vec::new(),
+    });
+}
+
+/// A JSON buffer larger than this is not kept for the next pack, so that
+/// one huge status does not pin its size in every thread.
+const KEPT_BUFFER: usize = 64 * 1024;
+
+/// `value` as JSON, deflated.
+fn deflate(value: &impl serde::Serialize) -> Result<Box<[u8]>, PackError> {
+    CODEC.with_borrow_mut(|codec| {
+        codec.json.clear();
+        serde_json::to_writer(&mut codec.json, value)?;
+        codec.compress.reset();
+        let mut out = Vec::with_capacity(codec.json.len() / 3 + 64);
+        let result = loop {
+            let read = usize::try_from(codec.compress.total_in()).unwrap_or(usize::MAX);
+            let rest = codec.json.get(read..).unwrap_or_default();
+            match codec
+                .compress
+                .compress_vec(rest, &mut out, FlushCompress::Finish)
+            {
+                Ok(Status::StreamEnd) => break Ok(out.into_boxed_slice()),
+                // Stopped with room to spare: it would never end.
+                Ok(Status::Ok | Status::BufError) if out.len() < out.capacity() => {
+                    break Err(PackError::Truncated);
+                }
+                // The output is full: give it room and go on.
+                Ok(Status::Ok | Status::BufError) => out.reserve(out.capacity().max(64)),
+                Err(e) => break Err(e.into()),
+            }
+        };
+        keep_small(&mut codec.json);
+        result
+    })
+}
+
+/// The value deflated by [`deflate`].
+fn inflate<T: serde::de::DeserializeOwned>(deflated: &[u8]) -> Result<T, PackError> {
+    CODEC.with_borrow_mut(|codec| {
+        codec.json.clear();
+        codec.decompress.reset(false);
+        codec.json.reserve(deflated.len() * 4);
+        let result = loop {
+            let read = usize::try_from(codec.decompress.total_in()).unwrap_or(usize::MAX);
+            let rest = deflated.get(read..).unwrap_or_default();
+            match codec
+                .decompress
+                .decompress_vec(rest, &mut codec.json, FlushDecompress::Finish)
+            {
+                Ok(Status::StreamEnd) => {
+                    break serde_json::from_slice(&codec.json).map_err(Into::into);
+                }
+                // More output than room: give it room, unless the input is
+                // used up without an end (a truncated stream).
+                Ok(Status::Ok | Status::BufError) if codec.json.len() < codec.json.capacity() => {
+                    break Err(PackError::Truncated);
+                }
+                Ok(Status::Ok | Status::BufError) => codec.json.reserve(codec.json.capacity()),
+                Err(e) => break Err(e.into()),
+            }
+        };
+        keep_small(&mut codec.json);
+        result
+    })
+}
+
+fn keep_small(buffer: &mut Vec<u8>) {
+    if buffer.capacity() > KEPT_BUFFER {
+        *buffer = Vec::new();
     }
 }
 
@@ -205,6 +290,48 @@ mod tests {
             "{} deflated bytes for {json} bytes of JSON",
             status.deflated_len()
         );
+    }
+
+    #[test]
+    fn statuses_of_every_size_pack_and_unpack_on_one_thread() {
+        // The thread's codec is reused: each pack must start afresh, and
+        // a status larger than the kept buffer must still round-trip.
+        // Messages of scattered letters compress badly, so that the
+        // compressor's output outgrows its first buffer too.
+        let scattered = |n: usize, seed: usize| -> String {
+            (0..n)
+                .map(|k| char::from(b'a' + ((k * 2_654_435_761 + seed * 40_503) >> 7) as u8 % 26))
+                .collect()
+        };
+        let base = approved();
+        for letters in [0, 1, 40, 40_000] {
+            let mut approval = base.clone();
+            if let Some(status) = approval.status.as_mut() {
+                for (i, condition) in status.conditions.iter_mut().enumerate() {
+                    condition.message = Some(scattered(letters, i));
+                }
+            }
+            let packed =
+                PackedApproval::pack(approval.clone()).unwrap_or_else(|e| panic!("packs: {e}"));
+            let again =
+                PackedApproval::pack(approval.clone()).unwrap_or_else(|e| panic!("packs: {e}"));
+            assert_eq!(packed, again, "the same status packs the same way");
+            assert_eq!(
+                packed.unpack().unwrap_or_else(|e| panic!("unpacks: {e}")),
+                approval
+            );
+        }
+    }
+
+    #[test]
+    fn a_truncated_status_is_an_error_not_a_hang() {
+        let packed = PackedApproval::pack(approved()).unwrap_or_else(|e| panic!("packs: {e}"));
+        let mut status = packed.status.unwrap_or_else(|| panic!("no status"));
+        let half = status.deflated.len() / 2;
+        status.deflated = status.deflated[..half].into();
+        assert!(matches!(status.unpack(), Err(PackError::Truncated)));
+        status.deflated = Box::new([]);
+        assert!(status.unpack().is_err());
     }
 
     #[test]
