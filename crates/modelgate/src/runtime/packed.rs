@@ -12,7 +12,7 @@
 
 use std::borrow::Cow;
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -108,13 +108,39 @@ struct Codec {
 
 thread_local! {
     static CODEC: RefCell<Codec> = RefCell::new(Codec {
-        // Fast compression: statuses are packed on every watch event, and
-        // the best level saves only a tenth more.
-        compress: Compress::new(Compression::fast(), false),
+        // The default level: with the dictionary it finds the long matches
+        // that make a pending status about 40 bytes, where the fastest
+        // level leaves about 80.
+        compress: Compress::new(Compression::default(), false),
         decompress: Decompress::new(false),
         json: Vec::new(),
     });
 }
+
+/// Statuses as the operator writes them, one approved and one pending.
+const TYPICAL: &str = include_str!("typical-statuses.json");
+
+/// The preset dictionary of every pack: the typical statuses as this
+/// operator serialises them. Statuses repeat their keys, gate names and
+/// messages, so most of a status is found in it: a pending one deflates
+/// to about 40 bytes instead of 540. Packs never leave the process, so the
+/// dictionary may change with any release. Pending comes last: the end of
+/// a dictionary is the cheapest to refer to.
+static DICTIONARY: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let statuses: Vec<ModelApprovalStatus> = match serde_json::from_str(TYPICAL) {
+        Ok(statuses) => statuses,
+        Err(e) => {
+            // Only a broken build gets here; packing still works, larger.
+            tracing::error!(error = %e, "the typical statuses do not read; packing without a dictionary");
+            return Vec::new();
+        }
+    };
+    statuses
+        .iter()
+        .filter_map(|s| serde_json::to_vec(s).ok())
+        .flatten()
+        .collect()
+});
 
 /// A JSON buffer larger than this is not kept for the next pack, so that
 /// one huge status does not pin its size in every thread.
@@ -126,6 +152,7 @@ fn deflate(value: &impl serde::Serialize) -> Result<Box<[u8]>, PackError> {
         codec.json.clear();
         serde_json::to_writer(&mut codec.json, value)?;
         codec.compress.reset();
+        codec.compress.set_dictionary(&DICTIONARY)?;
         let mut out = Vec::with_capacity(codec.json.len() / 3 + 64);
         let result = loop {
             let read = usize::try_from(codec.compress.total_in()).unwrap_or(usize::MAX);
@@ -154,6 +181,7 @@ fn inflate<T: serde::de::DeserializeOwned>(deflated: &[u8]) -> Result<T, PackErr
     CODEC.with_borrow_mut(|codec| {
         codec.json.clear();
         codec.decompress.reset(false);
+        codec.decompress.set_dictionary(&DICTIONARY)?;
         codec.json.reserve(deflated.len() * 4);
         let result = loop {
             let read = usize::try_from(codec.decompress.total_in()).unwrap_or(usize::MAX);
@@ -289,6 +317,41 @@ mod tests {
             status.deflated_len() * 2 < json,
             "{} deflated bytes for {json} bytes of JSON",
             status.deflated_len()
+        );
+    }
+
+    #[test]
+    fn a_pending_status_packs_to_a_few_dozen_bytes_with_the_dictionary() {
+        // Another approval than the typical ones: other names and times.
+        let status: ModelApprovalStatus = serde_json::from_value(serde_json::json!({
+            "artifact": {"message": "not an OCI artifact: the pods are told its URI and digest, and nothing makes them load these bytes", "seal": "Unsealed"},
+            "conditions": [
+                {"lastTransitionTime": "2027-01-02T10:11:12Z", "message": "waiting on TechnicalReview, FairnessReview, SecurityReview, LegalReview, BusinessReview", "observedGeneration": 3, "reason": "AwaitingReview", "status": "Unknown", "type": "Approved"},
+                {"lastTransitionTime": "2027-01-02T10:11:12Z", "message": "every reviewer condition is well formed", "observedGeneration": 3, "reason": "WellFormed", "status": "True", "type": "ReviewsValid"},
+            ],
+            "gatesPassed": "0/5",
+            "observedGates": [
+                {"gate": "TechnicalReview", "status": "Unknown"}, {"gate": "FairnessReview", "status": "Unknown"},
+                {"gate": "SecurityReview", "status": "Unknown"}, {"gate": "LegalReview", "status": "Unknown"},
+                {"gate": "BusinessReview", "status": "Unknown"},
+            ],
+            "observedGeneration": 3,
+            "phase": "Pending",
+            "waitingOn": "TechnicalReview, FairnessReview, SecurityReview, LegalReview, BusinessReview",
+        }))
+        .unwrap_or_else(|e| panic!("a status: {e}"));
+        let json = serde_json::to_vec(&status).unwrap_or_else(|e| panic!("serialises: {e}"));
+        let packed = PackedStatus::pack(status.clone()).unwrap_or_else(|e| panic!("packs: {e}"));
+        assert!(!DICTIONARY.is_empty(), "the typical statuses read");
+        assert!(
+            packed.deflated_len() < 100,
+            "{} bytes for {} of JSON",
+            packed.deflated_len(),
+            json.len()
+        );
+        assert_eq!(
+            packed.unpack().unwrap_or_else(|e| panic!("unpacks: {e}")),
+            status
         );
     }
 
