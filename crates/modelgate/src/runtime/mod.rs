@@ -2,6 +2,7 @@
 //! election.
 
 pub mod backoff;
+pub mod codec;
 pub mod health;
 pub mod leader;
 pub mod metrics;
