@@ -82,8 +82,9 @@ impl Applied {
             && marks_kept(desired, live)
     }
 
-    /// Forgets a Deployment that is gone.
-    pub fn forget(&self, deployment: &Deployment) {
+    /// Forgets a Deployment that is gone (cached or as read: only its uid
+    /// counts).
+    pub fn forget(&self, deployment: &impl kube::Resource) {
         if let (Some(uid), Ok(mut marks)) = (deployment.uid(), self.marks.lock()) {
             marks.remove(&uid);
         }

@@ -36,7 +36,7 @@ use crate::api::{
 use crate::context::{Context, now_seconds};
 use crate::error::{AtStep, ReconcileError, Result, Step};
 use crate::runtime::Synced;
-use crate::runtime::{packed::CachedApproval, watches::slim};
+use crate::runtime::{packed::CachedApproval, packed_object::CachedDeployment, watches::slim};
 use crate::vocabulary::RUNTIME_CATALOG;
 
 /// This controller's name in metrics.
@@ -52,7 +52,7 @@ pub struct State {
     /// that would report a present approval as missing.
     pub synced: Arc<Synced>,
     pub approvals: Store<CachedApproval>,
-    pub deployments: Store<Deployment>,
+    pub deployments: Store<CachedDeployment>,
     /// The ReplicaSets of managed Deployments: what the pods run.
     pub replicasets: Store<ReplicaSet>,
     /// What the last apply left on each Deployment.
@@ -225,16 +225,16 @@ fn watch_model_deployments(
 /// too: a deleted (or unlabelled) Deployment must bring its ModelDeployment
 /// back to re-create it.
 fn watch_deployments(
-    api: Api<Deployment>,
+    api: Api<CachedDeployment>,
     config: &watcher::Config,
     synced: &Arc<Synced>,
     applied: Arc<Applied>,
     orphans: tokio::sync::mpsc::UnboundedSender<orphans::Suspect>,
 ) -> Watched<
-    Deployment,
-    impl Stream<Item = std::result::Result<Deployment, watcher::Error>> + Send + 'static,
+    CachedDeployment,
+    impl Stream<Item = std::result::Result<CachedDeployment, watcher::Error>> + Send + 'static,
 > {
-    let mut synced_deployments = synced.marker::<Deployment>("deployments");
+    let mut synced_deployments = synced.marker::<CachedDeployment>("deployments");
     let (store, writer) = reflector::store();
     let managed = config
         .clone()
@@ -261,7 +261,9 @@ fn watch_deployments(
 
 /// The ModelDeployment a managed Deployment belongs to: its controller, or,
 /// for one whose owner reference was removed, the one its label names.
-fn owning_model_deployment(d: Deployment) -> Option<ObjectRef<DeserializeGuard<ModelDeployment>>> {
+fn owning_model_deployment(
+    d: CachedDeployment,
+) -> Option<ObjectRef<DeserializeGuard<ModelDeployment>>> {
     let namespace = d.namespace()?;
     let name = d
         .owner_references()
@@ -631,7 +633,7 @@ async fn find_deployment(
 ) -> Result<Option<Deployment>> {
     let reference = ObjectRef::new(&target.name).within(&target.namespace);
     if let Some(cached) = state.deployments.get(&reference) {
-        return Ok(Some((*cached).clone()));
+        return Ok(Some(cached.unpack()?));
     }
     if !may_exist {
         return Ok(None);

@@ -29,7 +29,7 @@ const RETRY: Duration = Duration::from_secs(5);
 pub type Suspect = (String, String);
 
 /// Whether `d` is a managed Deployment that no controller owns.
-pub fn unowned(d: &Deployment) -> bool {
+pub fn unowned(d: &impl kube::Resource) -> bool {
     d.labels().get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
         && d.owner_references()
             .iter()

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Future, StreamExt};
-use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::apps::v1::ReplicaSet;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
@@ -26,7 +26,7 @@ use crate::api::deployment::{RunningModel, ServedModel};
 use crate::context::Context;
 use crate::error::{AtStep, Error, ReconcileError, Result, Step};
 use crate::runtime::Synced;
-use crate::runtime::{packed::CachedApproval, watches::slim};
+use crate::runtime::{packed::CachedApproval, packed_object::CachedDeployment, watches::slim};
 use crate::vocabulary::{REVOKE_FIELD_MANAGER, Severity};
 
 /// This controller's name in metrics.
@@ -130,7 +130,7 @@ struct State {
     ctx: Arc<Context>,
     synced: Arc<Synced>,
     approvals: Store<CachedApproval>,
-    deployments: Store<Deployment>,
+    deployments: Store<CachedDeployment>,
 }
 
 /// The stray ReplicaSet controller, ready to be driven until `shutdown`.
@@ -138,7 +138,7 @@ pub fn run_strays(
     ctx: Arc<Context>,
     watched: (Store<ReplicaSet>, ReflectHandle<ReplicaSet>),
     approvals: Store<CachedApproval>,
-    deployments: Store<Deployment>,
+    deployments: Store<CachedDeployment>,
     synced: Arc<Synced>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Future<Output = ()> {
@@ -172,21 +172,26 @@ fn approved(state: &State, namespace: &str, model: &ServedModel) -> bool {
 }
 
 /// Whether `rs` is the current ReplicaSet of the managed Deployment that
-/// controls it: the ModelDeployment controller decides what it runs.
-fn current(state: &State, namespace: &str, rs: &ReplicaSet, model: &ServedModel) -> bool {
+/// controls it: the ModelDeployment controller decides what it runs. A
+/// cached Deployment that does not unpack (only a bug) is an error, so that
+/// nothing is scaled on it.
+fn current(state: &State, namespace: &str, rs: &ReplicaSet, model: &ServedModel) -> Result<bool> {
     let Some(owner) = rs
         .owner_references()
         .iter()
         .find(|o| o.controller == Some(true) && o.kind == "Deployment")
     else {
-        return false;
+        return Ok(false);
     };
-    state
+    let Some(cached) = state
         .deployments
         .get(&ObjectRef::new(&owner.name).within(namespace))
         .filter(|d| d.uid().as_deref() == Some(owner.uid.as_str()))
-        .and_then(|d| served_model(&d.spec.template))
-        .is_some_and(|m| m.approval == model.approval && m.digest == model.digest)
+    else {
+        return Ok(false);
+    };
+    Ok(served_model(&cached.unpack()?.spec.template)
+        .is_some_and(|m| m.approval == model.approval && m.digest == model.digest))
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, ReconcileError> {
@@ -204,7 +209,9 @@ async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, Rec
         .namespace()
         .ok_or(Error::MissingMetadata("namespace"))
         .at(Step::Read)?;
-    if approved(&state, &namespace, &model) || current(&state, &namespace, &rs, &model) {
+    if approved(&state, &namespace, &model)
+        || current(&state, &namespace, &rs, &model).at(Step::Read)?
+    {
         return Ok(Action::requeue(RECHECK));
     }
     let _timer = state.ctx.metrics.reconcile(CONTROLLER);

@@ -7,6 +7,7 @@ pub mod health;
 pub mod leader;
 pub mod metrics;
 pub mod packed;
+pub mod packed_object;
 pub mod watches;
 
 use std::sync::Arc;

@@ -10,6 +10,7 @@ use crate::deployment::desired::{self, HELD_REPLICAS_ANNOTATION};
 use crate::fixtures::{self, ApiServer, merged};
 use crate::runtime::health::Health;
 use crate::runtime::packed::PackedApproval;
+use crate::runtime::packed_object::CachedDeployment;
 use crate::vocabulary::{FIELD_MANAGER, REVOKE_FIELD_MANAGER};
 
 const MDS: &str = "/apis/modelgate.io/v1alpha1/namespaces/risk/modeldeployments";
@@ -63,9 +64,10 @@ fn state(ctx: Arc<Context>, approvals: &[ModelApproval], deployments: &[Deployme
         approval_writer
             .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(packed(a)))));
     }
-    let (deployment_store, mut deployment_writer) = reflector::store::<Deployment>();
+    let (deployment_store, mut deployment_writer) = reflector::store::<CachedDeployment>();
     for d in deployments {
-        deployment_writer.apply_watcher_event(&watcher::Event::Apply(d.clone()));
+        let cached = CachedDeployment::pack(d.clone()).unwrap_or_else(|e| panic!("packs: {e}"));
+        deployment_writer.apply_watcher_event(&watcher::Event::Apply(cached));
     }
     Arc::new(State {
         ctx,
