@@ -7,6 +7,8 @@ use std::sync::LazyLock;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
+use k8s_openapi::api::apps::v1::Deployment;
+
 use crate::api::approval::{ModelApprovalSpec, ModelApprovalStatus};
 
 /// Why a packed object could not be made or read back. Both mean a bug or
@@ -50,34 +52,44 @@ thread_local! {
     });
 }
 
-/// A spec, and statuses as the operator writes them (one approved, one
-/// pending).
-const TYPICAL: &str = include_str!("typical-approval.json");
+/// A managed Deployment as the API server returns it, without its
+/// metadata (which a packed object keeps apart); an approval's spec and
+/// statuses as the operator writes them (one approved, one pending).
+const TYPICAL: &str = include_str!("typical-objects.json");
 
 #[derive(serde::Deserialize)]
 struct Typical {
+    deployment: Deployment,
+    approval: TypicalApproval,
+}
+
+#[derive(serde::Deserialize)]
+struct TypicalApproval {
     spec: ModelApprovalSpec,
     statuses: Vec<ModelApprovalStatus>,
 }
 
-/// The preset dictionary of every pack: the typical spec and statuses as
-/// this operator serialises them. Statuses repeat their keys, gate names and
+/// The preset dictionary of every pack: the typical objects as this
+/// operator serialises them. Statuses repeat their keys, gate names and
 /// messages, so most of a status is found in it: a pending one deflates
 /// to about 40 bytes instead of 540. Packs never leave the process, so the
-/// dictionary may change with any release. Pending comes last: the end of
-/// a dictionary is the cheapest to refer to.
+/// dictionary may change with any release. The pending status, the most
+/// common, comes last: the end of a dictionary is the cheapest to refer to.
 static DICTIONARY: LazyLock<Vec<u8>> = LazyLock::new(|| {
     let typical: Typical = match serde_json::from_str(TYPICAL) {
         Ok(typical) => typical,
         Err(e) => {
             // Only a broken build gets here; packing still works, larger.
-            tracing::error!(error = %e, "the typical approval does not read; packing without a dictionary");
+            tracing::error!(error = %e, "the typical objects do not read; packing without a dictionary");
             return Vec::new();
         }
     };
-    let spec = serde_json::to_vec(&typical.spec).ok();
-    let statuses = typical.statuses.iter().map(|s| serde_json::to_vec(s).ok());
-    std::iter::once(spec)
+    let approval = &typical.approval;
+    let deployment = serde_json::to_vec(&typical.deployment).ok();
+    let spec = serde_json::to_vec(&approval.spec).ok();
+    let statuses = approval.statuses.iter().map(|s| serde_json::to_vec(s).ok());
+    [deployment, spec]
+        .into_iter()
         .chain(statuses)
         .flatten()
         .flatten()
@@ -163,11 +175,22 @@ mod tests {
     fn the_dictionary_holds_every_typical_object() {
         let typical: Typical =
             serde_json::from_str(TYPICAL).unwrap_or_else(|e| panic!("the typical objects: {e}"));
-        let spec = serde_json::to_vec(&typical.spec).unwrap_or_else(|e| panic!("{e}"));
-        assert!(DICTIONARY.starts_with(&spec), "the spec comes first");
-        assert_eq!(typical.statuses.len(), 2, "one approved, one pending");
+        let deployment = serde_json::to_vec(&typical.deployment).unwrap_or_else(|e| panic!("{e}"));
         assert!(
-            DICTIONARY.len() > spec.len() + 4000,
+            DICTIONARY.starts_with(&deployment),
+            "the Deployment comes first"
+        );
+        assert!(
+            typical.deployment.metadata.name.is_none(),
+            "packed objects keep their metadata apart"
+        );
+        assert_eq!(
+            typical.approval.statuses.len(),
+            2,
+            "one approved, one pending"
+        );
+        assert!(
+            DICTIONARY.len() > deployment.len() + 6000,
             "{} bytes",
             DICTIONARY.len()
         );
