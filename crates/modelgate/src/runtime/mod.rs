@@ -1,6 +1,35 @@
 //! What runs around the controllers: metrics, health endpoints and leader
 //! election.
 
+/// The items of `Resource` for a cached form of kind `$kind` that keeps
+/// its metadata in a `metadata` field: watched and stored as that kind.
+/// Defined before the modules that use it, so that they see it.
+macro_rules! resource_as {
+    ($kind:ty) => {
+        type DynamicType = ();
+        type Scope = <$kind as kube::Resource>::Scope;
+
+        fn kind(dt: &()) -> std::borrow::Cow<'_, str> {
+            <$kind as kube::Resource>::kind(dt)
+        }
+        fn group(dt: &()) -> std::borrow::Cow<'_, str> {
+            <$kind as kube::Resource>::group(dt)
+        }
+        fn version(dt: &()) -> std::borrow::Cow<'_, str> {
+            <$kind as kube::Resource>::version(dt)
+        }
+        fn plural(dt: &()) -> std::borrow::Cow<'_, str> {
+            <$kind as kube::Resource>::plural(dt)
+        }
+        fn meta(&self) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            &self.metadata
+        }
+        fn meta_mut(&mut self) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+            &mut self.metadata
+        }
+    };
+}
+
 pub mod backoff;
 pub mod codec;
 pub mod health;

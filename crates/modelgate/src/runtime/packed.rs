@@ -11,7 +11,6 @@
 //! gauges) stays unpacked, and so does the pinned policy, which equal
 //! approvals share (see [`super::watches::SharedPolicies`]).
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
@@ -124,27 +123,7 @@ impl<'de> Deserialize<'de> for PackedApproval {
 }
 
 impl Resource for PackedApproval {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        ModelApproval::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        ModelApproval::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        ModelApproval::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        ModelApproval::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
+    resource_as!(ModelApproval);
 }
 
 #[cfg(test)]

@@ -7,7 +7,6 @@
 //! fields of the pod template; packed it takes a few hundred bytes, and a
 //! reconcile unpacks the one it reads.
 
-use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
 
@@ -76,27 +75,7 @@ impl<'de, K: Resource + Serialize + DeserializeOwned> Deserialize<'de> for Packe
 }
 
 impl<K: Resource<DynamicType = ()>> Resource for Packed<K> {
-    type DynamicType = ();
-    type Scope = K::Scope;
-
-    fn kind(dt: &()) -> Cow<'_, str> {
-        K::kind(dt)
-    }
-    fn group(dt: &()) -> Cow<'_, str> {
-        K::group(dt)
-    }
-    fn version(dt: &()) -> Cow<'_, str> {
-        K::version(dt)
-    }
-    fn plural(dt: &()) -> Cow<'_, str> {
-        K::plural(dt)
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
+    resource_as!(K);
 }
 
 #[cfg(test)]
