@@ -19,7 +19,7 @@ use kube::runtime::reflector::{self, ObjectRef, ReflectHandle, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 use tokio::task::JoinHandle;
-use tracing::{info, instrument, warn};
+use tracing::{error, info, instrument, warn};
 
 use super::applied::Applied;
 use super::apply::{Acted, Target, Writer, controlled_by};
@@ -623,20 +623,22 @@ async fn keep_egress(state: &State, target: &Target<'_>) -> Result<Option<String
 
 /// The Deployment named like the ModelDeployment: from the cache, or, when
 /// the cache has none but one may exist (the status names one, or one is
-/// about to be created), from the API server. The cache only holds
-/// Deployments with the managed-by label, so one whose label was removed
-/// is found by the read.
+/// about to be created) or its cached copy does not unpack, from the API
+/// server. The cache only holds Deployments with the managed-by label, so
+/// one whose label was removed is found by the read.
 async fn find_deployment(
     state: &State,
     target: &Target<'_>,
     may_exist: bool,
 ) -> Result<Option<Deployment>> {
     let reference = ObjectRef::new(&target.name).within(&target.namespace);
-    if let Some(cached) = state.deployments.get(&reference) {
-        return Ok(Some(cached.unpack()?));
-    }
-    if !may_exist {
-        return Ok(None);
+    let cached = state.deployments.get(&reference);
+    match cached.as_deref().map(CachedDeployment::unpack) {
+        Some(Ok(d)) => return Ok(Some(d)),
+        // Only a bug gets here: say so, and read it from the API server.
+        Some(Err(e)) => error!(error = %e, "cached Deployment does not unpack; reading it"),
+        None if !may_exist => return Ok(None),
+        None => {}
     }
     let api: Api<Deployment> = Api::namespaced(state.ctx.client.clone(), &target.namespace);
     Ok(api.get_opt(&target.name).await?)

@@ -173,25 +173,31 @@ fn approved(state: &State, namespace: &str, model: &ServedModel) -> bool {
 
 /// Whether `rs` is the current ReplicaSet of the managed Deployment that
 /// controls it: the ModelDeployment controller decides what it runs. A
-/// cached Deployment that does not unpack (only a bug) is an error, so that
-/// nothing is scaled on it.
-fn current(state: &State, namespace: &str, rs: &ReplicaSet, model: &ServedModel) -> Result<bool> {
+/// cached Deployment that does not unpack (only a bug) is logged and runs
+/// nothing unapproved: its ReplicaSets count as strays.
+fn current(state: &State, namespace: &str, rs: &ReplicaSet, model: &ServedModel) -> bool {
     let Some(owner) = rs
         .owner_references()
         .iter()
         .find(|o| o.controller == Some(true) && o.kind == "Deployment")
     else {
-        return Ok(false);
+        return false;
     };
     let Some(cached) = state
         .deployments
         .get(&ObjectRef::new(&owner.name).within(namespace))
         .filter(|d| d.uid().as_deref() == Some(owner.uid.as_str()))
     else {
-        return Ok(false);
+        return false;
     };
-    Ok(served_model(&cached.unpack()?.spec.template)
-        .is_some_and(|m| m.approval == model.approval && m.digest == model.digest))
+    match cached.unpack() {
+        Ok(d) => served_model(&d.spec.template)
+            .is_some_and(|m| m.approval == model.approval && m.digest == model.digest),
+        Err(e) => {
+            tracing::error!(%namespace, deployment = %owner.name, error = %e, "cached Deployment does not unpack");
+            false
+        }
+    }
 }
 
 async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, ReconcileError> {
@@ -209,9 +215,7 @@ async fn reconcile(rs: Arc<ReplicaSet>, state: Arc<State>) -> Result<Action, Rec
         .namespace()
         .ok_or(Error::MissingMetadata("namespace"))
         .at(Step::Read)?;
-    if approved(&state, &namespace, &model)
-        || current(&state, &namespace, &rs, &model).at(Step::Read)?
-    {
+    if approved(&state, &namespace, &model) || current(&state, &namespace, &rs, &model) {
         return Ok(Action::requeue(RECHECK));
     }
     let _timer = state.ctx.metrics.reconcile(CONTROLLER);

@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 
 use crate::api::approval::{ModelApprovalSpec, ModelApprovalStatus};
 
-/// Why a packed object could not be made or read back. Both mean a bug or
+/// Why a packed object could not be made or read back. Each means a bug or
 /// memory corruption, never bad input: the object was read from JSON first.
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
@@ -21,8 +21,9 @@ pub enum PackError {
     Deflate(#[from] flate2::CompressError),
     #[error("cannot decompress the object: {0}")]
     Inflate(#[from] flate2::DecompressError),
-    /// The stream ended early (a truncated object) or made no progress.
-    #[error("the packed object ends early")]
+    /// The stream ended early (a truncated object), or the compressor
+    /// stopped before its end.
+    #[error("the packed object ends early or its compression stopped")]
     Truncated,
 }
 
@@ -152,7 +153,9 @@ pub fn inflate<T: serde::de::DeserializeOwned>(deflated: &[u8]) -> Result<T, Pac
                 Ok(Status::Ok | Status::BufError) if codec.json.len() < codec.json.capacity() => {
                     break Err(PackError::Truncated);
                 }
-                Ok(Status::Ok | Status::BufError) => codec.json.reserve(codec.json.capacity()),
+                Ok(Status::Ok | Status::BufError) => {
+                    codec.json.reserve(codec.json.capacity().max(256));
+                }
                 Err(e) => break Err(e.into()),
             }
         };
@@ -194,6 +197,17 @@ mod tests {
             "{} bytes",
             DICTIONARY.len()
         );
+        // Deflate looks back 32 KB at most: all of it must stay in reach.
+        assert!(DICTIONARY.len() <= 32 * 1024, "{} bytes", DICTIONARY.len());
+    }
+
+    #[test]
+    fn empty_input_is_an_error_on_a_fresh_thread_too() {
+        // A new thread's buffer has no room yet: the loop must still end.
+        let result = std::thread::spawn(|| inflate::<serde_json::Value>(&[]))
+            .join()
+            .unwrap_or_else(|_| panic!("the thread panicked"));
+        assert!(matches!(result, Err(PackError::Truncated)), "{result:?}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! approval is its status (history, reviews, progress, observed gates): as
 //! Rust values an approved one took about 7 KB, as compact JSON about 5 KB,
 //! deflated about 1.5 KB, and deflated against a dictionary of typical
-//! statuses a few hundred bytes. A reconcile reads one approval at a time,
+//! objects (`super::codec`) a few hundred bytes. A reconcile reads one approval at a time,
 //! so the spec and status are unpacked when one is read. What is read
 //! across the whole cache (the phase, the expiry and the overdue gates, for
 //! gauges) stays unpacked, and so does the pinned policy, which equal
@@ -21,7 +21,7 @@ use crate::api::approval::{ApprovalPhase, ModelApproval, ModelApprovalStatus};
 use crate::api::policy::PinnedPolicy;
 use crate::runtime::codec::{PackError, deflate, inflate};
 
-/// An approval as cached, its status packed: a malformed one is kept (as
+/// An approval as cached, its spec and status packed: a malformed one is kept (as
 /// its error) so that its reconcile can say what is wrong instead of the
 /// watch failing.
 pub type CachedApproval = kube::core::DeserializeGuard<PackedApproval>;
@@ -77,7 +77,7 @@ impl PackedStatus {
 }
 
 impl PackedApproval {
-    /// Packs `approval`'s status.
+    /// Packs `approval`'s spec and status.
     pub fn pack(approval: ModelApproval) -> Result<Self, PackError> {
         Ok(PackedApproval {
             metadata: approval.metadata,
