@@ -53,28 +53,17 @@ pub fn merge(approval: &ModelApproval, events: &[Event]) -> Vec<Row> {
         .flat_map(|s| s.history.iter())
         .map(history_row)
         .collect();
-    for e in events {
-        let Some(time) = e.event_time.as_ref().map(|t| t.0).or(e
-            .metadata
-            .creation_timestamp
-            .as_ref()
-            .map(|t| t.0))
-        else {
+    // An Event of one transition twins its history entry first; an Event
+    // for reviews found together then marks the entries it names that are
+    // left. In the other order a gate's own Event (GateFailed) found its
+    // entry already marked, and showed as a second row, depending only on
+    // which Event the API server listed first.
+    let together =
+        |e: &&Event| e.reason.as_deref() == Some(modelgate::transition::RECORDED_TOGETHER);
+    for e in events.iter().filter(|e| !together(e)) {
+        let Some(time) = event_time(e) else {
             continue;
         };
-        // One Event for the reviews a reconcile found together: it names
-        // each ("Subject: message; …"), and each is in the history.
-        if e.reason.as_deref() == Some(modelgate::transition::RECORDED_TOGETHER) {
-            let note = e.note.as_deref().unwrap_or_default();
-            for row in rows.iter_mut().filter(|r| {
-                r.source == "status"
-                    && (r.time.as_second() - time.as_second()).abs() <= SAME_TRANSITION_SECS
-                    && note.contains(&format!("{}: ", r.subject))
-            }) {
-                row.source = "status+event".into();
-            }
-            continue;
-        }
         let subject = e.action.clone().unwrap_or_default();
         // The operator names each transition's Event after its subject, so
         // an Event and a history entry of the same subject and moment are
@@ -89,8 +78,31 @@ pub fn merge(approval: &ModelApproval, events: &[Event]) -> Vec<Row> {
             None => rows.push(event_row(e, time, subject)),
         }
     }
+    // One Event for the reviews a reconcile found together: it names each
+    // ("Subject: message; …"), and each is in the history.
+    for e in events.iter().filter(together) {
+        let Some(time) = event_time(e) else {
+            continue;
+        };
+        let note = e.note.as_deref().unwrap_or_default();
+        for row in rows.iter_mut().filter(|r| {
+            r.source == "status"
+                && (r.time.as_second() - time.as_second()).abs() <= SAME_TRANSITION_SECS
+                && note.contains(&format!("{}: ", r.subject))
+        }) {
+            row.source = "status+event".into();
+        }
+    }
     rows.sort_by_key(|r| r.time);
     rows
+}
+
+/// When an Event happened: its event time, or when it was created.
+fn event_time(e: &Event) -> Option<Timestamp> {
+    e.event_time
+        .as_ref()
+        .map(|t| t.0)
+        .or(e.metadata.creation_timestamp.as_ref().map(|t| t.0))
 }
 
 /// A transition as the approval's status history holds it.
@@ -188,19 +200,23 @@ pub async fn run(session: &Session, args: HistoryArgs) -> Result<String> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn events_that_repeat_history_are_merged_and_others_kept() {
-        let approval: ModelApproval = serde_json::from_value(serde_json::json!({
+    fn with_history(history: serde_json::Value) -> ModelApproval {
+        serde_json::from_value(serde_json::json!({
             "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval", "metadata": {"name": "fd"},
             "spec": {"model": {"name": "m", "version": "1", "uri": "s3://m", "digest": "sha256:00"}},
-            "status": {"history": [
-                {"time": "2026-11-25T10:00:00Z", "subject": "TechnicalReview", "from": "", "to": "True", "reviewer": "bob", "reason": "Ok"},
-                {"time": "2026-11-25T10:03:00Z", "subject": "FairnessReview", "from": "", "to": "True", "reviewer": "fay", "reason": "Ok"},
-                {"time": "2026-11-25T10:03:00Z", "subject": "LegalReview", "from": "", "to": "True", "reviewer": "lee", "reason": "Ok"},
-                {"time": "2026-11-25T10:05:00Z", "subject": "Phase", "from": "Pending", "to": "Approved"}
-            ]}
+            "status": {"history": history}
         }))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn events_that_repeat_history_are_merged_and_others_kept() {
+        let approval = with_history(serde_json::json!([
+            {"time": "2026-11-25T10:00:00Z", "subject": "TechnicalReview", "from": "", "to": "True", "reviewer": "bob", "reason": "Ok"},
+            {"time": "2026-11-25T10:03:00Z", "subject": "FairnessReview", "from": "", "to": "True", "reviewer": "fay", "reason": "Ok"},
+            {"time": "2026-11-25T10:03:00Z", "subject": "LegalReview", "from": "", "to": "True", "reviewer": "lee", "reason": "Ok"},
+            {"time": "2026-11-25T10:05:00Z", "subject": "Phase", "from": "Pending", "to": "Approved"}
+        ]));
         let event = |time: &str, action: &str, reason: &str| -> Event {
             serde_json::from_value(serde_json::json!({
                 "metadata": {"name": "e"}, "eventTime": time, "action": action, "reason": reason, "type": "Normal",
@@ -241,5 +257,34 @@ mod tests {
             ]
         );
         assert_eq!(rows[0].transition, "∅ → True");
+    }
+
+    #[test]
+    fn a_gate_event_listed_after_the_reviews_event_is_still_one_transition() {
+        let approval = with_history(serde_json::json!([
+            {"time": "2026-11-25T10:00:00Z", "subject": "SecurityReview", "from": "True", "to": "False", "reviewer": "sam", "reason": "Vulnerable"}
+        ]));
+        let event = |action: &str, reason: &str| -> Event {
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": "e"}, "eventTime": "2026-11-25T10:00:01.000000Z", "action": action,
+                "reason": reason, "type": "Warning", "reportingController": "modelgate.io/modelgate",
+                "reportingInstance": "modelgate-0", "note": "SecurityReview: failed by sam"
+            }))
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let reviews = event("Reviews", modelgate::transition::RECORDED_TOGETHER);
+        let failed = event("SecurityReview", "GateFailed");
+        for order in [[&reviews, &failed], [&failed, &reviews]] {
+            let events: Vec<Event> = order.into_iter().cloned().collect();
+            let rows = merge(&approval, &events);
+            let got: Vec<(&str, &str)> = rows
+                .iter()
+                .map(|r| (r.subject.as_str(), r.source.as_str()))
+                .collect();
+            assert_eq!(got, [("SecurityReview", "status+event")]);
+        }
+        // A second Event of the same transition is still shown.
+        let rows = merge(&approval, &[failed.clone(), failed]);
+        assert_eq!(rows.len(), 2);
     }
 }
