@@ -206,7 +206,11 @@ fn approval_inspector(
     let mut mark_synced = synced.marker("approvals");
     move |event| {
         mark_synced(event);
-        if let kube::runtime::watcher::Event::Apply(approval) = event {
+        use kube::runtime::watcher::Event;
+        // A relist and a deletion end an entry too: a deleted approval's
+        // last revision is at least that of any write it took.
+        if let Event::Apply(approval) | Event::InitApply(approval) | Event::Delete(approval) = event
+        {
             let meta = kube::Resource::meta(approval);
             written.observed(
                 meta.uid.as_deref().unwrap_or_default(),

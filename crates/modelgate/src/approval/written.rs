@@ -103,8 +103,11 @@ impl Written<PackedStatus> {
     }
 
     /// The status to decide from: the cached one when it is at least as new
-    /// as the last write (the entry is then dropped), else the cached
-    /// reviewers' conditions with the last written operator fields.
+    /// as the last write (the entry is then dropped), else the last written
+    /// operator fields with what people write from the cache: their
+    /// conditions, reviews and measurements. A write never carries reviews
+    /// or measurements, so without the cache's a quorum or rule gate would
+    /// be decided from none.
     pub fn current(
         &self,
         uid: &str,
@@ -122,19 +125,18 @@ impl Written<PackedStatus> {
                 return cached.cloned();
             }
         };
-        let reviewers = cached
-            .map(|s| {
-                s.conditions
-                    .iter()
-                    .filter(|c| !is_operator_condition(&c.type_))
-                    .cloned()
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default();
         merged
             .conditions
             .retain(|c| is_operator_condition(&c.type_));
-        merged.conditions.extend(reviewers);
+        if let Some(cached) = cached {
+            let reviewers = cached
+                .conditions
+                .iter()
+                .filter(|c| !is_operator_condition(&c.type_));
+            merged.conditions.extend(reviewers.cloned());
+            merged.reviews = cached.reviews.clone();
+            merged.measurements = cached.measurements.clone();
+        }
         Some(merged)
     }
 }
@@ -191,5 +193,41 @@ mod tests {
         // Opaque resourceVersions disable the overlay.
         w.record_status("v", Some("abc"), status(ApprovalPhase::Approved, &[]));
         assert_eq!(w.pending(), 0);
+    }
+
+    /// A stale read decided over the last write keeps the reviews and
+    /// measurements people wrote: the write carries none, and a quorum or a
+    /// rule gate counted from none would fall back to pending.
+    #[test]
+    fn a_stale_read_keeps_the_cached_reviews_and_measurements() {
+        let w = Written::default();
+        w.record_status("u", Some("10"), status(ApprovalPhase::Approved, &[]));
+        let cached: ModelApprovalStatus = serde_json::from_value(serde_json::json!({
+            "phase": "Pending",
+            "reviews": [
+                {"gate": "SecurityReview", "reviewer": "ana", "decision": "Approve"},
+                {"gate": "SecurityReview", "reviewer": "ben", "decision": "Approve"},
+            ],
+            "measurements": [{"name": "auc", "value": 0.95, "measuredBy": "eval"}],
+        }))
+        .unwrap_or_else(|e| panic!("fixture: {e}"));
+        let current = w.current("u", Some("9"), Some(&cached)).unwrap_or_default();
+        assert_eq!(
+            current.phase,
+            Some(ApprovalPhase::Approved),
+            "the overlay applied"
+        );
+        let reviewers: Vec<&str> = current
+            .reviews
+            .iter()
+            .map(|r| r.reviewer.as_str())
+            .collect();
+        assert_eq!(reviewers, ["ana", "ben"]);
+        let measured: Vec<&str> = current
+            .measurements
+            .iter()
+            .map(|m| m.name.as_str())
+            .collect();
+        assert_eq!(measured, ["auc"]);
     }
 }
