@@ -148,8 +148,8 @@ async fn controllers(
     // (shared by both controllers) here, the ModelDeployments and the
     // Deployments in the deployment controller; each takes a marker.
     let synced = Synced::new(ctx.health.clone(), ctx.metrics.cache_synced.clone());
-    let written = Arc::new(crate::approval::written::Written::default());
-    let inspect = approval_inspector(&synced, written.clone());
+    let behind = Behind::default();
+    let inspect = approval_inspector(&synced, behind.clone());
     let Some((approvals, watch)) = watches::approvals(
         (ctx.client.clone(), &ctx.scope),
         config.clone(),
@@ -159,22 +159,62 @@ async fn controllers(
         error!("cannot subscribe to the approval cache; no controller started");
         return;
     };
-    // Approval → the deployments that use it: kept by the deployment
-    // controller, read by both (the approval controller for the in-use
-    // finalizer, told through `usage` when an approval's use changes).
-    let (index, usage) = crate::deployment::index::ApprovalIndex::reporting();
     let (policies, policy_controller) = crate::policy::controller::run(
         ctx.clone(),
         config.clone(),
         synced.clone(),
         shutdown.clone(),
     );
+    let (approval_inputs, deployment_inputs) =
+        inputs(approvals, behind, (home, policies), config, synced);
+    futures::join!(
+        watch,
+        policy_controller,
+        crate::approval::controller::run(ctx.clone(), approval_inputs, shutdown.clone()),
+        crate::deployment::controller::run(ctx, deployment_inputs, shutdown),
+    );
+}
+
+/// What the operator knows of approvals that the approval cache has not
+/// caught up with: the approval controller's last-write overlay, and the
+/// approvals it handed to the deployment controller. The approval watch
+/// ends their entries.
+#[derive(Clone, Default)]
+struct Behind {
+    written: Arc<crate::approval::written::Written>,
+    handed: Arc<crate::deployment::handoff::Handed>,
+}
+
+/// What the two controllers start with: the approval cache they share,
+/// what it is behind on, and the deployment index with the hand-off
+/// between them.
+fn inputs(
+    approvals: watches::Approvals,
+    behind: Behind,
+    (home, policies): (
+        Home,
+        kube::runtime::reflector::Store<crate::policy::controller::CachedPolicy>,
+    ),
+    config: kube::runtime::watcher::Config,
+    synced: Arc<Synced>,
+) -> (
+    crate::approval::controller::Inputs,
+    crate::deployment::controller::Inputs,
+) {
+    // Approval → the deployments that use it: kept by the deployment
+    // controller, read by both (the approval controller for the in-use
+    // finalizer, told through `usage` when an approval's use changes, and
+    // for the deployments it hands a release or a withdrawal to).
+    let (index, usage) = crate::deployment::index::ApprovalIndex::reporting();
+    let (handoff, received) =
+        crate::deployment::handoff::Handoff::channel(index.clone(), behind.handed.clone());
     let approval_inputs = crate::approval::controller::Inputs {
         store: approvals.store.clone(),
         changes: approvals.for_approvals,
         index: index.clone(),
         usage,
-        written,
+        handoff,
+        written: behind.written,
         recorder: home.recorder,
         policies,
         home: home.namespace,
@@ -187,32 +227,31 @@ async fn controllers(
         approvals: approvals.store,
         approval_changes: approvals.for_deployments,
         index,
+        handed: behind.handed,
+        handoff: received,
     };
-    futures::join!(
-        watch,
-        policy_controller,
-        crate::approval::controller::run(ctx.clone(), approval_inputs, shutdown.clone()),
-        crate::deployment::controller::run(ctx, deployment_inputs, shutdown),
-    );
+    (approval_inputs, deployment_inputs)
 }
 
-/// What sees every event of the approval watch: the cache-sync marker, and
-/// the approval controller's last-write overlay (told what was observed).
+/// What sees every event of the approval watch, after the cache took it:
+/// the cache-sync marker, and what the cache was behind on (told what was
+/// observed).
 fn approval_inspector(
     synced: &Arc<Synced>,
-    written: Arc<crate::approval::written::Written>,
+    behind: Behind,
 ) -> impl FnMut(&kube::runtime::watcher::Event<crate::runtime::packed::CachedApproval>) + Send + 'static
 {
     let mut mark_synced = synced.marker("approvals");
     move |event| {
         mark_synced(event);
+        behind.handed.observed(event);
         use kube::runtime::watcher::Event;
         // A relist and a deletion end an entry too: a deleted approval's
         // last revision is at least that of any write it took.
         if let Event::Apply(approval) | Event::InitApply(approval) | Event::Delete(approval) = event
         {
             let meta = kube::Resource::meta(approval);
-            written.observed(
+            behind.written.observed(
                 meta.uid.as_deref().unwrap_or_default(),
                 meta.resource_version.as_deref(),
             );

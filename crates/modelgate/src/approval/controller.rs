@@ -23,6 +23,7 @@ use crate::api::{
     gates::Gate,
 };
 use crate::context::{Context, now_seconds};
+use crate::deployment::handoff::Handoff;
 use crate::deployment::index::ApprovalIndex;
 use crate::error::{AtStep, Error, ReconcileError, Step};
 use crate::policy::controller::CachedPolicy;
@@ -66,6 +67,9 @@ pub struct State {
     pub break_glass: Store<super::release::CachedBreakGlass>,
     /// Registry reads of imported approvals, beside the workers.
     pub imports: Arc<crate::fleet::import::Imports>,
+    /// Hands the deployment controller a release or a withdrawal as soon
+    /// as its status is written.
+    pub handoff: Handoff,
 }
 
 /// What this controller is started with besides the context.
@@ -78,6 +82,8 @@ pub struct Inputs {
     /// controller), and the approvals whose use changed.
     pub index: ApprovalIndex,
     pub usage: UnboundedReceiver<ObjectRef<CachedApproval>>,
+    /// The deployment controller's end is `deployment::controller::Inputs::handoff`.
+    pub handoff: Handoff,
     /// The last-write overlay; the approval watch tells it what it observed.
     pub written: Arc<Written>,
     /// The record writer, when records are on.
@@ -127,6 +133,7 @@ pub fn run(
         lookups,
         break_glass,
         imports,
+        handoff: inputs.handoff,
     });
     let policies = state.policies.clone();
     let break_glass = state.break_glass.clone();
@@ -456,8 +463,9 @@ async fn write_status(
     Ok(())
 }
 
-/// Applies `status` and remembers the write for reads the cache is behind
-/// on. An approval padded (through made-up managedFields, which no
+/// Applies `status`, remembers the write for reads the cache is behind
+/// on, and hands the approval written to the deployment controller when
+/// that releases or withdraws it (`deployment::handoff`). An approval padded (through made-up managedFields, which no
 /// admission policy measures) to the size etcd takes refuses the write as
 /// too large: its managedFields are then reset, which the API server
 /// rebuilds from the object, and the write is tried once more.
@@ -473,6 +481,7 @@ async fn apply_status(
         written.meta().resource_version.as_deref(),
         status,
     );
+    state.handoff.written(approval, written);
     Ok(())
 }
 

@@ -24,6 +24,7 @@ use tracing::{error, info, instrument, warn};
 use super::applied::Applied;
 use super::apply::{Acted, Target, Writer, controlled_by};
 use super::desired::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, MODEL_DEPLOYMENT_LABEL};
+use super::handoff;
 use super::index::ApprovalIndex;
 use super::progress::{self, Decision};
 use super::rollout::{self, Input, Linked, Plan};
@@ -52,6 +53,9 @@ pub struct State {
     /// that would report a present approval as missing.
     pub synced: Arc<Synced>,
     pub approvals: Store<CachedApproval>,
+    /// Approvals the approval controller has just released or withdrawn,
+    /// newer than the cache's.
+    pub handed: Arc<handoff::Handed>,
     pub deployments: Store<CachedDeployment>,
     /// The ReplicaSets of managed Deployments: what the pods run.
     pub replicasets: Store<ReplicaSet>,
@@ -74,6 +78,10 @@ pub struct Inputs {
     pub approval_changes: ReflectHandle<CachedApproval>,
     /// Approval → deployments; this controller keeps it up to date.
     pub index: ApprovalIndex,
+    /// Approvals the approval controller has just released or withdrawn.
+    pub handed: Arc<handoff::Handed>,
+    /// The ModelDeployments whose approval was just released or withdrawn.
+    pub handoff: handoff::Received,
 }
 
 /// A cache and the stream of changes that fills it.
@@ -100,8 +108,7 @@ pub fn run(
 ) -> impl Future<Output = ()> {
     ctx.metrics.start_at_zero(CONTROLLER, &STEPS);
     let config = &inputs.config;
-    let synced = inputs.synced;
-    let index = inputs.index;
+    let (synced, index) = (inputs.synced, inputs.index);
     let client = ctx.client.clone();
     let scope = &ctx.scope;
     let mds = watch_model_deployments(scope.api(client.clone()), config, &synced, index.clone());
@@ -124,7 +131,7 @@ pub fn run(
         strays: Box::pin(replicasets::run_strays(
             ctx.clone(),
             (rs.store.clone(), rs.for_strays),
-            inputs.approvals.clone(),
+            (inputs.approvals.clone(), inputs.handed.clone()),
             deployments.store.clone(),
             synced.clone(),
             shutdown.clone(),
@@ -132,11 +139,11 @@ pub fn run(
         watch: rs.watch,
         sweep: Box::pin(orphans::run(ctx.clone(), orphan_tx, orphan_rx)),
     };
-    let concurrency = ctx.concurrency;
     let state = Arc::new(State {
         ctx,
         synced,
         approvals: inputs.approvals,
+        handed: inputs.handed,
         deployments: deployments.store,
         replicasets: rs.store,
         applied,
@@ -146,9 +153,10 @@ pub fn run(
     let controller = Controller::for_stream(mds.changes, mds.store)
         .watches_stream(deployments.changes, owning_model_deployment)
         .watches_shared_stream(rs.for_deployments, replicaset_owner)
-        .watches_shared_stream(inputs.approval_changes, move |a| index.lookup(&a));
+        .watches_shared_stream(inputs.approval_changes, move |a| index.lookup(a.as_ref()))
+        .reconcile_on(inputs.handoff);
     let controller = watching_sealing(controller, sealed.changes, store)
-        .with_config(crate::runtime::controller_config(concurrency))
+        .with_config(crate::runtime::controller_config(state.ctx.concurrency))
         .graceful_shutdown_on(shutdown.clone())
         .run(reconcile, error_policy, state);
     futures::future::Either::Right(beside.drive(controller, shutdown))
@@ -501,12 +509,10 @@ impl Observed {
     }
 }
 
-/// The approval `name` in `namespace`, from the cache, when it can be read.
+/// The approval `name` in `namespace`, from the cache (or as the approval
+/// controller just wrote it, while the cache is behind), when it can be read.
 fn approval(state: &State, namespace: &str, name: &str) -> Option<ModelApproval> {
-    let cached = state
-        .approvals
-        .get(&ObjectRef::new(name).within(namespace))?;
-    crate::runtime::packed::readable(&cached)
+    state.handed.read(&state.approvals, namespace, name)
 }
 
 /// What `md`'s approvalRef comes to, given the approval of its name in

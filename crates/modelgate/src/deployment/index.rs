@@ -156,7 +156,7 @@ impl ApprovalIndex {
     /// The deployments that depend on `approval`.
     pub fn lookup(
         &self,
-        approval: &CachedApproval,
+        approval: &impl kube::Resource,
     ) -> Vec<ObjectRef<DeserializeGuard<ModelDeployment>>> {
         let key = (
             approval.namespace().unwrap_or_default(),

@@ -11,6 +11,7 @@ pub mod applied;
 pub mod apply;
 pub mod controller;
 pub mod desired;
+pub mod handoff;
 pub mod index;
 pub mod orphans;
 pub mod progress;

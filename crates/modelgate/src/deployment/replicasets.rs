@@ -130,6 +130,10 @@ struct State {
     ctx: Arc<Context>,
     synced: Arc<Synced>,
     approvals: Store<CachedApproval>,
+    /// Approvals the approval controller has just released or withdrawn: a
+    /// release handed straight to the deployment controller is read here
+    /// too before the approval watch brings it.
+    handed: Arc<super::handoff::Handed>,
     deployments: Store<CachedDeployment>,
 }
 
@@ -137,7 +141,7 @@ struct State {
 pub fn run_strays(
     ctx: Arc<Context>,
     watched: (Store<ReplicaSet>, ReflectHandle<ReplicaSet>),
-    approvals: Store<CachedApproval>,
+    (approvals, handed): (Store<CachedApproval>, Arc<super::handoff::Handed>),
     deployments: Store<CachedDeployment>,
     synced: Arc<Synced>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
@@ -148,6 +152,7 @@ pub fn run_strays(
         ctx,
         synced,
         approvals,
+        handed,
         deployments,
     });
     let (store, changes) = watched;
@@ -162,9 +167,8 @@ pub fn run_strays(
 /// break-glass), not being deleted, and for the same artifact.
 fn approved(state: &State, namespace: &str, model: &ServedModel) -> bool {
     state
-        .approvals
-        .get(&ObjectRef::new(&model.approval).within(namespace))
-        .and_then(|a| crate::runtime::packed::readable(&a))
+        .handed
+        .read(&state.approvals, namespace, &model.approval)
         .is_some_and(|a| {
             super::rollout::releases(&a, crate::context::now_seconds())
                 && a.spec.model.digest == model.digest

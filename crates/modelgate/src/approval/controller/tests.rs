@@ -47,15 +47,17 @@ fn naming_v1() -> DeserializeGuard<crate::api::deployment::ModelDeployment> {
 }
 
 /// The controller's state on a mocked API server, with records on and the
-/// deployment index complete (one ModelDeployment uses `v1`).
-fn state(ctx: Arc<Context>) -> Arc<State> {
+/// deployment index complete (one ModelDeployment uses `v1`), and what it
+/// hands the deployment controller.
+fn state(ctx: Arc<Context>) -> (Arc<State>, crate::deployment::handoff::Received) {
     let (index, _told) = ApprovalIndex::reporting();
     index.observe(&watcher::Event::Init);
     index.observe(&watcher::Event::InitApply(naming_v1()));
     index.observe(&watcher::Event::InitDone);
     let signer = Signer::generate().unwrap_or_else(|e| panic!("key: {e}"));
     let ctx_client = ctx.client.clone();
-    Arc::new(State {
+    let (handoff, handed) = Handoff::channel(index.clone(), Arc::default());
+    let state = Arc::new(State {
         ctx,
         in_use: InUse::new(index),
         written: Arc::default(),
@@ -71,7 +73,9 @@ fn state(ctx: Arc<Context>) -> Arc<State> {
             Default::default(),
         )
         .0,
-    })
+        handoff,
+    });
+    (state, handed)
 }
 
 /// Answers what the reconcile of an approval whose five gates all passed
@@ -184,7 +188,7 @@ async fn answer_record(server: &mut ApiServer) {
 #[tokio::test]
 async fn all_gates_passed_is_approved_announced_marked_and_recorded() {
     let (ctx, server) = fixtures::context();
-    let state = state(ctx);
+    let (state, mut handed) = state(ctx);
     let approval = all_gates_passed();
     let guarded: CachedApproval =
         serde_json::from_value(approval.clone()).unwrap_or_else(|e| panic!("fixture: {e}"));
@@ -194,12 +198,15 @@ async fn all_gates_passed_is_approved_announced_marked_and_recorded() {
     let server = scenario.await;
     assert!(server.is_ok(), "the scenario failed: {server:?}");
     assert_eq!(state.ctx.metrics.records_written.get(), 1);
+    // The release reaches the ModelDeployment that names `v1` at once.
+    let told = handed.try_recv().ok().map(|md| md.name);
+    assert_eq!(told.as_deref(), Some("fd"));
 }
 
 #[tokio::test]
 async fn a_failed_status_write_names_its_step_and_writes_nothing_else() {
     let (ctx, mut server) = fixtures::context();
-    let state = state(ctx);
+    let (state, mut handed) = state(ctx);
     let guarded: CachedApproval =
         serde_json::from_value(all_gates_passed()).unwrap_or_else(|e| panic!("fixture: {e}"));
     let scenario = tokio::spawn(async move {
@@ -228,4 +235,12 @@ async fn a_failed_status_write_names_its_step_and_writes_nothing_else() {
     let server = scenario.await.unwrap_or_else(|e| panic!("scenario: {e}"));
     drop(state);
     server.nothing_more().await;
+    // Nothing was written, so nothing is handed on.
+    assert!(
+        matches!(
+            handed.try_recv(),
+            Err(futures::channel::mpsc::TryRecvError::Closed)
+        ),
+        "no hand-off"
+    );
 }

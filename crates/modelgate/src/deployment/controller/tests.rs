@@ -73,6 +73,7 @@ fn state(ctx: Arc<Context>, approvals: &[ModelApproval], deployments: &[Deployme
         ctx,
         synced,
         approvals: approval_store,
+        handed: Arc::default(),
         deployments: deployment_store,
         replicasets: reflector::store().0,
         applied: Arc::default(),
@@ -155,37 +156,79 @@ async fn a_pending_approval_holds_the_rollout_and_applies_nothing() {
     assert!(result.is_ok(), "{result:?}");
 }
 
+/// What releasing `fd` for `v1` asks of the API server, from no Deployment.
+async fn expect_release(mut server: ApiServer, expected: Value) -> ApiServer {
+    // Not in the cache (whose label selector a renamed one escapes):
+    // read before it is created.
+    server
+        .expect(Method::GET, &format!("{DEPLOYMENTS}/fd"))
+        .await
+        .not_found();
+    let apply = server
+        .expect(Method::PATCH, &format!("{DEPLOYMENTS}/fd"))
+        .await;
+    apply.assert_applied_by(FIELD_MANAGER);
+    let d = &apply.body;
+    assert_eq!(d["spec"]["replicas"], 2);
+    assert_eq!(d["metadata"]["ownerReferences"][0]["uid"], "md-1");
+    assert_eq!(d["metadata"]["ownerReferences"][0]["controller"], true);
+    let annotations = &d["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(annotations[desired::APPROVAL_ANNOTATION], "v1");
+    assert_eq!(annotations[desired::MODEL_VERSION_ANNOTATION], "2.4.0");
+    let answer = merged(d, &json!({"metadata": {"uid": "d-1", "generation": 1}}));
+    apply.ok(answer);
+    expect_status(&mut server, &expected, "RollingOut", "ApprovalApproved").await;
+    expect_event(&mut server, "Normal", "RollingOut").await;
+    server
+}
+
 #[tokio::test]
 async fn an_approved_model_is_applied_by_the_operator() {
     let (ctx, server) = fixtures::context();
     let state = state(ctx, &[approval("Approved", 5)], &[]);
     let md = md("Hold");
     let expected = md.clone();
+    let result = reconcile_with(state, &md, |s| expect_release(s, expected), server).await;
+    assert!(result.is_ok(), "{result:?}");
+}
+
+/// `approval` at revision `rv`.
+fn at(mut approval: ModelApproval, rv: &str) -> ModelApproval {
+    approval.metadata.resource_version = Some(rv.into());
+    approval
+}
+
+/// The approval controller hands a release over as soon as it has written
+/// it: the cache still holds the Pending approval, and the approval as the
+/// API server answered the write is read instead.
+#[tokio::test]
+async fn a_release_written_but_not_yet_cached_is_applied() {
+    let (ctx, server) = fixtures::context();
+    let state = state(ctx, &[at(approval("Pending", 3), "7")], &[]);
+    state.handed.keep(at(approval("Approved", 5), "8"));
+    let md = md("Hold");
+    let expected = md.clone();
+    let result = reconcile_with(state.clone(), &md, |s| expect_release(s, expected), server).await;
+    assert!(result.is_ok(), "{result:?}");
+    // Reading it leaves it for the watch to end.
+    assert_eq!(state.handed.pending(), 1);
+}
+
+/// A handed-over approval the cache has overtaken (a reviewer's False gate
+/// after the operator's write) is not read: the cache's newer state holds.
+#[tokio::test]
+async fn a_handed_approval_older_than_the_cache_is_not_read() {
+    let (ctx, server) = fixtures::context();
+    let state = state(ctx, &[at(approval("Pending", 3), "9")], &[]);
+    state.handed.keep(at(approval("Approved", 5), "8"));
+    let md = md("Hold");
+    let expected = md.clone();
     let result = reconcile_with(
         state,
         &md,
         |mut server| async move {
-            // Not in the cache (whose label selector a renamed one escapes):
-            // read before it is created.
-            server
-                .expect(Method::GET, &format!("{DEPLOYMENTS}/fd"))
-                .await
-                .not_found();
-            let apply = server
-                .expect(Method::PATCH, &format!("{DEPLOYMENTS}/fd"))
-                .await;
-            apply.assert_applied_by(FIELD_MANAGER);
-            let d = &apply.body;
-            assert_eq!(d["spec"]["replicas"], 2);
-            assert_eq!(d["metadata"]["ownerReferences"][0]["uid"], "md-1");
-            assert_eq!(d["metadata"]["ownerReferences"][0]["controller"], true);
-            let annotations = &d["spec"]["template"]["metadata"]["annotations"];
-            assert_eq!(annotations[desired::APPROVAL_ANNOTATION], "v1");
-            assert_eq!(annotations[desired::MODEL_VERSION_ANNOTATION], "2.4.0");
-            let answer = merged(d, &json!({"metadata": {"uid": "d-1", "generation": 1}}));
-            apply.ok(answer);
-            expect_status(&mut server, &expected, "RollingOut", "ApprovalApproved").await;
-            expect_event(&mut server, "Normal", "RollingOut").await;
+            expect_status(&mut server, &expected, "AwaitingApproval", "AwaitingReview").await;
+            expect_event(&mut server, "Normal", "AwaitingApproval").await;
             server
         },
         server,
