@@ -74,6 +74,10 @@ async fn five_gates_one_by_one_approve_with_history_and_events() {
         ("True", Some("AllGatesPassed"))
     );
     assert!(status.approved_at.is_some() && status.expires_at.is_some());
+    assert_eq!(
+        status.observed_uid, a.metadata.uid,
+        "the status names the approval it was decided for"
+    );
     let subjects: Vec<String> = status
         .history
         .iter()

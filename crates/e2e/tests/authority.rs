@@ -276,6 +276,57 @@ async fn only_the_operator_writes_the_operator_fields() {
     report("only_the_operator_writes_the_operator_fields");
 }
 
+/// The operator's status write is an apply by name: one decided for an
+/// approval that was deleted and re-created under its name is refused, so
+/// the new approval (whose model nobody reviewed) is not approved by it.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_operator_decision_for_a_re_created_approval_is_refused() {
+    let (_params, ns, api) = setup("recreated").await;
+    let first = api.get("fd").await.expect("read fd");
+    let old_uid = first.metadata.uid.clone().unwrap_or_default();
+    api.delete("fd", &Default::default())
+        .await
+        .expect("delete fd");
+    eventually(30, "fd gone", || async {
+        api.get_opt("fd")
+            .await
+            .ok()
+            .filter(Option::is_none)
+            .map(|_| ())
+    })
+    .await;
+    model_approval("fd").version("2.0.0").create(&api).await;
+    let before = api.get("fd").await.expect("read the new fd");
+    assert_ne!(before.metadata.uid.as_deref(), Some(old_uid.as_str()));
+    let operator = operator_client().await;
+    let decided = serde_json::json!({"phase": "Approved", "observedUid": old_uid});
+    refused(
+        "a decision for the deleted approval",
+        apply_status(&operator, &ns.name, decided, "modelgate").await,
+        &["was re-created under its name"],
+    );
+    let after = api.get("fd").await.expect("read the new fd");
+    let phase = |a: &ModelApproval| a.status.as_ref().and_then(|s| s.phase);
+    assert_eq!(phase(&after), phase(&before), "nothing changed");
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+    // Its own uid is taken; a reviewer may set none.
+    let own = serde_json::json!({"observedUid": before.metadata.uid});
+    let reviewer = person("tess@example.com", &[Gate::Technical.default_group()]).await;
+    refused(
+        "observedUid by a reviewer",
+        apply_status(&reviewer, &ns.name, own.clone(), "reviewer-fields").await,
+        &["may only be written by the modelgate operator"],
+    );
+    allowed(
+        "its own uid by the operator",
+        apply_status(&operator, &ns.name, own, "modelgate").await,
+    );
+    report("the_operator_decision_for_a_re_created_approval_is_refused");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn managed_deployments_change_only_through_the_operator() {
     let _params = PARAMS.read().await;

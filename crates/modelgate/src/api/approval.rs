@@ -245,6 +245,11 @@ pub struct ModelApprovalStatus {
     /// The generation of the spec the operator last acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The uid of the approval this status was decided for. A status
+    /// decided for an approval since deleted and re-created under the same
+    /// name is refused by admission, and never releases a model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_uid: Option<String>,
     /// The newest observed transitions of gates and phase, oldest first. The
     /// API server's audit log is the complete record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

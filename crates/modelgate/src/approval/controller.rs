@@ -341,12 +341,13 @@ fn decide_for(
     pin: Option<&PinnedPolicy>,
     now: Timestamp,
 ) -> Option<(decide::Decision, Vec<super::release::Judged>)> {
+    let uid = approval.meta().uid.as_deref().unwrap_or_default();
     let status = state.written.current(
-        approval.meta().uid.as_deref().unwrap_or_default(),
+        uid,
         approval.meta().resource_version.as_deref(),
         approval.status.as_ref(),
     );
-    let uid = approval.meta().uid.as_deref().unwrap_or_default();
+    let status = super::identity::own(status, uid);
     let object =
         ObjectRef::new(&approval.name_any()).within(&approval.namespace().unwrap_or_default());
     let artifact = super::artifact::standing(
@@ -367,7 +368,7 @@ fn decide_for(
     }
     let judged = super::release::judged(&state.break_glass, approval, Some(&pinned), now);
     let imported = imported_standing(state, (approval, uid, object), &artifact, status.as_ref());
-    let decision = decide::decide(Input {
+    let mut decision = decide::decide(Input {
         spec: &approval.spec,
         generation: approval.meta().generation,
         status: status.as_ref(),
@@ -378,6 +379,7 @@ fn decide_for(
         release: super::release::release(&judged, now),
         imported: imported.as_ref(),
     });
+    super::identity::stamp(&mut decision, uid);
     Some((decision, judged))
 }
 
@@ -476,6 +478,15 @@ async fn apply_status(
     status: crate::api::approval::ModelApprovalStatus,
 ) -> Result<(), Error> {
     let written = apply_or_shrink(state, approval, namespace, &status).await?;
+    if written.meta().uid != approval.meta().uid {
+        // Where admission does not refuse it (see `identity`): the new
+        // approval's reconcile decides it afresh.
+        return Err(Error::Unavailable(format!(
+            "the status was written onto another approval named {} (uid {}): it was re-created",
+            written.name_any(),
+            written.meta().uid.as_deref().unwrap_or_default()
+        )));
+    }
     state.written.record_status(
         approval.meta().uid.as_deref().unwrap_or_default(),
         written.meta().resource_version.as_deref(),

@@ -290,6 +290,8 @@ impl Standing {
             approved_at: self.life.approved_at.clone(),
             expires_at: self.life.expires_at.map(Time),
             observed_generation: input.generation,
+            // Stamped by the controller, which knows the uid (`identity`).
+            observed_uid: previous.observed_uid.clone(),
             history_head: history
                 .entries
                 .last()

@@ -10,6 +10,7 @@ pub mod deadlines;
 pub mod decide;
 pub mod gates;
 pub mod history;
+pub mod identity;
 pub mod in_use;
 pub mod inputs;
 pub mod release;

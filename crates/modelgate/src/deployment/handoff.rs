@@ -37,16 +37,30 @@ pub type Received = UnboundedReceiver<ObjectRef<DeserializeGuard<ModelDeployment
 /// a newer one, or the deletion, or a relist).
 #[derive(Default)]
 pub struct Handed {
-    inner: Mutex<HashMap<Key, (u64, Arc<CachedApproval>)>>,
+    inner: Mutex<Entries>,
 }
 
 /// An approval's namespace and name.
 type Key = (String, String);
 
+#[derive(Default)]
+struct Entries {
+    handed: HashMap<Key, (u64, Arc<CachedApproval>)>,
+    /// During a relist, the revisions listed of the approvals handed over:
+    /// the cache shows the relist only once it is complete.
+    relisted: Option<HashMap<Key, u64>>,
+}
+
 /// resourceVersions are etcd revisions: integers that only grow. Anything
 /// else (another storage) disables the hand-off rather than guess.
 fn revision(object: &impl Resource) -> Option<u64> {
     object.meta().resource_version.as_deref()?.parse().ok()
+}
+
+/// Whether the cache holding `cached` has caught up with revision `rv`; an
+/// opaque revision ends the entry rather than keep it forever.
+fn caught_up(cached: &impl Resource, rv: u64) -> bool {
+    revision(cached).is_none_or(|seen| seen >= rv)
 }
 
 fn key(object: &impl Resource) -> Key {
@@ -64,39 +78,56 @@ impl Handed {
             Err(e) => return tracing::error!(error = %e, "handed approval does not pack"),
         };
         if let Ok(mut inner) = self.inner.lock() {
-            inner.insert(key, (rv, Arc::new(DeserializeGuard(Ok(packed)))));
+            inner
+                .handed
+                .insert(key, (rv, Arc::new(DeserializeGuard(Ok(packed)))));
         }
     }
 
     fn holds(&self, object: &impl Resource) -> bool {
         self.inner
             .lock()
-            .is_ok_and(|inner| inner.contains_key(&key(object)))
+            .is_ok_and(|inner| inner.handed.contains_key(&key(object)))
     }
 
     /// The approval watch's event, seen after the cache took it: an entry
-    /// the cache has caught up with, or whose approval is gone, ends; so
-    /// does every entry once a relist has replaced the cache.
+    /// the cache has caught up with, or whose approval is gone, ends. A
+    /// relist shows in the cache only once complete, so its entries end
+    /// then: those listed at their revision or newer, and those not listed.
     pub fn observed(&self, event: &Event<CachedApproval>) {
         let Ok(mut inner) = self.inner.lock() else {
             return;
         };
+        let entries = &mut *inner;
         match event {
-            Event::Apply(a) | Event::InitApply(a) => {
-                let seen = revision(a);
+            Event::Apply(a) => {
                 let key = key(a);
-                if inner
+                if entries
+                    .handed
                     .get(&key)
-                    .is_some_and(|(rv, _)| seen.is_none_or(|seen| seen >= *rv))
+                    .is_some_and(|(rv, _)| caught_up(a, *rv))
                 {
-                    inner.remove(&key);
+                    entries.handed.remove(&key);
                 }
             }
             Event::Delete(a) => {
-                inner.remove(&key(a));
+                entries.handed.remove(&key(a));
             }
-            Event::InitDone => inner.clear(),
-            Event::Init => {}
+            Event::Init => entries.relisted = Some(HashMap::new()),
+            Event::InitApply(a) => {
+                let key = key(a);
+                if let (Some(relisted), true) =
+                    (&mut entries.relisted, entries.handed.contains_key(&key))
+                {
+                    relisted.insert(key, revision(a).unwrap_or(u64::MAX));
+                }
+            }
+            Event::InitDone => {
+                let relisted = entries.relisted.take().unwrap_or_default();
+                entries
+                    .handed
+                    .retain(|key, (rv, _)| relisted.get(key).is_some_and(|seen| seen < rv));
+            }
         }
     }
 
@@ -113,7 +144,7 @@ impl Handed {
         name: &str,
     ) -> Option<ModelApproval> {
         let key = (namespace.to_string(), name.to_string());
-        let handed = self.inner.lock().ok()?.get(&key).cloned();
+        let handed = self.inner.lock().ok()?.handed.get(&key).cloned();
         let cached = cache.get(&ObjectRef::new(name).within(namespace))?;
         let newest = match handed {
             Some((rv, handed)) if revision(cached.as_ref()).is_some_and(|seen| seen < rv) => handed,
@@ -124,7 +155,7 @@ impl Handed {
 
     /// How many approvals are handed over and not yet cached.
     pub fn pending(&self) -> usize {
-        self.inner.lock().map(|i| i.len()).unwrap_or(0)
+        self.inner.lock().map(|i| i.handed.len()).unwrap_or(0)
     }
 }
 
@@ -222,10 +253,26 @@ mod tests {
         assert_eq!(phase_read(&handed, &cache), None);
         handed.observed(&Event::Delete(gone));
         assert_eq!(handed.pending(), 0);
-        // A relist replaces the cache and ends every entry.
+        // A relist ends entries once the cache shows it: those listed at
+        // their revision or newer, and those not listed (deleted).
         handed.keep(approval("Approved", "13"));
+        handed.observed(&Event::Init);
+        handed.observed(&Event::InitApply(cached(approval("Approved", "13"))));
+        assert_eq!(
+            handed.pending(),
+            1,
+            "the cache does not show the relist yet"
+        );
         handed.observed(&Event::InitDone);
         assert_eq!(handed.pending(), 0);
+        handed.keep(approval("Approved", "14"));
+        handed.observed(&Event::Init);
+        handed.observed(&Event::InitApply(cached(approval("Pending", "13"))));
+        handed.observed(&Event::InitDone);
+        assert_eq!(handed.pending(), 1, "listed before the write");
+        handed.observed(&Event::Init);
+        handed.observed(&Event::InitDone);
+        assert_eq!(handed.pending(), 0, "not listed: deleted");
         // Opaque resourceVersions disable the hand-off.
         handed.keep(approval("Approved", "abc"));
         assert_eq!(handed.pending(), 0);

@@ -69,6 +69,15 @@ pub fn is_approved(a: &ModelApproval) -> bool {
     a.metadata.deletion_timestamp.is_none()
         && a.status.as_ref().and_then(|s| s.phase) == Some(ApprovalPhase::Approved)
         && !gate_failed(a)
+        && decided_for_itself(a)
+}
+
+/// Whether `a`'s status was decided for `a` itself, not for an approval
+/// deleted and re-created under its name (see `approval::identity`).
+/// Statuses written before they named a uid count as its own.
+fn decided_for_itself(a: &ModelApproval) -> bool {
+    let decided = a.status.as_ref().and_then(|s| s.observed_uid.as_deref());
+    decided.is_none_or(|uid| a.metadata.uid.as_deref() == Some(uid))
 }
 
 /// Whether a gate condition of `a` is False.
@@ -97,7 +106,8 @@ pub fn break_glass(a: &ModelApproval, now: Timestamp) -> Option<&ReleasedBy> {
     let status = a.status.as_ref()?;
     (a.metadata.deletion_timestamp.is_none()
         && status.phase == Some(ApprovalPhase::BreakGlass)
-        && !gate_failed(a))
+        && !gate_failed(a)
+        && decided_for_itself(a))
     .then_some(status.break_glass.as_deref())
     .flatten()
     .filter(|r| r.until.0 > now)
@@ -207,4 +217,33 @@ pub struct ApplyFailure {
     /// InvalidTemplate or DeploymentConflict.
     pub reason: &'static str,
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn approved(uid: &str, decided_for: Option<&str>) -> ModelApproval {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
+            "metadata": {"name": "v1", "namespace": "risk", "uid": uid},
+            "spec": {"model": {"name": "m", "version": "1", "uri": "s3://m",
+                               "digest": format!("sha256:{}", "0".repeat(64))}},
+            "status": {"phase": "Approved", "observedUid": decided_for},
+        }))
+        .unwrap_or_else(|e| panic!("fixture: {e}"))
+    }
+
+    /// An operator's decision written onto an approval re-created under
+    /// the same name (where admission did not refuse it) releases nothing.
+    #[test]
+    fn a_status_decided_for_another_approval_releases_nothing() {
+        let now = Timestamp::UNIX_EPOCH;
+        assert!(releases(&approved("b", Some("b")), now));
+        assert!(
+            releases(&approved("b", None), now),
+            "written before statuses named a uid"
+        );
+        assert!(!releases(&approved("b", Some("a")), now));
+    }
 }
