@@ -389,7 +389,13 @@ async fn a_malformed_reviewer_condition_is_reported_not_fatal() {
         "{said}"
     );
     // Written where admission did not look (here: by the operator's own
-    // identity, which the policy trusts), the operator reports it.
+    // identity, which the policy trusts), the operator reports it. That
+    // identity's writes must name the approval decided for, which the
+    // status does once the operator has decided it.
+    eventually(30, "fd decided by the operator", || async {
+        api.get("fd").await.ok()?.status?.observed_uid.map(|_| ())
+    })
+    .await;
     set_gate_as(
         &operator_client().await,
         &ns.name,

@@ -226,7 +226,7 @@ async fn reviewer_writes_are_well_formed() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn only_the_operator_writes_the_operator_fields() {
-    let (_params, ns, _) = setup("opfields").await;
+    let (_params, ns, approvals) = setup("opfields").await;
     let reviewer = person("tess@example.com", &[Gate::Technical.default_group()]).await;
     let now = "2026-11-25T10:00:00Z";
     let attempts = [
@@ -254,10 +254,19 @@ async fn only_the_operator_writes_the_operator_fields() {
         );
     }
     let operator = operator_client().await;
+    // Every status the operator writes names the approval it decided for.
+    let uid = approvals.get("fd").await.expect("read fd").metadata.uid;
+    refused(
+        "a status by the operator that names no approval",
+        apply_status(&operator, &ns.name, attempts[1].1.clone(), "modelgate").await,
+        &["(none named)"],
+    );
     for (field, status) in &attempts {
+        let mut status = status.clone();
+        status["observedUid"] = serde_json::json!(uid);
         allowed(
             &format!("{field} by the operator"),
-            apply_status(&operator, &ns.name, status.clone(), "modelgate").await,
+            apply_status(&operator, &ns.name, status, "modelgate").await,
         );
     }
     // The operator may not pass a gate.

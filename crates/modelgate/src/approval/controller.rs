@@ -221,7 +221,7 @@ async fn reconcile(
     let ctx = &state.ctx;
     let _timer = ctx.metrics.reconcile(CONTROLLER);
     let packed = ctx.readable(guarded.as_ref()).await.at(Step::Read)?;
-    let approval = &packed.unpack().map_err(Error::from).at(Step::Read)?;
+    let approval = &super::identity::owned(packed.unpack().map_err(Error::from).at(Step::Read)?);
     let namespace = approval
         .namespace()
         .ok_or(Error::MissingMetadata("namespace"))
@@ -347,7 +347,6 @@ fn decide_for(
         approval.meta().resource_version.as_deref(),
         approval.status.as_ref(),
     );
-    let status = super::identity::own(status, uid);
     let object =
         ObjectRef::new(&approval.name_any()).within(&approval.namespace().unwrap_or_default());
     let artifact = super::artifact::standing(

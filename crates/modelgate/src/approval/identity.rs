@@ -12,14 +12,26 @@
 //! where admission is not installed) is decided afresh from what people
 //! wrote on this one.
 
-use crate::api::approval::ModelApprovalStatus;
+use crate::api::approval::{ModelApproval, ModelApprovalStatus};
 use crate::api::gates::is_operator_condition;
 
 use super::decide::Decision;
 
+/// `approval` with its status as the operator may decide from: as it is
+/// when it was decided for this approval (or before statuses named one);
+/// else only what people wrote on this one. Without its pinned rules it is
+/// pinned afresh from its namespace's policy.
+pub fn owned(mut approval: ModelApproval) -> ModelApproval {
+    let uid = approval.metadata.uid.clone().unwrap_or_default();
+    approval.status = own(approval.status.take(), &uid);
+    approval
+}
+
 /// `status` when it was decided for the approval `uid` (or before statuses
 /// named one); else only what people wrote on it: their conditions,
-/// reviews and measurements.
+/// reviews and measurements. The gate conditions the other approval's
+/// rules gave the operator (a quorum, a rule, a mirrored record) were the
+/// operator's write for that approval, not anyone's decision on this one.
 pub fn own(status: Option<ModelApprovalStatus>, uid: &str) -> Option<ModelApprovalStatus> {
     let status = status?;
     if status
@@ -34,11 +46,12 @@ pub fn own(status: Option<ModelApprovalStatus>, uid: &str) -> Option<ModelApprov
         uid,
         "status decided for another approval of this name; deciding afresh"
     );
+    let decided = crate::policy::pin::operator_decided(status.policy.as_deref());
     Some(ModelApprovalStatus {
         conditions: status
             .conditions
             .into_iter()
-            .filter(|c| !is_operator_condition(&c.type_))
+            .filter(|c| !is_operator_condition(&c.type_) && !decided.contains(&c.type_.as_str()))
             .collect(),
         reviews: status.reviews,
         measurements: status.measurements,
@@ -63,14 +76,21 @@ mod tests {
         serde_json::from_value(json).unwrap_or_else(|e| panic!("fixture: {e}"))
     }
 
+    /// What the operator wrote for approval `old` (its phase, history,
+    /// pinned rules and the quorum gate those rules gave it) is dropped;
+    /// a person's gate and reviews on this one stay.
     #[test]
     fn a_status_decided_for_another_approval_keeps_only_what_people_wrote() {
         let foreign = status(serde_json::json!({
             "phase": "Approved", "observedUid": "old", "approvedAt": "2026-01-01T00:00:00Z",
             "history": [{"subject": "Approved", "from": "Pending", "to": "Approved",
                          "time": "2026-01-01T00:00:00Z"}],
+            "policy": {"name": "default", "gates": [
+                {"gate": "TechnicalReview", "reviewers": 2},
+            ]},
             "conditions": [
                 {"type": "Approved", "status": "True"},
+                {"type": "TechnicalReview", "status": "True", "reviewer": "modelgate"},
                 {"type": "SecurityReview", "status": "False", "reviewer": "sam"},
             ],
             "reviews": [{"gate": "TechnicalReview", "reviewer": "ana", "decision": "Approve"}],
@@ -80,6 +100,7 @@ mod tests {
         assert_eq!(own.approved_at, None);
         assert!(own.history.is_empty());
         assert_eq!(own.observed_uid, None);
+        assert!(own.policy.is_none(), "pinned afresh");
         let kept: Vec<&str> = own.conditions.iter().map(|c| c.type_.as_str()).collect();
         assert_eq!(kept, ["SecurityReview"]);
         assert_eq!(own.reviews.len(), 1);

@@ -46,9 +46,10 @@ type Key = (String, String);
 #[derive(Default)]
 struct Entries {
     handed: HashMap<Key, (u64, Arc<CachedApproval>)>,
-    /// During a relist, the revisions listed of the approvals handed over:
-    /// the cache shows the relist only once it is complete.
-    relisted: Option<HashMap<Key, u64>>,
+    /// During a relist, the approvals handed over and the revision each
+    /// was listed at (None while not listed): the cache shows the relist
+    /// only once it is complete.
+    relisted: Option<HashMap<Key, Option<u64>>>,
 }
 
 /// resourceVersions are etcd revisions: integers that only grow. Anything
@@ -113,20 +114,31 @@ impl Handed {
             Event::Delete(a) => {
                 entries.handed.remove(&key(a));
             }
-            Event::Init => entries.relisted = Some(HashMap::new()),
+            Event::Init => {
+                let held = entries.handed.keys().map(|key| (key.clone(), None));
+                entries.relisted = Some(held.collect());
+            }
             Event::InitApply(a) => {
                 let key = key(a);
                 if let (Some(relisted), true) =
                     (&mut entries.relisted, entries.handed.contains_key(&key))
                 {
-                    relisted.insert(key, revision(a).unwrap_or(u64::MAX));
+                    relisted.insert(key, Some(revision(a).unwrap_or(u64::MAX)));
                 }
             }
             Event::InitDone => {
                 let relisted = entries.relisted.take().unwrap_or_default();
                 entries
                     .handed
-                    .retain(|key, (rv, _)| relisted.get(key).is_some_and(|seen| seen < rv));
+                    .retain(|key, (rv, _)| match relisted.get(key) {
+                        // Listed older than the write: the watch brings it.
+                        Some(Some(seen)) => seen < rv,
+                        // Held when the relist began and not listed: deleted.
+                        Some(None) => false,
+                        // Handed over during the relist, after its listing (if
+                        // any): kept until the watch brings it.
+                        None => true,
+                    });
             }
         }
     }
@@ -273,6 +285,14 @@ mod tests {
         handed.observed(&Event::Init);
         handed.observed(&Event::InitDone);
         assert_eq!(handed.pending(), 0, "not listed: deleted");
+        // Handed over during a relist, after its listing: kept until the
+        // watch brings it, for the cache shows only the older listing.
+        handed.observed(&Event::Init);
+        handed.observed(&Event::InitApply(cached(approval("Approved", "15"))));
+        handed.keep(approval("Rejected", "16"));
+        handed.observed(&Event::InitDone);
+        assert_eq!(handed.pending(), 1, "handed over after its listing");
+        handed.observed(&Event::Delete(cached(approval("Rejected", "16"))));
         // Opaque resourceVersions disable the hand-off.
         handed.keep(approval("Approved", "abc"));
         assert_eq!(handed.pending(), 0);

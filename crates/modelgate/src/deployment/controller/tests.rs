@@ -198,16 +198,22 @@ fn at(mut approval: ModelApproval, rv: &str) -> ModelApproval {
     approval
 }
 
+/// The cache holds a Pending `v1` at revision `cached`; the approval
+/// controller handed over an Approved one written at revision 8.
+fn handed_over_at_8(ctx: Arc<Context>, cached: &str) -> Arc<State> {
+    let state = state(ctx, &[at(approval("Pending", 3), cached)], &[]);
+    state.handed.keep(at(approval("Approved", 5), "8"));
+    state
+}
+
 /// The approval controller hands a release over as soon as it has written
 /// it: the cache still holds the Pending approval, and the approval as the
 /// API server answered the write is read instead.
 #[tokio::test]
 async fn a_release_written_but_not_yet_cached_is_applied() {
     let (ctx, server) = fixtures::context();
-    let state = state(ctx, &[at(approval("Pending", 3), "7")], &[]);
-    state.handed.keep(at(approval("Approved", 5), "8"));
-    let md = md("Hold");
-    let expected = md.clone();
+    let state = handed_over_at_8(ctx, "7");
+    let (md, expected) = (md("Hold"), md("Hold"));
     let result = reconcile_with(state.clone(), &md, |s| expect_release(s, expected), server).await;
     assert!(result.is_ok(), "{result:?}");
     // Reading it leaves it for the watch to end.
@@ -219,10 +225,8 @@ async fn a_release_written_but_not_yet_cached_is_applied() {
 #[tokio::test]
 async fn a_handed_approval_older_than_the_cache_is_not_read() {
     let (ctx, server) = fixtures::context();
-    let state = state(ctx, &[at(approval("Pending", 3), "9")], &[]);
-    state.handed.keep(at(approval("Approved", 5), "8"));
-    let md = md("Hold");
-    let expected = md.clone();
+    let state = handed_over_at_8(ctx, "9");
+    let (md, expected) = (md("Hold"), md("Hold"));
     let result = reconcile_with(
         state,
         &md,
