@@ -259,7 +259,7 @@ async fn only_the_operator_writes_the_operator_fields() {
     refused(
         "a status by the operator that names no approval",
         apply_status(&operator, &ns.name, attempts[1].1.clone(), "modelgate").await,
-        &["(none named)"],
+        &["none named"],
     );
     for (field, status) in &attempts {
         let mut status = status.clone();

@@ -245,17 +245,7 @@ fn approval_inspector(
     move |event| {
         mark_synced(event);
         behind.handed.observed(event);
-        use kube::runtime::watcher::Event;
-        // A relist and a deletion end an entry too: a deleted approval's
-        // last revision is at least that of any write it took.
-        if let Event::Apply(approval) | Event::InitApply(approval) | Event::Delete(approval) = event
-        {
-            let meta = kube::Resource::meta(approval);
-            behind.written.observed(
-                meta.uid.as_deref().unwrap_or_default(),
-                meta.resource_version.as_deref(),
-            );
-        }
+        behind.written.observed_event(event);
     }
 }
 

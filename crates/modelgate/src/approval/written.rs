@@ -20,7 +20,8 @@ use std::sync::Mutex;
 
 use crate::api::approval::ModelApprovalStatus;
 use crate::api::gates::is_operator_condition;
-use crate::runtime::packed::PackedStatus;
+use crate::runtime::packed::{CachedApproval, PackedStatus};
+use kube::runtime::watcher::Event;
 
 /// Last writes by object uid: (resourceVersion produced, what was written).
 /// The value is boxed so that the map's table stays small whatever its peak
@@ -28,12 +29,17 @@ use crate::runtime::packed::PackedStatus;
 /// thousands of writes are in flight at once.
 pub struct Written<T = PackedStatus> {
     inner: Mutex<HashMap<String, (u64, Box<T>)>>,
+    /// During a relist, the revisions listed of the approvals with a write
+    /// in flight: the cache shows the relist only once it is complete, so
+    /// they end only then.
+    relisted: Mutex<Option<Vec<(String, u64)>>>,
 }
 
 impl<T> Default for Written<T> {
     fn default() -> Self {
         Written {
             inner: Mutex::default(),
+            relisted: Mutex::default(),
         }
     }
 }
@@ -79,6 +85,44 @@ impl<T: Clone> Written<T> {
             return None;
         }
         Some(written.as_ref().clone())
+    }
+
+    /// The approval watch's event, seen after the cache took it: an Apply
+    /// or a Delete ends the write it includes (a deleted approval's last
+    /// revision is at least that of any write it took); a relist's
+    /// listings end theirs once the relist is complete.
+    pub fn observed_event(&self, event: &Event<CachedApproval>) {
+        let uid_rv = |a: &CachedApproval| {
+            let meta = kube::Resource::meta(a);
+            (
+                meta.uid.clone().unwrap_or_default(),
+                meta.resource_version.clone(),
+            )
+        };
+        let Ok(mut relisted) = self.relisted.lock() else {
+            return;
+        };
+        match event {
+            Event::Apply(a) | Event::Delete(a) => {
+                let (uid, rv) = uid_rv(a);
+                self.observed(&uid, rv.as_deref());
+            }
+            Event::Init => *relisted = Some(Vec::new()),
+            Event::InitApply(a) => {
+                let (uid, rv) = uid_rv(a);
+                let held = self.inner.lock().is_ok_and(|i| i.contains_key(&uid));
+                if let (Some(listed), true, Some(rv)) =
+                    (relisted.as_mut(), held, revision(rv.as_deref()))
+                {
+                    listed.push((uid, rv));
+                }
+            }
+            Event::InitDone => {
+                for (uid, rv) in relisted.take().unwrap_or_default() {
+                    self.observed(&uid, Some(&rv.to_string()));
+                }
+            }
+        }
     }
 
     /// How many writes are still ahead of the cache.
@@ -192,6 +236,26 @@ mod tests {
         assert_eq!(w.pending(), 0);
         // Opaque resourceVersions disable the overlay.
         w.record_status("v", Some("abc"), status(ApprovalPhase::Approved, &[]));
+        assert_eq!(w.pending(), 0);
+    }
+
+    /// A relist shows in the cache only once complete: its listing of a
+    /// write ends the write's entry then, not before.
+    #[test]
+    fn a_relisted_write_ends_when_the_relist_is_complete() {
+        let w = Written::default();
+        w.record_status("u", Some("10"), status(ApprovalPhase::Approved, &[]));
+        let listed: CachedApproval = serde_json::from_value(serde_json::json!({
+            "apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval",
+            "metadata": {"name": "v1", "namespace": "risk", "uid": "u", "resourceVersion": "10"},
+            "spec": {"model": {"name": "m", "version": "1", "uri": "s3://m",
+                               "digest": format!("sha256:{}", "0".repeat(64))}},
+        }))
+        .unwrap_or_else(|e| panic!("fixture: {e}"));
+        w.observed_event(&Event::Init);
+        w.observed_event(&Event::InitApply(listed));
+        assert_eq!(w.pending(), 1, "the cache does not show the relist yet");
+        w.observed_event(&Event::InitDone);
         assert_eq!(w.pending(), 0);
     }
 
