@@ -185,6 +185,7 @@ pub async fn api_requests(admin: &Client) -> Result<Requests, BoxError> {
         "deployments",
         "events",
         "approvalrecords",
+        "recordcheckpoints",
         "approvalpolicies",
     ] {
         for verb in ["GET", "POST", "PATCH", "APPLY", "PUT"] {

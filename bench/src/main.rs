@@ -3,11 +3,13 @@
 //! against baselines measured in the same run. Timings are reported, never
 //! asserted; only correctness (a lost gate decision) fails the run.
 
+mod baseline;
 mod cluster;
 mod etcd;
 mod fleet;
 mod oci;
 mod scenarios;
+mod server_cpu;
 mod stats;
 
 use std::path::PathBuf;

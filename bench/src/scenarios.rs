@@ -16,7 +16,9 @@ use modelgate::api::{
 use modelgate::policy::quorum::{APPROVE, REJECT};
 use serde_json::json;
 
+use super::baseline;
 use super::cluster::{self, BoxError};
+use super::server_cpu::{self, ServerCpu};
 use super::stats::{cpu_time, ms, peak_rss_mib, percentile, ratio};
 use super::{Knobs, Scenario};
 
@@ -658,6 +660,7 @@ async fn cold_start_and_rest(
     );
 
     let requests_before = cluster::api_requests(admin).await?;
+    let server_before = server_cpu::read(admin).await;
     let port = cluster::free_port();
     let started = Instant::now();
     let operator = cluster::start_operator(kubeconfig, port)?;
@@ -677,6 +680,9 @@ async fn cold_start_and_rest(
         (a >= want_a && d >= want_d && records).then_some(())
     })
     .await?;
+    // Read before the confirming lists below, which are the bench's own work.
+    let server_used = used_since(admin, server_before).await;
+    let operator_cpu = cpu_time(pid).unwrap_or_default();
     // Confirm from the API server itself (the counters would also count a
     // second write of one object).
     let approvals: Api<ModelApproval> = Api::namespaced(admin.clone(), &ns);
@@ -712,6 +718,11 @@ async fn cold_start_and_rest(
         requests / objects
     );
     println!("  API requests: {by_kind}");
+    println!(
+        "  CPU while it settled: the operator {:.1} s; the control plane {}",
+        operator_cpu.as_secs_f64(),
+        server_used.map_or("not read".into(), |u| u.describe())
+    );
     println!("  registry look-ups per approval: {lookups:.2}");
     if !approved.is_empty() {
         let attached = cluster::sum_series(
@@ -748,46 +759,64 @@ async fn cold_start_and_rest(
     );
     drop(operator);
 
-    // Baseline: a plain client (as the same service account, so the same
-    // admission policies run) writing one status field on the same
-    // approvals with the bench's concurrency.
-    let sa = cluster::client(
-        Some("system:serviceaccount:modelgate-system:modelgate"),
-        &[
-            "system:serviceaccounts",
-            "system:serviceaccounts:modelgate-system",
-        ],
-    )
-    .await?;
-    let as_sa: Api<ModelApproval> = Api::namespaced(sa, &ns);
-    let baseline_started = Instant::now();
-    stream::iter(names.iter().cloned())
-        .map(|name| {
-            let api = as_sa.clone();
-            async move {
-                let patch = json!({"apiVersion": "modelgate.io/v1alpha1", "kind": "ModelApproval", "metadata": {"name": name}, "status": {"historyDropped": 0}});
-                api.patch_status(&name, &PatchParams::apply("bench-baseline").force(), &Patch::Apply(&patch)).await
-            }
-        })
-        .buffer_unordered(knobs.concurrency)
-        .try_collect::<Vec<_>>()
-        .await?;
-    let baseline = baseline_started.elapsed();
-    let ratio = (settle.as_secs_f64() / baseline.as_secs_f64() * 100.0).round() / 100.0;
+    // Baselines: plain clients writing the same approvals' statuses.
+    let one = baseline::one_field(admin, &ns, &names, knobs.concurrency).await?;
+    let same = baseline::same_statuses(admin, &ns, knobs.concurrency).await?;
+    let (baseline, ratio) = (one.took, times(settle, one.took));
     println!(
         "baseline: a plain client patched {} statuses in {:.2}s -> operator/baseline {ratio}x",
         names.len(),
         baseline.as_secs_f64()
     );
+    let same_ratio = times(settle, same.took);
+    println!(
+        "baseline: a plain client applied the statuses the operator wrote, again, in {:.2}s -> operator/baseline {same_ratio}x",
+        same.took.as_secs_f64()
+    );
+    let server_ratio = server_used
+        .zip(one.server)
+        .map(|(op, plain)| (op.total() / plain.total() * 100.0).round() / 100.0);
+    let same_server_ratio = server_used
+        .zip(same.server)
+        .map(|(op, plain)| (op.total() / plain.total() * 100.0).round() / 100.0);
+    if let (Some(op), Some(plain), Some(again)) = (server_used, one.server, same.server) {
+        println!(
+            "  control plane CPU: {} for the operator's cold start; {} for one field ({}x); {} for the same statuses ({}x)",
+            op.describe(),
+            plain.describe(),
+            server_ratio.unwrap_or_default(),
+            again.describe(),
+            same_server_ratio.unwrap_or_default(),
+        );
+    }
     Ok((
         json!({
             "approvals": knobs.cold_approvals, "deployments": knobs.cold_deployments, "settle_s": (settle.as_secs_f64() * 100.0).round() / 100.0,
             "baseline_s": (baseline.as_secs_f64() * 100.0).round() / 100.0, "ratio_to_baseline": ratio,
             "peak_rss_mib": rss, "api_requests_per_object": (requests / objects * 100.0).round() / 100.0,
             "oci": knobs.oci, "registry_lookups_per_approval": (lookups * 100.0).round() / 100.0,
+            "operator_cpu_s": (operator_cpu.as_secs_f64() * 10.0).round() / 10.0,
+            "server_cpu_s": server_used.map(|u| (u.total() * 10.0).round() / 10.0),
+            "baseline_server_cpu_s": one.server.map(|u| (u.total() * 10.0).round() / 10.0),
+            "server_cpu_ratio_to_baseline": server_ratio,
+            "same_statuses_s": (same.took.as_secs_f64() * 100.0).round() / 100.0,
+            "ratio_to_same_statuses": same_ratio,
+            "same_statuses_server_cpu_s": same.server.map(|u| (u.total() * 10.0).round() / 10.0),
+            "server_cpu_ratio_to_same_statuses": same_server_ratio,
         }),
         json!({"secs": knobs.rest_secs, "writes": w1 - w0, "cpu_ms": rest_cpu.as_millis() as u64}),
     ))
+}
+
+/// `a` against `b`, to two places.
+fn times(a: Duration, b: Duration) -> f64 {
+    (a.as_secs_f64() / b.as_secs_f64() * 100.0).round() / 100.0
+}
+
+/// The control plane's CPU used since `before`, if both readings were had.
+async fn used_since(admin: &Client, before: Option<ServerCpu>) -> Option<ServerCpu> {
+    let now = server_cpu::read(admin).await?;
+    Some(now.since(&before?))
 }
 
 /// Reviewers flipping gates concurrently: no decision may be lost; how far
