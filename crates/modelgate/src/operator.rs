@@ -325,7 +325,11 @@ async fn home(
         .map(|p| p.namespace.clone())
         .unwrap_or_else(|| crate::vocabulary::DEFAULT_NAMESPACE.to_string());
     let recorder = match records {
-        Some(place) => Some(Arc::new(recorder(&ctx.client, &place, shutdown).await?)),
+        Some(place) => Some(Arc::new(
+            recorder(&ctx.client, &place, shutdown)
+                .await?
+                .counting_checkpoints(ctx.metrics.checkpoint_writes.clone()),
+        )),
         None => None,
     };
     Some(Home {

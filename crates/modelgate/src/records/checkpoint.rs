@@ -10,8 +10,6 @@
 //! with the records' key under a payload type of its own, so a checkpoint is
 //! never taken for a record or the other way round.
 
-use std::collections::HashMap;
-
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::VerifyingKey;
@@ -27,6 +25,8 @@ use crate::api::record::{ApprovalRecord, Envelope, RecordCheckpoint};
 use crate::api::record::{CHECKPOINT_NAME, RecordCheckpointSpec};
 use crate::error::Result;
 use crate::vocabulary::FIELD_MANAGER;
+
+pub mod flush;
 
 /// The DSSE payload type of a checkpoint.
 pub const PAYLOAD_TYPE: &str = "application/vnd.modelgate.checkpoint+json";
@@ -174,81 +174,6 @@ impl Checkpoint {
     }
 }
 
-/// The operator's checkpoints, one per namespace, read from the cluster on
-/// first use and written whenever an approval's newest record moves on.
-///
-/// Writes are committed in groups: the heads that arrive while a write is
-/// in flight wait for it, and the next write takes them all. A burst of
-/// records (a cold start approving a thousand approvals) then costs a few
-/// checkpoint writes instead of one each, every one of them the whole list
-/// of heads signed anew. Each caller still returns only once a checkpoint
-/// the cluster holds names its head.
-#[derive(Default)]
-pub struct Checkpoints {
-    /// What the cluster holds, per namespace; held across the write, so two
-    /// reconciles never sign over each other. An entry is dropped when its
-    /// write fails (what the cluster holds is then not known).
-    known: tokio::sync::Mutex<HashMap<String, Checkpoint>>,
-    /// Heads waiting for the next write, per namespace.
-    waiting: std::sync::Mutex<HashMap<String, Vec<Head>>>,
-}
-
-impl Checkpoints {
-    /// Moves the checkpoint of `namespace` on to `head` (and to the heads
-    /// waiting beside it) and writes it when that changed it.
-    pub async fn advance(
-        &self,
-        client: &Client,
-        signer: &Signer,
-        namespace: &str,
-        head: Head,
-    ) -> Result<()> {
-        self.wait(namespace, head.clone());
-        let mut known = self.known.lock().await;
-        // A rebuilt checkpoint is written even when `head` is in it already.
-        let mut changed = false;
-        if !known.contains_key(namespace) {
-            let (loaded, stored) = load(client, signer, namespace).await?;
-            changed = !stored;
-            known.insert(namespace.to_string(), loaded);
-        }
-        let Some(checkpoint) = known.get_mut(namespace) else {
-            return Ok(());
-        };
-        // Our own head again: a failed write of an earlier group took it
-        // from the waiting list without the cluster holding it.
-        for waiting in self.take_waiting(namespace).into_iter().chain([head]) {
-            changed |= checkpoint.advance(waiting);
-        }
-        if !changed {
-            // The checkpoint the cluster holds names it already.
-            return Ok(());
-        }
-        checkpoint.time = Time(jiff::Timestamp::now());
-        let written = write(client, signer, checkpoint).await;
-        if written.is_err() {
-            // Read again next time; the heads of this group are each
-            // advanced again by their own callers.
-            known.remove(namespace);
-        }
-        written
-    }
-
-    fn wait(&self, namespace: &str, head: Head) {
-        if let Ok(mut waiting) = self.waiting.lock() {
-            waiting.entry(namespace.to_string()).or_default().push(head);
-        }
-    }
-
-    fn take_waiting(&self, namespace: &str) -> Vec<Head> {
-        self.waiting
-            .lock()
-            .ok()
-            .and_then(|mut w| w.remove(namespace))
-            .unwrap_or_default()
-    }
-}
-
 /// The namespace's checkpoint as the cluster holds it when it verifies with
 /// the operator's key (and true); else (none yet, an upgrade, a new key, or
 /// a deleted checkpoint) one rebuilt from the records there that do (and
@@ -294,106 +219,4 @@ async fn write(client: &Client, signer: &Signer, checkpoint: &Checkpoint) -> Res
     )
     .await?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use http::{Method, StatusCode};
-    use serde_json::json;
-
-    use super::*;
-    use crate::fixtures::{self, ApiServer};
-
-    const NS: &str = "risk";
-    const PATH: &str =
-        "/apis/modelgate.io/v1alpha1/namespaces/risk/recordcheckpoints/approval-records";
-    const RECORDS: &str = "/apis/modelgate.io/v1alpha1/namespaces/risk/approvalrecords";
-
-    fn head(n: usize) -> Head {
-        Head {
-            name: format!("a{n}"),
-            uid: format!("uid-{n}"),
-            seq: 1,
-            head: format!("sha256:{n}"),
-        }
-    }
-
-    /// Three advances, the first one's write held until the other two wait.
-    async fn three_advances(
-        server: &mut ApiServer,
-        client: Client,
-    ) -> (
-        Arc<Checkpoints>,
-        Vec<tokio::task::JoinHandle<Result<()>>>,
-        fixtures::Received,
-    ) {
-        let checkpoints = Arc::new(Checkpoints::default());
-        let signer = Arc::new(Signer::generate().expect("key"));
-        let start = |n: usize| {
-            let (c, s, client) = (checkpoints.clone(), signer.clone(), client.clone());
-            tokio::spawn(async move { c.advance(&client, &s, NS, head(n)).await })
-        };
-        let mut calls = vec![start(1)];
-        server.expect(Method::GET, PATH).await.not_found();
-        server.expect(Method::GET, RECORDS).await.ok(
-            json!({"apiVersion": "modelgate.io/v1alpha1", "kind": "ApprovalRecordList", "metadata": {}, "items": []}),
-        );
-        let first = server.expect(Method::PATCH, PATH).await;
-        calls.extend([start(2), start(3)]);
-        while checkpoints
-            .waiting
-            .lock()
-            .map_or(0, |w| w.get(NS).map_or(0, Vec::len))
-            < 2
-        {
-            tokio::task::yield_now().await;
-        }
-        (checkpoints, calls, first)
-    }
-
-    #[tokio::test]
-    async fn heads_that_arrive_during_a_write_share_the_next_one() {
-        let (ctx, mut server) = fixtures::context();
-        let (checkpoints, calls, first) = three_advances(&mut server, ctx.client.clone()).await;
-        assert_eq!(first.body["spec"]["approvals"], 1);
-        let body = first.body.clone();
-        first.ok(body);
-        let second = server.expect(Method::PATCH, PATH).await;
-        assert_eq!(second.body["spec"]["approvals"], 3);
-        let body = second.body.clone();
-        second.ok(body);
-        for call in calls {
-            assert!(call.await.expect("joined").is_ok());
-        }
-        drop((ctx, checkpoints));
-        // The third caller found its head written by the second: no write.
-        server.nothing_more().await;
-    }
-
-    #[tokio::test]
-    async fn a_failed_group_write_fails_its_own_caller_and_is_rebuilt_for_the_rest() {
-        let (ctx, mut server) = fixtures::context();
-        let (checkpoints, mut calls, first) = three_advances(&mut server, ctx.client.clone()).await;
-        first.answer(StatusCode::INTERNAL_SERVER_ERROR, json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "code": 500, "message": "etcd away"}));
-        assert!(calls.remove(0).await.expect("joined").is_err());
-        // Read again: the cluster's checkpoint is not known after a failure.
-        server.expect(Method::GET, PATH).await.not_found();
-        server.expect(Method::GET, RECORDS).await.ok(
-            json!({"apiVersion": "modelgate.io/v1alpha1", "kind": "ApprovalRecordList", "metadata": {}, "items": []}),
-        );
-        let second = server.expect(Method::PATCH, PATH).await;
-        assert_eq!(
-            second.body["spec"]["approvals"], 2,
-            "the two heads that waited"
-        );
-        let body = second.body.clone();
-        second.ok(body);
-        for call in calls {
-            assert!(call.await.expect("joined").is_ok());
-        }
-        drop((ctx, checkpoints));
-        server.nothing_more().await;
-    }
 }

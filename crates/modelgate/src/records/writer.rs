@@ -9,13 +9,17 @@
 //! newest phase change of each approval is tried once more.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
 use tracing::info;
 
-use super::checkpoint::{Checkpoints, Head};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use super::checkpoint::Head;
+use super::checkpoint::flush::Checkpoints;
 use super::envelope::Signer;
 use super::statement::{phase_changes, record, statement};
 use crate::api::{
@@ -26,7 +30,7 @@ use crate::error::{Error, Result};
 
 /// Writes records with one key and remembers what it wrote.
 pub struct Recorder {
-    signer: Signer,
+    signer: Arc<Signer>,
     /// Approval uid → the newest seq known to be recorded.
     recorded: Mutex<HashMap<String, i64>>,
     /// The signed checkpoint of each namespace's records.
@@ -36,10 +40,19 @@ pub struct Recorder {
 impl Recorder {
     pub fn new(signer: Signer) -> Self {
         Recorder {
-            signer,
+            signer: Arc::new(signer),
             recorded: Mutex::new(HashMap::new()),
             checkpoints: Checkpoints::default(),
         }
+    }
+
+    /// The same, counting its checkpoint writes by outcome in `family`.
+    pub fn counting_checkpoints(
+        mut self,
+        family: Family<crate::runtime::metrics::OutcomeLabels, Counter>,
+    ) -> Self {
+        self.checkpoints = Checkpoints::counting(family);
+        self
     }
 
     /// Forgets the approvals not in `live` (the cache's, read now and
@@ -107,12 +120,10 @@ impl Recorder {
                 }
                 Err(e) => return Err(e.into()),
             }
-            // Only once the checkpoint names the record is it known as
-            // recorded: a failed checkpoint write is tried again with the
-            // record's next try (answered 409).
+            // The checkpoint follows (`checkpoint::flush`); after a restart
+            // the newest record is tried again (answered 409) and noted again.
             self.checkpoints
-                .advance(client, &self.signer, &namespace, Head::of(&statement))
-                .await?;
+                .note(client, &self.signer, &namespace, Head::of(&statement));
             self.remember(approval, seq);
         }
         Ok(created)
@@ -134,7 +145,7 @@ impl Recorder {
 }
 
 /// Whether the API server refused because the namespace is being deleted.
-fn terminating(status: &kube::core::Status) -> bool {
+pub(crate) fn terminating(status: &kube::core::Status) -> bool {
     status
         .details
         .as_ref()

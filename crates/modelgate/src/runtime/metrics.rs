@@ -78,6 +78,8 @@ pub struct Metrics {
     pub next_expiry: Family<NoLabels, Gauge<f64, AtomicU64>>,
     pub cache_synced: Family<CacheLabels, Gauge>,
     pub records_written: Counter,
+    /// Record checkpoint writes, by outcome: written or failed.
+    pub checkpoint_writes: Family<OutcomeLabels, Counter>,
     /// Approvals whose gate is past its review deadline, by gate.
     pub overdue_gates: Family<GateOnlyLabels, Gauge>,
     /// Manifest look-ups in model registries, by outcome.
@@ -115,6 +117,7 @@ impl Default for Metrics {
             next_expiry: Family::default(),
             cache_synced: Family::default(),
             records_written: Counter::default(),
+            checkpoint_writes: Family::default(),
             registry_requests: Family::default(),
             overdue_gates: Family::default(),
             break_glass: Family::default(),
@@ -201,6 +204,11 @@ impl Metrics {
             "records_written",
             "Signed ApprovalRecords created",
             self.records_written.clone(),
+        );
+        r.register(
+            "checkpoint_writes",
+            "Signed record checkpoints applied, by outcome: written or failed (a failed one is tried again with its heads)",
+            self.checkpoint_writes.clone(),
         );
         r.register(
             "registry_requests",
