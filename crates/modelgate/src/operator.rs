@@ -165,6 +165,7 @@ async fn controllers(
         synced.clone(),
         shutdown.clone(),
     );
+    let recorder = home.recorder.clone();
     let (approval_inputs, deployment_inputs) =
         inputs(approvals, behind, (home, policies), config, synced);
     futures::join!(
@@ -173,6 +174,9 @@ async fn controllers(
         crate::approval::controller::run(ctx.clone(), approval_inputs, shutdown.clone()),
         crate::deployment::controller::run(ctx, deployment_inputs, shutdown),
     );
+    if let Some(recorder) = recorder {
+        recorder.drain_checkpoints().await;
+    }
 }
 
 /// What the operator knows of approvals that the approval cache has not

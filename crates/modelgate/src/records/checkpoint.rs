@@ -174,49 +174,86 @@ impl Checkpoint {
     }
 }
 
+/// A namespace's checkpoint as read at a writer's first use of it.
+pub struct Loaded {
+    pub checkpoint: Checkpoint,
+    /// The resourceVersion it was read at (None when there is none stored).
+    pub version: Option<String>,
+    /// Whether it differs from what is stored (and must be written).
+    pub moved: bool,
+}
+
 /// The namespace's checkpoint as the cluster holds it when it verifies with
-/// the operator's key (and true); else (none yet, an upgrade, a new key, or
-/// a deleted checkpoint) one rebuilt from the records there that do (and
-/// false).
-async fn load(client: &Client, signer: &Signer, namespace: &str) -> Result<(Checkpoint, bool)> {
+/// the operator's key (else, for none yet, an upgrade, a new key or a
+/// deleted checkpoint, a new one), moved on to every record there that
+/// verifies and is newer than it names: a head noted and not written before
+/// a restart, or one a replica that has since lost its lease wrote over,
+/// is taken back from the records.
+async fn load(client: &Client, signer: &Signer, namespace: &str) -> Result<Loaded> {
     let keys = [signer.verifying_key()];
     let api: Api<RecordCheckpoint> = Api::namespaced(client.clone(), namespace);
-    if let Some(stored) = api.get_opt(CHECKPOINT_NAME).await? {
+    let stored = api.get_opt(CHECKPOINT_NAME).await?;
+    let version = stored
+        .as_ref()
+        .and_then(|s| s.metadata.resource_version.clone());
+    let verified = stored.and_then(|stored| {
         match Checkpoint::open(&stored.spec.envelope, &keys) {
-            Ok(c) if c.namespace == namespace => return Ok((c, true)),
+            Ok(c) if c.namespace == namespace => Some(c),
             Ok(_) => {
-                warn!(%namespace, "the checkpoint names another namespace; rebuilding it from the records")
+                warn!(%namespace, "the checkpoint names another namespace; rebuilding it from the records");
+                None
             }
             Err(e) => {
-                warn!(%namespace, error = %e, "the checkpoint does not verify with the signing key; rebuilding it from the records")
+                warn!(%namespace, error = %e, "the checkpoint does not verify with the signing key; rebuilding it from the records");
+                None
             }
         }
-    }
+    });
+    let mut moved = verified.is_none();
+    let mut checkpoint = verified.unwrap_or_else(|| Checkpoint::new(namespace));
     let records: Api<ApprovalRecord> = Api::namespaced(client.clone(), namespace);
-    let mut checkpoint = Checkpoint::new(namespace);
     for record in records.list(&ListParams::default()).await?.items {
         let statement = open(&record.spec.envelope, &keys)
             .ok()
             .and_then(|payload| serde_json::from_slice::<Statement>(&payload).ok());
         if let Some(s) = statement.filter(|s| s.predicate.approval.namespace == namespace) {
-            checkpoint.advance(Head::of(&s));
+            moved |= checkpoint.advance(Head::of(&s));
         }
     }
-    info!(%namespace, approvals = checkpoint.approvals.len(), "checkpoint rebuilt from the records");
-    Ok((checkpoint, false))
+    if moved {
+        info!(%namespace, approvals = checkpoint.approvals.len(), "checkpoint moved on to the records there");
+    }
+    Ok(Loaded {
+        checkpoint,
+        version,
+        moved,
+    })
 }
 
-async fn write(client: &Client, signer: &Signer, checkpoint: &Checkpoint) -> Result<()> {
+/// Applies `checkpoint`, on the condition that the stored one is still at
+/// `version` (None: whatever is stored); the new resourceVersion.
+async fn write(
+    client: &Client,
+    signer: &Signer,
+    checkpoint: &Checkpoint,
+    version: Option<&str>,
+) -> Result<Option<String>> {
     let object = checkpoint.seal(signer)?;
     let mut value = serde_json::to_value(&object)?;
     value["apiVersion"] = "modelgate.io/v1alpha1".into();
     value["kind"] = "RecordCheckpoint".into();
+    if let Some(version) = version {
+        // A writer that read an older checkpoint (a replica that lost its
+        // lease) is refused rather than write it over.
+        value["metadata"]["resourceVersion"] = version.into();
+    }
     let api: Api<RecordCheckpoint> = Api::namespaced(client.clone(), &checkpoint.namespace);
-    api.patch(
-        CHECKPOINT_NAME,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&value),
-    )
-    .await?;
-    Ok(())
+    let written = api
+        .patch(
+            CHECKPOINT_NAME,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&value),
+        )
+        .await?;
+    Ok(written.metadata.resource_version)
 }

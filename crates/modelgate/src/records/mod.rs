@@ -10,3 +10,11 @@ pub mod key;
 pub mod statement;
 pub mod verify;
 pub mod writer;
+
+/// Whether the API server refused because the namespace is being deleted.
+pub fn terminating(status: &kube::core::Status) -> bool {
+    status
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+}

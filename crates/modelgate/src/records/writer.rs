@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use kube::api::{Api, PostParams};
 use kube::{Client, ResourceExt};
-use tracing::info;
+use tracing::{info, warn};
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -27,6 +27,9 @@ use crate::api::{
     record::ApprovalRecord,
 };
 use crate::error::{Error, Result};
+
+/// How long a stopping operator waits for its checkpoint writes.
+const DRAIN_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Writes records with one key and remembers what it wrote.
 pub struct Recorder {
@@ -53,6 +56,18 @@ impl Recorder {
     ) -> Self {
         self.checkpoints = Checkpoints::counting(family);
         self
+    }
+
+    /// Writes the checkpoint heads noted and not yet written, waiting up to
+    /// [`DRAIN_WITHIN`]: when the operator stops, while it still leads.
+    pub async fn drain_checkpoints(&self) {
+        let left = self.checkpoints.drain(DRAIN_WITHIN).await;
+        if left > 0 {
+            warn!(
+                heads = left,
+                "stopping with record checkpoint heads unwritten; the next start takes them back from the records"
+            );
+        }
     }
 
     /// Forgets the approvals not in `live` (the cache's, read now and
@@ -114,7 +129,7 @@ impl Recorder {
                 Err(kube::Error::Api(s)) if s.code == 409 => {}
                 // A namespace being deleted takes its records with it; there
                 // is nothing to keep, and retrying would only fail again.
-                Err(kube::Error::Api(s)) if terminating(&s) => {
+                Err(kube::Error::Api(s)) if super::terminating(&s) => {
                     self.remember(approval, seq);
                     continue;
                 }
@@ -142,14 +157,6 @@ impl Recorder {
             m.insert(approval.uid().unwrap_or_default(), seq);
         }
     }
-}
-
-/// Whether the API server refused because the namespace is being deleted.
-pub(crate) fn terminating(status: &kube::core::Status) -> bool {
-    status
-        .details
-        .as_ref()
-        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
 }
 
 #[cfg(test)]

@@ -44,10 +44,13 @@ pub struct Checkpoints {
 
 #[derive(Default)]
 struct Noted {
-    /// Heads not yet in a checkpoint the cluster holds, per namespace.
-    waiting: Mutex<HashMap<String, Vec<Head>>>,
+    /// Heads not yet in a checkpoint the cluster holds, per namespace, the
+    /// newest per approval uid.
+    waiting: Mutex<HashMap<String, Heads>>,
     wake: Notify,
     started: AtomicBool,
+    /// Set when the operator stops: every namespace is written at once.
+    hurry: AtomicBool,
     /// Writes by outcome (the operator's `modelgate_checkpoint_writes_total`).
     outcomes: Family<OutcomeLabels, Counter>,
 }
@@ -67,7 +70,7 @@ impl Checkpoints {
     /// with the first note, on its client and key.
     pub fn note(&self, client: &Client, signer: &Arc<Signer>, namespace: &str, head: Head) {
         if let Ok(mut waiting) = self.inner.waiting.lock() {
-            waiting.entry(namespace.to_string()).or_default().push(head);
+            add(waiting.entry(namespace.to_string()).or_default(), head);
         }
         if !self.inner.started.swap(true, Ordering::AcqRel) {
             tokio::spawn(run(self.inner.clone(), client.clone(), signer.clone()));
@@ -80,9 +83,43 @@ impl Checkpoints {
         self.inner
             .waiting
             .lock()
-            .map(|w| w.values().map(Vec::len).sum())
+            .map(|w| w.values().map(HashMap::len).sum())
             .unwrap_or_default()
     }
+
+    /// Writes every head noted, at once, and waits for that up to
+    /// `within`: when the operator stops, so that a head noted is not left
+    /// to the next start (which takes back only the records still there).
+    /// How many are left unwritten.
+    pub async fn drain(&self, within: Duration) -> usize {
+        self.inner.hurry.store(true, Ordering::Release);
+        self.inner.wake.notify_one();
+        let deadline = tokio::time::Instant::now() + within;
+        while self.waiting() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.waiting()
+    }
+}
+
+/// Heads by approval uid.
+type Heads = HashMap<String, Head>;
+
+/// Adds `head` to `heads` unless a newer one of its approval is there.
+fn add(heads: &mut Heads, head: Head) {
+    match heads.get(&head.uid) {
+        Some(known) if known.seq >= head.seq => {}
+        _ => {
+            heads.insert(head.uid.clone(), head);
+        }
+    }
+}
+
+/// A namespace's checkpoint as the cluster holds it, as far as known.
+struct Known {
+    checkpoint: Checkpoint,
+    /// Its resourceVersion, the condition of the next write.
+    version: Option<String>,
 }
 
 /// When each namespace's checkpoint may be written next: [`LINGER`] after
@@ -99,6 +136,15 @@ impl Pace {
         self.next.get(namespace).is_none_or(|(at, _)| *at <= now)
     }
 
+    /// Due, or last written without a failure (when hurrying).
+    fn due_or_sound(&self, namespace: &str, now: tokio::time::Instant) -> bool {
+        self.due(namespace, now)
+            || self
+                .next
+                .get(namespace)
+                .is_some_and(|(_, pause)| *pause == LINGER)
+    }
+
     fn written(&mut self, namespace: String, now: tokio::time::Instant) {
         self.next.insert(namespace, (now + LINGER, LINGER));
     }
@@ -107,7 +153,7 @@ impl Pace {
         let pause = self
             .next
             .get(&namespace)
-            .map_or(LINGER, |(_, pause)| (*pause * 2).min(LONGEST_PAUSE));
+            .map_or(LINGER * 2, |(_, pause)| (*pause * 2).min(LONGEST_PAUSE));
         self.next.insert(namespace, (now + pause, pause));
     }
 
@@ -132,11 +178,16 @@ impl Pace {
 async fn run(noted: Arc<Noted>, client: Client, signer: Arc<Signer>) {
     // What the cluster holds, per namespace; an entry is dropped when its
     // write fails (what the cluster holds is then not known).
-    let mut known: HashMap<String, Checkpoint> = HashMap::new();
+    let mut known: HashMap<String, Known> = HashMap::new();
     let mut pace = Pace::default();
     loop {
         let now = tokio::time::Instant::now();
-        for (namespace, heads) in noted.take(|ns| pace.due(ns, now)) {
+        let hurry = noted.hurry.load(Ordering::Acquire);
+        let due = |ns: &str| match hurry {
+            true => pace.due_or_sound(ns, now),
+            false => pace.due(ns, now),
+        };
+        for (namespace, heads) in noted.take(due) {
             let written = write_one(&mut known, &client, &signer, &namespace, &heads).await;
             match written {
                 Ok(false) => {}
@@ -155,7 +206,13 @@ async fn run(noted: Arc<Noted>, client: Client, signer: Arc<Signer>) {
             }
         }
         let now = tokio::time::Instant::now();
-        match pace.wake_at(&noted.namespaces(), now) {
+        let waiting = noted.namespaces();
+        if noted.hurry.load(Ordering::Acquire)
+            && waiting.iter().any(|ns| pace.due_or_sound(ns, now))
+        {
+            continue;
+        }
+        match pace.wake_at(&waiting, now) {
             Some(at) if at <= now => {}
             Some(at) => {
                 tokio::select! {
@@ -176,7 +233,7 @@ impl Noted {
     }
 
     /// The heads waiting in the namespaces `due` allows, taken.
-    fn take(&self, due: impl Fn(&str) -> bool) -> Vec<(String, Vec<Head>)> {
+    fn take(&self, due: impl Fn(&str) -> bool) -> Vec<(String, Heads)> {
         let Ok(mut waiting) = self.waiting.lock() else {
             return Vec::new();
         };
@@ -196,10 +253,13 @@ impl Noted {
     }
 
     /// Puts the heads of a failed write back for the next round.
-    fn put_back(&self, namespace: String, heads: Vec<Head>, error: &Error) {
+    fn put_back(&self, namespace: String, heads: Heads, error: &Error) {
         warn!(%namespace, error = %error, heads = heads.len(), "checkpoint not written; tried again");
         if let Ok(mut waiting) = self.waiting.lock() {
-            waiting.entry(namespace).or_default().extend(heads);
+            let waiting = waiting.entry(namespace).or_default();
+            for head in heads.into_values() {
+                add(waiting, head);
+            }
         }
     }
 }
@@ -207,33 +267,46 @@ impl Noted {
 /// Moves `namespace`'s checkpoint on to `heads` and writes it when that
 /// changed it (or when it was rebuilt from the records); whether it wrote.
 async fn write_one(
-    known: &mut HashMap<String, Checkpoint>,
+    known: &mut HashMap<String, Known>,
     client: &Client,
     signer: &Signer,
     namespace: &str,
-    heads: &[Head],
+    heads: &Heads,
 ) -> Result<bool> {
     let mut changed = false;
     if !known.contains_key(namespace) {
-        let (loaded, stored) = load(client, signer, namespace).await?;
-        changed = !stored;
-        known.insert(namespace.to_string(), loaded);
+        let loaded = load(client, signer, namespace).await?;
+        changed = loaded.moved;
+        let (checkpoint, version) = (loaded.checkpoint, loaded.version);
+        known.insert(
+            namespace.to_string(),
+            Known {
+                checkpoint,
+                version,
+            },
+        );
     }
-    let Some(checkpoint) = known.get_mut(namespace) else {
+    let Some(entry) = known.get_mut(namespace) else {
         return Ok(false);
     };
-    for head in heads {
-        changed |= checkpoint.advance(head.clone());
+    for head in heads.values() {
+        changed |= entry.checkpoint.advance(head.clone());
     }
     if !changed {
         return Ok(false);
     }
-    checkpoint.time = Time(jiff::Timestamp::now());
-    let written = write(client, signer, checkpoint).await;
-    if written.is_err() {
-        known.remove(namespace);
+    entry.checkpoint.time = Time(jiff::Timestamp::now());
+    match write(client, signer, &entry.checkpoint, entry.version.as_deref()).await {
+        Ok(version) => {
+            entry.version = version;
+            Ok(true)
+        }
+        Err(e) => {
+            // Read again next time (a conflict: another writer moved it).
+            known.remove(namespace);
+            Err(e)
+        }
     }
-    written.map(|()| true)
 }
 
 /// Whether `error` says the namespace is being deleted or gone (its
@@ -241,7 +314,7 @@ async fn write_one(
 fn namespace_gone(error: &Error) -> bool {
     match error {
         Error::Kube(kube::Error::Api(status)) => {
-            crate::records::writer::terminating(status)
+            crate::records::terminating(status)
                 || (status.code == 404
                     && status
                         .details

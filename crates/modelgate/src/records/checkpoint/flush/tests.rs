@@ -30,8 +30,10 @@ async fn first_write(server: &mut ApiServer) -> Received {
     write
 }
 
-fn accept(write: Received) {
-    let body = write.body.clone();
+/// Answers a write as stored at resourceVersion `version`.
+fn accept(write: Received, version: &str) {
+    let mut body = write.body.clone();
+    body["metadata"]["resourceVersion"] = version.into();
     write.ok(body);
 }
 
@@ -43,23 +45,38 @@ fn signer() -> Arc<Signer> {
     Arc::new(Signer::generate().unwrap_or_else(|e| panic!("key: {e}")))
 }
 
-#[tokio::test]
-async fn heads_noted_during_a_write_share_the_next_one() {
-    let (ctx, mut server) = fixtures::context();
+/// A writer on a mocked API server counting into the family returned,
+/// with head 1 noted.
+fn noting_head_1() -> (
+    Arc<crate::context::Context>,
+    ApiServer,
+    Checkpoints,
+    Arc<Signer>,
+    Family<OutcomeLabels, Counter>,
+) {
+    let (ctx, server) = fixtures::context();
     let outcomes = Family::default();
     let (checkpoints, signer) = (Checkpoints::counting(outcomes.clone()), signer());
     checkpoints.note(&ctx.client, &signer, NS, head(1));
+    (ctx, server, checkpoints, signer, outcomes)
+}
+
+#[tokio::test]
+async fn heads_noted_during_a_write_share_the_next_one() {
+    let (ctx, mut server, checkpoints, signer, outcomes) = noting_head_1();
     // The first head is written at once.
     let first = first_write(&mut server).await;
     assert_eq!(first.body["spec"]["approvals"], 1);
     for n in 2..=4 {
         checkpoints.note(&ctx.client, &signer, NS, head(n));
     }
-    accept(first);
-    // The three noted meanwhile, in one write a LINGER later.
+    accept(first, "7");
+    // The three noted meanwhile, in one write a LINGER later, on the
+    // condition that the stored one is still the first.
     let second = server.expect(Method::PATCH, PATH).await;
     assert_eq!(second.body["spec"]["approvals"], 4);
-    accept(second);
+    assert_eq!(second.body["metadata"]["resourceVersion"], "7");
+    accept(second, "8");
     tokio::time::sleep(LINGER * 3).await;
     assert_eq!(checkpoints.waiting(), 0);
     // A head the checkpoint names already writes nothing.
@@ -72,10 +89,7 @@ async fn heads_noted_during_a_write_share_the_next_one() {
 
 #[tokio::test]
 async fn the_heads_of_a_failed_write_are_written_with_the_next() {
-    let (ctx, mut server) = fixtures::context();
-    let outcomes = Family::default();
-    let (checkpoints, signer) = (Checkpoints::counting(outcomes.clone()), signer());
-    checkpoints.note(&ctx.client, &signer, NS, head(1));
+    let (ctx, mut server, checkpoints, signer, outcomes) = noting_head_1();
     let first = first_write(&mut server).await;
     first.answer(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -86,7 +100,7 @@ async fn the_heads_of_a_failed_write_are_written_with_the_next() {
     // and both heads written.
     let again = first_write(&mut server).await;
     assert_eq!(again.body["spec"]["approvals"], 2);
-    accept(again);
+    accept(again, "7");
     tokio::time::sleep(LINGER * 3).await;
     assert_eq!(checkpoints.waiting(), 0);
     assert_eq!(
@@ -127,13 +141,52 @@ fn each_namespace_keeps_its_own_pace() {
         pace.failed("b".into(), now);
     }
     assert!(!pace.due("a", now) && pace.due("a", now + LINGER));
-    assert!(pace.due("c", now), "a namespace never written is due at once");
+    assert!(
+        pace.due("c", now),
+        "a namespace never written is due at once"
+    );
     assert!(!pace.due("b", now + LONGEST_PAUSE - LINGER));
-    assert!(pace.due("b", now + LONGEST_PAUSE), "the pause stops doubling");
+    assert!(
+        pace.due("b", now + LONGEST_PAUSE),
+        "the pause stops doubling"
+    );
     let waiting = ["a".to_string(), "c".to_string()];
     assert_eq!(pace.wake_at(&waiting, now), Some(now), "c is due now");
     assert_eq!(pace.wake_at(&waiting[..1], now), Some(now + LINGER));
     // Past and waiting for nothing: forgotten.
     pace.wake_at(&[], now + LONGEST_PAUSE);
     assert!(pace.next.is_empty());
+}
+
+#[tokio::test]
+async fn a_stopping_operator_writes_what_is_noted_at_once() {
+    let (ctx, mut server) = fixtures::context();
+    let (checkpoints, signer) = (Checkpoints::default(), signer());
+    checkpoints.note(&ctx.client, &signer, NS, head(1));
+    accept(first_write(&mut server).await, "7");
+    tokio::time::sleep(LINGER / 10).await;
+    // Noted within LINGER of the last write: it would wait for its end.
+    checkpoints.note(&ctx.client, &signer, NS, head(2));
+    let scenario = tokio::spawn(async move {
+        let write = server.expect(Method::PATCH, PATH).await;
+        assert_eq!(write.body["spec"]["approvals"], 2);
+        accept(write, "8");
+    });
+    assert_eq!(
+        checkpoints.drain(LINGER / 2).await,
+        0,
+        "written before LINGER"
+    );
+    scenario.await.unwrap_or_else(|e| panic!("scenario: {e}"));
+}
+
+#[test]
+fn only_the_newest_head_of_an_approval_waits() {
+    let mut heads = Heads::new();
+    let newer = Head { seq: 3, ..head(1) };
+    add(&mut heads, newer.clone());
+    add(&mut heads, head(1));
+    add(&mut heads, head(2));
+    assert_eq!(heads.len(), 2);
+    assert_eq!(heads.get("uid-1"), Some(&newer));
 }
