@@ -104,7 +104,7 @@ pub async fn start(
                 // Without election this replica is the one that writes:
                 // alerts on "nobody leads" must not fire for it.
                 ctx.metrics.leader.set(1);
-                controllers(ctx, records, shutdown).await;
+                drain(controllers(ctx, records, shutdown).await).await;
                 Ok(())
             }
             Some(config) => lead(client, ctx, &config, records, shutdown).await,
@@ -133,16 +133,22 @@ pub async fn run(
     }
 }
 
+/// Writes the record checkpoint heads noted, before the operator lets go
+/// of its lease or exits.
+async fn drain(recorder: Option<Arc<crate::records::writer::Recorder>>) {
+    if let Some(recorder) = recorder {
+        recorder.drain_checkpoints().await;
+    }
+}
+
 /// Runs every controller, and the approval watch they share, until
-/// `shutdown`.
+/// `shutdown`; the record writer, if records are on.
 async fn controllers(
     ctx: Arc<Context>,
     records: Option<crate::records::key::KeyPlace>,
     shutdown: impl Future<Output = ()> + Clone + Send + Sync + 'static,
-) {
-    let Some(home) = home(&ctx, records, shutdown.clone()).await else {
-        return;
-    };
+) -> Option<Arc<crate::records::writer::Recorder>> {
+    let home = home(&ctx, records, shutdown.clone()).await?;
     let config = watches::config(&ctx.client).await;
     // Every cache must fill before the operator is ready: the approvals
     // (shared by both controllers) here, the ModelDeployments and the
@@ -157,7 +163,7 @@ async fn controllers(
         shutdown.clone(),
     ) else {
         error!("cannot subscribe to the approval cache; no controller started");
-        return;
+        return None;
     };
     let (policies, policy_controller) = crate::policy::controller::run(
         ctx.clone(),
@@ -174,9 +180,7 @@ async fn controllers(
         crate::approval::controller::run(ctx.clone(), approval_inputs, shutdown.clone()),
         crate::deployment::controller::run(ctx, deployment_inputs, shutdown),
     );
-    if let Some(recorder) = recorder {
-        recorder.drain_checkpoints().await;
-    }
+    recorder
 }
 
 /// What the operator knows of approvals that the approval cache has not
@@ -297,9 +301,14 @@ async fn lead(
         let _ = watch.wait_for(|leader| !*leader).await;
         let _ = lost_tx.send(());
     });
-    controllers(ctx.clone(), records, stop).await;
-    ctx.metrics.leader.set(0);
+    let recorder = controllers(ctx.clone(), records, stop).await;
     let lost = !*election.is_leader.borrow();
+    // After losing the lease, the heads noted are the new leader's to take
+    // back from the records.
+    if !lost {
+        drain(recorder).await;
+    }
+    ctx.metrics.leader.set(0);
     watcher.abort();
     election.release().await;
     if lost {

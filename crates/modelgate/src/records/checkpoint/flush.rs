@@ -15,7 +15,7 @@
 //! again (the API server answers 409 when it exists) and noted again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +51,8 @@ struct Noted {
     started: AtomicBool,
     /// Set when the operator stops: every namespace is written at once.
     hurry: AtomicBool,
+    /// Heads taken for a write whose outcome is not handled yet.
+    in_flight: AtomicUsize,
     /// Writes by outcome (the operator's `modelgate_checkpoint_writes_total`).
     outcomes: Family<OutcomeLabels, Counter>,
 }
@@ -78,13 +80,16 @@ impl Checkpoints {
         self.inner.wake.notify_one();
     }
 
-    /// How many heads wait for a write.
+    /// How many heads no checkpoint write has taken care of yet (written,
+    /// or dropped with their namespace): waiting, or in a write in flight.
     pub fn waiting(&self) -> usize {
-        self.inner
+        let waiting: usize = self
+            .inner
             .waiting
             .lock()
             .map(|w| w.values().map(HashMap::len).sum())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        waiting + self.inner.in_flight.load(Ordering::Acquire)
     }
 
     /// Writes every head noted, at once, and waits for that up to
@@ -189,6 +194,7 @@ async fn run(noted: Arc<Noted>, client: Client, signer: Arc<Signer>) {
         };
         for (namespace, heads) in noted.take(due) {
             let written = write_one(&mut known, &client, &signer, &namespace, &heads).await;
+            let taken = heads.len();
             match written {
                 Ok(false) => {}
                 Ok(true) => {
@@ -204,6 +210,7 @@ async fn run(noted: Arc<Noted>, client: Client, signer: Arc<Signer>) {
                     pace.failed(namespace, tokio::time::Instant::now());
                 }
             }
+            noted.in_flight.fetch_sub(taken, Ordering::AcqRel);
         }
         let now = tokio::time::Instant::now();
         let waiting = noted.namespaces();
@@ -238,10 +245,15 @@ impl Noted {
             return Vec::new();
         };
         let names: Vec<String> = waiting.keys().filter(|ns| due(ns)).cloned().collect();
-        names
+        let taken: Vec<(String, Heads)> = names
             .into_iter()
             .filter_map(|ns| waiting.remove_entry(&ns))
-            .collect()
+            .collect();
+        let heads = taken.iter().map(|(_, heads)| heads.len()).sum();
+        // Counted before the lock is let go, so that a head is always
+        // either waiting or in flight.
+        self.in_flight.fetch_add(heads, Ordering::AcqRel);
+        taken
     }
 
     /// The namespaces with heads waiting.

@@ -172,10 +172,15 @@ async fn a_stopping_operator_writes_what_is_noted_at_once() {
         assert_eq!(write.body["spec"]["approvals"], 2);
         accept(write, "8");
     });
+    // Drained only once the write's answer is handled: taken is not written.
     assert_eq!(
         checkpoints.drain(LINGER / 2).await,
         0,
         "written before LINGER"
+    );
+    assert!(
+        scenario.is_finished(),
+        "drained before the write was answered"
     );
     scenario.await.unwrap_or_else(|e| panic!("scenario: {e}"));
 }
@@ -184,9 +189,14 @@ async fn a_stopping_operator_writes_what_is_noted_at_once() {
 fn only_the_newest_head_of_an_approval_waits() {
     let mut heads = Heads::new();
     let newer = Head { seq: 3, ..head(1) };
+    add(&mut heads, head(1));
     add(&mut heads, newer.clone());
     add(&mut heads, head(1));
     add(&mut heads, head(2));
     assert_eq!(heads.len(), 2);
-    assert_eq!(heads.get("uid-1"), Some(&newer));
+    assert_eq!(
+        heads.get("uid-1"),
+        Some(&newer),
+        "the newer replaced the older, and stays"
+    );
 }
