@@ -127,6 +127,13 @@ impl Default for Metrics {
         metrics.register_reconciles();
         metrics.register_objects();
         metrics.register_outcomes();
+        // At zero from the start: an alert on failed checkpoint writes must
+        // be told from a broken scrape (see `start_at_zero`).
+        for outcome in ["written", "failed"] {
+            let _ = metrics
+                .checkpoint_writes
+                .get_or_create(&OutcomeLabels { outcome });
+        }
         metrics
     }
 }
